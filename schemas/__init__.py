@@ -1,0 +1,1 @@
+"""The event catalog: Avro schemas of every dataset and of the bus's own records."""

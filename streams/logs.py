@@ -1,0 +1,57 @@
+"""structlog, configured once per process.
+
+JSON lines when the output is read by machines (production, CI, files), a readable console
+rendering when a person is watching a terminal. Call :func:`configure_logging` from entry points
+only; library code just calls ``structlog.get_logger()``.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import structlog
+
+from streams.settings import Settings
+
+_configured = False
+
+
+def _wants_json(settings: Settings) -> bool:
+    if settings.log_format == "auto":
+        return not sys.stderr.isatty()
+    return settings.log_format == "json"
+
+
+def configure_logging(settings: Settings) -> None:
+    """Route structlog and the standard library's logging to stderr in the chosen format."""
+    global _configured
+    if _configured:
+        return
+    level = getattr(logging, settings.log_level.upper())
+    renderer: structlog.typing.Processor = (
+        structlog.processors.JSONRenderer()
+        if _wants_json(settings)
+        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+    )
+    shared: list[structlog.typing.Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    structlog.configure(
+        processors=[*shared, structlog.processors.format_exc_info, renderer],
+        wrapper_class=structlog.make_filtering_bound_logger(level),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=True,
+    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer
+        ], foreign_pre_chain=shared)
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(max(level, logging.WARNING))  # third-party clients: warnings and worse
+    _configured = True
