@@ -53,6 +53,10 @@ class Settings(BaseSettings):
         default_factory=_default_cache_dir,
         description="Where the local stack keeps downloaded jars, its data and its logs.",
     )
+    local_data_dir: Path | None = Field(
+        None, description="Run state of the local stack (data, pids, logs); <cache_dir>/local "
+        "when unset.",
+    )
     local_kafka_version: str = "4.1.1"
     local_kafka_port: int = Field(9092, ge=1, le=65535)
     local_controller_port: int = Field(9093, ge=1, le=65535)
@@ -67,6 +71,11 @@ class Settings(BaseSettings):
     java_home: Path | None = Field(
         None, description="JDK used for the local stack; the java on PATH when unset."
     )
+
+    @property
+    def local_run_dir(self) -> Path:
+        """Where the local stack keeps broker data, pid files and logs."""
+        return self.local_data_dir or self.cache_dir / "local"
 
     def kafka_client_options(self) -> dict[str, object]:
         """Keyword arguments shared by every aiokafka client, security included."""

@@ -23,5 +23,5 @@ def settings() -> Settings:
 
 def fail(message: str, code: int = 1) -> NoReturn:
     """Print ``message`` as an error on stderr and exit with ``code``."""
-    errors.print(f"[bold red]error:[/] {message}", highlight=False, markup=True)
+    errors.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)

@@ -63,11 +63,15 @@ def kafka_classpath(cache_dir: Path, version: str, timeout: float) -> str:
     home.mkdir(parents=True, exist_ok=True)
     pom = home / "pom.xml"
     pom.write_text(_KAFKA_POM.format(version=version), encoding="utf-8")
-    _maven(
-        ["-f", str(pom), "dependency:build-classpath", f"-Dmdep.outputFile={classpath_file}",
-         "-Dmdep.includeScope=runtime"],
-        cache_dir, timeout, f"Apache Kafka {version} (org.apache.kafka:kafka_2.13)",
-    )
+    try:
+        _maven(
+            ["-f", str(pom), "dependency:build-classpath",
+             f"-Dmdep.outputFile={classpath_file}", "-Dmdep.includeScope=runtime"],
+            cache_dir, timeout, f"Apache Kafka {version} (org.apache.kafka:kafka_2.13)",
+        )
+    except StackError:
+        shutil.rmtree(home, ignore_errors=True)  # no half-fetched version left in the cache
+        raise
     (home / _COMPLETE).touch()
     return classpath_file.read_text(encoding="utf-8").strip()
 
@@ -81,10 +85,14 @@ def registry_app(cache_dir: Path, version: str, timeout: float) -> Path:
     shutil.rmtree(home, ignore_errors=True)
     home.mkdir(parents=True)
     artifact = f"io.apicurio:apicurio-registry-app:{version}:zip:all"
-    _maven(
-        ["dependency:copy", f"-Dartifact={artifact}", f"-DoutputDirectory={home}"],
-        cache_dir, timeout, f"Apicurio Registry {version} ({artifact})",
-    )
+    try:
+        _maven(
+            ["dependency:copy", f"-Dartifact={artifact}", f"-DoutputDirectory={home}"],
+            cache_dir, timeout, f"Apicurio Registry {version} ({artifact})",
+        )
+    except StackError:
+        shutil.rmtree(home, ignore_errors=True)
+        raise
     archive = home / f"apicurio-registry-app-{version}-all.zip"
     with zipfile.ZipFile(archive) as bundle:
         bundle.extractall(home)

@@ -42,7 +42,7 @@ class KafkaBroker:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.home = settings.cache_dir / "local" / "kafka"
+        self.home = settings.local_run_dir / "kafka"
         self.process = ManagedProcess(self.name, self.home)
         self.data_dir = self.home / "data"
         self.port = settings.local_kafka_port

@@ -18,7 +18,7 @@ class SchemaRegistry:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.home = settings.cache_dir / "local" / "registry"
+        self.home = settings.local_run_dir / "registry"
         self.process = ManagedProcess(self.name, self.home)
         self.port = settings.local_registry_port
 

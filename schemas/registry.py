@@ -1,0 +1,101 @@
+"""A client for the Confluent-compatible schema registry API (Apicurio's ``ccompat`` locally).
+
+Only the calls the bus needs: register a schema under a subject, read one back by id, and set a
+subject's compatibility level. Ids are cached both ways, because a producer asks for the same id
+millions of times and a consumer decodes by id on every record.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Literal
+
+import httpx
+
+Compatibility = Literal[
+    "NONE", "BACKWARD", "BACKWARD_TRANSITIVE", "FORWARD", "FORWARD_TRANSITIVE", "FULL",
+    "FULL_TRANSITIVE",
+]
+_CONTENT_TYPE = "application/vnd.schemaregistry.v1+json"
+
+
+class RegistryError(RuntimeError):
+    """The registry refused a request or could not be reached; the message says which."""
+
+
+def canonical(schema: dict[str, Any] | str) -> str:
+    """A stable text form of a schema, so that the same schema is recognised in the cache."""
+    parsed = json.loads(schema) if isinstance(schema, str) else schema
+    return json.dumps(parsed, sort_keys=True, separators=(",", ":"))
+
+
+class SchemaRegistry:
+    """Synchronous client; one per process is enough (it keeps a connection pool)."""
+
+    def __init__(self, url: str, timeout: float = 10.0) -> None:
+        self.url = url.rstrip("/")
+        self._http = httpx.Client(base_url=self.url, timeout=timeout,
+                                  headers={"Accept": _CONTENT_TYPE})
+        self._ids: dict[tuple[str, str], int] = {}
+        self._schemas: dict[int, dict[str, Any]] = {}
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> SchemaRegistry:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        try:
+            response = self._http.request(
+                method, path, json=body,
+                headers={"Content-Type": _CONTENT_TYPE} if body is not None else None,
+            )
+        except httpx.HTTPError as exc:
+            raise RegistryError(f"schema registry at {self.url} unreachable: {exc}") from exc
+        if response.status_code >= 400:
+            raise RegistryError(f"schema registry refused {method} {path}: "
+                                f"HTTP {response.status_code} {response.text[:500]}")
+        return response.json()
+
+    def register(self, subject: str, schema: dict[str, Any] | str) -> int:
+        """Register ``schema`` under ``subject`` (idempotent) and return its global id."""
+        text = canonical(schema)
+        cached = self._ids.get((subject, text))
+        if cached is not None:
+            return cached
+        answer = self._call("POST", f"/subjects/{subject}/versions",
+                            {"schema": text, "schemaType": "AVRO"})
+        schema_id = int(answer["id"])
+        self._ids[(subject, text)] = schema_id
+        self._schemas[schema_id] = json.loads(text)
+        return schema_id
+
+    def schema(self, schema_id: int) -> dict[str, Any]:
+        """The schema registered under ``schema_id``, as parsed JSON."""
+        cached = self._schemas.get(schema_id)
+        if cached is None:
+            answer = self._call("GET", f"/schemas/ids/{schema_id}")
+            cached = json.loads(answer["schema"])
+            self._schemas[schema_id] = cached
+        return cached
+
+    def subjects(self) -> list[str]:
+        """Every subject the registry holds."""
+        return list(self._call("GET", "/subjects"))
+
+    def versions(self, subject: str) -> list[int]:
+        """The version numbers registered under ``subject``."""
+        return [int(v) for v in self._call("GET", f"/subjects/{subject}/versions")]
+
+    def set_compatibility(self, subject: str, level: Compatibility) -> None:
+        """Make the registry enforce ``level`` for every later registration under ``subject``."""
+        self._call("PUT", f"/config/{subject}", {"compatibility": level})
+
+    def compatibility(self, subject: str) -> str:
+        """The compatibility level configured for ``subject``."""
+        answer = self._call("GET", f"/config/{subject}")
+        return str(answer.get("compatibilityLevel") or answer.get("compatibility"))
