@@ -1,0 +1,170 @@
+"""Subject references and pairwise pseudonyms: no raw NIR on any topic, no join across subscribers.
+
+Two keyed transformations, both HMAC-SHA256 under the bus secret:
+
+1. **Subject reference** (at the edge, once per published event). A person's NIR becomes
+   ``sr1_`` + 64 lowercase hex characters of ``HMAC(secret, "circulation/subject/v1/" + NIR)``.
+   It is stable, so the bus can key topics, tables and consents by it, and it cannot be reversed
+   or recomputed without the secret (a NIR has too little entropy for an unkeyed hash). A
+   company's SIREN is public and passes through unchanged.
+2. **Pairwise pseudonym** (per delivery). Subscriber ``s`` receives ``ps1_`` + hex of
+   ``HMAC(k_s, subject_reference)`` with ``k_s = HMAC(secret, "circulation/pseudonym/v1/" + s)``,
+   so two administrations holding deliveries about the same person hold different pseudonyms and
+   cannot join on them (FranceConnect's pairwise ``sub``), while each one sees a stable value.
+
+The ``sr1_``/``ps1_`` prefixes version the scheme, so a key rotation or a new construction can
+run beside the old one. The message prefixes keep the two uses of the secret apart.
+
+The secret arrives as a pydantic ``SecretStr`` and is never stored in clear: only prepared HMAC
+objects are kept, the reprs show no key material, and these objects cannot be pickled.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+from typing import Final, Literal
+
+from pydantic import SecretStr
+
+from schemas.identifiers import InvalidIdentifier, validate_nir, validate_siren
+
+__all__ = [
+    "MIN_SECRET_BYTES",
+    "PSEUDONYM_PREFIX",
+    "SUBJECT_REFERENCE_PREFIX",
+    "Pseudonymiser",
+    "SubjectKind",
+    "SubjectReferences",
+    "SubscriberPseudonyms",
+    "is_subject_reference",
+    "subject_kind",
+]
+
+SubjectKind = Literal["person", "company"]
+
+SUBJECT_REFERENCE_PREFIX: Final = "sr1_"
+PSEUDONYM_PREFIX: Final = "ps1_"
+MIN_SECRET_BYTES: Final = 32
+
+_SUBJECT_DOMAIN: Final = b"circulation/subject/v1/"
+_PSEUDONYM_DOMAIN: Final = b"circulation/pseudonym/v1/"
+_REFERENCE_SHAPE: Final = re.compile(r"sr1_[0-9a-f]{64}")
+_SIREN_SHAPE: Final = re.compile(r"[0-9]{9}")
+
+
+def _secret_key(secret: SecretStr) -> bytes:
+    """The key bytes, refusing a plain ``str`` (it would leak in reprs) or a guessable secret.
+
+    The NIR space is small enough to enumerate, so the secret is the only thing standing between
+    a subject reference and the person: it must carry at least 256 bits.
+    """
+    if not isinstance(secret, SecretStr):
+        raise TypeError("the bus secret must be a pydantic SecretStr, never a plain string")
+    key = secret.get_secret_value().encode("utf-8")
+    if len(key) < MIN_SECRET_BYTES:
+        raise ValueError(f"the bus secret must be at least {MIN_SECRET_BYTES} bytes long")
+    return key
+
+
+def is_subject_reference(value: object) -> bool:
+    """Whether ``value`` has the shape of a current person subject reference."""
+    return isinstance(value, str) and _REFERENCE_SHAPE.fullmatch(value) is not None
+
+
+def subject_kind(subject: object, field: str = "subject") -> SubjectKind:
+    """Tell a person's subject reference from a company's SIREN, as found on bus topics.
+
+    Anything else (a raw NIR above all) is refused, without quoting it: a raw identifier on a
+    topic is a bug upstream that must reach the DLQ, not be pseudonymised as if nothing happened.
+    """
+    if isinstance(subject, str):
+        if _REFERENCE_SHAPE.fullmatch(subject):
+            return "person"
+        if _SIREN_SHAPE.fullmatch(subject):
+            return "company"
+    raise InvalidIdentifier(field, "invalid subject (expected a subject reference or a SIREN)")
+
+
+class SubjectReferences:
+    """Turns the identifier a provider published into the subject reference used on the bus."""
+
+    __slots__ = ("_mac",)
+
+    def __init__(self, secret: SecretStr) -> None:
+        self._mac = hmac.new(_secret_key(secret), _SUBJECT_DOMAIN, hashlib.sha256)
+
+    def __repr__(self) -> str:
+        return "SubjectReferences(secret=SecretStr('**********'))"
+
+    def for_person(self, nir: str, field: str = "subject") -> str:
+        """Validate a NIR and return its subject reference (``sr1_`` + 64 hex)."""
+        mac = self._mac.copy()
+        mac.update(validate_nir(nir, field).encode("ascii"))
+        return SUBJECT_REFERENCE_PREFIX + mac.hexdigest()
+
+    def for_company(self, siren: str, field: str = "subject") -> str:
+        """Validate a SIREN and return it unchanged: company identifiers are public."""
+        return validate_siren(siren, field)
+
+    def reference(self, subject: str, kind: SubjectKind, field: str = "subject") -> str:
+        """The subject reference for a subject of the kind its dataset declares."""
+        if kind == "person":
+            return self.for_person(subject, field)
+        if kind == "company":
+            return self.for_company(subject, field)
+        raise ValueError(f"unknown subject kind {kind!r}")
+
+
+class SubscriberPseudonyms:
+    """One subscriber's pseudonym function, its key prepared once (hot path: copy, update)."""
+
+    __slots__ = ("_mac", "subscriber_id")
+
+    def __init__(self, subscriber_id: str, key: bytes) -> None:
+        self.subscriber_id = subscriber_id
+        self._mac = hmac.new(key, digestmod=hashlib.sha256)
+
+    def __repr__(self) -> str:
+        return f"SubscriberPseudonyms(subscriber_id={self.subscriber_id!r})"
+
+    def pseudonym(self, subject: str) -> str:
+        """What this subscriber sees as the subject: its own pseudonym, or the SIREN as is."""
+        if isinstance(subject, str) and _REFERENCE_SHAPE.fullmatch(subject):
+            mac = self._mac.copy()
+            mac.update(subject.encode("ascii"))
+            return PSEUDONYM_PREFIX + mac.hexdigest()
+        subject_kind(subject)  # a SIREN passes, anything else raises
+        return subject
+
+
+class Pseudonymiser:
+    """Derives and caches each subscriber's pseudonym key from the bus secret."""
+
+    __slots__ = ("_master", "_subscribers")
+
+    def __init__(self, secret: SecretStr) -> None:
+        self._master = hmac.new(_secret_key(secret), _PSEUDONYM_DOMAIN, hashlib.sha256)
+        self._subscribers: dict[str, SubscriberPseudonyms] = {}
+
+    def __repr__(self) -> str:
+        return f"Pseudonymiser(subscribers={len(self._subscribers)})"
+
+    def for_subscriber(self, subscriber_id: str) -> SubscriberPseudonyms:
+        """The pseudonym function of one subscriber (derived once, then reused)."""
+        prepared = self._subscribers.get(subscriber_id)
+        if prepared is None:
+            if not isinstance(subscriber_id, str) or not subscriber_id.strip():
+                raise ValueError("a subscriber id is a non-empty string")
+            if subscriber_id != subscriber_id.strip():
+                raise ValueError(f"subscriber id {subscriber_id!r} has surrounding white space")
+            mac = self._master.copy()
+            mac.update(subscriber_id.encode("utf-8"))
+            prepared = SubscriberPseudonyms(subscriber_id, mac.digest())
+            self._subscribers[subscriber_id] = prepared
+        return prepared
+
+    def pseudonym(self, subscriber_id: str, subject: str) -> str:
+        """Shortcut for ``for_subscriber(subscriber_id).pseudonym(subject)``."""
+        return self.for_subscriber(subscriber_id).pseudonym(subject)
