@@ -7,6 +7,9 @@ without edits.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import secrets
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -44,6 +47,17 @@ class Settings(BaseSettings):
     ssl_certfile: Path | None = None
     ssl_keyfile: Path | None = None
 
+    topic_partitions: int = Field(
+        3, ge=1, description="Partitions of topics the bus creates (provider and delivery topics)."
+    )
+    topic_replication: int = Field(1, ge=1, description="Replication factor of those topics.")
+
+    subject_secret: SecretStr | None = Field(
+        None,
+        description="Bus secret keying subject references and pseudonyms. When unset, a random "
+        "local secret is generated once under cache_dir (development only).",
+    )
+
     log_format: LogFormat = Field(
         "auto", description="json for machines, console for people, auto picks by terminal."
     )
@@ -71,6 +85,26 @@ class Settings(BaseSettings):
     java_home: Path | None = Field(
         None, description="JDK used for the local stack; the java on PATH when unset."
     )
+
+    def bus_secret(self) -> SecretStr:
+        """The secret keying subject references: the configured one, or a local one.
+
+        A local secret is created once with owner-only permissions, so that a developer's
+        references stay stable across runs without ever putting a secret in the repository.
+        """
+        if self.subject_secret is not None:
+            return self.subject_secret
+        path = self.cache_dir / "secrets" / "subject-secret"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            draft = path.with_name(f".{path.name}.{os.getpid()}")
+            descriptor = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(descriptor, "w", encoding="ascii") as secret_file:
+                secret_file.write(secrets.token_hex(32))
+            with contextlib.suppress(FileExistsError):  # another process won the race: use its
+                os.link(draft, path)
+            draft.unlink()
+        return SecretStr(path.read_text(encoding="ascii").strip())
 
     @property
     def local_run_dir(self) -> Path:

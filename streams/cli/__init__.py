@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from streams.cli import local
+from streams.cli import generate, local, publish, schemas
 
 app = typer.Typer(
     name="circulation",
@@ -13,6 +13,9 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 app.add_typer(local.app, name="local")
+app.add_typer(schemas.app, name="schemas")
+app.command()(publish.publish)
+app.command()(generate.generate)
 
 
 def main() -> None:

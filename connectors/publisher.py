@@ -1,0 +1,138 @@
+"""Publishing change events: the provider's way in, from code or from a JSON-lines file.
+
+Every event is checked before anything is sent: the provider may publish the dataset, the subject
+is a valid NIR or SIREN, the data fits the dataset's schema. The person's NIR is replaced here, at
+the edge, by its subject reference, so no raw NIR reaches any topic. Valid events are encoded in
+Avro (Confluent wire format, schema registered under ``<topic>-value``) and sent with the
+CloudEvents Kafka binding; refused ones never reach Kafka.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import pydantic
+from aiokafka import AIOKafkaProducer
+
+from schemas.catalog import Catalog, NotPublishedBy, SchemaVersion, UnknownDataset
+from schemas.cloudevent import PublishedEvent, kafka_headers, to_kafka
+from schemas.codec import ValidationError, encode, frame, from_json
+from schemas.identifiers import InvalidIdentifier
+from schemas.registry import SchemaRegistry
+from streams.pseudonym import SubjectReferences
+from streams.settings import Settings
+from streams.topics import ensure_topics, spec
+
+
+class PublishRefused(ValueError):
+    """An event the bus will not accept; ``field`` names the culprit, ``reason`` says why."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class OutgoingEvent:
+    """A validated, pseudonymised, encoded event, ready to be produced."""
+
+    event_id: str
+    topic: str
+    key: bytes
+    value: bytes
+    headers: list[tuple[str, bytes]]
+
+
+def _pydantic_refusal(error: pydantic.ValidationError) -> PublishRefused:
+    """The first problem, by field path; pydantic's message, never the offending value."""
+    first = error.errors(include_input=False)[0]
+    field = ".".join(str(part) for part in first["loc"]) or "event"
+    return PublishRefused(field, first["msg"])
+
+
+class Publisher:
+    """Validates and sends a provider's events; use ``async with Publisher(settings)``."""
+
+    def __init__(self, settings: Settings, catalog: Catalog | None = None,
+                 registry: SchemaRegistry | None = None) -> None:
+        self.settings = settings
+        self.catalog = catalog or Catalog.load()
+        self.registry = registry or SchemaRegistry(settings.schema_registry_url)
+        self._references = SubjectReferences(settings.bus_secret())
+        self._schema_ids: dict[tuple[str, int], int] = {}
+        self._topics_ready: set[str] = set()
+        self._producer = AIOKafkaProducer(
+            **settings.kafka_client_options(), acks="all", enable_idempotence=True,
+            linger_ms=10, max_batch_size=512 * 1024,
+        )
+
+    async def __aenter__(self) -> Publisher:
+        await self._producer.start()
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self._producer.stop()
+
+    def prepare(self, event: Mapping[str, Any] | PublishedEvent,
+                version: int | None = None) -> OutgoingEvent:
+        """Check and encode one event; :class:`PublishRefused` names what is wrong."""
+        try:
+            published = (event if isinstance(event, PublishedEvent)
+                         else PublishedEvent.model_validate(event))
+        except pydantic.ValidationError as exc:
+            raise _pydantic_refusal(exc) from None
+        topic = self._topic(published)
+        dataset = self.catalog.dataset(published.type)
+        schema = dataset.version(version) if version is not None else dataset.latest
+        try:
+            reference = self._references.reference(published.subject, dataset.subject_kind)
+            datum = from_json(schema.parsed, published.data)
+        except (InvalidIdentifier, ValidationError) as exc:
+            raise PublishRefused(exc.field, exc.reason) from None
+        value = frame(self._schema_id(topic, schema), encode(schema.parsed, datum))
+        attributes = {"id": published.id, "source": published.source, "type": published.type,
+                      "subject": reference, "time": published.time}
+        message = to_kafka(attributes, value, key=reference)
+        return OutgoingEvent(published.id, topic, reference.encode(), value,
+                             kafka_headers(message))
+
+    def _topic(self, event: PublishedEvent) -> str:
+        try:
+            return self.catalog.topic_for(event.source, event.type)
+        except UnknownDataset as exc:
+            raise PublishRefused("type", str(exc)) from None
+        except NotPublishedBy as exc:
+            raise PublishRefused("source", str(exc)) from None
+
+    def _schema_id(self, topic: str, schema: SchemaVersion) -> int:
+        """The registry id of this schema version under ``<topic>-value`` (registered once)."""
+        cached = self._schema_ids.get((topic, schema.version))
+        if cached is None:
+            cached = self.registry.register(f"{topic}-value", schema.text)
+            self._schema_ids[(topic, schema.version)] = cached
+        return cached
+
+    async def send(self, outgoing: OutgoingEvent) -> asyncio.Future[Any]:
+        """Hand a prepared event to the producer; the returned future resolves once written."""
+        if outgoing.topic not in self._topics_ready:
+            await ensure_topics(self.settings, [spec(self.settings, outgoing.topic)])
+            self._topics_ready.add(outgoing.topic)
+        future: asyncio.Future[Any] = await self._producer.send(
+            outgoing.topic, outgoing.value, key=outgoing.key, headers=outgoing.headers
+        )
+        return future
+
+    async def publish(self, event: Mapping[str, Any] | PublishedEvent,
+                      version: int | None = None) -> str:
+        """Check, encode and durably write one event; return its event id."""
+        outgoing = self.prepare(event, version)
+        await (await self.send(outgoing))
+        return outgoing.event_id
+
+    async def flush(self) -> None:
+        """Wait until everything handed to the producer is written."""
+        await self._producer.flush()

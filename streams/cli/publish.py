@@ -1,0 +1,107 @@
+"""``circulation publish FILE``: publish a JSON-lines file of events, refusing the bad lines."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Annotated, Any
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from connectors.publisher import Publisher, PublishRefused
+from streams.cli.console import console, errors, fail, settings
+
+_REPORT_EVERY = 500
+
+
+@dataclass
+class PublishReport:
+    """What happened to each line: how many were published, which were refused and why."""
+
+    published: int = 0
+    refused: list[tuple[int, str]] = field(default_factory=list)
+    failed: list[tuple[int, str]] = field(default_factory=list)
+
+
+def _lines(stream: IO[str]) -> Iterator[tuple[int, str]]:
+    for number, line in enumerate(stream, start=1):
+        if line.strip():
+            yield number, line
+
+
+def _parse(line: str) -> dict[str, Any]:
+    try:
+        event = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise PublishRefused("line", f"not JSON ({exc.msg} at column {exc.colno})") from None
+    if not isinstance(event, dict):
+        raise PublishRefused("line", "a published event is a JSON object")
+    return event
+
+
+async def publish_stream(stream: IO[str], publisher: Publisher, progress: Progress | None = None,
+                         ) -> PublishReport:
+    """Publish every line of ``stream``; refused lines are reported and never sent."""
+    report = PublishReport()
+    pending: list[tuple[int, asyncio.Future[Any]]] = []
+    task = progress.add_task("publishing", total=None) if progress else None
+    for number, line in _lines(stream):
+        try:
+            outgoing = publisher.prepare(_parse(line))
+        except PublishRefused as exc:
+            report.refused.append((number, str(exc)))
+            continue
+        pending.append((number, await publisher.send(outgoing)))
+        if progress is not None and task is not None and number % _REPORT_EVERY == 0:
+            progress.update(task, completed=number)
+    for number, future in pending:
+        try:
+            await future
+            report.published += 1
+        except Exception as exc:  # a broker error: the line was valid but not written
+            report.failed.append((number, f"not written: {exc!r}"))
+    return report
+
+
+def _show(report: PublishReport, source: str) -> None:
+    table = Table(title=f"publish {source}", show_header=False)
+    table.add_row("published", f"[green]{report.published}[/]")
+    table.add_row("refused", f"[red]{len(report.refused)}[/]" if report.refused else "0")
+    if report.failed:
+        table.add_row("failed to write", f"[red]{len(report.failed)}[/]")
+    console.print(table)
+    for number, reason in [*report.refused, *report.failed]:
+        errors.print(f"line {number}: {reason}", highlight=False, markup=False, soft_wrap=True)
+
+
+def publish(
+    file: Annotated[str, typer.Argument(help="JSON lines of published events; - for stdin.")],
+) -> None:
+    """Validate, pseudonymise, encode and produce each event; refused lines never reach Kafka.
+
+    Exits 1 when any line was refused or not written, after publishing all the valid ones.
+    """
+    config = settings()
+    if file != "-" and not Path(file).is_file():
+        fail(f"no such file: {file}")
+
+    async def run() -> PublishReport:
+        progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                            TimeElapsedColumn(), console=console, transient=True)
+        async with Publisher(config) as publisher:
+            with progress:
+                if file == "-":
+                    return await publish_stream(sys.stdin, publisher, progress)
+                with Path(file).open(encoding="utf-8") as stream:
+                    return await publish_stream(stream, publisher, progress)
+
+    report = asyncio.run(run())
+    _show(report, file)
+    if report.refused or report.failed:
+        raise typer.Exit(1)

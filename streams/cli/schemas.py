@@ -1,0 +1,55 @@
+"""``circulation schemas check | register``: the catalog's compatibility gate and registration."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from schemas.catalog import Catalog
+from schemas.compatibility import check_catalog
+from schemas.registration import dataset_subjects, register_versions, value_subject
+from schemas.registry import RegistryError, SchemaRegistry
+from streams.cli.console import console, errors, fail, settings
+from streams.topics import BUS_RECORD_TOPICS
+
+app = typer.Typer(help="The event catalog: check compatibility, register in the registry.",
+                  no_args_is_help=True)
+
+
+@app.command()
+def check() -> None:
+    """Prove every dataset version reads every older one (BACKWARD_TRANSITIVE), offline."""
+    catalog = Catalog.load()
+    problems = check_catalog(catalog)
+    for problem in problems:
+        errors.print(f"[red]incompatible:[/] {problem}", highlight=False, soft_wrap=True)
+    if problems:
+        raise typer.Exit(1)
+    versions = sum(len(d.versions) for d in catalog.datasets())
+    console.print(f"[green]compatible[/]: {len(catalog.datasets())} datasets, {versions} "
+                  f"versions, {len(catalog.bus_records())} bus records (BACKWARD_TRANSITIVE)")
+
+
+@app.command()
+def register(
+    url: Annotated[str | None, typer.Option(help="Registry URL (default: settings).")] = None,
+) -> None:
+    """Register every schema under ``<topic>-value`` and set BACKWARD_TRANSITIVE; idempotent."""
+    catalog = Catalog.load()
+    subjects = list(dataset_subjects(catalog))
+    subjects += [(value_subject(topic), catalog.bus_record(name).versions)
+                 for name, topic in BUS_RECORD_TOPICS.items()]
+    table = Table(title="registered schemas")
+    for column in ("subject", "versions", "schema ids"):
+        table.add_column(column, overflow="fold")
+    try:
+        with SchemaRegistry(url or settings().schema_registry_url) as registry:
+            for subject, versions in subjects:
+                done = register_versions(registry, subject, versions)
+                table.add_row(subject, ", ".join(f"v{r.version}" for r in done),
+                              ", ".join(str(r.schema_id) for r in done))
+    except RegistryError as exc:
+        fail(str(exc))
+    console.print(table)

@@ -1,0 +1,98 @@
+"""Kafka topics the bus owns: their names, their configuration, and creating them idempotently.
+
+Production clusters usually refuse automatic topic creation, so the bus creates what it needs
+explicitly, with the partition count and retention it means to have, and aligns the configuration
+of topics that already exist (a contract's retention may change).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from aiokafka.errors import TopicAlreadyExistsError
+
+from streams.settings import Settings
+
+CONTRACTS = "bus.contracts"
+CONSENTS = "bus.consents"
+POPULATION = "bus.population"
+AUDIT = "bus.audit"
+DLQ = "bus.dlq"
+
+BUS_RECORD_TOPICS = {"audit": AUDIT, "consent": CONSENTS, "contract": CONTRACTS,
+                     "dead_letter": DLQ}
+"""The topic each of the bus's own record types is written to."""
+
+
+class TopicError(RuntimeError):
+    """The cluster refused to create or configure a topic; the message names it and why."""
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    """A topic as the bus wants it: name, partitions and topic-level configuration."""
+
+    name: str
+    partitions: int
+    replication: int
+    config: dict[str, str] = field(default_factory=dict)
+
+
+def spec(settings: Settings, name: str, **config: str) -> TopicSpec:
+    """A topic spec with the bus's partition count and replication factor."""
+    return TopicSpec(name, settings.topic_partitions, settings.topic_replication,
+                     {key.replace("_", "."): value for key, value in config.items()})
+
+
+async def ensure_topics(settings: Settings, specs: list[TopicSpec]) -> list[str]:
+    """Create the missing topics, align the configuration of the others; return those created."""
+    if not specs:
+        return []
+    admin = AIOKafkaAdminClient(**settings.kafka_client_options())
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [s for s in specs if s.name not in existing]
+        created: list[str] = []
+        if missing:
+            response = await admin.create_topics([
+                NewTopic(t.name, t.partitions, t.replication, topic_configs=t.config)
+                for t in missing
+            ])
+            for name, code, message in (e[:3] for e in response.topic_errors):
+                if code == 0:
+                    created.append(name)
+                elif code != TopicAlreadyExistsError.errno:
+                    raise TopicError(f"could not create topic {name}: error {code} {message}")
+        await _wait_for_leaders(admin, created)
+        to_align = [s for s in specs if s.name not in created and s.config]
+        if to_align:
+            for answer in await admin.alter_configs([
+                ConfigResource(ConfigResourceType.TOPIC, s.name, configs=s.config)
+                for s in to_align
+            ]):
+                for code, message, _, name in answer.resources:
+                    if code != 0:
+                        raise TopicError(f"could not configure topic {name}: {message}")
+        return created
+    finally:
+        await admin.close()
+
+
+async def _wait_for_leaders(admin: AIOKafkaAdminClient, names: list[str],
+                            timeout: float = 30.0) -> None:
+    """Return once every partition of ``names`` has a leader, so the first write succeeds."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while names:
+        described = await admin.describe_topics(names)
+        names = [t["topic"] for t in described
+                 if t["error_code"] != 0 or not t["partitions"]
+                 or any(p["leader"] < 0 for p in t["partitions"])]
+        if names and asyncio.get_running_loop().time() > deadline:
+            raise TopicError(f"topics without a partition leader after {timeout:.0f}s: "
+                             f"{', '.join(names)}")
+        if names:
+            await asyncio.sleep(0.1)
