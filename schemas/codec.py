@@ -170,7 +170,7 @@ class _Converter:
             else:
                 raise ValidationError(where, "missing required field")
             out[name] = self.convert(field["type"], raw, where)
-            _check_constraints(field, out[name], where)
+            check_field_constraints(field, out[name], where)
         return out
 
     def _container(self, schema: Any, value: Any, path: str) -> Any:
@@ -201,21 +201,39 @@ class _Converter:
         raise ValidationError(path, f"matches no type of the union ({'; '.join(reasons)})")
 
 
+_IDENTIFIER_LIKE = re.compile(r"[0-9]{9}|[0-9]{5}2[AB][0-9]{6}", re.IGNORECASE)
+
+
+def _shown(value: Any) -> str:
+    """An offending value as error messages may repeat it: never anything identifier-like.
+
+    Refusals end up in CLI output, HTTP answers, logs and dead letters; a NIR pasted into the
+    wrong field must not travel with them, so long or digit-heavy values are only described.
+    """
+    text = repr(value)
+    if isinstance(value, int):
+        hidden = len(text.lstrip("-")) >= 13  # as long as a NIR without its key
+    else:
+        hidden = len(text) > 40 or bool(_IDENTIFIER_LIKE.search(re.sub(r"[\s.-]", "", text)))
+    if hidden:
+        return f"(a {type(value).__name__} of {len(str(value))} characters, not repeated)"
+    return text
+
+
 def _describe(value: Any) -> str:
     """A short description of an offending value for error messages."""
-    text = repr(value)
-    return f"{type(value).__name__} {text if len(text) <= 60 else text[:57] + '...'}"
+    return f"{type(value).__name__} {_shown(value)}"
 
 
-def _check_constraints(field: Mapping[str, Any], value: Any, path: str) -> None:
+def check_field_constraints(field: Mapping[str, Any], value: Any, path: str) -> None:
     """Enforce the ``minimum``/``maximum``/``pattern`` attributes of a field."""
     if isinstance(value, int) and not isinstance(value, bool):
         if "minimum" in field and value < field["minimum"]:
-            raise ValidationError(path, f"{value} is below the minimum {field['minimum']}")
+            raise ValidationError(path, f"{_shown(value)} is below the minimum {field['minimum']}")
         if "maximum" in field and value > field["maximum"]:
-            raise ValidationError(path, f"{value} is above the maximum {field['maximum']}")
+            raise ValidationError(path, f"{_shown(value)} is above the maximum {field['maximum']}")
     if isinstance(value, str) and "pattern" in field and not re.fullmatch(field["pattern"], value):
-        raise ValidationError(path, f"{value!r} does not match {field['pattern']}")
+        raise ValidationError(path, f"{_shown(value)} does not match {field['pattern']}")
 
 
 def _expect(value: Any, types: type | tuple[type, ...], name: str, path: str) -> None:
@@ -242,7 +260,7 @@ def _integer(kind: str) -> Callable[[Any, str, bool], int]:
     def convert(value: Any, path: str, _inbound: bool) -> int:
         _expect(value, int, f"an {kind}" if kind == "int" else "a long", path)
         if not low <= value <= high:
-            raise ValidationError(path, f"{value} is out of range for an Avro {kind}")
+            raise ValidationError(path, f"{_shown(value)} is out of range for an Avro {kind}")
         return int(value)
 
     return convert
@@ -267,7 +285,7 @@ def _bytes(value: Any, path: str, inbound: bool) -> Any:
     try:
         return base64.b64decode(value, validate=True)
     except binascii.Error:
-        raise ValidationError(path, f"not base64 {value!r}") from None
+        raise ValidationError(path, f"not base64 {_shown(value)}") from None
 
 
 def _fixed(size: int, value: Any, path: str, inbound: bool) -> Any:
@@ -279,7 +297,7 @@ def _fixed(size: int, value: Any, path: str, inbound: bool) -> Any:
 
 def _enum(symbols: list[str], value: Any, path: str) -> str:
     if not isinstance(value, str) or value not in symbols:
-        raise ValidationError(path, f"{value!r} is not one of {', '.join(symbols)}")
+        raise ValidationError(path, f"{_shown(value)} is not one of {', '.join(symbols)}")
     return value
 
 
@@ -290,11 +308,11 @@ def _date(value: Any, path: str, inbound: bool) -> Any:
             raise ValidationError(path, f"expected a date, got {_describe(value)}")
         return value.isoformat()
     if not isinstance(value, str) or not _DATE.match(value):
-        raise ValidationError(path, f"not a date {value!r}")
+        raise ValidationError(path, f"not a date {_shown(value)}")
     try:
         return date.fromisoformat(value)
     except ValueError:
-        raise ValidationError(path, f"not a date {value!r}") from None
+        raise ValidationError(path, f"not a date {_shown(value)}") from None
 
 
 def _instant(value: Any, path: str, inbound: bool) -> Any:
@@ -308,13 +326,13 @@ def _instant(value: Any, path: str, inbound: bool) -> Any:
         return utc.isoformat(timespec="milliseconds") + "Z"
     match = _INSTANT.match(value) if isinstance(value, str) else None
     if match is None:
-        raise ValidationError(path, f"not an RFC 3339 instant {value!r}")
+        raise ValidationError(path, f"not an RFC 3339 instant {_shown(value)}")
     if (match["fraction"] or "").ljust(3, "0")[3:].strip("0"):
-        raise ValidationError(path, f"more precise than milliseconds {value!r}")
+        raise ValidationError(path, f"more precise than milliseconds {_shown(value)}")
     try:
         return datetime.fromisoformat(value.upper()).astimezone(UTC)
     except ValueError:
-        raise ValidationError(path, f"not an RFC 3339 instant {value!r}") from None
+        raise ValidationError(path, f"not an RFC 3339 instant {_shown(value)}") from None
 
 
 _PRIMITIVES: dict[str, Callable[[Any, str, bool], Any]] = {

@@ -185,6 +185,12 @@ BUS_SAMPLES: dict[str, dict[str, Any]] = {
         "reason": "consent_withdrawn",
         "issued_at": "2026-03-05T00:00:00.000Z",
     },
+    "population": {
+        "contract_id": "lyon-cantine-2026",
+        "subject_ref": "sr1_" + "ab" * 32,
+        "enrolled": True,
+        "recorded_at": "2026-03-01T08:00:00.000Z",
+    },
 }
 
 
@@ -352,7 +358,7 @@ def test_the_document_itself_must_be_an_object() -> None:
         ("2026-03-04", "not an RFC 3339 instant '2026-03-04'"),
         ("2026-03-04T25:00:00Z", "not an RFC 3339 instant '2026-03-04T25:00:00Z'"),
         ("2026-03-04T08:15:30.1234Z", "more precise than milliseconds '2026-03-04T08:15:30.1234Z'"),
-        (1772612130000, "not an RFC 3339 instant 1772612130000"),
+        (1772612130000, "not an RFC 3339 instant (a int of 13 characters, not repeated)"),
     ],
 )
 def test_instants_must_be_rfc3339_with_at_most_milliseconds(instant: Any, reason: str) -> None:
@@ -540,3 +546,13 @@ def test_arbitrary_bytes_raise_only_decode_or_validation_errors(
     except (DecodeError, ValidationError):
         return
     assert from_json(schema, document) == decode(schema, schema, payload)
+
+
+@pytest.mark.parametrize("nir", ["184127645108946", "1 84 12 76 451 089 46", "294042A24778932"])
+def test_refusals_never_repeat_an_identifier_typed_in_the_wrong_field(nir: str) -> None:
+    sample = dict(SAMPLES["statut_etudiant_boursier"]) | {"echelon": nir}
+    with pytest.raises(ValidationError) as caught:
+        from_json(_schema("statut_etudiant_boursier"), sample)
+    assert caught.value.field == "data.echelon"
+    assert nir not in str(caught.value)
+    assert nir.replace(" ", "") not in str(caught.value)
