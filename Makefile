@@ -32,7 +32,8 @@ test: lint up
 	$(BIN)/pytest
 
 bench: up
-	$(BIN)/python benchmarks/run_all.py
+	$(BIN)/python benchmarks/catalog_codec.py
+	$(BIN)/python benchmarks/publish_throughput.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -17,10 +17,11 @@ from typing import Any
 import pydantic
 from aiokafka import AIOKafkaProducer
 
-from schemas.catalog import Catalog, NotPublishedBy, SchemaVersion, UnknownDataset
+from schemas.catalog import Catalog, Dataset, NotPublishedBy, SchemaVersion, UnknownDataset
 from schemas.cloudevent import PublishedEvent, kafka_headers, to_kafka
 from schemas.codec import ValidationError, encode, frame, from_json
 from schemas.identifiers import InvalidIdentifier
+from schemas.registration import register_versions, value_subject
 from schemas.registry import SchemaRegistry
 from streams.pseudonym import SubjectReferences
 from streams.settings import Settings
@@ -65,17 +66,25 @@ class Publisher:
         self._references = SubjectReferences(settings.bus_secret())
         self._schema_ids: dict[tuple[str, int], int] = {}
         self._topics_ready: set[str] = set()
-        self._producer = AIOKafkaProducer(
-            **settings.kafka_client_options(), acks="all", enable_idempotence=True,
-            linger_ms=10, max_batch_size=512 * 1024,
-        )
+        self._sender: AIOKafkaProducer | None = None
+
+    @property
+    def _producer(self) -> AIOKafkaProducer:
+        if self._sender is None:
+            raise RuntimeError("use the publisher as `async with Publisher(...)` to send")
+        return self._sender
 
     async def __aenter__(self) -> Publisher:
-        await self._producer.start()
+        self._sender = AIOKafkaProducer(
+            **self.settings.kafka_client_options(), acks="all", enable_idempotence=True,
+            linger_ms=10, max_batch_size=512 * 1024,
+        )
+        await self._sender.start()
         return self
 
     async def __aexit__(self, *_: object) -> None:
         await self._producer.stop()
+        self._sender = None
 
     def prepare(self, event: Mapping[str, Any] | PublishedEvent,
                 version: int | None = None) -> OutgoingEvent:
@@ -93,7 +102,7 @@ class Publisher:
             datum = from_json(schema.parsed, published.data)
         except (InvalidIdentifier, ValidationError) as exc:
             raise PublishRefused(exc.field, exc.reason) from None
-        value = frame(self._schema_id(topic, schema), encode(schema.parsed, datum))
+        value = frame(self._schema_id(topic, dataset, schema), encode(schema.parsed, datum))
         attributes = {"id": published.id, "source": published.source, "type": published.type,
                       "subject": reference, "time": published.time}
         message = to_kafka(attributes, value, key=reference)
@@ -108,13 +117,17 @@ class Publisher:
         except NotPublishedBy as exc:
             raise PublishRefused("source", str(exc)) from None
 
-    def _schema_id(self, topic: str, schema: SchemaVersion) -> int:
-        """The registry id of this schema version under ``<topic>-value`` (registered once)."""
-        cached = self._schema_ids.get((topic, schema.version))
-        if cached is None:
-            cached = self.registry.register(f"{topic}-value", schema.text)
-            self._schema_ids[(topic, schema.version)] = cached
-        return cached
+    def _schema_id(self, topic: str, dataset: Dataset, schema: SchemaVersion) -> int:
+        """The registry id of this schema version under ``<topic>-value``.
+
+        The first time a topic is used, every version of its dataset is registered oldest first
+        (as ``schemas register`` does), so that publishing before registration never leaves
+        a subject whose versions are out of order or whose compatibility rule is unset.
+        """
+        if (topic, schema.version) not in self._schema_ids:
+            for done in register_versions(self.registry, value_subject(topic), dataset.versions):
+                self._schema_ids[(topic, done.version)] = done.schema_id
+        return self._schema_ids[(topic, schema.version)]
 
     async def send(self, outgoing: OutgoingEvent) -> asyncio.Future[Any]:
         """Hand a prepared event to the producer; the returned future resolves once written."""

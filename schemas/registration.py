@@ -46,6 +46,6 @@ def register_versions(registry: SchemaRegistry, subject: str,
     for number in sorted(versions):
         schema_id = registry.register(subject, versions[number].text)
         done.append(Registration(subject, number, schema_id))
-        if len(done) == 1 and registry.compatibility(subject) != COMPATIBILITY:
+        if len(done) == 1:  # a PUT is idempotent, and a GET 404s on Confluent when unset
             registry.set_compatibility(subject, COMPATIBILITY)
     return done

@@ -23,7 +23,7 @@ class RegistryError(RuntimeError):
     """The registry refused a request or could not be reached; the message says which."""
 
 
-def canonical(schema: dict[str, Any] | str) -> str:
+def canonical(schema: Any) -> str:
     """A stable text form of a schema, so that the same schema is recognised in the cache."""
     parsed = json.loads(schema) if isinstance(schema, str) else schema
     return json.dumps(parsed, sort_keys=True, separators=(",", ":"))
@@ -37,7 +37,7 @@ class SchemaRegistry:
         self._http = httpx.Client(base_url=self.url, timeout=timeout,
                                   headers={"Accept": _CONTENT_TYPE})
         self._ids: dict[tuple[str, str], int] = {}
-        self._schemas: dict[int, dict[str, Any]] = {}
+        self._schemas: dict[int, Any] = {}
 
     def close(self) -> None:
         self._http.close()
@@ -61,7 +61,7 @@ class SchemaRegistry:
                                 f"HTTP {response.status_code} {response.text[:500]}")
         return response.json()
 
-    def register(self, subject: str, schema: dict[str, Any] | str) -> int:
+    def register(self, subject: str, schema: Any) -> int:
         """Register ``schema`` under ``subject`` (idempotent) and return its global id."""
         text = canonical(schema)
         cached = self._ids.get((subject, text))
@@ -74,7 +74,7 @@ class SchemaRegistry:
         self._schemas[schema_id] = json.loads(text)
         return schema_id
 
-    def schema(self, schema_id: int) -> dict[str, Any]:
+    def schema(self, schema_id: int) -> Any:
         """The schema registered under ``schema_id``, as parsed JSON."""
         cached = self._schemas.get(schema_id)
         if cached is None:
@@ -97,5 +97,5 @@ class SchemaRegistry:
 
     def compatibility(self, subject: str) -> str:
         """The compatibility level configured for ``subject``."""
-        answer = self._call("GET", f"/config/{subject}")
+        answer = self._call("GET", f"/config/{subject}?defaultToGlobal=true")
         return str(answer.get("compatibilityLevel") or answer.get("compatibility"))

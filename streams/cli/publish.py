@@ -11,10 +11,12 @@ from pathlib import Path
 from typing import IO, Annotated, Any
 
 import typer
+from aiokafka.errors import KafkaError
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from connectors.publisher import Publisher, PublishRefused
+from schemas.registry import RegistryError
 from streams.cli.console import console, errors, fail, settings
 
 _REPORT_EVERY = 500
@@ -101,7 +103,10 @@ def publish(
                 with Path(file).open(encoding="utf-8") as stream:
                     return await publish_stream(stream, publisher, progress)
 
-    report = asyncio.run(run())
+    try:
+        report = asyncio.run(run())
+    except (RegistryError, KafkaError, OSError) as exc:
+        fail(f"nothing more could be published: {exc}")
     _show(report, file)
     if report.refused or report.failed:
         raise typer.Exit(1)
