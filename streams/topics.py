@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
+from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import TopicAlreadyExistsError
@@ -23,8 +24,39 @@ AUDIT = "bus.audit"
 DLQ = "bus.dlq"
 
 BUS_RECORD_TOPICS = {"audit": AUDIT, "consent": CONSENTS, "contract": CONTRACTS,
-                     "dead_letter": DLQ}
+                     "dead_letter": DLQ, "population": POPULATION}
 """The topic each of the bus's own record types is written to."""
+
+
+def bus_topics(settings: Settings) -> list[TopicSpec]:
+    """The bus's own topics: compacted state, append-only audit, dead letters."""
+    compacted = {"cleanup_policy": "compact", "min_compaction_lag_ms": "60000"}
+    return [
+        spec(settings, CONTRACTS, **compacted),
+        spec(settings, CONSENTS, **compacted),
+        spec(settings, POPULATION, **compacted),
+        spec(settings, AUDIT, cleanup_policy="delete", retention_ms="-1"),
+        spec(settings, DLQ, cleanup_policy="delete", retention_ms=str(90 * 86_400_000)),
+    ]
+
+
+async def topic_partitions(settings: Settings, topics: list[str]) -> list[TopicPartition]:
+    """Every partition of ``topics``, asked of the admin client (a consumer's metadata may not
+    know a topic it has not subscribed to); :class:`TopicError` when one does not exist."""
+    admin = AIOKafkaAdminClient(**settings.kafka_client_options())
+    await admin.start()
+    try:
+        described = await admin.describe_topics(topics)
+    finally:
+        await admin.close()
+    partitions = []
+    for topic in described:
+        if topic["error_code"] != 0:
+            raise TopicError(f"cannot describe topic {topic['topic']}: error "
+                             f"{topic['error_code']}")
+        partitions += [TopicPartition(topic["topic"], p["partition"])
+                       for p in topic["partitions"]]
+    return sorted(partitions)
 
 
 class TopicError(RuntimeError):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from streams.cli import generate, local, publish, schemas
+from streams.cli import consume, contracts, generate, local, publish, schemas, subjects, worker
 
 app = typer.Typer(
     name="circulation",
@@ -14,6 +14,11 @@ app = typer.Typer(
 )
 app.add_typer(local.app, name="local")
 app.add_typer(schemas.app, name="schemas")
+app.add_typer(contracts.app, name="contracts")
+app.add_typer(subjects.population_app, name="population")
+app.add_typer(subjects.consent_app, name="consent")
+app.command()(worker.worker)
+app.command()(consume.consume)
 app.command()(publish.publish)
 app.command()(generate.generate)
 

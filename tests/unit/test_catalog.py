@@ -120,6 +120,7 @@ BUS_RECORDS = {
     "contract": "ContractRecord",
     "dead_letter": "DeadLetter",
     "erasure_notice": "ErasureNotice",
+    "population": "PopulationRecord",
 }
 
 
@@ -246,7 +247,7 @@ def test_every_shipped_avsc_file_is_loaded(catalog: Catalog) -> None:
     ]
     loaded = sum(len(d.versions) for d in catalog.datasets())
     loaded += sum(len(r.versions) for r in catalog.bus_records())
-    assert loaded == len(files) == 16
+    assert loaded == len(files) == 17
 
 
 def test_dataset_records_are_named_after_their_dataset(catalog: Catalog) -> None:

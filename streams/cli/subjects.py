@@ -1,0 +1,84 @@
+"""``circulation population add|remove`` and ``circulation consent grant|withdraw``."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Annotated, Literal
+
+import typer
+
+from schemas.identifiers import InvalidIdentifier
+from streams.cli.console import console, fail, settings
+from streams.consent import Channel
+from streams.contracts import Contract
+from streams.settings import Settings
+from streams.subjects import Subject, find_contract, resolve, set_consent, set_population
+
+population_app = typer.Typer(help="The persons (or companies) a subscriber follows.",
+                             no_args_is_help=True)
+consent_app = typer.Typer(help="Persons' consent decisions per contract.", no_args_is_help=True)
+
+ContractArg = Annotated[str, typer.Argument(help="Contract id.")]
+SubjectsArg = Annotated[list[str], typer.Argument(help="NIRs (persons) or SIRENs (companies).")]
+
+
+def _resolved(contract_id: str, raw: list[str]) -> tuple[Settings, Contract, list[Subject]]:
+    config = settings()
+    try:
+        contract = asyncio.run(find_contract(config, contract_id))
+        return config, contract, resolve(config, contract, raw)
+    except (LookupError, InvalidIdentifier) as exc:
+        fail(str(exc))
+
+
+@population_app.command()
+def add(contract: ContractArg, subjects: SubjectsArg) -> None:
+    """Enrol subjects; prints each one's pseudonym for this subscriber as JSON lines."""
+    config, found, resolved = _resolved(contract, subjects)
+    asyncio.run(set_population(config, found, resolved, enrolled=True))
+    for subject in resolved:
+        print(json.dumps({"subject": subject.given, "pseudonym": subject.pseudonym}))
+
+
+@population_app.command()
+def remove(contract: ContractArg, subjects: SubjectsArg) -> None:
+    """Release subjects; returns once routing workers will apply it to every later event."""
+    config, found, resolved = _resolved(contract, subjects)
+    asyncio.run(set_population(config, found, resolved, enrolled=False))
+    console.print(f"removed {len(resolved)} subject(s) from {contract}")
+
+
+def _consent(contract: str, subjects: list[str], status: Literal["granted", "withdrawn"],
+             channel: Channel, collected_by: str | None, evidence: str | None) -> None:
+    config, found, resolved = _resolved(contract, subjects)
+    asyncio.run(set_consent(config, found, resolved, status, channel, collected_by, evidence))
+    console.print(f"consent {status} for {len(resolved)} subject(s) under {contract}")
+
+
+ChannelOpt = Annotated[str, typer.Option(help="online_portal, counter, paper_form or phone.")]
+CollectedBy = Annotated[str | None, typer.Option(
+    help="SIRET of the body that collected it (default: the subscriber's).")]
+Evidence = Annotated[str | None, typer.Option(help="Reference of the signed form or session.")]
+_CHANNELS: dict[str, Channel] = {c: c for c in ("online_portal", "counter", "paper_form",
+                                                  "phone")}
+
+
+def _channel(value: str) -> Channel:
+    if value not in _CHANNELS:
+        fail(f"--channel: unknown channel {value!r}; choose one of {', '.join(_CHANNELS)}")
+    return _CHANNELS[value]
+
+
+@consent_app.command()
+def grant(contract: ContractArg, subjects: SubjectsArg, channel: ChannelOpt = "online_portal",
+          collected_by: CollectedBy = None, evidence: Evidence = None) -> None:
+    """Record that each person consents to this contract."""
+    _consent(contract, subjects, "granted", _channel(channel), collected_by, evidence)
+
+
+@consent_app.command()
+def withdraw(contract: ContractArg, subjects: SubjectsArg, channel: ChannelOpt = "online_portal",
+             collected_by: CollectedBy = None, evidence: Evidence = None) -> None:
+    """Record a withdrawal (or objection) and send the subscriber erasure notices."""
+    _consent(contract, subjects, "withdrawn", _channel(channel), collected_by, evidence)

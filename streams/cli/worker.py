@@ -1,0 +1,25 @@
+"""``circulation worker``: run one routing worker process (run several to scale out)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated
+
+import faust
+import typer
+
+from schemas.catalog import Catalog
+from streams.cli.console import settings
+from streams.worker import create_app, prepare_topics
+
+
+def worker(
+    loglevel: Annotated[str, typer.Option(help="Faust's own log level.")] = "warning",
+) -> None:
+    """Route every provider topic under the applied contracts, until interrupted."""
+    config = settings()
+    catalog = Catalog.load()
+    asyncio.run(prepare_topics(config, catalog))
+    asyncio.set_event_loop(asyncio.new_event_loop())
+    app = create_app(config, catalog)
+    faust.Worker(app, loglevel=loglevel, quiet=True).execute_from_commandline()

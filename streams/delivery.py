@@ -1,0 +1,108 @@
+"""What the worker writes: deliveries, their audit records, and dead letters.
+
+A delivery is a CloudEvent in the Kafka binary mode: the original event id, source, type and
+time; the subscriber's pseudonym (or the company's SIREN) as subject; the contract, purpose,
+legal basis and expiry as extension attributes; the value is the event's data projected on the
+contract's fields, Avro-encoded with the contract's delivery schema. The key is the pseudonym,
+so one person's changes stay in order for the subscriber.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from streams.contracts import Contract
+from streams.pseudonym import SubscriberPseudonyms, is_subject_reference
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """One record to produce."""
+
+    topic: str
+    key: bytes | None
+    value: bytes
+    headers: list[tuple[str, bytes]]
+
+
+@dataclass(frozen=True)
+class EventHeaders:
+    """The CloudEvents attributes of a provider record, read straight from its ``ce_`` headers.
+
+    The published headers come from the ``cloudevents`` SDK's Kafka binding; a delivery reuses
+    them as they are (id, source, type, time, specversion, content type) and only replaces the
+    subject and adds the contract's extension attributes, which keeps the router's hot path free
+    of per-delivery event construction.
+    """
+
+    headers: tuple[tuple[str, bytes], ...]
+    id: str
+    subject: str
+
+    @classmethod
+    def read(cls, headers: list[tuple[str, bytes]]) -> EventHeaders:
+        found = dict(headers)
+        missing = [name for name in _REQUIRED if name not in found]
+        if missing:
+            raise ValueError(f"not a CloudEvent: missing header(s) {', '.join(missing)}")
+        kept = tuple((k, v) for k, v in headers if k in _PASSED_THROUGH)
+        return cls(kept, found["ce_id"].decode(), found["ce_subject"].decode())
+
+
+_REQUIRED = ("ce_specversion", "ce_id", "ce_source", "ce_type", "ce_subject")
+_PASSED_THROUGH = frozenset({"ce_specversion", "ce_id", "ce_source", "ce_type", "ce_time",
+                             "content-type"})
+
+
+def extension_headers(contract: Contract) -> tuple[tuple[str, bytes], ...]:
+    """The contract's CloudEvents extension attributes, encoded once per contract change."""
+    return (("ce_contract", contract.id.encode()), ("ce_purpose", contract.purpose.encode()),
+            ("ce_legalbasis", contract.legal_basis.encode()))
+
+
+def instant(value: datetime) -> str:
+    """RFC 3339 in UTC with milliseconds, as CloudEvents ``time`` attributes are written."""
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+@dataclass(frozen=True)
+class DeliveryChannel:
+    """Everything needed to deliver under one contract, built once per contract change."""
+
+    topic: str
+    subject: str
+    record_names: dict[str, str]
+    """Dataset id → full name of its projected record in the delivery schema."""
+    retention: timedelta
+    pseudonyms: SubscriberPseudonyms
+    extensions: tuple[tuple[str, bytes], ...]
+
+    def headers(self, event: EventHeaders, pseudonym: bytes,
+                routed_at: datetime) -> list[tuple[str, bytes]]:
+        """Binary-mode headers of a delivery: the event's, its new subject, the extensions."""
+        expires = instant(routed_at + self.retention).encode()
+        return [*event.headers, ("ce_subject", pseudonym), *self.extensions,
+                ("ce_expiresat", expires)]
+
+
+def redacted_key(key: bytes | None) -> bytes | None:
+    """A key kept in a dead letter only if it is a subject reference or a SIREN."""
+    if key is None:
+        return None
+    text = key.decode("utf-8", errors="replace")
+    if is_subject_reference(text) or (len(text) == 9 and text.isdigit()):
+        return key
+    return None
+
+
+def redacted_headers(headers: list[tuple[str, bytes]]) -> list[dict[str, Any]]:
+    """Headers for a dead letter, with any subject that is not pseudonymous removed."""
+    kept: list[dict[str, Any]] = []
+    for name, value in headers:
+        if name == "ce_subject" and redacted_key(value) is None:
+            kept.append({"key": name, "value": None})
+        else:
+            kept.append({"key": name, "value": value})
+    return kept

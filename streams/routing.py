@@ -1,0 +1,73 @@
+"""The routing decision: for one event, which contracts receive it and which withhold it, why.
+
+Pure and synchronous: no Kafka, no clock of its own. The worker feeds it decoded events and the
+current :class:`~streams.state.BusState`; property tests feed it anything. The order of the
+checks is the order an auditor reads them: is the contract in force, does the subscriber follow
+this person, does the person's consent allow it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date
+
+from streams.consent import WithheldReason, consent_reason, population_reason
+from streams.contracts import Contract
+from streams.state import BusState
+
+
+@dataclass(frozen=True)
+class ContractTerms:
+    """One contract's terms for one dataset: the fields it may receive of it."""
+
+    contract: Contract
+    dataset: str
+    fields: tuple[str, ...]
+
+    @property
+    def contract_id(self) -> str:
+        return self.contract.id
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One contract's verdict on one event."""
+
+    terms: ContractTerms
+    reason: WithheldReason | None
+
+    @property
+    def delivered(self) -> bool:
+        return self.reason is None
+
+
+def terms_by_dataset(contracts: Mapping[str, Contract]) -> dict[str, tuple[ContractTerms, ...]]:
+    """Index contracts by the datasets they name, revoked and expired ones included.
+
+    Inactive contracts stay in the index so that their refusals are audited too
+    (``contract_inactive``), rather than silently ignored.
+    """
+    index: dict[str, list[ContractTerms]] = {}
+    for contract in contracts.values():
+        for dataset, fields in contract.datasets.items():
+            index.setdefault(dataset, []).append(ContractTerms(contract, dataset, fields))
+    return {dataset: tuple(terms) for dataset, terms in index.items()}
+
+
+def decide(terms: ContractTerms, subject: str, state: BusState, day: date) -> Decision:
+    """The verdict of one contract on an event about ``subject`` routed on ``day``."""
+    contract = terms.contract
+    if not contract.is_active(day):
+        return Decision(terms, "contract_inactive")
+    key = (contract.id, subject)
+    reason = population_reason(contract.population, key in state.enrolled)
+    if reason is None:
+        reason = consent_reason(contract.consent, state.consents.get(key))
+    return Decision(terms, reason)
+
+
+def decide_all(candidates: Sequence[ContractTerms], subject: str, state: BusState,
+               day: date) -> list[Decision]:
+    """Every contract naming the event's dataset, each with its verdict."""
+    return [decide(terms, subject, state, day) for terms in candidates]

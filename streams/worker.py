@@ -1,0 +1,130 @@
+"""The routing worker: a Faust app whose one agent routes every provider topic.
+
+The agent runs with concurrency 1 (faust-streaming issue 606 loses messages above that); the bus
+scales by partitions and by running more worker processes in the same group. It takes events in
+batches (``stream.take_events``), fences each batch behind the state follower's barrier, routes
+the batch in one synchronous pass, and produces every delivery, audit record and dead letter of
+the batch before the batch's offsets are acknowledged: a crash replays a batch (same event ids,
+so duplicates are detectable) but never loses one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import faust
+import structlog
+from faust.types import StreamT
+
+from schemas.catalog import Catalog
+from schemas.registry import SchemaRegistry
+from schemas.serde import AvroSerde
+from streams.pseudonym import Pseudonymiser
+from streams.router import Router, SourceRecord
+from streams.settings import Settings
+from streams.state import StateFollower
+from streams.topics import bus_topics, ensure_topics, spec
+
+log = structlog.get_logger(__name__)
+
+APP_ID = "circulation-router"
+BATCH_MAX = 1000
+BATCH_WITHIN = 0.005
+
+
+def provider_topics(catalog: Catalog) -> list[str]:
+    """Every provider topic the catalog allows, in a stable order."""
+    return sorted(catalog.topic_for(provider, dataset.id)
+                  for dataset in catalog.datasets() for provider in dataset.providers)
+
+
+async def prepare_topics(settings: Settings, catalog: Catalog) -> None:
+    """Create the bus topics and every provider topic before the worker subscribes."""
+    await ensure_topics(settings, [*bus_topics(settings),
+                                   *(spec(settings, t) for t in provider_topics(catalog))])
+
+
+class RoutingService:
+    """Owns the router and the state follower of one worker process."""
+
+    def __init__(self, app: faust.App, settings: Settings, catalog: Catalog) -> None:
+        self.app = app
+        self.settings = settings
+        self.serde = AvroSerde(SchemaRegistry(settings.schema_registry_url))
+        self.router = Router(catalog, self.serde, Pseudonymiser(settings.bus_secret()))
+        self.follower = StateFollower(settings, self.serde, catalog)
+        self._started = asyncio.Lock()
+        self._running = False
+
+    async def ensure_started(self) -> None:
+        """Start following the state topics (once), before the first batch is routed."""
+        async with self._started:
+            if not self._running:
+                await self.follower.start()
+                self._running = True
+
+    async def route_batch(self, events: Sequence[Any]) -> None:
+        """Route a batch and wait until everything it produced is written."""
+        await self.ensure_started()
+        began = time.perf_counter()
+        await self.follower.barrier()
+        fenced = time.perf_counter()
+        records = [_source(event.message) for event in events]
+        outgoing = self.router.route(records, self.follower.state)
+        routed = time.perf_counter()
+        producer = self.app.producer
+        pending = [await producer.send(o.topic, o.key, o.value, None, None, o.headers)
+                   for o in outgoing]
+        await asyncio.gather(*pending)
+        log.info("batch routed", events=len(records), written=len(outgoing),
+                 barrier_ms=round((fenced - began) * 1000, 1),
+                 route_ms=round((routed - fenced) * 1000, 1),
+                 produce_ms=round((time.perf_counter() - routed) * 1000, 1))
+
+    async def stop(self) -> None:
+        if self._running:
+            await self.follower.stop()
+
+
+def _source(message: Any) -> SourceRecord:
+    headers = message.headers or []
+    if isinstance(headers, dict):
+        headers = list(headers.items())
+    return SourceRecord(message.topic, message.partition, message.offset,
+                        int(message.timestamp * 1000) if message.timestamp else None,
+                        message.key, message.value, list(headers))
+
+
+def create_app(settings: Settings, catalog: Catalog | None = None) -> faust.App:
+    """The Faust app of a routing worker (web server off: it would expose table contents)."""
+    catalog = catalog or Catalog.load()
+    app = faust.App(
+        APP_ID,
+        broker=f"kafka://{settings.kafka_bootstrap}",
+        web_enabled=False,
+        store="memory://",
+        topic_disable_leader=True,
+        producer_acks=-1,
+        producer_linger_ms=2,
+        consumer_auto_offset_reset="earliest",
+        broker_commit_interval=1.0,
+        stream_buffer_maxsize=8192,
+        broker_max_poll_records=2000,
+    )
+    service = RoutingService(app, settings, catalog)
+    source = app.topic(*provider_topics(catalog), key_serializer="raw", value_serializer="raw")
+
+    @app.agent(source, concurrency=1)
+    async def route(stream: StreamT[Any]) -> None:
+        batches = stream.take_events(BATCH_MAX, within=BATCH_WITHIN)  # type: ignore[attr-defined]
+        async for events in batches:
+            await service.route_batch(events)
+
+    @app.on_before_shutdown.connect  # type: ignore[arg-type]
+    async def _stop(_: Any, *__: Any, signal: Any, **___: Any) -> None:  # noqa: ARG001
+        await service.stop()
+
+    return app
