@@ -25,7 +25,7 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
-demo: up
+demo: install
 	$(BIN)/circulation demo
 
 test: lint up

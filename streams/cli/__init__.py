@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import typer
 
-from streams.cli import consume, contracts, generate, local, publish, schemas, subjects, worker
+from streams.cli import (
+    consume,
+    contracts,
+    demo,
+    generate,
+    local,
+    publish,
+    schemas,
+    subjects,
+    worker,
+)
 
 app = typer.Typer(
     name="circulation",
@@ -19,6 +29,7 @@ app.add_typer(subjects.population_app, name="population")
 app.add_typer(subjects.consent_app, name="consent")
 app.command()(worker.worker)
 app.command()(consume.consume)
+app.command()(demo.demo)
 app.command()(publish.publish)
 app.command()(generate.generate)
 

@@ -1,0 +1,291 @@
+"""Routing throughput and latency, against a raw Kafka pass-through ceiling, in one run.
+
+Everything runs on a private local stack (other ports, a temporary run folder, the jar cache
+shared) that is wiped between measurements, so contracts and backlogs of other work never
+inflate the fan-out.
+
+1. **R, the ceiling**: N records (the same bytes as published ``quotient_familial`` events) are
+   preloaded on a 3-partition topic; one aiokafka consumer (``getmany``) and one producer
+   (linger and batch size tuned) copy them to another topic. R = N / copy time.
+2. **Routed throughput at fan-out 1, 3 and 10**: that many ``population: all``,
+   ``consent: not_required`` contracts on ``quotient_familial``; N events preloaded on the
+   provider topic; one ``circulation worker`` process routes them. Throughput = N / (time from
+   the first to the last record the worker wrote, broker timestamps). Every event gives one
+   delivery and one audit record per contract.
+3. **End-to-end latency** at fan-out 3 at a steady rate of half the routed maximum: events are
+   published at that rate for ``--latency-seconds`` while a consumer reads one delivery topic;
+   latency = time read − the event's ``time`` (publish time), p50 and p99.
+
+Run: ``.venv/bin/python benchmarks/routing_throughput.py [--count 30000]``. Prints a markdown
+table. It needs Java and Maven like ``circulation local up`` (the jars come from the cache).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from connectors.publisher import OutgoingEvent, Publisher
+from schemas.catalog import Catalog
+from schemas.registry import SchemaRegistry
+from schemas.synthetic import generate
+from streams.contract_store import ContractStore
+from streams.contracts import Contract
+from streams.localstack import LocalStack
+from streams.settings import Settings
+
+CLI = [sys.executable, "-m", "streams.cli"]
+CONTRACT = (Path(__file__).resolve().parent.parent / "deploy" / "contracts"
+            / "lyon-cantine-2026.yaml")
+
+
+def private_settings(run_dir: Path) -> Settings:
+    """Settings of a private stack on ports of its own."""
+    return Settings(local_data_dir=run_dir, local_kafka_port=29092,
+                    local_controller_port=29093, local_registry_port=28081,
+                    kafka_bootstrap="127.0.0.1:29092",
+                    schema_registry_url="http://127.0.0.1:28081/apis/ccompat/v7")
+
+
+def env_of(settings: Settings) -> dict[str, str]:
+    return {**os.environ, "CIRCULATION_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+            "CIRCULATION_SCHEMA_REGISTRY_URL": settings.schema_registry_url,
+            "CIRCULATION_LOG_LEVEL": "warning"}
+
+
+def prepared_events(settings: Settings, count: int, seed: int) -> list[OutgoingEvent]:
+    publisher = Publisher(settings)
+    return [publisher.prepare(e) for e in generate("quotient_familial", count, seed,
+                                                   provider="cnaf")]
+
+
+async def produce_all(settings: Settings, topic: str, events: list[OutgoingEvent]) -> None:
+    producer = AIOKafkaProducer(**settings.kafka_client_options(), linger_ms=20,
+                                max_batch_size=1 << 20, acks=1)
+    await producer.start()
+    try:
+        for event in events:
+            await producer.send(topic, event.value, key=event.key, headers=event.headers)
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+async def create_topic(settings: Settings, name: str) -> None:
+    admin = AIOKafkaAdminClient(**settings.kafka_client_options())
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(name, 3, 1)])
+    finally:
+        await admin.close()
+
+
+async def ceiling(settings: Settings, events: list[OutgoingEvent]) -> float:
+    """R: records per second copied by a tuned raw aiokafka consume-and-produce loop."""
+    source, sink = f"bench.raw.{uuid.uuid4().hex[:8]}", f"bench.sink.{uuid.uuid4().hex[:8]}"
+    await create_topic(settings, source)
+    await create_topic(settings, sink)
+    await produce_all(settings, source, events)
+    consumer = AIOKafkaConsumer(source, **settings.kafka_client_options(),
+                                auto_offset_reset="earliest", enable_auto_commit=False,
+                                max_partition_fetch_bytes=8 << 20, fetch_max_bytes=32 << 20)
+    producer = AIOKafkaProducer(**settings.kafka_client_options(), linger_ms=5,
+                                max_batch_size=1 << 20, acks=1)
+    await consumer.start()
+    await producer.start()
+    copied, started = 0, 0.0
+    try:
+        while copied < len(events):
+            batches = await consumer.getmany(timeout_ms=1000, max_records=10_000)
+            if batches and not started:
+                started = time.perf_counter()
+            for records in batches.values():
+                for record in records:
+                    await producer.send(sink, record.value, key=record.key,
+                                        headers=list(record.headers))
+                copied += sum(1 for _ in records)
+        await producer.flush()
+        return len(events) / (time.perf_counter() - started)
+    finally:
+        await consumer.stop()
+        await producer.stop()
+
+
+async def apply_contracts(settings: Settings, fan_out: int) -> list[Contract]:
+    catalog = Catalog.load()
+    base = yaml.safe_load(CONTRACT.read_text(encoding="utf-8"))
+    contracts = [Contract.checked({**base, "id": f"bench-{fan_out}-{i}",
+                                   "subscriber": f"bench-subscriber-{i}",
+                                   "population": "all", "consent": "not_required"}, catalog)
+                 for i in range(fan_out)]
+    registry = SchemaRegistry(settings.schema_registry_url)
+    await ContractStore(settings, registry, catalog).apply(contracts)
+    registry.close()
+    return contracts
+
+
+async def written_span(settings: Settings, topics: list[str], expected: int,
+                       timeout: float) -> tuple[float, float]:
+    """(first, last) broker timestamps once ``expected`` records are on ``topics``."""
+    consumer = AIOKafkaConsumer(*topics, **settings.kafka_client_options(),
+                                auto_offset_reset="earliest", enable_auto_commit=False)
+    await consumer.start()
+    first, last, seen = float("inf"), 0.0, 0
+    deadline = time.monotonic() + timeout
+    try:
+        while seen < expected and time.monotonic() < deadline:
+            for records in (await consumer.getmany(timeout_ms=1000, max_records=20_000)).values():
+                for record in records:
+                    first = min(first, record.timestamp / 1000)
+                    last = max(last, record.timestamp / 1000)
+                seen += len(records)
+    finally:
+        await consumer.stop()
+    if seen < expected:
+        raise RuntimeError(f"only {seen} of {expected} records written within {timeout:.0f}s")
+    return first, last
+
+
+def start_worker(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([*CLI, "worker"], env=env_of(settings), stdout=log.open("wb"),
+                            stderr=subprocess.STDOUT)
+
+
+def stop_worker(worker: subprocess.Popen[bytes]) -> None:
+    worker.terminate()
+    try:
+        worker.wait(30)
+    except subprocess.TimeoutExpired:
+        worker.kill()
+
+
+async def routed(settings: Settings, events: list[OutgoingEvent], fan_out: int,
+                 log: Path) -> float:
+    """Input events per second routed by one worker at this fan-out."""
+    contracts = await apply_contracts(settings, fan_out)
+    await produce_all(settings, "provider.cnaf.quotient_familial", events)
+    worker = start_worker(settings, log)
+    try:
+        topics = [c.delivery_topic for c in contracts]
+        first, last = await written_span(settings, topics, len(events) * fan_out, 600)
+    finally:
+        stop_worker(worker)
+    return len(events) / (last - first)
+
+
+async def latency(settings: Settings, rate: float, seconds: float, seed: int,
+                  log: Path) -> list[float]:
+    """Publish → delivery latencies (ms) at ``rate`` events/s, fan-out 3."""
+    contracts = await apply_contracts(settings, 3)
+    worker = start_worker(settings, log)
+    consumer = AIOKafkaConsumer(contracts[0].delivery_topic, **settings.kafka_client_options(),
+                                auto_offset_reset="latest", enable_auto_commit=False)
+    await consumer.start()
+    samples: list[float] = []
+    try:
+        await asyncio.sleep(15)  # the worker joins its group and reads the state topics
+        async with Publisher(settings) as publisher:
+            reader = asyncio.create_task(_read_latencies(consumer, samples))
+            count = int(rate * seconds)
+            began = time.perf_counter()
+            for index, event in enumerate(generate("quotient_familial", count, seed,
+                                                   provider="cnaf")):
+                event["time"] = datetime.now(UTC).isoformat()
+                await publisher.send(publisher.prepare(event))
+                await asyncio.sleep(max(0.0, began + (index + 1) / rate - time.perf_counter()))
+            await publisher.flush()
+            await asyncio.sleep(3)
+            reader.cancel()
+    finally:
+        await consumer.stop()
+        stop_worker(worker)
+    return samples
+
+
+async def _read_latencies(consumer: AIOKafkaConsumer, samples: list[float]) -> None:
+    while True:
+        for records in (await consumer.getmany(timeout_ms=100)).values():
+            now = datetime.now(UTC)
+            for record in records:
+                sent = datetime.fromisoformat(dict(record.headers)["ce_time"].decode()
+                                              .replace("Z", "+00:00"))
+                samples.append((now - sent).total_seconds() * 1000)
+
+
+def fresh_stack(settings: Settings) -> LocalStack:
+    stack = LocalStack(settings)
+    stack.up(fresh=True)
+    subprocess.run([*CLI, "schemas", "register"], env=env_of(settings), check=True,
+                   capture_output=True)
+    return stack
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+async def main(count: int, seed: int, latency_seconds: float) -> dict[str, Any]:
+    results: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as run_dir:
+        settings = private_settings(Path(run_dir))
+        # The stack's own calls run their event loops: keep them off this one.
+        stack = await asyncio.to_thread(fresh_stack, settings)
+        try:
+            events = prepared_events(settings, count, seed)
+            results["R"] = await ceiling(settings, events)
+            for fan_out in (1, 3, 10):
+                await asyncio.to_thread(stack.down)
+                await asyncio.to_thread(fresh_stack, settings)
+                results[fan_out] = await routed(settings, events, fan_out,
+                                                Path(run_dir) / f"worker-{fan_out}.log")
+            await asyncio.to_thread(stack.down)
+            await asyncio.to_thread(fresh_stack, settings)
+            rate = results[3] / 2
+            samples = await latency(settings, rate, latency_seconds, seed + 1,
+                                    Path(run_dir) / "worker-latency.log")
+            results["rate"] = rate
+            results["latency"] = samples
+        finally:
+            await asyncio.to_thread(stack.down)
+    return results
+
+
+def report(results: dict[str, Any], count: int) -> None:
+    ceiling_rate = results["R"]
+    print(f"\n{count} events of quotient_familial, 3 partitions, one worker process\n")
+    print("| measurement | events/s | ratio to R |\n|---|---:|---:|")
+    print(f"| R: raw aiokafka consume-and-produce pass-through | {ceiling_rate:,.0f} | 1.00 |")
+    for fan_out in (1, 3, 10):
+        rate = results[fan_out]
+        print(f"| routed, fan-out {fan_out} (input events/s) | {rate:,.0f} | "
+              f"{rate / ceiling_rate:.3f} |")
+    samples = results["latency"]
+    if samples:
+        print(f"\nlatency publish → delivery at {results['rate']:,.0f} events/s (fan-out 3, "
+              f"{len(samples)} samples): p50 {statistics.median(samples):.1f} ms, "
+              f"p99 {percentile(samples, 0.99):.1f} ms")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--count", type=int, default=30_000)
+    parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument("--latency-seconds", type=float, default=20.0)
+    arguments = parser.parse_args()
+    report(asyncio.run(main(arguments.count, arguments.seed, arguments.latency_seconds)),
+           arguments.count)
