@@ -9,7 +9,7 @@ import subprocess
 import uuid
 from pathlib import Path
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from streams.localstack.errors import StackError
@@ -129,16 +129,14 @@ async def _round_trip(bootstrap: str) -> bool:
     """Write one record to the health topic and read that very record back."""
     token = uuid.uuid4().hex.encode()
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, request_timeout_ms=5000)
-    await producer.start()
-    try:
+    try:  # stop() also when start() fails, or the client is left unclosed
+        await producer.start()
         sent = await producer.send_and_wait(HEALTH_TOPIC, token)
     finally:
         await producer.stop()
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await consumer.start()
     try:
-        from aiokafka import TopicPartition
-
+        await consumer.start()
         partition = TopicPartition(HEALTH_TOPIC, sent.partition)
         consumer.assign([partition])
         consumer.seek(partition, sent.offset)
