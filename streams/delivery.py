@@ -79,10 +79,13 @@ class DeliveryChannel:
     pseudonyms: SubscriberPseudonyms
     extensions: tuple[tuple[str, bytes], ...]
 
+    def expiry(self, routed_at: datetime) -> bytes:
+        """The ``expiresat`` of what is delivered at ``routed_at`` (once per batch)."""
+        return instant(routed_at + self.retention).encode()
+
     def headers(self, event: EventHeaders, pseudonym: bytes,
-                routed_at: datetime) -> list[tuple[str, bytes]]:
+                expires: bytes) -> list[tuple[str, bytes]]:
         """Binary-mode headers of a delivery: the event's, its new subject, the extensions."""
-        expires = instant(routed_at + self.retention).encode()
         return [*event.headers, ("ce_subject", pseudonym), *self.extensions,
                 ("ce_expiresat", expires)]
 

@@ -73,6 +73,7 @@ class Router:
         self._channels: dict[str, DeliveryChannel] = {}
         self._channel_schemas: dict[str, _DeliverySchema] = {}
         self._checkers: dict[str, Callable[[Any], None]] = {}
+        self._expiries: dict[str, bytes] = {}
 
     def _compile(self, state: BusState) -> None:
         """Rebuild per-contract plans when the contracts changed."""
@@ -99,6 +100,7 @@ class Router:
         self._compile(state)
         routed_at = now or datetime.now(UTC)
         routed_at = routed_at.replace(microsecond=routed_at.microsecond // 1000 * 1000)
+        self._expiries = {}  # one expiry per contract and batch
         out: list[Outgoing] = []
         for record in records:
             try:
@@ -150,8 +152,11 @@ class Router:
         projected = union_value(schema.raw, channel.record_names[terms.dataset],
                                 project_datum(datum, terms.fields))
         value = self.serde.encode_datum(channel.subject, schema, projected)
+        expires = self._expiries.get(terms.contract_id)
+        if expires is None:
+            expires = self._expiries[terms.contract_id] = channel.expiry(routed_at)
         return Outgoing(channel.topic, pseudonym, value,
-                        channel.headers(event, pseudonym, routed_at))
+                        channel.headers(event, pseudonym, expires))
 
     def _dead_letter(self, record: SourceRecord, error: Exception,
                      failed_at: datetime) -> Outgoing:

@@ -25,6 +25,7 @@ from schemas.serde import AvroSerde
 from streams.pseudonym import Pseudonymiser
 from streams.router import Router, SourceRecord
 from streams.settings import Settings
+from streams.sink import BatchSink
 from streams.state import StateFollower
 from streams.topics import bus_topics, ensure_topics, spec
 
@@ -56,6 +57,7 @@ class RoutingService:
         self.serde = AvroSerde(SchemaRegistry(settings.schema_registry_url))
         self.router = Router(catalog, self.serde, Pseudonymiser(settings.bus_secret()))
         self.follower = StateFollower(settings, self.serde, catalog)
+        self.sink = BatchSink(settings)
         self._started = asyncio.Lock()
         self._running = False
 
@@ -64,6 +66,7 @@ class RoutingService:
         async with self._started:
             if not self._running:
                 await self.follower.start()
+                await self.sink.start()
                 self._running = True
 
     async def route_batch(self, events: Sequence[Any]) -> None:
@@ -75,10 +78,7 @@ class RoutingService:
         records = [_source(event.message) for event in events]
         outgoing = self.router.route(records, self.follower.state)
         routed = time.perf_counter()
-        producer = self.app.producer
-        pending = [await producer.send(o.topic, o.key, o.value, None, None, o.headers)
-                   for o in outgoing]
-        await asyncio.gather(*pending)
+        await self.sink.write(outgoing)
         log.info("batch routed", events=len(records), written=len(outgoing),
                  barrier_ms=round((fenced - began) * 1000, 1),
                  route_ms=round((routed - fenced) * 1000, 1),
@@ -87,6 +87,7 @@ class RoutingService:
     async def stop(self) -> None:
         if self._running:
             await self.follower.stop()
+            await self.sink.stop()
 
 
 def _source(message: Any) -> SourceRecord:
