@@ -1,19 +1,29 @@
 """Audit records: one per routing decision, delivered or withheld, hash-chained.
 
 Each record carries the hash of the previous record of its chain and its own hash over its
-content, so a verifier finds any record changed, removed or reordered. A worker keeps one chain
-per provider partition it routes (the key of the chain is ``<topic>/<partition>``), which is the
-unit whose order Kafka itself guarantees.
+content, so a verifier finds any record changed, removed or reordered.
+
+A chain is one partition of ``bus.audit``, read in offset order. The decisions about partition
+*p* of the provider topics are written to audit partition *p*: Faust assigns co-partitioned
+topics (same partition count, same subscribers) together, so exactly one worker owns partition
+*p* of every provider topic and is the only writer of chain *p*. A worker that takes a partition
+over recovers the chain's head from the last record of that audit partition before extending it.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from schemas.serde import AvroSerde
 from streams.routing import Decision
+from streams.settings import Settings
+from streams.topics import AUDIT
 
 GENESIS = "0" * 64
 """The ``previous_hash`` of the first record of a chain."""
@@ -44,11 +54,16 @@ def record_hash(previous_hash: str, content: dict[str, Any]) -> str:
 
 @dataclass
 class AuditChains:
-    """The running hash of every chain this worker writes to."""
+    """The running hash of every chain (audit partition) this worker writes to."""
 
-    heads: dict[str, str] = field(default_factory=dict)
+    partitions: int = 1
+    heads: dict[int, str] = field(default_factory=dict)
 
-    def record(self, chain: str, decision: Decision, *, event_id: str, provider: str,
+    def chain_of(self, source_partition: int) -> int:
+        """The audit partition (chain) of decisions about a provider partition."""
+        return source_partition % self.partitions
+
+    def record(self, chain: int, decision: Decision, *, event_id: str, provider: str,
                subject_ref: str, decided_at: datetime) -> dict[str, Any]:
         """The audit record of ``decision``, linked to the head of ``chain``."""
         terms = decision.terms
@@ -64,3 +79,58 @@ class AuditChains:
         digest = record_hash(previous, content)
         self.heads[chain] = digest
         return {**content, "previous_hash": previous, "record_hash": digest}
+
+
+async def recover_heads(settings: Settings, serde: AvroSerde, reader: Any,
+                        partitions: list[int]) -> dict[int, str]:
+    """The ``record_hash`` of the last record of each audit partition (GENESIS when empty)."""
+    consumer = AIOKafkaConsumer(**settings.kafka_client_options(), enable_auto_commit=False)
+    await consumer.start()
+    try:
+        wanted = [TopicPartition(AUDIT, p) for p in partitions]
+        consumer.assign(wanted)
+        ends = await consumer.end_offsets(wanted)
+        starts = await consumer.beginning_offsets(wanted)
+        heads = {}
+        for tp in wanted:
+            heads[tp.partition] = GENESIS
+            if ends[tp] > starts[tp]:
+                consumer.seek(tp, ends[tp] - 1)
+                records = (await consumer.getmany(tp, timeout_ms=10_000)).get(tp, [])
+                if not records:
+                    raise RuntimeError(f"cannot read the head of audit chain {tp.partition}")
+                heads[tp.partition] = serde.decode(records[-1].value, reader)[1]["record_hash"]
+        return heads
+    finally:
+        await consumer.stop()
+
+
+@dataclass(frozen=True)
+class ChainBreak:
+    """Where a chain stops proving itself: the offset and what is wrong there."""
+
+    partition: int
+    offset: int
+    reason: str
+
+    def __str__(self) -> str:
+        return f"audit partition {self.partition}, offset {self.offset}: {self.reason}"
+
+
+def verify_chain(partition: int, records: Iterable[tuple[int, dict[str, Any]]]) -> list[ChainBreak]:
+    """Check a chain read in offset order: every hash recomputes and links to the previous one.
+
+    A changed record fails its own hash; a removed or reordered one breaks the link of the next.
+    """
+    breaks = []
+    previous = GENESIS
+    for offset, record in records:
+        if record["previous_hash"] != previous:
+            breaks.append(ChainBreak(partition, offset, "does not link to the previous record "
+                                     "(a record was removed, inserted or reordered)"))
+        content = {name: record[name] for name in HASHED_FIELDS}
+        if record_hash(record["previous_hash"], content) != record["record_hash"]:
+            breaks.append(ChainBreak(partition, offset, "its hash does not match its content "
+                                     "(the record was changed)"))
+        previous = record["record_hash"]
+    return breaks

@@ -25,6 +25,8 @@ class Outgoing:
     key: bytes | None
     value: bytes
     headers: list[tuple[str, bytes]]
+    partition: int | None = None
+    """Explicit partition (audit chains); None lets the key decide."""
 
 
 @dataclass(frozen=True)

@@ -67,7 +67,7 @@ class Router:
         self.pseudonymiser = pseudonymiser
         self._audit_schema = catalog.bus_record("audit").latest
         self._dlq_schema = catalog.bus_record("dead_letter").latest
-        self._chains = AuditChains()
+        self.chains = AuditChains()
         self._generation = -1
         self._terms: dict[str, tuple[ContractTerms, ...]] = {}
         self._channels: dict[str, DeliveryChannel] = {}
@@ -125,15 +125,15 @@ class Router:
         _, datum = self.serde.decode(record.value, dataset.latest.parsed)
         self._checker(dataset)(datum)  # the catalog's value constraints
         out: list[Outgoing] = []
-        chain = f"{record.topic}/{record.partition}"
+        chain = self.chains.chain_of(record.partition)
         for decision in decide_all(self._terms.get(dataset.id, ()), event.subject, state,
                                    routed_at.date()):
             if decision.delivered:
                 out.append(self._delivery(decision.terms, event, datum, routed_at))
-            audit = self._chains.record(chain, decision, event_id=event.id, provider=provider,
+            audit = self.chains.record(chain, decision, event_id=event.id, provider=provider,
                                         subject_ref=event.subject, decided_at=routed_at)
             out.append(Outgoing(AUDIT, event.subject.encode(), self.serde.encode_datum(
-                value_subject(AUDIT), self._audit_schema, audit), []))
+                value_subject(AUDIT), self._audit_schema, audit), [], partition=chain))
             log.debug("decision", event_id=event.id, contract=decision.terms.contract_id,
                       reason=decision.reason)
         return out

@@ -74,6 +74,9 @@ class BatchSink:
             raise RuntimeError("the sink is not started")
         groups: dict[tuple[str, int], list[Outgoing]] = defaultdict(list)
         for record in records:
+            if record.partition is not None:
+                groups[(record.topic, record.partition)].append(record)
+                continue
             count = await self._partition_count(producer, record.topic)
             self._spread += 1
             groups[(record.topic, partition_of(record.key, count, self._spread))].append(record)

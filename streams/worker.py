@@ -22,12 +22,13 @@ from faust.types import StreamT
 from schemas.catalog import Catalog
 from schemas.registry import SchemaRegistry
 from schemas.serde import AvroSerde
+from streams.audit import recover_heads
 from streams.pseudonym import Pseudonymiser
 from streams.router import Router, SourceRecord
 from streams.settings import Settings
 from streams.sink import BatchSink
 from streams.state import StateFollower
-from streams.topics import bus_topics, ensure_topics, spec
+from streams.topics import AUDIT, bus_topics, ensure_topics, spec, topic_partitions
 
 log = structlog.get_logger(__name__)
 
@@ -58,6 +59,7 @@ class RoutingService:
         self.router = Router(catalog, self.serde, Pseudonymiser(settings.bus_secret()))
         self.follower = StateFollower(settings, self.serde, catalog)
         self.sink = BatchSink(settings)
+        self._audit_reader = catalog.bus_record("audit").latest.parsed
         self._started = asyncio.Lock()
         self._running = False
 
@@ -67,7 +69,20 @@ class RoutingService:
             if not self._running:
                 await self.follower.start()
                 await self.sink.start()
+                chains = await topic_partitions(self.settings, [AUDIT])
+                self.router.chains.partitions = len(chains)
                 self._running = True
+
+    def forget_chain_heads(self) -> None:
+        """After a rebalance another worker may have extended a chain: re-read its head."""
+        self.router.chains.heads.clear()
+
+    async def _recover_chain_heads(self, records: Sequence[SourceRecord]) -> None:
+        chains = self.router.chains
+        missing = {chains.chain_of(r.partition) for r in records} - chains.heads.keys()
+        if missing:
+            chains.heads.update(await recover_heads(self.settings, self.serde,
+                                                    self._audit_reader, sorted(missing)))
 
     async def route_batch(self, events: Sequence[Any]) -> None:
         """Route a batch and wait until everything it produced is written."""
@@ -76,6 +91,7 @@ class RoutingService:
         await self.follower.barrier()
         fenced = time.perf_counter()
         records = [_source(event.message) for event in events]
+        await self._recover_chain_heads(records)
         outgoing = self.router.route(records, self.follower.state)
         routed = time.perf_counter()
         await self.sink.write(outgoing)
@@ -123,6 +139,10 @@ def create_app(settings: Settings, catalog: Catalog | None = None) -> faust.App:
         batches = stream.take_events(BATCH_MAX, within=BATCH_WITHIN)  # type: ignore[attr-defined]
         async for events in batches:
             await service.route_batch(events)
+
+    @app.on_partitions_assigned.connect  # type: ignore[arg-type]
+    async def _assigned(_: Any, *__: Any, signal: Any, **___: Any) -> None:  # noqa: ARG001
+        service.forget_chain_heads()
 
     @app.on_before_shutdown.connect  # type: ignore[arg-type]
     async def _stop(_: Any, *__: Any, signal: Any, **___: Any) -> None:  # noqa: ARG001

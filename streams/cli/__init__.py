@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from streams.cli import (
+    audit,
     consume,
     contracts,
     demo,
@@ -25,6 +26,7 @@ app = typer.Typer(
 app.add_typer(local.app, name="local")
 app.add_typer(schemas.app, name="schemas")
 app.add_typer(contracts.app, name="contracts")
+app.add_typer(audit.app, name="audit")
 app.add_typer(subjects.population_app, name="population")
 app.add_typer(subjects.consent_app, name="consent")
 app.command()(worker.worker)
