@@ -14,7 +14,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
@@ -85,6 +85,16 @@ class Settings(BaseSettings):
     java_home: Path | None = Field(
         None, description="JDK used for the local stack; the java on PATH when unset."
     )
+
+    @model_validator(mode="after")
+    def _follow_local_ports(self) -> Settings:
+        """Unless set explicitly, the broker and registry addresses are the local stack's."""
+        if "kafka_bootstrap" not in self.model_fields_set:
+            self.kafka_bootstrap = f"127.0.0.1:{self.local_kafka_port}"
+        if "schema_registry_url" not in self.model_fields_set:
+            self.schema_registry_url = (f"http://127.0.0.1:{self.local_registry_port}"
+                                        "/apis/ccompat/v7")
+        return self
 
     def bus_secret(self) -> SecretStr:
         """The secret keying subject references: the configured one, or a local one.
