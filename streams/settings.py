@@ -62,6 +62,11 @@ class Settings(BaseSettings):
         "auto", description="json for machines, console for people, auto picks by terminal."
     )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    metrics_port: int | None = Field(
+        None, ge=1, le=65535, description="Port of the routing worker's Prometheus endpoint "
+        "(/metrics); off when unset. Each worker process on a host needs its own.")
+    metrics_bind: str = Field(
+        "0.0.0.0", description="Address the worker's metrics endpoint listens on.")  # noqa: S104
 
     cache_dir: Path = Field(
         default_factory=_default_cache_dir,

@@ -9,6 +9,7 @@ import faust
 import typer
 
 from schemas.catalog import Catalog
+from streams import metrics
 from streams.cli.console import settings
 from streams.worker import create_app, prepare_topics
 
@@ -22,4 +23,6 @@ def worker(
     asyncio.run(prepare_topics(config, catalog))
     asyncio.set_event_loop(asyncio.new_event_loop())
     app = create_app(config, catalog)
+    if config.metrics_port is not None:
+        metrics.serve(config.metrics_port, metrics.REGISTRY, config.metrics_bind)
     faust.Worker(app, loglevel=loglevel, quiet=True).execute_from_commandline()
