@@ -23,6 +23,10 @@ class RegistryError(RuntimeError):
     """The registry refused a request or could not be reached; the message says which."""
 
 
+class UnknownSchemaId(RegistryError):
+    """The registry holds no schema under that id: the record, not the registry, is at fault."""
+
+
 def canonical(schema: Any) -> str:
     """A stable text form of a schema, so that the same schema is recognised in the cache."""
     parsed = json.loads(schema) if isinstance(schema, str) else schema
@@ -56,6 +60,8 @@ class SchemaRegistry:
             )
         except httpx.HTTPError as exc:
             raise RegistryError(f"schema registry at {self.url} unreachable: {exc}") from exc
+        if response.status_code == 404 and path.startswith("/schemas/ids/"):
+            raise UnknownSchemaId(f"no schema with id {path.rsplit('/', 1)[-1]} in the registry")
         if response.status_code >= 400:
             raise RegistryError(f"schema registry refused {method} {path}: "
                                 f"HTTP {response.status_code} {response.text[:500]}")

@@ -7,13 +7,14 @@ against the reader's schema, which is how an old reader keeps reading newer reco
 
 from __future__ import annotations
 
+import io
 from collections.abc import Mapping
 from typing import Any, Protocol
 
 import fastavro
 
-from schemas.codec import Schema, decode, encode, frame, from_json, unframe
-from schemas.registry import SchemaRegistry
+from schemas.codec import DecodeError, Schema, decode, encode, frame, from_json, unframe
+from schemas.registry import SchemaRegistry, UnknownSchemaId
 
 
 class WriterSchema(Protocol):
@@ -56,7 +57,10 @@ class AvroSerde:
         """The parsed schema a record was written with (a record, or a union of records)."""
         cached = self._writers.get(schema_id)
         if cached is None:
-            cached = fastavro.parse_schema(self.registry.schema(schema_id))
+            try:
+                cached = fastavro.parse_schema(self.registry.schema(schema_id))
+            except UnknownSchemaId as exc:
+                raise DecodeError(str(exc)) from None
             self._writers[schema_id] = cached
         return cached
 
@@ -64,3 +68,22 @@ class AvroSerde:
         """(writer schema id, datum) of a framed value, read as ``reader`` when given."""
         schema_id, payload = unframe(value)
         return schema_id, decode(self.writer_schema(schema_id), reader, payload)
+
+    def decode_record(self, value: bytes) -> tuple[Schema, Any]:
+        """(record schema, datum) of a framed value whose writer schema may be a union.
+
+        A delivery topic of a contract naming several datasets carries a union of projected
+        records; the branch a value was written with says which dataset it is.
+        """
+        schema_id, payload = unframe(value)
+        writer = self.writer_schema(schema_id)
+        if not isinstance(writer, list):
+            return writer, decode(writer, None, payload)
+        try:
+            named: Any = fastavro.schemaless_reader(io.BytesIO(payload), writer, None,
+                                                    return_record_name=True)
+            name, datum = named
+        except (EOFError, ValueError, IndexError, KeyError) as exc:
+            raise DecodeError(f"not a valid Avro record for this schema: {exc!r}") from exc
+        branch = next(b for b in writer if isinstance(b, dict) and b.get("name") == name)
+        return branch, datum

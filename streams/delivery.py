@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from schemas.identifiers import contains_nir
 from streams.contracts import Contract
 from streams.pseudonym import SubscriberPseudonyms, is_subject_reference
 
@@ -102,12 +103,18 @@ def redacted_key(key: bytes | None) -> bytes | None:
     return None
 
 
+def redacted_value(value: bytes | None) -> bytes | None:
+    """A value kept in a dead letter unless a raw NIR hides somewhere in its bytes."""
+    if value is None or contains_nir(value):
+        return None
+    return value
+
+
 def redacted_headers(headers: list[tuple[str, bytes]]) -> list[dict[str, Any]]:
-    """Headers for a dead letter, with any subject that is not pseudonymous removed."""
+    """Headers for a dead letter: a subject that is not pseudonymous, and any value holding a
+    raw NIR, are removed (the header name stays, to show what was there)."""
     kept: list[dict[str, Any]] = []
     for name, value in headers:
-        if name == "ce_subject" and redacted_key(value) is None:
-            kept.append({"key": name, "value": None})
-        else:
-            kept.append({"key": name, "value": value})
+        unsafe = (name == "ce_subject" and redacted_key(value) is None) or contains_nir(value)
+        kept.append({"key": name, "value": None if unsafe else value})
     return kept

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import fastavro
@@ -24,7 +24,7 @@ import structlog
 from schemas.catalog import Catalog, Dataset
 from schemas.codec import DecodeError, ValidationError
 from schemas.constraints import compile_checker
-from schemas.identifiers import InvalidIdentifier
+from schemas.identifiers import InvalidIdentifier, contains_nir
 from schemas.projection import delivery_schema, full_name, project_datum, union_value
 from schemas.registration import value_subject
 from schemas.registry import canonical
@@ -37,7 +37,9 @@ from streams.delivery import (
     extension_headers,
     redacted_headers,
     redacted_key,
+    redacted_value,
 )
+from streams.metrics import RoutingTally
 from streams.pseudonym import Pseudonymiser, subject_kind
 from streams.routing import ContractTerms, decide_all, terms_by_dataset
 from streams.state import BusState
@@ -69,17 +71,20 @@ class Router:
         self._dlq_schema = catalog.bus_record("dead_letter").latest
         self.chains = AuditChains()
         self._generation = -1
+        self._compiled_on: date | None = None
         self._terms: dict[str, tuple[ContractTerms, ...]] = {}
         self._channels: dict[str, DeliveryChannel] = {}
         self._channel_schemas: dict[str, _DeliverySchema] = {}
         self._checkers: dict[str, Callable[[Any], None]] = {}
         self._expiries: dict[str, bytes] = {}
+        self.tally = RoutingTally()
+        """Decisions and dead letters since the worker last took them (for the metrics)."""
 
-    def _compile(self, state: BusState) -> None:
-        """Rebuild per-contract plans when the contracts changed."""
-        if state.generation == self._generation:
+    def _compile(self, state: BusState, day: date) -> None:
+        """Rebuild per-contract plans when the contracts changed (or the day did)."""
+        if (state.generation, day) == (self._generation, self._compiled_on):
             return
-        self._terms = terms_by_dataset(state.contracts)
+        self._terms = terms_by_dataset(state.contracts, day)
         self._channels = {}
         for contract in state.contracts.values():
             records = contract.projected_records(self.catalog)
@@ -93,13 +98,14 @@ class Router:
             )
             self._channel_schemas[contract.id] = _DeliverySchema.of(text)
         self._generation = state.generation
+        self._compiled_on = day
 
     def route(self, records: Iterable[SourceRecord], state: BusState,
               now: datetime | None = None) -> list[Outgoing]:
         """Everything to write for ``records``: deliveries, audit records, dead letters."""
-        self._compile(state)
         routed_at = now or datetime.now(UTC)
         routed_at = routed_at.replace(microsecond=routed_at.microsecond // 1000 * 1000)
+        self._compile(state, routed_at.date())
         self._expiries = {}  # one expiry per contract and batch
         out: list[Outgoing] = []
         for record in records:
@@ -136,6 +142,8 @@ class Router:
                 value_subject(AUDIT), self._audit_schema, audit), [], partition=chain))
             log.debug("decision", event_id=event.id, contract=decision.terms.contract_id,
                       reason=decision.reason)
+            self.tally.decision(decision.terms.contract.subscriber, decision.terms.contract_id,
+                                decision.reason)
         return out
 
     def _checker(self, dataset: Dataset) -> Callable[[Any], None]:
@@ -162,12 +170,17 @@ class Router:
                      failed_at: datetime) -> Outgoing:
         log.warning("dead letter", topic=record.topic, partition=record.partition,
                     offset=record.offset, error=type(error).__name__)
+        self.tally.dead_letter(record.topic)
+        message = f"{type(error).__name__}: {error}"
+        if contains_nir(message.encode()):
+            message = f"{type(error).__name__} (its message held an identifier: not repeated)"
         letter = {
-            "error": f"{type(error).__name__}: {error}", "origin_topic": record.topic,
+            "error": message, "origin_topic": record.topic,
             "origin_partition": record.partition, "origin_offset": record.offset,
             "origin_timestamp": (datetime.fromtimestamp(record.timestamp_ms / 1000, UTC)
                                  if record.timestamp_ms is not None else None),
-            "failed_at": failed_at, "key": redacted_key(record.key), "value": record.value,
+            "failed_at": failed_at, "key": redacted_key(record.key),
+            "value": redacted_value(record.value),
             "headers": redacted_headers(record.headers),
         }
         return Outgoing(DLQ, None, self.serde.encode_datum(value_subject(DLQ), self._dlq_schema,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 
 from streams.consent import WithheldReason, consent_reason, population_reason
 from streams.contracts import Contract
@@ -42,14 +42,38 @@ class Decision:
         return self.reason is None
 
 
-def terms_by_dataset(contracts: Mapping[str, Contract]) -> dict[str, tuple[ContractTerms, ...]]:
-    """Index contracts by the datasets they name, revoked and expired ones included.
+INACTIVE_AUDIT_GRACE = timedelta(days=30)
+"""How long a revoked or expired contract keeps being audited as ``contract_inactive``."""
 
-    Inactive contracts stay in the index so that their refusals are audited too
-    (``contract_inactive``), rather than silently ignored.
+
+def still_audited(contract: Contract, day: date | None) -> bool:
+    """Whether a contract is still in the routing index on ``day``.
+
+    A revoked or expired contract is audited (``contract_inactive``) for a grace period, long
+    enough to prove it stopped receiving; after that it leaves the index, so the audit trail
+    does not grow with every contract ever applied.
+    """
+    if day is None:
+        return True
+    ended: date | None = None
+    if contract.revoked and contract.revoked_at is not None:
+        ended = contract.revoked_at.date()
+    elif contract.valid_until is not None:
+        ended = contract.valid_until
+    return ended is None or day <= ended + INACTIVE_AUDIT_GRACE
+
+
+def terms_by_dataset(contracts: Mapping[str, Contract], day: date | None = None,
+                     ) -> dict[str, tuple[ContractTerms, ...]]:
+    """Index contracts by the datasets they name, recently ended ones included.
+
+    Inactive contracts stay in the index for :data:`INACTIVE_AUDIT_GRACE` so that their
+    refusals are audited too (``contract_inactive``), rather than silently ignored.
     """
     index: dict[str, list[ContractTerms]] = {}
     for contract in contracts.values():
+        if not still_audited(contract, day):
+            continue
         for dataset, fields in contract.datasets.items():
             index.setdefault(dataset, []).append(ContractTerms(contract, dataset, fields))
     return {dataset: tuple(terms) for dataset, terms in index.items()}

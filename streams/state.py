@@ -45,6 +45,18 @@ class BusState:
     generation: int = 0
     """Bumped on every contract change, so routers know to recompile their plans."""
 
+    def forget(self, topic: str, key: str) -> None:
+        """Apply a tombstone: a deleted contract or enrolment is gone for routing too.
+
+        Consent tombstones are ignored: each consent key is one decision of the history, and
+        erasing an old decision must not revive an older one.
+        """
+        if topic == CONTRACTS and self.contracts.pop(key, None) is not None:
+            self.generation += 1
+        elif topic == POPULATION and "/" in key:
+            contract_id, subject = key.split("/", 1)
+            self.enrolled.discard((contract_id, subject))
+
     def apply(self, topic: str, record: dict[str, Any]) -> None:
         """Fold one record of a state topic (in its JSON form) into the state."""
         if topic == CONTRACTS:
@@ -114,14 +126,16 @@ class StateFollower:
             batches = await consumer.getmany(timeout_ms=200, max_records=5000)
             for partition, records in batches.items():
                 for record in records:
-                    self._apply(partition.topic, record.value)
+                    self._apply(partition.topic, record.key, record.value)
                 if records:
                     self._positions[partition] = records[-1].offset + 1
             async with self._progress:
                 self._progress.notify_all()
 
-    def _apply(self, topic: str, value: bytes | None) -> None:
+    def _apply(self, topic: str, key: bytes | None, value: bytes | None) -> None:
         if value is None:
+            if key is not None:
+                self.state.forget(topic, key.decode("utf-8", errors="replace"))
             return
         try:
             _, datum = self._serde.decode(value, self._readers[topic])

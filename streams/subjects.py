@@ -24,6 +24,7 @@ from schemas.catalog import Catalog
 from schemas.cloudevent import kafka_headers, to_kafka
 from schemas.registry import SchemaRegistry
 from schemas.serde import AvroSerde
+from streams import metrics
 from streams.consent import Channel, SubjectLedger
 from streams.contract_store import ContractNotFound, ContractStore
 from streams.contracts import Contract
@@ -71,6 +72,7 @@ async def set_population(settings: Settings, contract: Contract, subjects: Seque
     serde = AvroSerde(SchemaRegistry(settings.schema_registry_url))
     async with SubjectLedger(settings, serde, Catalog.load()) as ledger:
         await ledger.record_population(contract.id, [s.reference for s in subjects], enrolled)
+    metrics.record_population_changes(contract.id, enrolled, len(subjects))
 
 
 async def set_consent(settings: Settings, contract: Contract, subjects: Sequence[Subject],
@@ -83,6 +85,7 @@ async def set_consent(settings: Settings, contract: Contract, subjects: Sequence
         await ledger.record_consent(contract.id, [s.reference for s in subjects], status,
                                     collected_by or contract.subscriber_siret, channel,
                                     evidence_ref)
+    metrics.record_consent_changes(contract.id, status, len(subjects))
     if status == "withdrawn":
         await send_erasure_notices(settings, serde, catalog, contract, subjects,
                                    "consent_withdrawn")

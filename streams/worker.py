@@ -22,6 +22,7 @@ from faust.types import StreamT
 from schemas.catalog import Catalog
 from schemas.registry import SchemaRegistry
 from schemas.serde import AvroSerde
+from streams import metrics
 from streams.audit import recover_heads
 from streams.pseudonym import Pseudonymiser
 from streams.router import Router, SourceRecord
@@ -95,7 +96,9 @@ class RoutingService:
         outgoing = self.router.route(records, self.follower.state)
         routed = time.perf_counter()
         await self.sink.write(outgoing)
-        log.info("batch routed", events=len(records), written=len(outgoing),
+        tally = self.router.tally.take()
+        metrics.record_batch(tally, records)
+        log.info("batch routed", events=len(records), written=len(outgoing), **tally.summary(),
                  barrier_ms=round((fenced - began) * 1000, 1),
                  route_ms=round((routed - fenced) * 1000, 1),
                  produce_ms=round((time.perf_counter() - routed) * 1000, 1))

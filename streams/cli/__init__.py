@@ -10,6 +10,7 @@ from streams.cli import (
     contracts,
     demo,
     generate,
+    lag,
     local,
     publish,
     schemas,
@@ -34,6 +35,7 @@ app.command()(consume.consume)
 app.command()(demo.demo)
 app.command()(publish.publish)
 app.command()(generate.generate)
+app.command()(lag.lag)
 
 
 def main() -> None:

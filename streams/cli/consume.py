@@ -33,8 +33,8 @@ def delivery_json(serde: AvroSerde, headers: list[tuple[str, bytes]], key: bytes
                   value: bytes) -> dict[str, Any]:
     """One delivery as a CloudEvents JSON object with only the data the contract allows."""
     attributes, _ = from_kafka(headers, key, value)
-    schema_id, datum = serde.decode(value)
-    data = to_json(serde.writer_schema(schema_id), datum)
+    schema, datum = serde.decode_record(value)
+    data = to_json(schema, datum)
     event: dict[str, Any] = {
         "specversion": "1.0", "id": attributes["id"], "source": attributes["source"],
         "type": attributes["type"], "subject": attributes["subject"],

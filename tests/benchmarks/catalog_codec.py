@@ -8,7 +8,7 @@ stage is timed over the whole batch and reported per event, in microseconds:
 - ``decode``: Avro decoding back to a datum (writer schema = reader schema);
 - ``to_json``: datum back to the JSON form.
 
-Run: ``.venv/bin/python benchmarks/catalog_codec.py [--count 5000] [--seed 1] [--repeat 3]``;
+Run: ``.venv/bin/python tests/benchmarks/catalog_codec.py [--count 5000] [--seed 1] [--repeat 3]``;
 each stage is timed ``--repeat`` times and the best pass is kept.
 Prints a markdown table.
 """

@@ -16,7 +16,7 @@ inflate the fan-out.
    published at that rate for ``--latency-seconds`` while a consumer reads one delivery topic;
    latency = time read − the event's ``time`` (publish time), p50 and p99.
 
-Run: ``.venv/bin/python benchmarks/routing_throughput.py [--count 30000]``. Prints a markdown
+Run: ``.venv/bin/python tests/benchmarks/routing_throughput.py [--count 30000]``. Prints a markdown
 table. It needs Java and Maven like ``circulation local up`` (the jars come from the cache).
 """
 
@@ -49,7 +49,7 @@ from streams.localstack import LocalStack
 from streams.settings import Settings
 
 CLI = [sys.executable, "-m", "streams.cli"]
-CONTRACT = (Path(__file__).resolve().parent.parent / "deploy" / "contracts"
+CONTRACT = (Path(__file__).resolve().parents[2] / "deploy" / "contracts"
             / "lyon-cantine-2026.yaml")
 
 

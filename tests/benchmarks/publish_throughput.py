@@ -12,7 +12,7 @@
 The events really are written to the provider topics ``provider.<provider>.<dataset>`` (twice:
 once per measurement). Settings come from ``CIRCULATION_*`` variables like the CLI's.
 
-Run: ``.venv/bin/python benchmarks/publish_throughput.py [--count 50000] [--dataset ID]``.
+Run: ``.venv/bin/python tests/benchmarks/publish_throughput.py [--count 50000] [--dataset ID]``.
 Prints a markdown table.
 """
 

@@ -1,0 +1,146 @@
+"""Contracts and persons' choices changing under running workers.
+
+- **Revocation**: ``circulation contracts revoke`` stops deliveries for every event published
+  after it returned, on every partition (so on every worker); what was delivered stays.
+- **Validity windows**: a contract not yet in force and one no longer in force withhold with
+  ``contract_inactive`` (before any population or consent rule); one valid only today delivers.
+- **The withdraw-then-publish race**: in twenty rounds, each with a person of its own, a consent
+  withdrawal (or a population release) is recorded and an event about that person is published
+  at once. The workers' read-your-writes fence must make the change apply to that very event:
+  it is never delivered, the audit says ``no_consent`` (``not_enrolled``), and the subscriber
+  gets an erasure notice for every withdrawal.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from streams.subjects import resolve, set_consent, set_population
+from tests.integration.routing_harness import (
+    Bus,
+    Sent,
+    audit_start,
+    beginning,
+    event_for,
+    fresh_people,
+    header,
+    read_all,
+    today,
+)
+
+pytest_plugins = ("tests.integration.routing_harness",)
+
+BOURSIER = "statut_etudiant_boursier"
+ROUNDS = 20
+
+
+async def test_after_revocation_nothing_more_is_delivered(bus: Bus) -> None:
+    contract = bus.contract("revoked", {BOURSIER: ["echelon", "statut"]})
+    await bus.apply(contract)
+    persons = await bus.people_on_every_partition(BOURSIER)
+    start = await audit_start(bus.settings)
+    before = await bus.publish([event_for(BOURSIER, p) for p in persons])
+    await bus.delivered(contract, len(before))
+
+    code, out, err = await bus.run_cli("contracts", "revoke", contract.id, "--yes")
+    assert code == 0, err
+    assert "revoked" in out
+    after = await bus.publish([event_for(BOURSIER, p) for p in persons])
+    assert {s.partition for s in after} == set(range(await bus.partition_count(BOURSIER)))
+
+    decisions = await bus.decisions(start, before + after, [contract])
+    assert {(decisions[(s.id, contract.id)]["decision"],
+             decisions[(s.id, contract.id)]["reason"]) for s in before} == {("delivered", None)}
+    assert {(decisions[(s.id, contract.id)]["decision"],
+             decisions[(s.id, contract.id)]["reason"]) for s in after} == {
+        ("withheld", "contract_inactive")}
+    topic = await read_all(bus.settings, await beginning(bus.settings, [contract.delivery_topic]))
+    assert {header(r, "ce_id") for r in topic} == {s.id for s in before}
+
+
+async def test_contracts_outside_their_validity_window_deliver_nothing(bus: Bus) -> None:
+    day = today()
+    pending = bus.contract("pending", {BOURSIER: ["echelon"]}, consent="opt_in",
+                           population="enrolled", valid_from=day + timedelta(days=30))
+    expired = bus.contract("expired", {BOURSIER: ["echelon"]},
+                           valid_from=day - timedelta(days=60),
+                           valid_until=day - timedelta(days=1))
+    one_day = bus.contract("one-day", {BOURSIER: ["echelon"]}, valid_from=day, valid_until=day)
+    contracts = [pending, expired, one_day]
+    await bus.apply(*contracts)
+    persons = await bus.people_on_every_partition(BOURSIER)
+    # Enrolled and consenting under the pending contract: only its window can withhold.
+    await set_population(bus.settings, pending,
+                         resolve(bus.settings, pending, [p.nir for p in persons]), True)
+    await set_consent(bus.settings, pending,
+                      resolve(bus.settings, pending, [p.nir for p in persons]), "granted",
+                      "counter")
+    start = await audit_start(bus.settings)
+    sent = await bus.publish([event_for(BOURSIER, p) for p in persons])
+    decisions = await bus.decisions(start, sent, contracts)
+    for s in sent:
+        assert decisions[(s.id, pending.id)]["reason"] == "contract_inactive"
+        assert decisions[(s.id, expired.id)]["reason"] == "contract_inactive"
+        assert decisions[(s.id, one_day.id)]["decision"] == "delivered"
+    delivered = await bus.delivered(one_day, len(sent))
+    assert {header(r, "ce_id") for r in delivered} == {s.id for s in sent}
+    for contract in (pending, expired):
+        topic = await read_all(bus.settings,
+                               await beginning(bus.settings, [contract.delivery_topic]))
+        assert topic == [], f"{contract.id} delivered something"
+
+
+async def test_a_change_recorded_before_publishing_applies_to_that_event(bus: Bus) -> None:
+    consent = bus.contract("race-consent", {BOURSIER: ["echelon"]}, consent="opt_in")
+    population = bus.contract("race-population", {BOURSIER: ["statut"]},
+                              population="enrolled")
+    await bus.apply(consent, population)
+    persons = fresh_people(ROUNDS)
+    nirs = [p.nir for p in persons]
+    await set_consent(bus.settings, consent, resolve(bus.settings, consent, nirs), "granted",
+                      "online_portal")
+    await set_population(bus.settings, population, resolve(bus.settings, population, nirs), True)
+    start = await audit_start(bus.settings)
+    first = await bus.publish([event_for(BOURSIER, p) for p in persons])
+    await bus.decisions(start, first, [consent, population])  # both delivered (checked below)
+
+    after_withdrawal: list[Sent] = []
+    after_release: list[Sent] = []
+    for index, person in enumerate(persons):
+        if index == 0:
+            code, _, err = await bus.run_cli("consent", "withdraw", consent.id, person.nir)
+            assert code == 0, err
+        else:
+            await set_consent(bus.settings, consent, resolve(bus.settings, consent, [person.nir]),
+                              "withdrawn", "online_portal")
+        after_withdrawal += await bus.publish([event_for(BOURSIER, person)])
+        if index == 1:
+            code, _, err = await bus.run_cli("population", "remove", population.id, person.nir)
+            assert code == 0, err
+        else:
+            await set_population(bus.settings, population,
+                                 resolve(bus.settings, population, [person.nir]), False)
+        after_release += await bus.publish([event_for(BOURSIER, person)])
+
+    decisions = await bus.decisions(start, first + after_withdrawal + after_release,
+                                    [consent, population])
+
+    def verdicts(sent: list[Sent], contract_id: str) -> list[str | None]:
+        return [decisions[(s.id, contract_id)]["reason"] for s in sent]
+
+    assert verdicts(first, consent.id) == [None] * ROUNDS
+    assert verdicts(first, population.id) == [None] * ROUNDS
+    assert verdicts(after_withdrawal, consent.id) == ["no_consent"] * ROUNDS
+    assert verdicts(after_withdrawal, population.id) == [None] * ROUNDS
+    assert verdicts(after_release, consent.id) == ["no_consent"] * ROUNDS
+    assert verdicts(after_release, population.id) == ["not_enrolled"] * ROUNDS
+
+    consent_topic = await bus.delivered(consent, ROUNDS, event_type=BOURSIER)
+    deliveries = [r for r in consent_topic if header(r, "ce_type") == BOURSIER]
+    assert {header(r, "ce_id") for r in deliveries} == {s.id for s in first}
+    notices = [r for r in consent_topic if header(r, "ce_type") == "erasure_notice"]
+    assert sorted(header(r, "ce_subject") or "" for r in notices) == sorted(
+        bus.pseudonym(consent, p) for p in persons), "one erasure notice per withdrawal"
+    population_topic = await bus.delivered(population, 2 * ROUNDS)
+    assert {header(r, "ce_id") for r in population_topic} == {
+        s.id for s in first + after_withdrawal}
