@@ -11,9 +11,10 @@ so duplicates are detectable) but never loses one.
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import faust
 import structlog
@@ -118,12 +119,26 @@ def _source(message: Any) -> SourceRecord:
                         message.key, message.value, list(headers))
 
 
+def broker_credentials(settings: Settings) -> Any:
+    """Faust's credentials for the same security settings the bus's other clients use."""
+    options = settings.kafka_client_options()
+    context = cast(ssl.SSLContext | None, options.get("ssl_context"))
+    if settings.sasl_mechanism:
+        password = settings.sasl_password.get_secret_value() if settings.sasl_password else None
+        return faust.SASLCredentials(username=settings.sasl_username, password=password,
+                                     ssl_context=context, mechanism=settings.sasl_mechanism)
+    if context is not None:
+        return faust.SSLCredentials(context)
+    return None
+
+
 def create_app(settings: Settings, catalog: Catalog | None = None) -> faust.App:
     """The Faust app of a routing worker (web server off: it would expose table contents)."""
     catalog = catalog or Catalog.load()
     app = faust.App(
         APP_ID,
-        broker=f"kafka://{settings.kafka_bootstrap}",
+        broker=[f"kafka://{server.strip()}" for server in settings.kafka_bootstrap.split(",")],
+        broker_credentials=broker_credentials(settings),
         web_enabled=False,
         store="memory://",
         topic_disable_leader=True,
