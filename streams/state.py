@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -79,8 +78,7 @@ _RECORD_OF_TOPIC = {CONTRACTS: "contract", CONSENTS: "consent", POPULATION: "pop
 class StateFollower:
     """Keeps a :class:`BusState` up to date from the state topics, in the background."""
 
-    def __init__(self, settings: Settings, serde: AvroSerde, catalog: Catalog,
-                 on_change: Callable[[BusState], None] | None = None) -> None:
+    def __init__(self, settings: Settings, serde: AvroSerde, catalog: Catalog) -> None:
         self.state = BusState()
         self._settings = settings
         self._serde = serde
@@ -91,7 +89,6 @@ class StateFollower:
         self._task: asyncio.Task[None] | None = None
         self._progress = asyncio.Condition()
         self._positions: dict[TopicPartition, int] = {}
-        self._on_change = on_change
 
     async def start(self) -> None:
         """Assign every partition of the state topics from the beginning and start following."""
@@ -143,10 +140,7 @@ class StateFollower:
         except ValueError as exc:
             log.error("state record unreadable, skipped", topic=topic, error=str(exc))
             return
-        generation = self.state.generation
         self.state.apply(topic, record)
-        if self._on_change is not None and self.state.generation != generation:
-            self._on_change(self.state)
 
     async def barrier(self) -> None:
         """Return once everything on the state topics at call time has been applied."""
