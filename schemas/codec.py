@@ -315,6 +315,12 @@ def _date(value: Any, path: str, inbound: bool) -> Any:
         raise ValidationError(path, f"not a date {_shown(value)}") from None
 
 
+def rfc3339_millis(value: datetime) -> str:
+    """An aware instant as RFC 3339 in UTC with milliseconds (``…T10:00:00.123Z``): the one
+    text form of instants on the bus (JSON documents, CloudEvents times, expiries)."""
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
+
+
 def _instant(value: Any, path: str, inbound: bool) -> Any:
     """Instants are RFC 3339 strings (rendered in UTC with milliseconds) or aware datetimes."""
     if not inbound:
@@ -322,8 +328,7 @@ def _instant(value: Any, path: str, inbound: bool) -> Any:
             raise ValidationError(path, f"expected an aware datetime, got {_describe(value)}")
         if value.microsecond % 1000:
             raise ValidationError(path, "more precise than milliseconds")
-        utc = value.astimezone(UTC).replace(tzinfo=None)
-        return utc.isoformat(timespec="milliseconds") + "Z"
+        return rfc3339_millis(value)
     match = _INSTANT.match(value) if isinstance(value, str) else None
     if match is None:
         raise ValidationError(path, f"not an RFC 3339 instant {_shown(value)}")

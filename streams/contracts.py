@@ -49,6 +49,7 @@ from pydantic import (
 from pydantic import ValidationError as PydanticValidationError
 
 from schemas.catalog import Catalog, UnknownDataset
+from schemas.codec import rfc3339_millis
 from schemas.identifiers import InvalidIdentifier, validate_siret
 from schemas.projection import (
     DeliverySchema,
@@ -299,7 +300,7 @@ class Contract(BaseModel):
             "valid_from": self.valid_from.isoformat(),
             "valid_until": self.valid_until.isoformat() if self.valid_until else None,
             "revoked": self.revoked,
-            "revoked_at": _instant(self.revoked_at) if self.revoked_at else None,
+            "revoked_at": rfc3339_millis(self.revoked_at) if self.revoked_at else None,
         }
 
     @classmethod
@@ -315,14 +316,8 @@ class Contract(BaseModel):
             del data["valid_until"]
         if self.revoked:
             data["revoked"] = True
-            data["revoked_at"] = _instant(self.revoked_at) if self.revoked_at else None
+            data["revoked_at"] = rfc3339_millis(self.revoked_at) if self.revoked_at else None
         return data
-
-
-def _instant(value: datetime) -> str:
-    """RFC 3339 in UTC with milliseconds, as the codec writes timestamp-millis."""
-    utc = value.astimezone(UTC).replace(tzinfo=None)
-    return utc.isoformat(timespec="milliseconds") + "Z"
 
 
 def _shape_problems(datasets: Any) -> list[tuple[str, str]]:

@@ -10,9 +10,10 @@ so one person's changes stay in order for the subscriber.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
+from schemas.codec import rfc3339_millis
 from schemas.identifiers import contains_nir
 from streams.contracts import Contract
 from streams.pseudonym import SubscriberPseudonyms, is_subject_reference
@@ -65,11 +66,6 @@ def extension_headers(contract: Contract) -> tuple[tuple[str, bytes], ...]:
             ("ce_legalbasis", contract.legal_basis.encode()))
 
 
-def instant(value: datetime) -> str:
-    """RFC 3339 in UTC with milliseconds, as CloudEvents ``time`` attributes are written."""
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-
-
 @dataclass(frozen=True)
 class DeliveryChannel:
     """Everything needed to deliver under one contract, built once per contract change."""
@@ -84,7 +80,7 @@ class DeliveryChannel:
 
     def expiry(self, routed_at: datetime) -> bytes:
         """The ``expiresat`` of what is delivered at ``routed_at`` (once per batch)."""
-        return instant(routed_at + self.retention).encode()
+        return rfc3339_millis(routed_at + self.retention).encode()
 
     def headers(self, event: EventHeaders, pseudonym: bytes,
                 expires: bytes) -> list[tuple[str, bytes]]:

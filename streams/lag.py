@@ -41,6 +41,8 @@ from enum import IntEnum
 from itertools import pairwise
 from typing import Any
 
+from schemas.codec import rfc3339_millis
+
 ROUTER_GROUP = "circulation-router"
 """The routing workers' consumer group (the Faust app id of :mod:`streams.worker`)."""
 
@@ -177,8 +179,7 @@ class GroupLag:
 
 def instant(at: float) -> str:
     """An epoch time as an ISO 8601 UTC instant with milliseconds."""
-    return datetime.fromtimestamp(at, UTC).isoformat(timespec="milliseconds").replace(
-        "+00:00", "Z")
+    return rfc3339_millis(datetime.fromtimestamp(at, UTC))
 
 
 def _rounded(seconds: float | None) -> float | None:

@@ -17,12 +17,11 @@ import typer
 from aiokafka import AIOKafkaConsumer
 
 from schemas.cloudevent import from_kafka
-from schemas.codec import to_json
+from schemas.codec import rfc3339_millis, to_json
 from schemas.registry import SchemaRegistry
 from schemas.serde import AvroSerde
 from streams.cli.console import fail, settings
 from streams.contracts import Contract
-from streams.delivery import instant
 from streams.settings import Settings
 from streams.subjects import find_contract
 
@@ -38,7 +37,7 @@ def delivery_json(serde: AvroSerde, headers: list[tuple[str, bytes]], key: bytes
     event: dict[str, Any] = {
         "specversion": "1.0", "id": attributes["id"], "source": attributes["source"],
         "type": attributes["type"], "subject": attributes["subject"],
-        "time": instant(attributes["time"]), "data": data,
+        "time": rfc3339_millis(attributes["time"]), "data": data,
     }
     event.update({name: attributes[name] for name in EXTENSIONS if name in attributes})
     return event
