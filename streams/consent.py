@@ -18,12 +18,12 @@ from datetime import UTC, datetime
 from typing import Literal
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.partitioner import murmur2
 
 from schemas.catalog import Catalog
 from schemas.registration import value_subject
 from schemas.serde import AvroSerde
 from streams.settings import Settings
+from streams.sink import kafka_partition
 from streams.topics import CONSENTS, POPULATION
 
 ConsentMode = Literal["opt_in", "opt_out", "not_required"]
@@ -50,7 +50,7 @@ def consent_reason(mode: ConsentMode, status: str | None) -> WithheldReason | No
 
 def subject_partition(subject_ref: str, partitions: int) -> int:
     """The partition of a subject's records, as Kafka's default partitioner would choose it."""
-    return int((murmur2(subject_ref.encode()) & 0x7FFFFFFF) % partitions)
+    return kafka_partition(subject_ref.encode(), partitions)
 
 
 class SubjectLedger:

@@ -33,13 +33,18 @@ def _murmur(key: bytes) -> int:
     return int(murmur2(key) & 0x7FFFFFFF)
 
 
+def kafka_partition(key: bytes, partitions: int) -> int:
+    """The partition Kafka's default partitioner (murmur2) gives ``key``."""
+    return _murmur(key) % partitions
+
+
 def partition_of(key: bytes | None, partitions: int, spread: int) -> int:
     """The partition of ``key``; keyless records are spread round-robin by ``spread``."""
     if key is None:
         return spread % partitions
     if key[:4] in _HMAC_PREFIXES:
         return int(key[4:12], 16) % partitions
-    return _murmur(key) % partitions
+    return kafka_partition(key, partitions)
 
 
 class BatchSink:
