@@ -39,8 +39,6 @@ from typing import Literal
 
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.errors import UnknownTopicOrPartitionError
 
 from schemas.catalog import Catalog
 from schemas.codec import to_json
@@ -49,7 +47,7 @@ from schemas.registry import SchemaRegistry
 from schemas.serde import AvroSerde
 from streams.contracts import Contract
 from streams.settings import Settings
-from streams.topics import CONTRACTS, TopicSpec, bus_topics, ensure_topics, spec
+from streams.topics import CONTRACTS, TopicSpec, bus_topics, ensure_topics, spec, topic_partitions
 
 log = structlog.get_logger(__name__)
 
@@ -130,24 +128,8 @@ class ContractStore:
             await consumer.stop()
 
     async def _partitions(self) -> list[TopicPartition]:
-        """The contracts topic's partitions; none when the topic does not exist yet.
-
-        Asked of the admin client: a consumer's ``topics()`` does not feed the metadata that
-        its ``partitions_for_topic`` reads, so a consumer alone cannot list the partitions.
-        """
-        admin = AIOKafkaAdminClient(**self.settings.kafka_client_options())
-        await admin.start()
-        try:
-            (described,) = await admin.describe_topics([self.topic])
-        finally:
-            await admin.close()
-        if described["error_code"] == UnknownTopicOrPartitionError.errno:
-            return []
-        if described["error_code"] != 0:
-            raise ContractStoreError(f"cannot describe {self.topic}: error "
-                                     f"{described['error_code']}")
-        return [TopicPartition(self.topic, p["partition"])
-                for p in sorted(described["partitions"], key=lambda p: p["partition"])]
+        """The contracts topic's partitions; none when the topic does not exist yet."""
+        return await topic_partitions(self.settings, [self.topic], missing_ok=True)
 
     async def _read_to_end(self, consumer: AIOKafkaConsumer,
                            partitions: list[TopicPartition]) -> dict[str, Contract]:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import TopicAlreadyExistsError, UnknownTopicOrPartitionError
 
 from streams.settings import Settings
 
@@ -40,9 +40,11 @@ def bus_topics(settings: Settings) -> list[TopicSpec]:
     ]
 
 
-async def topic_partitions(settings: Settings, topics: list[str]) -> list[TopicPartition]:
+async def topic_partitions(settings: Settings, topics: list[str],
+                           missing_ok: bool = False) -> list[TopicPartition]:
     """Every partition of ``topics``, asked of the admin client (a consumer's metadata may not
-    know a topic it has not subscribed to); :class:`TopicError` when one does not exist."""
+    know a topic it has not subscribed to); :class:`TopicError` when one does not exist, unless
+    ``missing_ok`` (a missing topic then has no partitions)."""
     admin = AIOKafkaAdminClient(**settings.kafka_client_options())
     await admin.start()
     try:
@@ -51,6 +53,8 @@ async def topic_partitions(settings: Settings, topics: list[str]) -> list[TopicP
         await admin.close()
     partitions = []
     for topic in described:
+        if missing_ok and topic["error_code"] == UnknownTopicOrPartitionError.errno:
+            continue
         if topic["error_code"] != 0:
             raise TopicError(f"cannot describe topic {topic['topic']}: error "
                              f"{topic['error_code']}")
