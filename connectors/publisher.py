@@ -17,12 +17,13 @@ from typing import Any
 import pydantic
 from aiokafka import AIOKafkaProducer
 
-from schemas.catalog import Catalog, Dataset, NotPublishedBy, SchemaVersion, UnknownDataset
+from schemas.catalog import Catalog, Dataset, NotPublishedBy, UnknownDataset
 from schemas.cloudevent import PublishedEvent, kafka_headers, to_kafka
-from schemas.codec import ValidationError, encode, frame, from_json
+from schemas.codec import ValidationError, from_json
 from schemas.identifiers import InvalidIdentifier
 from schemas.registration import register_versions, value_subject
 from schemas.registry import SchemaRegistry
+from schemas.serde import AvroSerde
 from streams.pseudonym import SubjectReferences
 from streams.settings import Settings
 from streams.topics import ensure_topics, spec
@@ -64,7 +65,8 @@ class Publisher:
         self.catalog = catalog or Catalog.load()
         self.registry = registry or SchemaRegistry(settings.schema_registry_url)
         self._references = SubjectReferences(settings.bus_secret())
-        self._schema_ids: dict[tuple[str, int], int] = {}
+        self._serde = AvroSerde(self.registry)
+        self._registered: set[str] = set()
         self._topics_ready: set[str] = set()
         self._sender: AIOKafkaProducer | None = None
 
@@ -102,7 +104,8 @@ class Publisher:
             datum = from_json(schema.parsed, published.data)
         except (InvalidIdentifier, ValidationError) as exc:
             raise PublishRefused(exc.field, exc.reason) from None
-        value = frame(self._schema_id(topic, dataset, schema), encode(schema.parsed, datum))
+        self._register(topic, dataset)
+        value = self._serde.encode_datum(value_subject(topic), schema, datum)
         attributes = {"id": published.id, "source": published.source, "type": published.type,
                       "subject": reference, "time": published.time}
         message = to_kafka(attributes, value, key=reference)
@@ -117,17 +120,16 @@ class Publisher:
         except NotPublishedBy as exc:
             raise PublishRefused("source", str(exc)) from None
 
-    def _schema_id(self, topic: str, dataset: Dataset, schema: SchemaVersion) -> int:
-        """The registry id of this schema version under ``<topic>-value``.
+    def _register(self, topic: str, dataset: Dataset) -> None:
+        """Register every version of the dataset under ``<topic>-value``, once per topic.
 
-        The first time a topic is used, every version of its dataset is registered oldest first
-        (as ``schemas register`` does), so that publishing before registration never leaves
-        a subject whose versions are out of order or whose compatibility rule is unset.
+        Oldest first, as ``schemas register`` does, so that publishing before registration never
+        leaves a subject whose versions are out of order or whose compatibility rule is unset;
+        the serde then finds each id in the registry client's cache.
         """
-        if (topic, schema.version) not in self._schema_ids:
-            for done in register_versions(self.registry, value_subject(topic), dataset.versions):
-                self._schema_ids[(topic, done.version)] = done.schema_id
-        return self._schema_ids[(topic, schema.version)]
+        if topic not in self._registered:
+            register_versions(self.registry, value_subject(topic), dataset.versions)
+            self._registered.add(topic)
 
     async def send(self, outgoing: OutgoingEvent) -> asyncio.Future[Any]:
         """Hand a prepared event to the producer; the returned future resolves once written."""
