@@ -26,7 +26,7 @@ from schemas.codec import to_json
 from schemas.serde import AvroSerde
 from streams.contracts import Contract
 from streams.settings import Settings
-from streams.topics import CONSENTS, CONTRACTS, POPULATION, topic_partitions
+from streams.topics import BUS_RECORD_TOPICS, CONSENTS, CONTRACTS, POPULATION, topic_partitions
 
 log = structlog.get_logger(__name__)
 
@@ -72,7 +72,8 @@ class BusState:
                 self.enrolled.discard(key)
 
 
-_RECORD_OF_TOPIC = {CONTRACTS: "contract", CONSENTS: "consent", POPULATION: "population"}
+_RECORD_OF_TOPIC = {BUS_RECORD_TOPICS[name]: name for name in ("contract", "consent", "population")}
+"""The state topics a worker follows, and the bus record each carries."""
 
 
 class StateFollower:
