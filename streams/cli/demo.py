@@ -39,7 +39,6 @@ from streams.subjects import resolve, set_consent, set_population
 from streams.topics import AUDIT, topic_partitions
 
 CONTRACTS_DIR = Path(__file__).resolve().parents[2] / "deploy" / "contracts"
-EVENTS_PER_DATASET = 12
 
 
 def _contracts(catalog: Catalog) -> list[Contract]:
@@ -71,13 +70,15 @@ async def _enrol_and_consent(config: Settings, by_id: dict[str, Contract],
 
 async def _publish(config: Settings, catalog: Catalog, persons: list[str],
                    firms: list[str], seed: int) -> set[str]:
-    """Changes from every provider about the demo's persons and companies; their event ids."""
+    """One change per dataset about each of the demo's persons and companies (so every
+    consent, population and withheld case of the story shows up); their event ids."""
     ids: set[str] = set()
     async with Publisher(config) as publisher:
         for dataset in catalog.datasets():
             subjects = persons if dataset.subject_kind == "person" else firms
-            for event in generate(dataset.id, EVENTS_PER_DATASET, seed, subjects=subjects):
-                ids.add(await publisher.publish(event))
+            for index, subject in enumerate(subjects):
+                for event in generate(dataset.id, 1, seed + index, subjects=[subject]):
+                    ids.add(await publisher.publish(event))
     return ids
 
 
@@ -159,7 +160,8 @@ async def _run(config: Settings, catalog: Catalog) -> None:
     ids = await _publish(config, catalog, persons, firms, random.SystemRandom().randrange(2**31))
     console.print(f"published {len(ids)} change events from {len(catalog.providers())} "
                   "providers; routing…")
-    expected = EVENTS_PER_DATASET * sum(len(c.datasets) for c in contracts)
+    expected = sum(len(persons if catalog.dataset(d).subject_kind == "person" else firms)
+                   for c in contracts for d in c.datasets)
     audits = await _audit_of(config, serde, catalog, ids, {c.id for c in contracts}, expected,
                              starts)
     console.print(_summary(contracts, audits))
