@@ -20,6 +20,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from schemas.codec import DecodeError
 from schemas.serde import AvroSerde
 from streams.routing import Decision
 from streams.settings import Settings
@@ -99,10 +100,25 @@ async def recover_heads(settings: Settings, serde: AvroSerde, reader: Any,
                 records = (await consumer.getmany(tp, timeout_ms=10_000)).get(tp, [])
                 if not records:
                     raise RuntimeError(f"cannot read the head of audit chain {tp.partition}")
-                heads[tp.partition] = serde.decode(records[-1].value, reader)[1]["record_hash"]
+                heads[tp.partition] = _head_hash(serde, reader, records[-1])
         return heads
     finally:
         await consumer.stop()
+
+
+def _head_hash(serde: AvroSerde, reader: Any, head: Any) -> str:
+    """The hash a new record must link to; an unreadable head stops routing rather than start
+    an unlinked chain that would no longer prove what came before it."""
+    try:
+        return str(serde.decode(head.value, reader)[1]["record_hash"])
+    except DecodeError as exc:
+        raise AuditChainError(
+            f"the head of audit chain {head.partition} ({AUDIT} offset {head.offset}) cannot be "
+            f"read, so no decision can be linked to it: {exc}") from exc
+
+
+class AuditChainError(RuntimeError):
+    """The audit chain cannot be extended; routing must stop until an operator looks."""
 
 
 @dataclass(frozen=True)

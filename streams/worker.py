@@ -11,7 +11,9 @@ so duplicates are detectable) but never loses one.
 from __future__ import annotations
 
 import asyncio
+import os
 import ssl
+import sys
 import time
 from collections.abc import Sequence
 from typing import Any, cast
@@ -35,6 +37,8 @@ from streams.topics import AUDIT, bus_topics, ensure_topics, spec, topic_partiti
 log = structlog.get_logger(__name__)
 
 APP_ID = "circulation-router"
+EXIT_ROUTING_FAILED = 70
+"""Exit status (EX_SOFTWARE) of a worker that stopped because a batch could not be routed."""
 BATCH_MAX = 1000
 BATCH_WITHIN = 0.005
 
@@ -132,8 +136,28 @@ def broker_credentials(settings: Settings) -> Any:
     return None
 
 
-def create_app(settings: Settings, catalog: Catalog | None = None) -> faust.App:
-    """The Faust app of a routing worker (web server off: it would expose table contents)."""
+def exit_on_routing_failure(exc: BaseException) -> None:
+    """Stop the process when the agent fails, so that its supervisor restarts it.
+
+    Faust would otherwise keep the process up with a dead agent: the failed batch is never
+    acknowledged, nothing more is routed, and the shutdown itself hangs waiting for that batch.
+    Exiting at once loses nothing: the batch's offsets were not committed, so it is replayed, with
+    the same event ids, by whichever worker takes the partitions.
+    """
+    log.critical("routing failed: the worker exits; the unacknowledged batch will be replayed",
+                 error=f"{type(exc).__name__}: {exc}", exit_status=EXIT_ROUTING_FAILED)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(EXIT_ROUTING_FAILED)
+
+
+def create_app(settings: Settings, catalog: Catalog | None = None,
+               exit_on_failure: bool = False) -> faust.App:
+    """The Faust app of a routing worker (web server off: it would expose table contents).
+
+    ``exit_on_failure`` is for the ``circulation worker`` process; tests that drive the agent in
+    process keep Faust's own handling.
+    """
     catalog = catalog or Catalog.load()
     app = faust.App(
         APP_ID,
@@ -156,7 +180,12 @@ def create_app(settings: Settings, catalog: Catalog | None = None) -> faust.App:
     async def route(stream: StreamT[Any]) -> None:
         batches = stream.take_events(BATCH_MAX, within=BATCH_WITHIN)  # type: ignore[attr-defined]
         async for events in batches:
-            await service.route_batch(events)
+            try:
+                await service.route_batch(events)
+            except Exception as exc:
+                if exit_on_failure:
+                    exit_on_routing_failure(exc)
+                raise
 
     @app.on_partitions_assigned.connect  # type: ignore[arg-type]
     async def _assigned(_: Any, *__: Any, signal: Any, **___: Any) -> None:  # noqa: ARG001

@@ -36,7 +36,8 @@ def _show(statuses: list[ComponentStatus]) -> None:
 
 @app.command()
 def up(
-    fresh: Annotated[bool, typer.Option(help="Wipe the broker's data before starting.")] = False,
+    fresh: Annotated[bool, typer.Option(
+        help="Wipe the broker's topics and the registry's schemas before starting.")] = False,
 ) -> None:
     """Start Kafka (KRaft) and the schema registry, and wait until both answer."""
     stack = LocalStack(settings())

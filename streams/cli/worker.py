@@ -22,7 +22,7 @@ def worker(
     catalog = Catalog.load()
     asyncio.run(prepare_topics(config, catalog))
     asyncio.set_event_loop(asyncio.new_event_loop())
-    app = create_app(config, catalog)
+    app = create_app(config, catalog, exit_on_failure=True)
     if config.metrics_port is not None:
         metrics.serve(config.metrics_port, metrics.REGISTRY, config.metrics_bind)
     faust.Worker(app, loglevel=loglevel, quiet=True).execute_from_commandline()

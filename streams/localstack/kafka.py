@@ -91,6 +91,14 @@ class KafkaBroker:
         return [java, "-cp", classpath, f"-Dlog4j2.configurationFile={self._log_config()}",
                 *args]
 
+    @property
+    def holds_topics(self) -> bool:
+        """Whether the data folder holds partitions of topics other than Kafka's own (``__*``)."""
+        if not self.data_dir.is_dir():
+            return False
+        return any(entry.is_dir() and not entry.name.startswith("__") and "-" in entry.name
+                   for entry in self.data_dir.iterdir())
+
     def prepare(self, fresh: bool) -> list[str]:
         """Fetch Kafka, format storage on first start, and return the broker's command line."""
         classpath = kafka_classpath(self.settings.cache_dir, self.settings.local_kafka_version,

@@ -86,6 +86,8 @@ class LocalStack:
         """
         if fresh:
             self.down(progress)
+        else:
+            self._refuse_orphaned_records()
         started: list[Component] = []
         try:
             for component in self.components:
@@ -101,6 +103,22 @@ class LocalStack:
                 component.process.stop(grace=10)
             raise
         return self.status()
+
+    def _refuse_orphaned_records(self) -> None:
+        """Refuse to start a broker whose records name schema ids the registry has lost.
+
+        Stacks made before the registry kept its storage in a file lost their schemas at every
+        restart; their topics' records are undecodable, and the bus would dead-letter them or
+        fail on its own audit chain. Only the operator may decide to wipe them.
+        """
+        registry_down = self.registry.process.pid() is None
+        if registry_down and self.kafka.holds_topics and not self.registry.has_storage:
+            raise StackError(
+                f"kafka keeps topics in {self.kafka.data_dir} but the registry has no storage in "
+                f"{self.registry.storage_dir} (it was kept in memory and is lost): those "
+                "records name schema ids the registry no longer knows. Start both empty with "
+                "`circulation local up --fresh`, or set CIRCULATION_LOCAL_DATA_DIR to another "
+                "folder to keep this one")
 
     def _start(self, component: Component, fresh: bool, progress: Progress) -> None:
         for port in component.ports:

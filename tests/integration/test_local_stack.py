@@ -7,39 +7,18 @@ jar cache with the session's stack, so they never disturb it.
 
 from __future__ import annotations
 
-import os
+import asyncio
+import json
+import shutil
 import socket
-import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
+import httpx
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from streams.settings import Settings
+from tests.integration.private_stack import run_cli
 
-CLI = [sys.executable, "-m", "streams.cli"]
-
-
-@pytest.fixture
-def stack_env(tmp_path: Path) -> Iterator[dict[str, str]]:
-    base = 20000 + os.getpid() % 2000 * 10
-    env = {
-        **os.environ,
-        "CIRCULATION_CACHE_DIR": str(Settings().cache_dir),
-        "CIRCULATION_LOCAL_DATA_DIR": str(tmp_path / "run"),
-        "CIRCULATION_LOCAL_KAFKA_PORT": str(base),
-        "CIRCULATION_LOCAL_CONTROLLER_PORT": str(base + 1),
-        "CIRCULATION_LOCAL_REGISTRY_PORT": str(base + 2),
-        "COLUMNS": "200",
-    }
-    yield env
-    subprocess.run([*CLI, "local", "down"], env=env, capture_output=True, check=False)
-
-
-def _run(env: dict[str, str], *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*CLI, *args], env=env, capture_output=True, text=True,
-                          timeout=timeout, check=False)
+pytest_plugins = ("tests.integration.private_stack",)
 
 
 def _our_processes(run_dir: str) -> list[str]:
@@ -59,23 +38,23 @@ def _our_processes(run_dir: str) -> list[str]:
 
 def test_up_twice_then_down(stack_env: dict[str, str]) -> None:
     run_dir = stack_env["CIRCULATION_LOCAL_DATA_DIR"]
-    first = _run(stack_env, "local", "up")
+    first = run_cli(stack_env, "local", "up")
     assert first.returncode == 0, first.stderr
-    second = _run(stack_env, "local", "up")
+    second = run_cli(stack_env, "local", "up")
     assert second.returncode == 0, second.stderr
     processes = _our_processes(run_dir)
     assert len(processes) == 2, processes
     assert sum("kafka.Kafka" in p for p in processes) == 1
     assert sum("apicurio-registry" in p for p in processes) == 1
 
-    status = _run(stack_env, "local", "status")
+    status = run_cli(stack_env, "local", "status")
     assert status.returncode == 0
     assert status.stdout.count("running") == 2
 
-    down = _run(stack_env, "local", "down")
+    down = run_cli(stack_env, "local", "down")
     assert down.returncode == 0
     assert _our_processes(run_dir) == []
-    status = _run(stack_env, "local", "status")
+    status = run_cli(stack_env, "local", "status")
     assert status.returncode == 1
     assert status.stdout.count("stopped") == 2
 
@@ -89,7 +68,7 @@ def test_port_taken_fails_with_reason_instead_of_waiting(stack_env: dict[str, st
     with socket.socket() as squatter:
         squatter.bind(("127.0.0.1", port))
         squatter.listen()
-        result = _run(env, "local", "up", timeout=90)
+        result = run_cli(env, "local", "up", timeout=90)
     assert result.returncode != 0
     assert f"port {port}" in result.stderr
     assert "already taken" in result.stderr
@@ -98,8 +77,62 @@ def test_port_taken_fails_with_reason_instead_of_waiting(stack_env: dict[str, st
 
 def test_impossible_download_fails_with_reason(stack_env: dict[str, str]) -> None:
     env = {**stack_env, "CIRCULATION_LOCAL_KAFKA_VERSION": "0.0.0-does-not-exist"}
-    result = _run(env, "local", "up", timeout=300)
+    result = run_cli(env, "local", "up", timeout=300)
     assert result.returncode != 0
     assert "could not fetch Apache Kafka 0.0.0-does-not-exist" in result.stderr
     assert not (Path(env["CIRCULATION_CACHE_DIR"]) / "kafka-0.0.0-does-not-exist").exists()
     assert _our_processes(stack_env["CIRCULATION_LOCAL_DATA_DIR"]) == []
+
+
+def _register(registry: str, subject: str) -> int:
+    schema = {"type": "record", "name": "Probe", "namespace": "test",
+              "fields": [{"name": "n", "type": "int"}]}
+    response = httpx.post(f"{registry}/subjects/{subject}/versions",
+                          json={"schema": json.dumps(schema)}, timeout=10)
+    response.raise_for_status()
+    return int(response.json()["id"])
+
+
+async def _create_topic(bootstrap: str, name: str) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(name, 1, 1)])
+    finally:
+        await admin.close()
+
+
+def test_schemas_survive_a_restart_and_fresh_wipes_them(stack_env: dict[str, str]) -> None:
+    """Records carry schema ids: the registry must keep its ids as long as the broker keeps them."""
+    registry = f"http://127.0.0.1:{stack_env['CIRCULATION_LOCAL_REGISTRY_PORT']}/apis/ccompat/v7"
+    bootstrap = f"127.0.0.1:{stack_env['CIRCULATION_LOCAL_KAFKA_PORT']}"
+    assert run_cli(stack_env, "local", "up").returncode == 0
+    schema_id = _register(registry, "probe-value")
+    asyncio.run(_create_topic(bootstrap, "probe"))
+    assert run_cli(stack_env, "local", "down").returncode == 0
+
+    assert run_cli(stack_env, "local", "up").returncode == 0
+    kept = httpx.get(f"{registry}/schemas/ids/{schema_id}", timeout=10)
+    assert kept.status_code == 200
+    assert '"Probe"' in kept.json()["schema"]
+
+    assert run_cli(stack_env, "local", "up", "--fresh").returncode == 0
+    assert httpx.get(f"{registry}/schemas/ids/{schema_id}", timeout=10).status_code == 404
+    assert httpx.get(f"{registry}/subjects", timeout=10).json() == []
+
+
+def test_broker_topics_without_registry_storage_are_refused(stack_env: dict[str, str]) -> None:
+    """A stack whose registry lost its schemas (kept in memory) is not silently restarted."""
+    bootstrap = f"127.0.0.1:{stack_env['CIRCULATION_LOCAL_KAFKA_PORT']}"
+    run_dir = Path(stack_env["CIRCULATION_LOCAL_DATA_DIR"])
+    assert run_cli(stack_env, "local", "up").returncode == 0
+    asyncio.run(_create_topic(bootstrap, "probe"))
+    assert run_cli(stack_env, "local", "down").returncode == 0
+    shutil.rmtree(run_dir / "registry" / "storage")
+
+    refused = run_cli(stack_env, "local", "up")
+    assert refused.returncode != 0
+    assert "registry has no storage" in refused.stderr
+    assert "--fresh" in refused.stderr
+    assert _our_processes(str(run_dir)) == []
+    assert run_cli(stack_env, "local", "up", "--fresh").returncode == 0

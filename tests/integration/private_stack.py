@@ -1,0 +1,62 @@
+"""A second local stack for tests that must break or restart things the session's stack serves.
+
+It runs on other ports and in a run folder of its own, sharing only the jar cache with the
+session's stack, so stopping it, wiping it or writing bad records to its bus topics never
+disturbs the other tests. Used as a pytest plugin
+(``pytest_plugins = ("tests.integration.private_stack",)``).
+
+(PYTEST_DONT_REWRITE: test modules import it before registering it as a plugin.)
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from streams.settings import Settings
+
+CLI = [sys.executable, "-m", "streams.cli"]
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def stack_env(tmp_path: Path) -> Iterator[dict[str, str]]:
+    """Environment of a private stack (not started: the test decides when); stopped after."""
+    base = 20000 + os.getpid() % 2000 * 10
+    env = {
+        **os.environ,
+        "CIRCULATION_CACHE_DIR": str(Settings().cache_dir),
+        "CIRCULATION_LOCAL_DATA_DIR": str(tmp_path / "run"),
+        "CIRCULATION_LOCAL_KAFKA_PORT": str(base),
+        "CIRCULATION_LOCAL_CONTROLLER_PORT": str(base + 1),
+        "CIRCULATION_LOCAL_REGISTRY_PORT": str(base + 2),
+        "COLUMNS": "200",
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+    }
+    for follows_local_ports in ("CIRCULATION_KAFKA_BOOTSTRAP", "CIRCULATION_SCHEMA_REGISTRY_URL"):
+        env.pop(follows_local_ports, None)
+    yield env
+    subprocess.run([*CLI, "local", "down"], env=env, capture_output=True, check=False)
+
+
+def run_cli(env: dict[str, str], *args: str,
+            timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """``circulation ARGS…`` against the stack ``env`` names, its output captured."""
+    return subprocess.run([*CLI, *args], env=env, capture_output=True, text=True,
+                          timeout=timeout, check=False)
+
+
+def private_settings(env: dict[str, str]) -> Settings:
+    """The settings a process started with ``env`` would read."""
+    return Settings(
+        cache_dir=Path(env["CIRCULATION_CACHE_DIR"]),
+        local_data_dir=Path(env["CIRCULATION_LOCAL_DATA_DIR"]),
+        kafka_bootstrap=f"127.0.0.1:{env['CIRCULATION_LOCAL_KAFKA_PORT']}",
+        schema_registry_url=(f"http://127.0.0.1:{env['CIRCULATION_LOCAL_REGISTRY_PORT']}"
+                             "/apis/ccompat/v7"),
+    )
