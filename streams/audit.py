@@ -35,12 +35,19 @@ HASHED_FIELDS = ("event_id", "contract_id", "subscriber", "provider", "dataset",
 """The fields a record's hash covers, in this order (both hashes excluded)."""
 
 
-def _text(value: Any) -> str:
-    if isinstance(value, datetime):
-        return str(int(value.timestamp() * 1000))  # timestamp-millis, as stored
-    if isinstance(value, list):
-        return ",".join(value)
-    return "" if value is None else str(value)
+def _millis(instant: datetime) -> int:
+    return int(instant.timestamp() * 1000)  # timestamp-millis, as stored
+
+
+def _digest(previous_hash: str, event_id: str, contract_id: str, subscriber: str, provider: str,
+            dataset: str, subject_ref: str, decision: str, reason: str | None, decided_ms: int,
+            fields_delivered: Iterable[str]) -> str:
+    """SHA-256 of the previous hash and the fields in :data:`HASHED_FIELDS` order: the one
+    definition of the canonical form, used to write (typed values on the hot path) and to verify
+    (values decoded from the topic)."""
+    canonical = "\x1f".join((event_id, contract_id, subscriber, provider, dataset, subject_ref,
+                             decision, reason or "", str(decided_ms), ",".join(fields_delivered)))
+    return hashlib.sha256(f"{previous_hash}\x1e{canonical}".encode()).hexdigest()
 
 
 def record_hash(previous_hash: str, content: dict[str, Any]) -> str:
@@ -49,8 +56,10 @@ def record_hash(previous_hash: str, content: dict[str, Any]) -> str:
     The form is rebuilt exactly from a decoded record (instants as epoch milliseconds), so a
     verifier recomputes every hash from the topic alone.
     """
-    canonical = "\x1f".join(_text(content[name]) for name in HASHED_FIELDS)
-    return hashlib.sha256(f"{previous_hash}\x1e{canonical}".encode()).hexdigest()
+    return _digest(previous_hash, content["event_id"], content["contract_id"],
+                   content["subscriber"], content["provider"], content["dataset"],
+                   content["subject_ref"], content["decision"], content["reason"],
+                   _millis(content["decided_at"]), content["fields_delivered"])
 
 
 @dataclass
@@ -68,18 +77,18 @@ class AuditChains:
                subject_ref: str, decided_at: datetime) -> dict[str, Any]:
         """The audit record of ``decision``, linked to the head of ``chain``."""
         terms = decision.terms
-        content: dict[str, Any] = {
-            "event_id": event_id, "contract_id": terms.contract_id,
-            "subscriber": terms.contract.subscriber, "provider": provider, "dataset": terms.dataset,
-            "subject_ref": subject_ref,
-            "decision": "delivered" if decision.delivered else "withheld",
-            "reason": decision.reason, "decided_at": decided_at,
-            "fields_delivered": list(terms.fields) if decision.delivered else [],
-        }
+        verdict = "delivered" if decision.delivered else "withheld"
+        fields = list(terms.fields) if decision.delivered else []
+        subscriber = terms.contract.subscriber
         previous = self.heads.get(chain, GENESIS)
-        digest = record_hash(previous, content)
+        digest = _digest(previous, event_id, terms.contract_id, subscriber, provider,
+                         terms.dataset, subject_ref, verdict, decision.reason,
+                         _millis(decided_at), fields)
         self.heads[chain] = digest
-        return {**content, "previous_hash": previous, "record_hash": digest}
+        return {"event_id": event_id, "contract_id": terms.contract_id, "subscriber": subscriber,
+                "provider": provider, "dataset": terms.dataset, "subject_ref": subject_ref,
+                "decision": verdict, "reason": decision.reason, "decided_at": decided_at,
+                "fields_delivered": fields, "previous_hash": previous, "record_hash": digest}
 
 
 async def recover_heads(settings: Settings, serde: AvroSerde, reader: Any,

@@ -72,8 +72,8 @@ class BatchSink:
             count = self._partitions[topic] = len(await producer.partitions_for(topic))
         return count
 
-    async def write(self, records: Sequence[Outgoing]) -> None:
-        """Write ``records`` and return once every one is acknowledged by all replicas."""
+    async def send(self, records: Sequence[Outgoing]) -> asyncio.Future[Any]:
+        """Hand ``records`` to the producer; the future resolves once all are acknowledged."""
         producer = self._producer
         if producer is None:
             raise RuntimeError("the sink is not started")
@@ -88,7 +88,7 @@ class BatchSink:
         pending: list[Any] = []
         for (topic, partition), group in groups.items():
             pending += await self._send(producer, topic, partition, group)
-        await asyncio.gather(*pending)
+        return asyncio.gather(*pending)
 
     @staticmethod
     async def _send(producer: AIOKafkaProducer, topic: str, partition: int,

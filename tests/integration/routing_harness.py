@@ -53,6 +53,7 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import GroupCoordinatorNotAvailableError
 from aiokafka.protocol.group import MemberAssignment
 
 from connectors.publisher import Publisher
@@ -228,9 +229,13 @@ class WorkerPool:
         owned: dict[str, set[TopicPartition]] = {}
         while asyncio.get_running_loop().time() < deadline:
             self.check_alive()
-            owned = await self.assignments(settings)
-            if all(owned.get(client) for client in self.client_ids):
-                return
+            try:
+                owned = await self.assignments(settings)
+            except GroupCoordinatorNotAvailableError:
+                pass  # a broker just started has no group coordinator yet: ask again
+            else:
+                if all(owned.get(client) for client in self.client_ids):
+                    return
             await asyncio.sleep(0.5)
         pytest.fail(f"workers not all assigned after {timeout:.0f}s: "
                     f"{ {c: len(p) for c, p in owned.items()} }\n{self.report()}", pytrace=False)
