@@ -12,9 +12,11 @@ inflate the fan-out.
    provider topic; one ``circulation worker`` process routes them. Throughput = N / (time from
    the first to the last record the worker wrote, broker timestamps). Every event gives one
    delivery and one audit record per contract.
-3. **End-to-end latency** at fan-out 3 at a steady rate of half the routed maximum: events are
-   published at that rate for ``--latency-seconds`` while a consumer reads one delivery topic;
-   latency = time read − the event's ``time`` (publish time), p50 and p99, after a 3 s warm-up.
+3. **End-to-end latency** at fan-out 3 at a steady rate of half the routed maximum (or
+   ``--latency-rate``, which skips 1 and 2): events, validated and encoded beforehand, are
+   stamped with the time and published at that rate for ``--latency-seconds`` while a consumer
+   reads one delivery topic; latency = time read − the event's ``time`` (publish time), p50 and
+   p99, after a 10 s warm-up (the broker is freshly started: its JIT compiles under the load).
 
 Run: ``.venv/bin/python tests/benchmarks/routing_throughput.py [--count 30000]``. Prints a markdown
 table. It needs Java and Maven like ``circulation local up`` (the jars come from the cache).
@@ -52,7 +54,7 @@ from streams.settings import Settings
 
 CLI = [sys.executable, "-m", "streams.cli"]
 WARM_UP_SECONDS = 10.0
-"""Published before latencies count: the first topic, schema and batch set-up costs."""
+"""Published before latencies count: a fresh broker's JIT, the first topic, schema and batch."""
 CONTRACT = (Path(__file__).resolve().parents[2] / "deploy" / "contracts"
             / "lyon-cantine-2026.yaml")
 
