@@ -182,7 +182,7 @@ def demo() -> None:
     started_stack = not all(s.running for s in stack.status())
     try:
         with console.status("starting the local stack…"):
-            stack.up()
+            stack.up(notice=console.print)
     except StackError as exc:
         fail(str(exc))
     subprocess.run([sys.executable, "-m", "streams.cli", "schemas", "register"], check=True,

@@ -44,7 +44,8 @@ def up(
     began = time.monotonic()
     try:
         with console.status("starting the local stack…") as spinner:
-            statuses = stack.up(fresh=fresh, progress=lambda msg: spinner.update(msg))
+            statuses = stack.up(fresh=fresh, progress=lambda msg: spinner.update(msg),
+                                notice=console.print)
     except StackError as exc:
         fail(str(exc))
     _show(statuses)

@@ -78,16 +78,18 @@ class LocalStack:
         return ComponentStatus(component.name, state, component.address, pid,
                                str(component.process.log_file))
 
-    def up(self, fresh: bool = False, progress: Progress = _quiet) -> list[ComponentStatus]:
+    def up(self, fresh: bool = False, progress: Progress = _quiet,
+           notice: Progress = _quiet) -> list[ComponentStatus]:
         """Start whatever is not running and wait until every component answers.
 
         Idempotent: a component already running under our pid file is left alone. On failure,
         the components this call started are stopped again and the error names the cause.
+        ``progress`` gets passing news (a spinner's text), ``notice`` what must stay on screen.
         """
         if fresh:
             self.down(progress)
         else:
-            self._refuse_orphaned_records()
+            self._set_orphaned_records_aside(notice)
         started: list[Component] = []
         try:
             for component in self.components:
@@ -104,21 +106,31 @@ class LocalStack:
             raise
         return self.status()
 
-    def _refuse_orphaned_records(self) -> None:
-        """Refuse to start a broker whose records name schema ids the registry has lost.
+    def _set_orphaned_records_aside(self, notice: Progress) -> None:
+        """Never start a broker whose records name schema ids the registry has lost.
 
         Stacks made before the registry kept its storage in a file lost their schemas at every
-        restart; their topics' records are undecodable, and the bus would dead-letter them or
-        fail on its own audit chain. Only the operator may decide to wipe them.
+        restart: their topics' records are undecodable, and the bus would dead-letter them or
+        stop on its own audit chain. With both components stopped, the broker's data folder is
+        moved aside (nothing is deleted: the operator decides) and the broker starts empty; with
+        the broker still running, nothing can be moved, so ``up`` refuses and says what to do.
         """
-        registry_down = self.registry.process.pid() is None
-        if registry_down and self.kafka.holds_topics and not self.registry.has_storage:
+        if not self.kafka.holds_topics or self.registry.has_storage:
+            return
+        if self.registry.process.pid() is not None:
+            return  # a registry of the old kind still runs: its schemas are not lost yet
+        if self.kafka.process.pid() is not None:
             raise StackError(
                 f"kafka keeps topics in {self.kafka.data_dir} but the registry has no storage in "
                 f"{self.registry.storage_dir} (it was kept in memory and is lost): those "
                 "records name schema ids the registry no longer knows. Start both empty with "
                 "`circulation local up --fresh`, or set CIRCULATION_LOCAL_DATA_DIR to another "
                 "folder to keep this one")
+        aside = self.kafka.data_dir.with_name(
+            f"{self.kafka.data_dir.name}.orphaned-{time.strftime('%Y%m%dT%H%M%S')}")
+        self.kafka.data_dir.rename(aside)
+        notice(f"kafka: its topics named schemas the registry had lost (it kept them in memory); "
+               f"moved them to {aside}, the broker starts empty")
 
     def _start(self, component: Component, fresh: bool, progress: Progress) -> None:
         for port in component.ports:

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shutil
+import signal
 import socket
+import time
 from pathlib import Path
 
 import httpx
@@ -121,18 +124,52 @@ def test_schemas_survive_a_restart_and_fresh_wipes_them(stack_env: dict[str, str
     assert httpx.get(f"{registry}/subjects", timeout=10).json() == []
 
 
-def test_broker_topics_without_registry_storage_are_refused(stack_env: dict[str, str]) -> None:
-    """A stack whose registry lost its schemas (kept in memory) is not silently restarted."""
+async def _topics(bootstrap: str) -> list[str]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        return list(await admin.list_topics())
+    finally:
+        await admin.close()
+
+
+def test_broker_topics_without_registry_storage_are_never_served(
+        stack_env: dict[str, str]) -> None:
+    """A run folder whose registry lost its schemas (an older stack kept them in memory): its
+    topics are set aside when both components are stopped, and ``up`` refuses while the broker
+    still runs."""
     bootstrap = f"127.0.0.1:{stack_env['CIRCULATION_LOCAL_KAFKA_PORT']}"
     run_dir = Path(stack_env["CIRCULATION_LOCAL_DATA_DIR"])
     assert run_cli(stack_env, "local", "up").returncode == 0
     asyncio.run(_create_topic(bootstrap, "probe"))
-    assert run_cli(stack_env, "local", "down").returncode == 0
-    shutil.rmtree(run_dir / "registry" / "storage")
 
+    registry_pid = int((run_dir / "registry" / "registry.pid").read_text().split()[0])
+    os.kill(registry_pid, signal.SIGTERM)
+    _wait_gone(registry_pid)
+    shutil.rmtree(run_dir / "registry" / "storage")
     refused = run_cli(stack_env, "local", "up")
     assert refused.returncode != 0
     assert "registry has no storage" in refused.stderr
     assert "--fresh" in refused.stderr
-    assert _our_processes(str(run_dir)) == []
-    assert run_cli(stack_env, "local", "up", "--fresh").returncode == 0
+
+    assert run_cli(stack_env, "local", "down").returncode == 0
+    assert not list(run_dir.glob("registry/storage/*.mv.db"))  # the refusal started nothing
+    started = run_cli(stack_env, "local", "up")
+    assert started.returncode == 0, started.stderr
+    assert "moved them to" in started.stdout
+    aside = list((run_dir / "kafka").glob("data.orphaned-*"))
+    assert len(aside) == 1
+    assert any(entry.name.startswith("probe-") for entry in aside[0].iterdir())
+    assert "probe" not in asyncio.run(_topics(bootstrap))
+
+
+def _wait_gone(pid: int, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if not Path(f"/proc/{pid}/cmdline").read_bytes():
+                return  # a zombie: exited, not yet reaped by its new parent
+        except OSError:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"process {pid} still running after {timeout:.0f}s")
