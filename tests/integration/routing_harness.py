@@ -31,14 +31,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import copy
-import io
 import itertools
-import json
 import os
 import re
 import signal
-import struct
 import subprocess
 import sys
 import uuid
@@ -48,8 +44,6 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import fastavro
-import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
@@ -71,6 +65,7 @@ from streams.settings import Settings
 from streams.topics import AUDIT, CONTRACTS, DLQ, topic_partitions
 from streams.worker import APP_ID, provider_topics
 from tests.conftest import Services
+from tests.integration.plain_consumer import PlainDecoder
 
 RUN = uuid.uuid4().hex[:8]
 """Unique to this test session: contract ids, subscribers and seeds are derived from it."""
@@ -339,49 +334,6 @@ async def read_all(settings: Settings, start: Offsets,
     """Every kept record from ``start`` to the end offsets of now."""
     async with Reader(settings, start, keep) as reader:
         return await reader.drain()
-
-
-class PlainDecoder:
-    """The Confluent wire format read by hand, as any subscriber's consumer would."""
-
-    def __init__(self, registry_url: str) -> None:
-        self._http = httpx.Client(base_url=registry_url.rstrip("/"), timeout=10)
-        self._schemas: dict[int, tuple[Any, Any]] = {}
-
-    def close(self) -> None:
-        self._http.close()
-
-    def writer(self, schema_id: int) -> tuple[Any, Any]:
-        """(JSON form, fastavro-parsed form) of the schema registered under ``schema_id``."""
-        if schema_id not in self._schemas:
-            response = self._http.get(f"/schemas/ids/{schema_id}")
-            response.raise_for_status()
-            raw = json.loads(response.json()["schema"])
-            self._schemas[schema_id] = (raw, fastavro.parse_schema(copy.deepcopy(raw)))
-        return self._schemas[schema_id]
-
-    def decode(self, value: bytes) -> tuple[int, Any]:
-        """(schema id, datum); a union's branch comes as (record full name, datum)."""
-        assert len(value) > 5, "too short for the Confluent wire format"
-        magic, schema_id = struct.unpack(">bI", value[:5])
-        assert magic == 0, f"magic byte {magic}"
-        raw, parsed = self.writer(schema_id)
-        body = io.BytesIO(value[5:])
-        datum = fastavro.schemaless_reader(body, parsed, None,
-                                           return_record_name=isinstance(raw, list))
-        assert body.tell() == len(value) - 5, "bytes left after the Avro record"
-        return schema_id, datum
-
-
-def json_form(value: Any) -> Any:
-    """A decoded datum in the published JSON form (dates as ``YYYY-MM-DD``)."""
-    if isinstance(value, dict):
-        return {k: json_form(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [json_form(v) for v in value]
-    if isinstance(value, date) and not isinstance(value, datetime):
-        return value.isoformat()
-    return value
 
 
 def published_json(event: Mapping[str, Any]) -> dict[str, Any]:

@@ -2,11 +2,11 @@
 
 The file path: ``circulation generate`` for every dataset of the catalog, a few bad lines mixed
 in, ``circulation publish FILE``. The records are then read with a *plain* Confluent wire-format
-decoder written here (aiokafka, the registry's ``/schemas/ids/{id}``, fastavro): none of the
-project's codec or CloudEvents code is used to read them, since the point is that a standard
-consumer can. Provider topics are shared between runs, so every check is limited to the records
-written between the end offsets taken before publishing and those taken after, and to the event
-ids this run generated (from a seed drawn per run).
+decoder (:mod:`tests.integration.plain_consumer`: the registry's ``/schemas/ids/{id}``, fastavro):
+none of the project's codec or CloudEvents code is used to read them, since the point is that a
+standard consumer can. Provider topics are shared between runs, so every check is limited to the
+records written between the end offsets taken before publishing and those taken after, and to
+the event ids this run generated (from a seed drawn per run).
 
 The Python path: ``Publisher.publish`` round trip, and ``prepare``/``publish`` refusing bad input
 with the culprit field, without producing anything for it.
@@ -15,15 +15,12 @@ with the culprit field, without producing anything for it.
 from __future__ import annotations
 
 import asyncio
-import copy
 import hashlib
 import hmac
-import io
 import json
 import os
 import random
 import re
-import struct
 import subprocess
 import sys
 import uuid
@@ -32,8 +29,6 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-import fastavro
-import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
@@ -47,6 +42,7 @@ from schemas.synthetic import generate
 from streams.settings import Settings
 from streams.topics import ensure_topics, spec
 from tests.conftest import Services
+from tests.integration.plain_consumer import PlainDecoder, json_form
 
 CLI = [sys.executable, "-m", "streams.cli"]
 CATALOG = Catalog.load()
@@ -72,56 +68,6 @@ class Record(Protocol):
     key: bytes | None
     value: bytes | None
     headers: Sequence[tuple[str, bytes]]
-
-
-# --- a plain Confluent Avro consumer -----------------------------------------------------------
-
-
-class PlainDecoder:
-    """Confluent wire format read by hand: magic 0, big-endian id, Avro body (fastavro)."""
-
-    def __init__(self, registry_url: str) -> None:
-        self._http = httpx.Client(base_url=registry_url.rstrip("/"), timeout=10)
-        self._schemas: dict[int, tuple[dict[str, Any], Any]] = {}
-
-    def close(self) -> None:
-        self._http.close()
-
-    def writer(self, schema_id: int) -> tuple[dict[str, Any], Any]:
-        """(raw JSON, fastavro-parsed) of the schema the registry holds under ``schema_id``."""
-        if schema_id not in self._schemas:
-            response = self._http.get(f"/schemas/ids/{schema_id}")
-            response.raise_for_status()
-            raw = json.loads(response.json()["schema"])
-            self._schemas[schema_id] = (raw, fastavro.parse_schema(copy.deepcopy(raw)))
-        return self._schemas[schema_id]
-
-    def latest_id(self, subject: str) -> int:
-        response = self._http.get(f"/subjects/{subject}/versions/latest")
-        response.raise_for_status()
-        return int(response.json()["id"])
-
-    def decode(self, value: bytes) -> tuple[int, Any]:
-        """(schema id, datum); the whole value must be consumed."""
-        assert len(value) > 5, "too short for the Confluent wire format"
-        magic, schema_id = struct.unpack(">bI", value[:5])
-        assert magic == 0, f"magic byte {magic}, expected 0"
-        _, parsed = self.writer(schema_id)
-        body = io.BytesIO(value[5:])
-        datum = fastavro.schemaless_reader(body, parsed, None)
-        assert body.tell() == len(value) - 5, "bytes left after the Avro record"
-        return schema_id, datum
-
-
-def json_form(value: Any) -> Any:
-    """A decoded datum in the published JSON form (dates as ``YYYY-MM-DD``)."""
-    if isinstance(value, dict):
-        return {k: json_form(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [json_form(v) for v in value]
-    if isinstance(value, date) and not isinstance(value, datetime):
-        return value.isoformat()
-    return value
 
 
 def contains_date(value: Any) -> bool:

@@ -31,6 +31,7 @@ import pytest
 from schemas.synthetic import Person
 from streams.contracts import Contract
 from streams.subjects import resolve, set_consent, set_population
+from tests.integration.plain_consumer import json_form
 from tests.integration.routing_harness import (
     CATALOG,
     Bus,
@@ -41,7 +42,6 @@ from tests.integration.routing_harness import (
     fresh_companies,
     fresh_people,
     header,
-    json_form,
     parse_instant,
     published_json,
     today,
