@@ -14,8 +14,9 @@ Meanwhile ``circulation lag --subscriber <subscriber> --watch --json --duration 
 (a group turns STALL or STOP once a whole window has passed without its offsets moving). The
 topic is deleted at the end.
 
-Run: ``.venv/bin/python tests/benchmarks/lag_plot_demo.py
-[--out deploy/observability/lag.png]`` against the configured
+Run from the repository root: ``.venv/bin/python -m tests.benchmarks.lag_plot_demo
+[--out deploy/observability/lag.png]`` (a module, for the groups it shares with the integration
+test, :mod:`tests.lag_groups`), against the configured
 broker (``CIRCULATION_KAFKA_BOOTSTRAP``, by default the local stack). About 90 seconds.
 """
 
@@ -30,79 +31,28 @@ import time
 import uuid
 from pathlib import Path
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from streams.settings import Settings
+from tests.lag_groups import LagGroups
 
 CLI = [sys.executable, "-m", "streams.cli"]
 
 
-class Demo:
-    def __init__(self, settings: Settings, subscriber: str) -> None:
-        self.options = settings.kafka_client_options()
-        self.subscriber = subscriber
-        self.topic = f"deliver.{subscriber}.demo"
-        self.stall = asyncio.Event()
-        self.stop = asyncio.Event()
-
-    def consumer(self, role: str) -> AIOKafkaConsumer:
-        return AIOKafkaConsumer(self.topic, **self.options,
-                                group_id=f"subscriber.{self.subscriber}.{role}",
-                                auto_offset_reset="earliest", enable_auto_commit=False)
-
-    async def produce(self) -> None:
-        producer = AIOKafkaProducer(**self.options, linger_ms=0)
-        await producer.start()
-        try:
-            while True:
-                for partition in (0, 1):
-                    await producer.send(self.topic, b"x" * 200, partition=partition)
-                await asyncio.sleep(0.1)
-        finally:
-            await producer.stop()
-
-    async def keeps_up(self, role: str, until: asyncio.Event | None = None,
-                       leave: bool = False) -> None:
-        consumer = self.consumer(role)
-        await consumer.start()
-        try:
-            while not (leave and until is not None and until.is_set()):
-                batch = await consumer.getmany(timeout_ms=100)
-                if batch and (until is None or not until.is_set()):
-                    await consumer.commit()
-        finally:
-            await consumer.stop()
-
-    async def falls_behind(self) -> None:
-        consumer = self.consumer("falls-behind")
-        await consumer.start()
-        try:
-            while True:
-                assigned = sorted(consumer.assignment())
-                if not assigned:
-                    await consumer.getmany(timeout_ms=100, max_records=1)
-                    continue
-                for partition in assigned:
-                    await consumer.getmany(partition, timeout_ms=50, max_records=1)
-                await consumer.commit()
-                await asyncio.sleep(0.25)
-        finally:
-            await consumer.stop()
-
-
 async def run(args: argparse.Namespace) -> int:
-    settings = Settings()
-    demo = Demo(settings, args.subscriber or f"mairie-demo-{uuid.uuid4().hex[:4]}")
-    admin = AIOKafkaAdminClient(**demo.options)
+    options = Settings().kafka_client_options()
+    subscriber = args.subscriber or f"mairie-demo-{uuid.uuid4().hex[:4]}"
+    demo = LagGroups(options, subscriber, f"deliver.{subscriber}.demo")
+    stall, stop = asyncio.Event(), asyncio.Event()
+    admin = AIOKafkaAdminClient(**options)
     await admin.start()
     tasks: list[asyncio.Task[None]] = []
     try:
         await admin.create_topics([NewTopic(demo.topic, num_partitions=2, replication_factor=1)])
         tasks = [asyncio.create_task(coroutine) for coroutine in (
-            demo.produce(), demo.keeps_up("keeps-up"), demo.falls_behind(),
-            demo.keeps_up("stops-committing", demo.stall),
-            demo.keeps_up("stops", demo.stop, leave=True))]
+            demo.produce(size=200, interval=0.1), demo.keeps_up("keeps-up"),
+            demo.falls_behind(), demo.keeps_up("stops-committing", stall),
+            demo.keeps_up("stops", stop, leave=True))]
         await asyncio.sleep(args.warmup)
         command = [*CLI, "lag", "--subscriber", demo.subscriber, "--watch", "--json",
                    "--duration", str(args.duration), "--window", str(args.window),
@@ -112,11 +62,11 @@ async def run(args: argparse.Namespace) -> int:
         lag = await asyncio.create_subprocess_exec(*command, stdout=asyncio.subprocess.DEVNULL,
                                                    env={**os.environ})
         await asyncio.sleep(max(args.stall_at - (time.monotonic() - began), 0))
-        demo.stall.set()
+        stall.set()
         print(f"t={time.monotonic() - began:.0f}s: stops-committing stops committing",
               flush=True)
         await asyncio.sleep(max(args.stop_at - (time.monotonic() - began), 0))
-        demo.stop.set()
+        stop.set()
         print(f"t={time.monotonic() - began:.0f}s: stops closes its consumer", flush=True)
         code = await lag.wait()
         print(f"circulation lag exited {code}; plot in {args.out}")

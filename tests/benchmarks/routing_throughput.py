@@ -40,7 +40,6 @@ from typing import Any
 
 import yaml
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from connectors.publisher import OutgoingEvent, Publisher
 from schemas.catalog import Catalog
@@ -51,6 +50,7 @@ from streams.contract_store import ContractStore
 from streams.contracts import Contract
 from streams.localstack import LocalStack
 from streams.settings import Settings
+from streams.topics import TopicSpec, ensure_topics
 
 CLI = [sys.executable, "-m", "streams.cli"]
 WARM_UP_SECONDS = 10.0
@@ -91,20 +91,10 @@ async def produce_all(settings: Settings, topic: str, events: list[OutgoingEvent
         await producer.stop()
 
 
-async def create_topic(settings: Settings, name: str) -> None:
-    admin = AIOKafkaAdminClient(**settings.kafka_client_options())
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(name, 3, 1)])
-    finally:
-        await admin.close()
-
-
 async def ceiling(settings: Settings, events: list[OutgoingEvent]) -> float:
     """R: records per second copied by a tuned raw aiokafka consume-and-produce loop."""
     source, sink = f"bench.raw.{uuid.uuid4().hex[:8]}", f"bench.sink.{uuid.uuid4().hex[:8]}"
-    await create_topic(settings, source)
-    await create_topic(settings, sink)
+    await ensure_topics(settings, [TopicSpec(source, 3, 1), TopicSpec(sink, 3, 1)])
     await produce_all(settings, source, events)
     consumer = AIOKafkaConsumer(source, **settings.kafka_client_options(),
                                 auto_offset_reset="earliest", enable_auto_commit=False,

@@ -16,7 +16,7 @@ from typing import Any
 import fastavro
 import pytest
 import yaml
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from typer.testing import CliRunner
@@ -29,6 +29,7 @@ from streams.cli import contracts as contracts_cli
 from streams.contract_store import ContractNotFound, ContractStore, ContractStoreError
 from streams.contracts import Contract
 from streams.settings import Settings
+from streams.topics import topic_partitions
 from tests.conftest import Services
 
 CATALOG = Catalog.load()
@@ -77,22 +78,12 @@ async def _topic_config(settings: Settings, topic: str) -> dict[str, str]:
         await admin.close()
 
 
-async def _partitions(settings: Settings, topic: str) -> int:
-    admin = AIOKafkaAdminClient(**settings.kafka_client_options())
-    await admin.start()
-    try:
-        (described,) = await admin.describe_topics([topic])
-        return len(described["partitions"])
-    finally:
-        await admin.close()
-
-
 async def _records(settings: Settings, topic: str) -> list[tuple[bytes, bytes]]:
     """Every (key, value) on ``topic``, read to its end offsets."""
     consumer = AIOKafkaConsumer(**settings.kafka_client_options(), enable_auto_commit=False)
     await consumer.start()
     try:
-        partitions = [TopicPartition(topic, p) for p in range(await _partitions(settings, topic))]
+        partitions = await topic_partitions(settings, [topic])
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
         ends = await consumer.end_offsets(partitions)
@@ -119,7 +110,8 @@ async def test_apply_creates_the_topic_registers_the_projection_and_records_the_
     config = await _topic_config(settings, contract.delivery_topic)
     assert _delivery_config(config) == {"cleanup.policy": "delete",
                                         "retention.ms": str(90 * DAY), "segment.ms": str(DAY)}
-    assert await _partitions(settings, contract.delivery_topic) == settings.topic_partitions
+    assert (len(await topic_partitions(settings, [contract.delivery_topic]))
+            == settings.topic_partitions)
 
     assert registry.versions(contract.delivery_subject) == [1]
     with SchemaRegistry(services.registry_url) as fresh:  # no cache: what the registry holds

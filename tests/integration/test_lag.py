@@ -30,12 +30,13 @@ from dataclasses import dataclass, field
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import Services
+from tests.lag_groups import LagGroups
 
 CLI = [sys.executable, "-m", "streams.cli"]
 WINDOW = ["--window", "4", "--samples", "5"]
@@ -47,14 +48,21 @@ CODES = {"OK": 0, "WARN": 1, "STALL": 2, "STOP": 3, "ERR": 4}
 @dataclass
 class Scenario:
     services: Services
-    subscriber: str
-    topic: str
+    groups: LagGroups
     stop_committing: asyncio.Event = field(default_factory=asyncio.Event)
     leave: asyncio.Event = field(default_factory=asyncio.Event)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
+    @property
+    def subscriber(self) -> str:
+        return self.groups.subscriber
+
+    @property
+    def topic(self) -> str:
+        return self.groups.topic
+
     def group(self, role: str) -> str:
-        return f"subscriber.{self.subscriber}.{role}"
+        return self.groups.group(role)
 
     @property
     def env(self) -> dict[str, str]:
@@ -62,72 +70,15 @@ class Scenario:
                 "CIRCULATION_SCHEMA_REGISTRY_URL": self.services.registry_url,
                 "CIRCULATION_LOG_FORMAT": "json", "COLUMNS": "200"}
 
-    def consumer(self, role: str) -> AIOKafkaConsumer:
-        return AIOKafkaConsumer(self.topic, bootstrap_servers=self.services.bootstrap,
-                                group_id=self.group(role), auto_offset_reset="earliest",
-                                enable_auto_commit=False)
-
-
-async def _produce(scenario: Scenario) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=scenario.services.bootstrap, linger_ms=0)
-    await producer.start()
-    try:
-        while True:
-            for partition in (0, 1):
-                await producer.send(scenario.topic, b"x" * 100, partition=partition)
-            await asyncio.sleep(0.05)
-    finally:
-        await producer.stop()
-
-
-async def _keeps_up(scenario: Scenario) -> None:
-    consumer = scenario.consumer("keeps-up")
-    await consumer.start()
-    try:
-        while True:
-            if await consumer.getmany(timeout_ms=100):
-                await consumer.commit()
-    finally:
-        await consumer.stop()
-
-
-async def _falls_behind(scenario: Scenario) -> None:
-    consumer = scenario.consumer("falls-behind")
-    await consumer.start()
-    try:
-        while True:
-            assigned = sorted(consumer.assignment())
-            if not assigned:  # still joining the group
-                await consumer.getmany(timeout_ms=100, max_records=1)
-                continue
-            for partition in assigned:
-                await consumer.getmany(partition, timeout_ms=50, max_records=1)
-            await consumer.commit()
-            await asyncio.sleep(0.25)
-    finally:
-        await consumer.stop()
-
-
-async def _stops_committing(scenario: Scenario) -> None:
-    consumer = scenario.consumer("stops-committing")
-    await consumer.start()
-    try:
-        while True:  # keeps polling (so stays a live member of its group) after the last commit
-            if await consumer.getmany(timeout_ms=100) and not scenario.stop_committing.is_set():
-                await consumer.commit()
-    finally:
-        await consumer.stop()
-
-
-async def _stops(scenario: Scenario) -> None:
-    consumer = scenario.consumer("stops")
-    await consumer.start()
-    try:
-        while not scenario.leave.is_set():
-            if await consumer.getmany(timeout_ms=100):
-                await consumer.commit()
-    finally:
-        await consumer.stop()
+    def drive(self) -> None:
+        """The producer (20 records per second per partition) and the four groups; the group
+        that stops comes last."""
+        groups = self.groups
+        for drive in (groups.produce(size=100, interval=0.05), groups.keeps_up("keeps-up"),
+                      groups.falls_behind(),
+                      groups.keeps_up("stops-committing", self.stop_committing),
+                      groups.keeps_up("stops", self.leave, leave=True)):
+            self.tasks.append(asyncio.create_task(drive))
 
 
 async def _eventually(check: Callable[[], Awaitable[bool]], timeout: float, what: str) -> None:
@@ -148,14 +99,13 @@ async def _eventually(check: Callable[[], Awaitable[bool]], timeout: float, what
 @pytest.fixture
 async def scenario(services: Services) -> AsyncIterator[Scenario]:
     run = uuid.uuid4().hex[:10]
-    state = Scenario(services, f"lagtest-{run}", f"deliver.lagtest-{run}.lag")
+    state = Scenario(services, LagGroups({"bootstrap_servers": services.bootstrap},
+                                         f"lagtest-{run}", f"deliver.lagtest-{run}.lag"))
     admin = AIOKafkaAdminClient(bootstrap_servers=services.bootstrap)
     await admin.start()
     try:
         await admin.create_topics([NewTopic(state.topic, num_partitions=2, replication_factor=1)])
-        state.tasks.append(asyncio.create_task(_produce(state)))
-        for drive in (_keeps_up, _falls_behind, _stops_committing, _stops):
-            state.tasks.append(asyncio.create_task(drive(state)))
+        state.drive()
 
         async def all_committed() -> bool:
             for role in EXPECTED:

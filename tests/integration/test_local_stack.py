@@ -17,9 +17,9 @@ import time
 from pathlib import Path
 
 import httpx
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from tests.integration.private_stack import run_cli
+from streams.topics import TopicSpec, ensure_topics, topic_partitions
+from tests.integration.private_stack import private_settings, run_cli
 
 pytest_plugins = ("tests.integration.private_stack",)
 
@@ -96,22 +96,16 @@ def _register(registry: str, subject: str) -> int:
     return int(response.json()["id"])
 
 
-async def _create_topic(bootstrap: str, name: str) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(name, 1, 1)])
-    finally:
-        await admin.close()
+def _create_topic(env: dict[str, str], name: str) -> None:
+    asyncio.run(ensure_topics(private_settings(env), [TopicSpec(name, 1, 1)]))
 
 
 def test_schemas_survive_a_restart_and_fresh_wipes_them(stack_env: dict[str, str]) -> None:
     """Records carry schema ids: the registry must keep its ids as long as the broker keeps them."""
-    registry = f"http://127.0.0.1:{stack_env['CIRCULATION_LOCAL_REGISTRY_PORT']}/apis/ccompat/v7"
-    bootstrap = f"127.0.0.1:{stack_env['CIRCULATION_LOCAL_KAFKA_PORT']}"
+    registry = private_settings(stack_env).schema_registry_url
     assert run_cli(stack_env, "local", "up").returncode == 0
     schema_id = _register(registry, "probe-value")
-    asyncio.run(_create_topic(bootstrap, "probe"))
+    _create_topic(stack_env, "probe")
     assert run_cli(stack_env, "local", "down").returncode == 0
 
     assert run_cli(stack_env, "local", "up").returncode == 0
@@ -124,24 +118,14 @@ def test_schemas_survive_a_restart_and_fresh_wipes_them(stack_env: dict[str, str
     assert httpx.get(f"{registry}/subjects", timeout=10).json() == []
 
 
-async def _topics(bootstrap: str) -> list[str]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        return list(await admin.list_topics())
-    finally:
-        await admin.close()
-
-
 def test_broker_topics_without_registry_storage_are_never_served(
         stack_env: dict[str, str]) -> None:
     """A run folder whose registry lost its schemas (an older stack kept them in memory): its
     topics are set aside when both components are stopped, and ``up`` refuses while the broker
     still runs."""
-    bootstrap = f"127.0.0.1:{stack_env['CIRCULATION_LOCAL_KAFKA_PORT']}"
     run_dir = Path(stack_env["CIRCULATION_LOCAL_DATA_DIR"])
     assert run_cli(stack_env, "local", "up").returncode == 0
-    asyncio.run(_create_topic(bootstrap, "probe"))
+    _create_topic(stack_env, "probe")
 
     registry_pid = int((run_dir / "registry" / "registry.pid").read_text().split()[0])
     os.kill(registry_pid, signal.SIGTERM)
@@ -160,7 +144,8 @@ def test_broker_topics_without_registry_storage_are_never_served(
     aside = list((run_dir / "kafka").glob("data.orphaned-*"))
     assert len(aside) == 1
     assert any(entry.name.startswith("probe-") for entry in aside[0].iterdir())
-    assert "probe" not in asyncio.run(_topics(bootstrap))
+    assert asyncio.run(topic_partitions(private_settings(stack_env), ["probe"],
+                                        missing_ok=True)) == []
 
 
 def _wait_gone(pid: int, timeout: float = 30) -> None:
