@@ -27,6 +27,10 @@ class Services:
     bootstrap: str
     registry_url: str
 
+    def settings(self) -> Settings:
+        """The bus's settings pointed at these services."""
+        return Settings(kafka_bootstrap=self.bootstrap, schema_registry_url=self.registry_url)
+
 
 def _docker_answers() -> bool:
     try:
@@ -74,6 +78,12 @@ def services() -> Iterator[Services]:
         yield from _from_containers()
     else:
         yield from _from_local_stack()
+
+
+@pytest.fixture
+def settings(services: Services) -> Settings:
+    """The bus's settings pointed at the session's broker and registry."""
+    return services.settings()
 
 
 @pytest.fixture

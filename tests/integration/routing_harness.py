@@ -566,8 +566,7 @@ def parse_instant(text: str) -> datetime:
 async def bus(services: Services, tmp_path_factory: pytest.TempPathFactory,
               ) -> AsyncIterator[Bus]:
     """Two routing workers for the whole session, caught up with the provider topics."""
-    settings = Settings(kafka_bootstrap=services.bootstrap,
-                        schema_registry_url=services.registry_url)
+    settings = services.settings()
     workers = WorkerPool(services, tmp_path_factory.mktemp("routing-workers"))
     workers.start()
     registry = SchemaRegistry(services.registry_url)

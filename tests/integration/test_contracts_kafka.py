@@ -50,11 +50,6 @@ def suffix(topic_name: str) -> str:
 
 
 @pytest.fixture
-def settings(services: Services) -> Settings:
-    return Settings(kafka_bootstrap=services.bootstrap, schema_registry_url=services.registry_url)
-
-
-@pytest.fixture
 def registry(services: Services) -> Iterator[SchemaRegistry]:
     with SchemaRegistry(services.registry_url) as client:
         yield client

@@ -20,7 +20,6 @@ import fastavro
 import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from connectors.publisher import OutgoingEvent, Publisher, PublishRefused
 from schemas.catalog import Catalog
@@ -28,7 +27,7 @@ from schemas.codec import DecodeError, decode, unframe
 from schemas.registration import register_versions
 from schemas.registry import SchemaRegistry
 from schemas.synthetic import generate
-from streams.settings import Settings
+from streams.topics import TopicSpec, ensure_topics
 from tests.conftest import Services
 
 BOURSIER = Catalog.load().dataset("statut_etudiant_boursier")
@@ -53,12 +52,7 @@ def _writer(registry_url: str, schema_id: int) -> Schema:
 
 async def _produce_and_read(services: Services, topic: str,
                             prepared: list[OutgoingEvent]) -> dict[str, bytes]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=services.bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)])
-    finally:
-        await admin.close()
+    await ensure_topics(services.settings(), [TopicSpec(topic, 1, 1)])
     producer = AIOKafkaProducer(bootstrap_servers=services.bootstrap, acks="all")
     await producer.start()
     try:
@@ -84,8 +78,7 @@ async def _produce_and_read(services: Services, topic: str,
 
 async def test_v1_and_v2_records_read_with_either_reader(services: Services,
                                                           topic_name: str) -> None:
-    settings = Settings(kafka_bootstrap=services.bootstrap,
-                        schema_registry_url=services.registry_url)
+    settings = services.settings()
     with SchemaRegistry(services.registry_url) as registry:  # as an operator does first
         register_versions(registry, f"{BOURSIER_TOPIC}-value", BOURSIER.versions)
     old = _event(11)

@@ -165,11 +165,6 @@ async def offsets_of_topics(settings: Settings, topics: list[str]) -> Offsets:
 
 
 @pytest.fixture
-def settings(services: Services) -> Settings:
-    return Settings(kafka_bootstrap=services.bootstrap, schema_registry_url=services.registry_url)
-
-
-@pytest.fixture
 def cli_env(services: Services) -> dict[str, str]:
     return {**os.environ, "CIRCULATION_KAFKA_BOOTSTRAP": services.bootstrap,
             "CIRCULATION_SCHEMA_REGISTRY_URL": services.registry_url, "COLUMNS": "200"}

@@ -23,7 +23,6 @@ from schemas.catalog import Catalog, SchemaVersion
 from schemas.registration import COMPATIBILITY, dataset_subjects, register_versions, value_subject
 from schemas.registry import RegistryError, SchemaRegistry
 from schemas.synthetic import generate
-from streams.settings import Settings
 from streams.topics import BUS_RECORD_TOPICS
 from tests.conftest import Services
 
@@ -174,8 +173,7 @@ async def test_publishing_before_registration_keeps_version_order(
         (folder / f"{BOURSIER.id}.v{number}.avsc").write_text(json.dumps(raw), encoding="utf-8")
     catalog = Catalog.load(tmp_path / "catalog")
     subject = value_subject(catalog.topic_for(provider, BOURSIER.id))
-    settings = Settings(kafka_bootstrap=services.bootstrap,
-                        schema_registry_url=services.registry_url)
+    settings = services.settings()
     event = {**next(iter(generate(BOURSIER.id, 1, 5))), "source": provider}
 
     try:

@@ -30,7 +30,6 @@ from schemas.registry import SchemaRegistry
 from schemas.serde import AvroSerde
 from streams.pseudonym import Pseudonymiser
 from streams.router import Router, SourceRecord
-from streams.settings import Settings
 from streams.state import BusState
 from streams.topics import DLQ
 from tests.conftest import Services
@@ -179,8 +178,7 @@ async def test_bad_records_become_dead_letters_and_routing_goes_on(bus: Bus) -> 
 
 @pytest.fixture(scope="module")
 def router(services: Services) -> Router:
-    settings = Settings(kafka_bootstrap=services.bootstrap,
-                        schema_registry_url=services.registry_url)
+    settings = services.settings()
     return Router(Catalog.load(), AvroSerde(SchemaRegistry(services.registry_url)),
                   Pseudonymiser(settings.bus_secret()))
 

@@ -124,8 +124,7 @@ async def _topics(settings: Settings) -> list[TopicPartition]:
 
 
 async def test_no_record_on_any_topic_holds_a_raw_nir(services: Services) -> None:
-    settings = Settings(kafka_bootstrap=services.bootstrap,
-                        schema_registry_url=services.registry_url)
+    settings = services.settings()
     partitions = await _topics(settings)
     assert any(tp.topic.startswith("provider.") for tp in partitions)
     consumer = AIOKafkaConsumer(**settings.kafka_client_options(), enable_auto_commit=False,
