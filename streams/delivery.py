@@ -106,6 +106,15 @@ def redacted_value(value: bytes | None) -> bytes | None:
     return value
 
 
+def redacted_error(error: BaseException) -> str:
+    """An error's type and message, for a dead letter or a log line; the message is left out
+    when it holds a raw NIR (a library may quote the value it choked on)."""
+    message = f"{type(error).__name__}: {error}"
+    if contains_nir(message.encode()):
+        return f"{type(error).__name__} (its message held an identifier: not repeated)"
+    return message
+
+
 def redacted_headers(headers: list[tuple[str, bytes]]) -> list[dict[str, Any]]:
     """Headers for a dead letter: a subject that is not pseudonymous, and any value holding a
     raw NIR, are removed (the header name stays, to show what was there)."""

@@ -24,7 +24,7 @@ import structlog
 from schemas.catalog import Catalog, Dataset
 from schemas.codec import DecodeError, ValidationError
 from schemas.constraints import compile_checker
-from schemas.identifiers import InvalidIdentifier, contains_nir
+from schemas.identifiers import InvalidIdentifier
 from schemas.projection import delivery_schema, full_name, project_datum, union_value
 from schemas.registration import value_subject
 from schemas.registry import canonical
@@ -35,6 +35,7 @@ from streams.delivery import (
     EventHeaders,
     Outgoing,
     extension_headers,
+    redacted_error,
     redacted_headers,
     redacted_key,
     redacted_value,
@@ -171,11 +172,8 @@ class Router:
         log.warning("dead letter", topic=record.topic, partition=record.partition,
                     offset=record.offset, error=type(error).__name__)
         self.tally.dead_letter(record.topic)
-        message = f"{type(error).__name__}: {error}"
-        if contains_nir(message.encode()):
-            message = f"{type(error).__name__} (its message held an identifier: not repeated)"
         letter = {
-            "error": message, "origin_topic": record.topic,
+            "error": redacted_error(error), "origin_topic": record.topic,
             "origin_partition": record.partition, "origin_offset": record.offset,
             "origin_timestamp": (datetime.fromtimestamp(record.timestamp_ms / 1000, UTC)
                                  if record.timestamp_ms is not None else None),

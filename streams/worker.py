@@ -30,6 +30,7 @@ from schemas.registry import SchemaRegistry
 from schemas.serde import AvroSerde
 from streams import metrics
 from streams.audit import recover_heads
+from streams.delivery import redacted_error
 from streams.fetching import ShortFetchApp
 from streams.inflight import InFlight, Routed
 from streams.metrics import RoutingTally
@@ -176,7 +177,7 @@ def broker_credentials(settings: Settings) -> Any:
 
 def _log_failure(exc: BaseException) -> None:
     log.error("a routed batch could not be written; later batches stay unacknowledged",
-              error=f"{type(exc).__name__}: {exc}")
+              error=redacted_error(exc))
 
 
 def exit_on_routing_failure(exc: BaseException) -> None:
@@ -188,7 +189,7 @@ def exit_on_routing_failure(exc: BaseException) -> None:
     the same event ids, by whichever worker takes the partitions.
     """
     log.critical("routing failed: the worker exits; the unacknowledged batch will be replayed",
-                 error=f"{type(exc).__name__}: {exc}", exit_status=EXIT_ROUTING_FAILED)
+                 error=redacted_error(exc), exit_status=EXIT_ROUTING_FAILED)
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(EXIT_ROUTING_FAILED)
