@@ -34,6 +34,7 @@ class AvroSerde:
         self.registry = registry
         self._ids: dict[tuple[str, str], int] = {}
         self._writers: dict[int, Any] = {}
+        self._resolutions: dict[tuple[int, int], tuple[Schema, bool]] = {}
 
     def schema_id(self, subject: str, schema_text: str) -> int:
         """The registry id of ``schema_text`` under ``subject``, registering it the first time."""
@@ -67,7 +68,17 @@ class AvroSerde:
     def decode(self, value: bytes, reader: Schema | None = None) -> tuple[int, Any]:
         """(writer schema id, datum) of a framed value, read as ``reader`` when given."""
         schema_id, payload = unframe(value)
-        return schema_id, decode(self.writer_schema(schema_id), reader, payload)
+        writer = self.writer_schema(schema_id)
+        if reader is not None and self._same(schema_id, writer, reader):
+            reader = None  # nothing to resolve, and fastavro reads a third faster without
+        return schema_id, decode(writer, reader, payload)
+
+    def _same(self, schema_id: int, writer: Schema, reader: Schema) -> bool:
+        """Whether ``reader`` is the writer schema itself (asked once per id and reader)."""
+        known = self._resolutions.get((schema_id, id(reader)))
+        if known is None or known[0] is not reader:
+            known = self._resolutions[(schema_id, id(reader))] = (reader, writer == reader)
+        return known[1]
 
     def decode_record(self, value: bytes) -> tuple[Schema, Any]:
         """(record schema, datum) of a framed value whose writer schema may be a union.

@@ -6,8 +6,9 @@ the dataset decide, project, pseudonymise, encode and stamp; every decision also
 record. Anything that cannot be decoded or validated becomes a dead letter with its origin, and
 the batch goes on.
 
-Everything per contract (terms, delivery schema id, per-subscriber HMAC key) is compiled once per
-contract change, not per event; per-event logging stays at debug level, off the hot path.
+Everything per contract (terms, delivery schema and union branch, per-subscriber HMAC key) is
+compiled once per contract change, not per event. Nothing is logged per decision: the audit
+record is the trace of each one.
 """
 
 from __future__ import annotations
@@ -74,8 +75,7 @@ class Router:
         self._generation = -1
         self._compiled_on: date | None = None
         self._terms: dict[str, tuple[ContractTerms, ...]] = {}
-        self._channels: dict[str, DeliveryChannel] = {}
-        self._channel_schemas: dict[str, _DeliverySchema] = {}
+        self._plans: dict[tuple[str, str], _DeliveryPlan] = {}
         self._checkers: dict[str, Callable[[Any], None]] = {}
         self._expiries: dict[str, bytes] = {}
         self.tally = RoutingTally()
@@ -86,18 +86,20 @@ class Router:
         if (state.generation, day) == (self._generation, self._compiled_on):
             return
         self._terms = terms_by_dataset(state.contracts, day)
-        self._channels = {}
+        self._plans = {}
         for contract in state.contracts.values():
             records = contract.projected_records(self.catalog)
-            text = canonical(delivery_schema(records))
-            self._channels[contract.id] = DeliveryChannel(
+            schema = _DeliverySchema.of(canonical(delivery_schema(records)))
+            channel = DeliveryChannel(
                 topic=contract.delivery_topic, subject=contract.delivery_subject,
                 record_names=dict(zip(contract.datasets, map(full_name, records), strict=True)),
                 retention=timedelta(milliseconds=contract.retention_ms),
                 pseudonyms=self.pseudonymiser.for_subscriber(contract.subscriber),
                 extensions=extension_headers(contract),
             )
-            self._channel_schemas[contract.id] = _DeliverySchema.of(text)
+            for dataset, fields in contract.datasets.items():
+                self._plans[(contract.id, dataset)] = _DeliveryPlan.of(
+                    channel, schema, dataset, fields)
         self._generation = state.generation
         self._compiled_on = day
 
@@ -141,8 +143,6 @@ class Router:
                                         subject_ref=event.subject, decided_at=routed_at)
             out.append(Outgoing(AUDIT, event.subject.encode(), self.serde.encode_datum(
                 value_subject(AUDIT), self._audit_schema, audit), [], partition=chain))
-            log.debug("decision", event_id=event.id, contract=decision.terms.contract_id,
-                      reason=decision.reason)
             self.tally.decision(decision.terms.contract.subscriber, decision.terms.contract_id,
                                 decision.reason)
         return out
@@ -155,12 +155,10 @@ class Router:
 
     def _delivery(self, terms: ContractTerms, event: EventHeaders, datum: dict[str, Any],
                   routed_at: datetime) -> Outgoing:
-        channel = self._channels[terms.contract_id]
-        schema = self._channel_schemas[terms.contract_id]
+        plan = self._plans[(terms.contract_id, terms.dataset)]
+        channel = plan.channel
         pseudonym = channel.pseudonyms.pseudonym(event.subject).encode()
-        projected = union_value(schema.raw, channel.record_names[terms.dataset],
-                                project_datum(datum, terms.fields))
-        value = self.serde.encode_datum(channel.subject, schema, projected)
+        value = self.serde.encode_datum(channel.subject, plan.schema, plan.projected(datum))
         expires = self._expiries.get(terms.contract_id)
         if expires is None:
             expires = self._expiries[terms.contract_id] = channel.expiry(routed_at)
@@ -183,6 +181,30 @@ class Router:
         }
         return Outgoing(DLQ, None, self.serde.encode_datum(value_subject(DLQ), self._dlq_schema,
                                                            letter), [])
+
+
+@dataclass(frozen=True)
+class _DeliveryPlan:
+    """How one contract delivers one dataset: its channel, schema, fields and union branch,
+    compiled (and checked) once per contract change rather than per delivery."""
+
+    channel: DeliveryChannel
+    schema: _DeliverySchema
+    fields: tuple[str, ...]
+    branch: str | None
+    """The projected record's full name when the delivery schema is a union (several
+    datasets): fastavro is then told the branch rather than left to guess it."""
+
+    @classmethod
+    def of(cls, channel: DeliveryChannel, schema: _DeliverySchema, dataset: str,
+           fields: tuple[str, ...]) -> _DeliveryPlan:
+        shape = union_value(schema.raw, channel.record_names[dataset], {})  # checks the name
+        return cls(channel, schema, fields, shape[0] if isinstance(shape, tuple) else None)
+
+    def projected(self, datum: dict[str, Any]) -> Any:
+        """The datum projected on the contract's fields, as fastavro writes it."""
+        projected = project_datum(datum, self.fields)
+        return projected if self.branch is None else (self.branch, projected)
 
 
 @dataclass(frozen=True)
