@@ -31,8 +31,8 @@ from schemas.serde import AvroSerde
 from streams import metrics
 from streams.audit import recover_heads
 from streams.delivery import redacted_error
-from streams.fetching import ShortFetchApp
 from streams.inflight import InFlight, Routed
+from streams.intake import RoutingApp
 from streams.metrics import RoutingTally
 from streams.pseudonym import Pseudonymiser
 from streams.router import Router, SourceRecord
@@ -203,7 +203,7 @@ def create_app(settings: Settings, catalog: Catalog | None = None,
     process keep Faust's own handling.
     """
     catalog = catalog or Catalog.load()
-    app = ShortFetchApp(
+    app = RoutingApp(
         APP_ID,
         fetch_max_wait_ms=settings.fetch_max_wait_ms,
         broker=[f"kafka://{server.strip()}" for server in settings.kafka_bootstrap.split(",")],

@@ -1,0 +1,121 @@
+"""The routing worker's Faust consumer: the configured fetch wait, and one task per record.
+
+Both are overrides of Faust internals (:mod:`streams.intake`). Were a Faust or Python upgrade to
+rename or reshape what is overridden, the override would silently stop applying: busy partitions
+would stall again behind idle ones, or each record would cost four tasks again. These tests fail
+instead, and check that the cheaper hand-over keeps Faust's behaviour: a delivery blocked when the
+flow stops (a rebalance) is abandoned, and a failing one raises.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from streams.settings import Settings
+from streams.worker import create_app
+
+
+async def test_the_worker_consumer_lets_the_broker_hold_a_fetch_only_as_configured() -> None:
+    app = create_app(Settings(fetch_max_wait_ms=37))
+    consumer = app.consumer._thread._create_worker_consumer(app.transport)  # as Faust does
+    try:
+        assert consumer._fetch_max_wait_ms == 37
+        assert consumer._group_id == app.conf.id  # still the consumer Faust builds, group and all
+    finally:
+        await consumer.stop()
+
+
+@pytest.fixture
+def consumer() -> Any:
+    return create_app(Settings()).consumer
+
+
+class _Tasks:
+    """Counts the tasks created on the running loop."""
+
+    def __init__(self) -> None:
+        self.created = 0
+
+    def __enter__(self) -> _Tasks:
+        loop = asyncio.get_running_loop()
+
+        def factory(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> Any:
+            self.created += 1
+            return asyncio.Task(coro, loop=loop, **kwargs)
+
+        loop.set_task_factory(factory)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        asyncio.get_running_loop().set_task_factory(None)
+
+
+async def _handed_over(consumer: Any, delivery: Any) -> Any:
+    """What Faust's drain loop does with each fetched record."""
+    return await consumer.wait_first(delivery, consumer.suspend_flow.wait())
+
+
+async def test_a_record_is_handed_to_the_streams_with_one_task(consumer: Any) -> None:
+    async def delivery() -> str:
+        await asyncio.sleep(0)
+        return "delivered"
+
+    with _Tasks() as tasks:
+        result = await _handed_over(consumer, delivery())
+    assert result.results == ["delivered"]
+    assert not result.stopped
+    assert tasks.created == 1
+
+
+async def test_a_delivery_blocked_when_the_flow_stops_is_abandoned(consumer: Any) -> None:
+    abandoned = asyncio.Event()
+
+    async def blocked() -> None:
+        try:
+            await asyncio.Event().wait()  # a full stream buffer that never drains
+        except asyncio.CancelledError:
+            abandoned.set()
+            raise
+
+    asyncio.get_running_loop().call_later(0.05, consumer.stop_flow)
+    await asyncio.wait_for(_handed_over(consumer, blocked()), timeout=5)
+    await asyncio.wait_for(abandoned.wait(), timeout=5)
+
+
+async def test_a_delivery_is_abandoned_when_the_drain_is_cancelled(consumer: Any) -> None:
+    abandoned = asyncio.Event()
+
+    async def blocked() -> None:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            abandoned.set()
+            raise
+
+    drain = asyncio.create_task(_handed_over(consumer, blocked()))
+    await asyncio.sleep(0.05)
+    drain.cancel()
+    await asyncio.wait_for(abandoned.wait(), timeout=5)
+
+
+async def test_a_failing_delivery_raises(consumer: Any) -> None:
+    async def failing() -> None:
+        raise ValueError("undecodable record")
+
+    with pytest.raises(ValueError, match="undecodable record"):
+        await _handed_over(consumer, failing())
+
+
+async def test_with_the_flow_already_stopped_the_delivery_is_not_awaited(consumer: Any) -> None:
+    consumer.stop_flow()
+    finished = asyncio.Event()
+
+    async def slow() -> None:
+        await asyncio.sleep(0.2)
+        finished.set()
+
+    await asyncio.wait_for(_handed_over(consumer, slow()), timeout=5)
+    assert not finished.is_set()  # as with mode's wait_first: the stopped flow wins
