@@ -29,7 +29,8 @@ async def test_the_worker_consumer_lets_the_broker_hold_a_fetch_only_as_configur
 
 
 @pytest.fixture
-def consumer() -> Any:
+async def consumer() -> Any:
+    """The worker's consumer, made in the running loop as the worker makes it."""
     return create_app(Settings()).consumer
 
 
