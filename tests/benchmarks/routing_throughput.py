@@ -18,8 +18,11 @@ inflate the fan-out.
    reads one delivery topic; latency = time read − the event's ``time`` (publish time), p50 and
    p99, after a 10 s warm-up (the broker is freshly started: its JIT compiles under the load).
 
-Run: ``.venv/bin/python tests/benchmarks/routing_throughput.py [--count 30000]``. Prints a markdown
-table. It needs Java and Maven like ``circulation local up`` (the jars come from the cache).
+Run: ``.venv/bin/python tests/benchmarks/routing_throughput.py [--count 30000] [--repeat 3]``.
+Prints a markdown table. On a machine whose speed drifts, ``--repeat N`` measures R and the three
+fan-outs N times, interleaved, and reports medians and ranges; each ratio is taken within its
+round, where R and the routed rate met the same machine. It needs Java and Maven like
+``circulation local up`` (the jars come from the cache).
 """
 
 from __future__ import annotations
@@ -53,6 +56,7 @@ from streams.settings import Settings
 from streams.topics import TopicSpec, ensure_topics
 
 CLI = [sys.executable, "-m", "streams.cli"]
+FAN_OUTS = (1, 3, 10)
 WARM_UP_SECONDS = 10.0
 """Published before latencies count: a fresh broker's JIT, the first topic, schema and batch."""
 CONTRACT = (Path(__file__).resolve().parents[2] / "deploy" / "contracts"
@@ -251,7 +255,7 @@ def percentile(values: list[float], fraction: float) -> float:
 
 
 async def main(count: int, seed: int, latency_seconds: float,
-               latency_rate: float | None = None) -> dict[str, Any]:
+               latency_rate: float | None = None, repeat: int = 1) -> dict[str, Any]:
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as run_dir:
         settings = private_settings(Path(run_dir))
@@ -264,15 +268,18 @@ async def main(count: int, seed: int, latency_seconds: float,
                                                    seed + 1, Path(run_dir) / "worker-latency.log")
                 return results
             events = prepared_events(settings, count, seed)
-            results["R"] = await ceiling(settings, events)
-            for fan_out in (1, 3, 10):
+            for measurement in ("R", *FAN_OUTS):
+                results[measurement] = []
+            for _ in range(repeat):  # rounds interleaved, so that the machine's drift is shared
+                results["R"].append(await ceiling(settings, events))
+                for fan_out in FAN_OUTS:
+                    await asyncio.to_thread(stack.down)
+                    await asyncio.to_thread(fresh_stack, settings)
+                    results[fan_out].append(await routed(
+                        settings, events, fan_out, Path(run_dir) / f"worker-{fan_out}.log"))
                 await asyncio.to_thread(stack.down)
                 await asyncio.to_thread(fresh_stack, settings)
-                results[fan_out] = await routed(settings, events, fan_out,
-                                                Path(run_dir) / f"worker-{fan_out}.log")
-            await asyncio.to_thread(stack.down)
-            await asyncio.to_thread(fresh_stack, settings)
-            rate = results[3] / 2
+            rate = statistics.median(results[3]) / 2
             samples = await latency(settings, rate, latency_seconds, seed + 1,
                                     Path(run_dir) / "worker-latency.log")
             results["rate"] = rate
@@ -293,14 +300,26 @@ def report(results: dict[str, Any], count: int) -> None:
 
 
 def report_throughput(results: dict[str, Any], count: int) -> None:
-    ceiling_rate = results["R"]
-    print(f"\n{count} events of quotient_familial, 3 partitions, one worker process\n")
-    print("| measurement | events/s | ratio to R |\n|---|---:|---:|")
-    print(f"| R: raw aiokafka consume-and-produce pass-through | {ceiling_rate:,.0f} | 1.00 |")
-    for fan_out in (1, 3, 10):
-        rate = results[fan_out]
-        print(f"| routed, fan-out {fan_out} (input events/s) | {rate:,.0f} | "
-              f"{rate / ceiling_rate:.3f} |")
+    """Medians over the rounds; a ratio is taken within its round (the same machine state),
+    then its median is reported, with the range of every figure."""
+    ceilings = results["R"]
+    rounds = len(ceilings)
+    print(f"\n{count} events of quotient_familial, 3 partitions, one worker process, "
+          f"{rounds} round(s)\n")
+    print("| measurement | events/s (median) | range | ratio to R (median) | range |\n"
+          "|---|---:|---:|---:|---:|")
+    print(f"| R: raw aiokafka consume-and-produce pass-through | "
+          f"{statistics.median(ceilings):,.0f} | {_span(ceilings, '{:,.0f}')} | 1.00 | |")
+    for fan_out in FAN_OUTS:
+        rates = results[fan_out]
+        ratios = [rate / ceiling for rate, ceiling in zip(rates, ceilings, strict=True)]
+        print(f"| routed, fan-out {fan_out} (input events/s) | {statistics.median(rates):,.0f} | "
+              f"{_span(rates, '{:,.0f}')} | {statistics.median(ratios):.3f} | "
+              f"{_span(ratios, '{:.3f}')} |")
+
+
+def _span(values: list[float], form: str) -> str:
+    return f"{form.format(min(values))} – {form.format(max(values))}" if len(values) > 1 else ""
 
 
 if __name__ == "__main__":
@@ -310,6 +329,8 @@ if __name__ == "__main__":
     parser.add_argument("--latency-seconds", type=float, default=20.0)
     parser.add_argument("--latency-rate", type=float, default=None,
                         help="measure only the latency, at this rate (events/s)")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="rounds of the throughput measurements (medians are reported)")
     arguments = parser.parse_args()
     report(asyncio.run(main(arguments.count, arguments.seed, arguments.latency_seconds,
-                            arguments.latency_rate)), arguments.count)
+                            arguments.latency_rate, arguments.repeat)), arguments.count)
