@@ -72,8 +72,6 @@ class DeliveryChannel:
 
     topic: str
     subject: str
-    record_names: dict[str, str]
-    """Dataset id → full name of its projected record in the delivery schema."""
     retention: timedelta
     pseudonyms: SubscriberPseudonyms
     extensions: tuple[tuple[str, bytes], ...]

@@ -92,14 +92,13 @@ class Router:
             schema = _DeliverySchema.of(canonical(delivery_schema(records)))
             channel = DeliveryChannel(
                 topic=contract.delivery_topic, subject=contract.delivery_subject,
-                record_names=dict(zip(contract.datasets, map(full_name, records), strict=True)),
                 retention=timedelta(milliseconds=contract.retention_ms),
                 pseudonyms=self.pseudonymiser.for_subscriber(contract.subscriber),
                 extensions=extension_headers(contract),
             )
-            for dataset, fields in contract.datasets.items():
+            for (dataset, fields), record in zip(contract.datasets.items(), records, strict=True):
                 self._plans[(contract.id, dataset)] = _DeliveryPlan.of(
-                    channel, schema, dataset, fields)
+                    channel, schema, full_name(record), fields)
         self._generation = state.generation
         self._compiled_on = day
 
@@ -196,9 +195,10 @@ class _DeliveryPlan:
     datasets): fastavro is then told the branch rather than left to guess it."""
 
     @classmethod
-    def of(cls, channel: DeliveryChannel, schema: _DeliverySchema, dataset: str,
+    def of(cls, channel: DeliveryChannel, schema: _DeliverySchema, record_name: str,
            fields: tuple[str, ...]) -> _DeliveryPlan:
-        shape = union_value(schema.raw, channel.record_names[dataset], {})  # checks the name
+        """The plan for the dataset whose projected record is ``record_name`` in ``schema``."""
+        shape = union_value(schema.raw, record_name, {})  # checks the name
         return cls(channel, schema, fields, shape[0] if isinstance(shape, tuple) else None)
 
     def projected(self, datum: dict[str, Any]) -> Any:
