@@ -45,24 +45,36 @@ def configure_logging(settings: Settings) -> None:
         if _wants_json(settings)
         else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
     )
-    shared: list[structlog.typing.Processor] = [
-        structlog.contextvars.merge_contextvars,
-        structlog.processors.add_log_level,
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
-    ]
     structlog.configure(
-        processors=[*shared, structlog.processors.format_exc_info, renderer],
+        processors=[*_SHARED, structlog.processors.format_exc_info, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(level),
         logger_factory=structlog.PrintLoggerFactory(file=_CurrentStderr()),  # type: ignore[arg-type]
         cache_logger_on_first_use=True,
     )
-    handler = logging.StreamHandler(_CurrentStderr())
-    handler.setFormatter(
+    _standard_handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer
-        ], foreign_pre_chain=shared)
+        ], foreign_pre_chain=_SHARED)
     )
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(max(level, logging.WARNING))  # third-party clients: warnings and worse
+    reclaim_standard_logging(logging.WARNING)  # third-party clients: warnings and worse
     _configured = True
+
+
+def reclaim_standard_logging(level: int) -> None:
+    """Send the standard library's logging through this module's handler again, at ``level``.
+
+    For frameworks that reconfigure the root logger when they start (Faust's worker does: it
+    installs its own plain-text handler and sets the root to DEBUG for its terminal spinner,
+    which makes every client library build a record for each debug call it makes).
+    """
+    root = logging.getLogger()
+    root.handlers[:] = [_standard_handler]
+    root.setLevel(level)
+
+
+_SHARED: list[structlog.typing.Processor] = [
+    structlog.contextvars.merge_contextvars,
+    structlog.processors.add_log_level,
+    structlog.processors.TimeStamper(fmt="iso", utc=True),
+]
+_standard_handler = logging.StreamHandler(_CurrentStderr())

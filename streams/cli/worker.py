@@ -5,13 +5,12 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated
 
-import faust
 import typer
 
 from schemas.catalog import Catalog
 from streams import metrics
 from streams.cli.console import settings
-from streams.worker import create_app, prepare_topics
+from streams.worker import WorkerProcess, create_app, prepare_topics
 
 
 def worker(
@@ -25,4 +24,4 @@ def worker(
     app = create_app(config, catalog, exit_on_failure=True)
     if config.metrics_port is not None:
         metrics.serve(config.metrics_port, metrics.REGISTRY, config.metrics_bind)
-    faust.Worker(app, loglevel=loglevel, quiet=True).execute_from_commandline()
+    WorkerProcess(app, loglevel).execute_from_commandline()
