@@ -13,6 +13,7 @@ loses one.
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import ssl
 import sys
@@ -212,6 +213,20 @@ class WorkerProcess(faust.Worker):
     def on_setup_root_logger(self, logger: Any, level: int) -> None:  # noqa: ARG002
         self.spinner = None
         reclaim_standard_logging(level)
+
+    async def on_startup_finished(self) -> None:
+        """Once started, take everything alive out of the garbage collector's sight.
+
+        A started worker holds about 100,000 long-lived objects (modules, Faust's services,
+        the catalog and its parsed schemas) that every full collection traversed: a pause of
+        50 to 70 ms every five seconds or so under load, in which nothing is routed, and which
+        showed in the latency's 99th percentile. Frozen, they are never collected (they live
+        as long as the process anyway), and a full collection only walks what routing
+        allocated since: about 2 ms (README, Performance).
+        """
+        await super().on_startup_finished()
+        gc.collect()
+        gc.freeze()
 
 
 def create_app(settings: Settings, catalog: Catalog | None = None,
