@@ -241,6 +241,34 @@ async def _read_latencies(consumer: AIOKafkaConsumer, samples: list[float],
                     samples.append((now - sent).total_seconds() * 1000)
 
 
+class StolenTime:
+    """The share of the machine's CPU time that went to other guests of the host during a
+    measurement (``steal`` in /proc/stat). On a shared virtual machine it tells a slow run from
+    a slow program: the same code measured half as fast when a quarter of the time was stolen.
+    ``share`` stays None where /proc/stat does not exist."""
+
+    share: float | None = None
+
+    def __enter__(self) -> StolenTime:
+        self._before = _cpu_times()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        after = _cpu_times()
+        if self._before and after:
+            spent = [a - b for a, b in zip(after, self._before, strict=True)]
+            self.share = spent[7] / sum(spent) if sum(spent) else 0.0
+
+
+def _cpu_times() -> list[int] | None:
+    """user, nice, system, idle, iowait, irq, softirq, steal (clock ticks, all CPUs)."""
+    try:
+        first = Path("/proc/stat").read_text(encoding="ascii").splitlines()[0]
+    except OSError:
+        return None
+    return [int(value) for value in first.split()[1:9]]
+
+
 def fresh_stack(settings: Settings) -> LocalStack:
     stack = LocalStack(settings)
     stack.up(fresh=True)
@@ -255,8 +283,8 @@ def percentile(values: list[float], fraction: float) -> float:
 
 
 async def main(count: int, seed: int, latency_seconds: float,
-               latency_rate: float | None = None, repeat: int = 1) -> dict[str, Any]:
-    results: dict[str, Any] = {}
+               latency_rate: float | None = None, repeat: int = 1) -> dict[Any, Any]:
+    results: dict[Any, Any] = {}
     with tempfile.TemporaryDirectory() as run_dir:
         settings = private_settings(Path(run_dir))
         # The stack's own calls run their event loops: keep them off this one.
@@ -264,24 +292,34 @@ async def main(count: int, seed: int, latency_seconds: float,
         try:
             if latency_rate is not None:
                 results["rate"] = latency_rate
-                results["latency"] = await latency(settings, latency_rate, latency_seconds,
-                                                   seed + 1, Path(run_dir) / "worker-latency.log")
+                with StolenTime() as stolen:
+                    results["latency"] = await latency(settings, latency_rate, latency_seconds,
+                                                       seed + 1,
+                                                       Path(run_dir) / "worker-latency.log")
+                results["latency steal"] = stolen.share
                 return results
             events = prepared_events(settings, count, seed)
             for measurement in ("R", *FAN_OUTS):
                 results[measurement] = []
+                results[("steal", measurement)] = []
             for _ in range(repeat):  # rounds interleaved, so that the machine's drift is shared
-                results["R"].append(await ceiling(settings, events))
+                with StolenTime() as stolen:
+                    results["R"].append(await ceiling(settings, events))
+                results[("steal", "R")].append(stolen.share)
                 for fan_out in FAN_OUTS:
                     await asyncio.to_thread(stack.down)
                     await asyncio.to_thread(fresh_stack, settings)
-                    results[fan_out].append(await routed(
-                        settings, events, fan_out, Path(run_dir) / f"worker-{fan_out}.log"))
+                    with StolenTime() as stolen:
+                        results[fan_out].append(await routed(
+                            settings, events, fan_out, Path(run_dir) / f"worker-{fan_out}.log"))
+                    results[("steal", fan_out)].append(stolen.share)
                 await asyncio.to_thread(stack.down)
                 await asyncio.to_thread(fresh_stack, settings)
             rate = statistics.median(results[3]) / 2
-            samples = await latency(settings, rate, latency_seconds, seed + 1,
-                                    Path(run_dir) / "worker-latency.log")
+            with StolenTime() as stolen:
+                samples = await latency(settings, rate, latency_seconds, seed + 1,
+                                        Path(run_dir) / "worker-latency.log")
+            results["latency steal"] = stolen.share
             results["rate"] = rate
             results["latency"] = samples
         finally:
@@ -289,33 +327,43 @@ async def main(count: int, seed: int, latency_seconds: float,
     return results
 
 
-def report(results: dict[str, Any], count: int) -> None:
+def report(results: dict[Any, Any], count: int) -> None:
     if "R" in results:
         report_throughput(results, count)
     samples = results["latency"]
     if samples:
         print(f"\nlatency publish → delivery at {results['rate']:,.0f} events/s (fan-out 3, "
               f"{len(samples)} samples): p50 {statistics.median(samples):.1f} ms, "
-              f"p99 {percentile(samples, 0.99):.1f} ms")
+              f"p99 {percentile(samples, 0.99):.1f} ms; CPU time stolen by the host "
+              f"{_percent(results['latency steal'])}")
 
 
-def report_throughput(results: dict[str, Any], count: int) -> None:
+def report_throughput(results: dict[Any, Any], count: int) -> None:
     """Medians over the rounds; a ratio is taken within its round (the same machine state),
     then its median is reported, with the range of every figure."""
     ceilings = results["R"]
     rounds = len(ceilings)
     print(f"\n{count} events of quotient_familial, 3 partitions, one worker process, "
           f"{rounds} round(s)\n")
-    print("| measurement | events/s (median) | range | ratio to R (median) | range |\n"
-          "|---|---:|---:|---:|---:|")
+    print("| measurement | events/s (median) | range | ratio to R (median) | range "
+          "| CPU stolen by the host (per round) |\n|---|---:|---:|---:|---:|---:|")
     print(f"| R: raw aiokafka consume-and-produce pass-through | "
-          f"{statistics.median(ceilings):,.0f} | {_span(ceilings, '{:,.0f}')} | 1.00 | |")
+          f"{statistics.median(ceilings):,.0f} | {_span(ceilings, '{:,.0f}')} | 1.00 | | "
+          f"{_stolen(results, 'R')} |")
     for fan_out in FAN_OUTS:
         rates = results[fan_out]
         ratios = [rate / ceiling for rate, ceiling in zip(rates, ceilings, strict=True)]
         print(f"| routed, fan-out {fan_out} (input events/s) | {statistics.median(rates):,.0f} | "
               f"{_span(rates, '{:,.0f}')} | {statistics.median(ratios):.3f} | "
-              f"{_span(ratios, '{:.3f}')} |")
+              f"{_span(ratios, '{:.3f}')} | {_stolen(results, fan_out)} |")
+
+
+def _stolen(results: dict[Any, Any], measurement: Any) -> str:
+    return ", ".join(_percent(share) for share in results[("steal", measurement)])
+
+
+def _percent(share: float | None) -> str:
+    return "n/a" if share is None else f"{share:.0%}"
 
 
 def _span(values: list[float], form: str) -> str:
