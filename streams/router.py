@@ -23,7 +23,7 @@ import fastavro
 import structlog
 
 from schemas.catalog import Catalog, Dataset
-from schemas.codec import DecodeError, ValidationError
+from schemas.codec import DecodeError, ValidationError, encode, frame
 from schemas.constraints import compile_checker
 from schemas.identifiers import InvalidIdentifier
 from schemas.projection import delivery_schema, full_name, project_datum, union_value
@@ -134,10 +134,11 @@ class Router:
         self._checker(dataset)(datum)  # the catalog's value constraints
         out: list[Outgoing] = []
         chain = self.chains.chain_of(record.partition)
+        bodies: dict[str, bytes] = {}  # this event's Avro body per delivery shape
         for decision in decide_all(self._terms.get(dataset.id, ()), event.subject, state,
                                    routed_at.date()):
             if decision.delivered:
-                out.append(self._delivery(decision.terms, event, datum, routed_at))
+                out.append(self._delivery(decision.terms, event, datum, routed_at, bodies))
             audit = self.chains.record(chain, decision, event_id=event.id, provider=provider,
                                         subject_ref=event.subject, decided_at=routed_at)
             out.append(Outgoing(AUDIT, event.subject.encode(), self.serde.encode_datum(
@@ -153,11 +154,16 @@ class Router:
         return checker
 
     def _delivery(self, terms: ContractTerms, event: EventHeaders, datum: dict[str, Any],
-                  routed_at: datetime) -> Outgoing:
+                  routed_at: datetime, bodies: dict[str, bytes]) -> Outgoing:
         plan = self._plans[(terms.contract_id, terms.dataset)]
         channel = plan.channel
         pseudonym = channel.pseudonyms.pseudonym(event.subject).encode()
-        value = self.serde.encode_datum(channel.subject, plan.schema, plan.projected(datum))
+        body = bodies.get(plan.shape) if plan.shape else None
+        if body is None:
+            body = encode(plan.schema.parsed, plan.projected(datum))
+            if plan.shape:
+                bodies[plan.shape] = body
+        value = frame(self.serde.schema_id(channel.subject, plan.schema.text), body)
         expires = self._expiries.get(terms.contract_id)
         if expires is None:
             expires = self._expiries[terms.contract_id] = channel.expiry(routed_at)
@@ -193,13 +199,21 @@ class _DeliveryPlan:
     branch: str | None
     """The projected record's full name when the delivery schema is a union (several
     datasets): fastavro is then told the branch rather than left to guess it."""
+    shape: str | None
+    """The delivery record's fields as JSON, for a single-record schema: Avro's binary form
+    depends on the fields alone (not on the record's name or doc), so contracts whose
+    deliveries have the same shape, say several communes on one canteen template, share one
+    encoding of each event. None for a union, whose encoding also depends on the branch."""
 
     @classmethod
     def of(cls, channel: DeliveryChannel, schema: _DeliverySchema, record_name: str,
            fields: tuple[str, ...]) -> _DeliveryPlan:
         """The plan for the dataset whose projected record is ``record_name`` in ``schema``."""
-        shape = union_value(schema.raw, record_name, {})  # checks the name
-        return cls(channel, schema, fields, shape[0] if isinstance(shape, tuple) else None)
+        value = union_value(schema.raw, record_name, {})  # checks the name
+        if isinstance(value, tuple):
+            return cls(channel, schema, fields, value[0], None)
+        return cls(channel, schema, fields, None,
+                   json.dumps(schema.raw["fields"], sort_keys=True))
 
     def projected(self, datum: dict[str, Any]) -> Any:
         """The datum projected on the contract's fields, as fastavro writes it."""

@@ -1,0 +1,73 @@
+"""Contracts whose deliveries have the same shape share one Avro encoding of each event.
+
+Several communes on one canteen template each get their own delivery schema (their own record
+name, doc and registry subject) but the same fields, so the same Avro body. The router encodes
+that body once per event and frames it with each contract's own schema id; a contract with other
+fields still gets only its own.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from schemas.codec import encode as avro_encode
+from schemas.serde import AvroSerde
+from streams import router as router_module
+from streams.contracts import Contract
+from streams.pseudonym import Pseudonymiser
+from streams.router import Router
+from streams.state import BusState
+from streams.topics import AUDIT
+from tests.unit.test_routing_properties import (
+    CATALOG,
+    NOW,
+    SECRET,
+    SIRET,
+    MemoryRegistry,
+    _record,
+)
+
+SUBJECT = "sr1_" + "ab" * 32
+
+
+def _contract(contract_id: str, fields: list[str]) -> Contract:
+    return Contract.checked({
+        "id": contract_id, "subscriber": f"ville-{contract_id}", "subscriber_siret": SIRET,
+        "purpose": "Tarification sociale de la restauration scolaire", "legal_basis": "Essai",
+        "datasets": {"quotient_familial": fields}, "consent": "not_required",
+        "population": "all", "retention": "P90D", "valid_from": "2026-01-01",
+    }, CATALOG)
+
+
+def test_same_shape_deliveries_share_one_encoding_under_their_own_schema_ids(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    template = ["quotient_familial", "annee", "mois"]
+    state = BusState()
+    for contract in (_contract("lyon-cantine", template), _contract("bron-cantine", template),
+                     _contract("caluire-cantine", ["quotient_familial"])):
+        state.contracts[contract.id] = contract
+    serde = AvroSerde(MemoryRegistry())  # type: ignore[arg-type]
+    router = Router(CATALOG, serde, Pseudonymiser(SECRET))
+    records = [_record(serde, "quotient_familial", SUBJECT, seed, offset)[0]
+               for offset, seed in enumerate((7, 8))]
+    encoded: list[Any] = []
+
+    def counting(schema: Any, datum: Any) -> bytes:
+        encoded.append(datum)
+        return avro_encode(schema, datum)
+
+    monkeypatch.setattr(router_module, "encode", counting)
+    out = router.route(records, state, now=NOW)
+
+    first = dict(records[0].headers)["ce_id"]
+    deliveries = {o.topic.rsplit(".", 1)[1]: o for o in out
+                  if o.topic != AUDIT and dict(o.headers)["ce_id"] == first}
+    assert len(encoded) == 4, "two events, two delivery shapes each"
+    lyon, bron = deliveries["lyon-cantine"].value, deliveries["bron-cantine"].value
+    assert lyon[5:] == bron[5:]  # one body...
+    assert lyon[1:5] != bron[1:5]  # ...under each contract's own schema id
+    assert set(serde.decode(lyon)[1]) == set(template)
+    assert set(serde.decode(bron)[1]) == set(template)
+    assert set(serde.decode(deliveries["caluire-cantine"].value)[1]) == {"quotient_familial"}
