@@ -243,9 +243,9 @@ async def _read_latencies(consumer: AIOKafkaConsumer, samples: list[float],
 
 class StolenTime:
     """The share of the machine's CPU time that went to other guests of the host during a
-    measurement (``steal`` in /proc/stat). On a shared virtual machine it tells a slow run from
-    a slow program: the same code measured half as fast when a quarter of the time was stolen.
-    ``share`` stays None where /proc/stat does not exist."""
+    measurement (``steal`` in /proc/stat). On a shared virtual machine it is one way to tell a
+    slow run from a slow program; only one: on the development machine R also halved between
+    rounds with nothing stolen. ``share`` stays None where /proc/stat does not exist."""
 
     share: float | None = None
 
