@@ -47,7 +47,12 @@ class AvroSerde:
 
     def encode_datum(self, subject: str, schema: WriterSchema, datum: Any) -> bytes:
         """Frame an Avro datum already in fastavro's form."""
-        return frame(self.schema_id(subject, schema.text), encode(schema.parsed, datum))
+        return self.framed(subject, schema, encode(schema.parsed, datum))
+
+    def framed(self, subject: str, schema: WriterSchema, payload: bytes) -> bytes:
+        """Frame an Avro payload already encoded with ``schema`` (one encoding may be framed
+        for several subjects whose schemas encode alike)."""
+        return frame(self.schema_id(subject, schema.text), payload)
 
     def encode_json(self, subject: str, schema: WriterSchema, document: Mapping[str, Any],
                     ) -> bytes:

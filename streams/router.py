@@ -23,7 +23,7 @@ import fastavro
 import structlog
 
 from schemas.catalog import Catalog, Dataset
-from schemas.codec import DecodeError, ValidationError, encode, frame
+from schemas.codec import DecodeError, ValidationError, encode
 from schemas.constraints import compile_checker
 from schemas.identifiers import InvalidIdentifier
 from schemas.projection import delivery_schema, full_name, project_datum, union_value
@@ -158,12 +158,10 @@ class Router:
         plan = self._plans[(terms.contract_id, terms.dataset)]
         channel = plan.channel
         pseudonym = channel.pseudonyms.pseudonym(event.subject).encode()
-        body = bodies.get(plan.shape) if plan.shape else None
+        body = bodies.get(plan.shape)
         if body is None:
-            body = encode(plan.schema.parsed, plan.projected(datum))
-            if plan.shape:
-                bodies[plan.shape] = body
-        value = frame(self.serde.schema_id(channel.subject, plan.schema.text), body)
+            body = bodies[plan.shape] = encode(plan.schema.parsed, plan.projected(datum))
+        value = self.serde.framed(channel.subject, plan.schema, body)
         expires = self._expiries.get(terms.contract_id)
         if expires is None:
             expires = self._expiries[terms.contract_id] = channel.expiry(routed_at)
@@ -199,11 +197,11 @@ class _DeliveryPlan:
     branch: str | None
     """The projected record's full name when the delivery schema is a union (several
     datasets): fastavro is then told the branch rather than left to guess it."""
-    shape: str | None
-    """The delivery record's fields as JSON, for a single-record schema: Avro's binary form
-    depends on the fields alone (not on the record's name or doc), so contracts whose
-    deliveries have the same shape, say several communes on one canteen template, share one
-    encoding of each event. None for a union, whose encoding also depends on the branch."""
+    shape: str
+    """What the Avro body depends on, as text. For a single record, its fields alone (not its
+    name or doc), so contracts whose deliveries have the same fields, say several communes on
+    one canteen template, share one encoding of each event. For a union, the whole schema and
+    the branch: its names are the contract's own, so it is encoded per contract."""
 
     @classmethod
     def of(cls, channel: DeliveryChannel, schema: _DeliverySchema, record_name: str,
@@ -211,7 +209,7 @@ class _DeliveryPlan:
         """The plan for the dataset whose projected record is ``record_name`` in ``schema``."""
         value = union_value(schema.raw, record_name, {})  # checks the name
         if isinstance(value, tuple):
-            return cls(channel, schema, fields, value[0], None)
+            return cls(channel, schema, fields, value[0], f"{value[0]}\n{schema.text}")
         return cls(channel, schema, fields, None,
                    json.dumps(schema.raw["fields"], sort_keys=True))
 
