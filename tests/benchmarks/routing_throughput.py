@@ -291,12 +291,8 @@ async def main(count: int, seed: int, latency_seconds: float,
         stack = await asyncio.to_thread(fresh_stack, settings)
         try:
             if latency_rate is not None:
-                results["rate"] = latency_rate
-                with StolenTime() as stolen:
-                    results["latency"] = await latency(settings, latency_rate, latency_seconds,
-                                                       seed + 1,
-                                                       Path(run_dir) / "worker-latency.log")
-                results["latency steal"] = stolen.share
+                await measure_latency(results, settings, latency_rate, latency_seconds, seed,
+                                      Path(run_dir))
                 return results
             events = prepared_events(settings, count, seed)
             for measurement in ("R", *FAN_OUTS):
@@ -315,16 +311,21 @@ async def main(count: int, seed: int, latency_seconds: float,
                     results[("steal", fan_out)].append(stolen.share)
                 await asyncio.to_thread(stack.down)
                 await asyncio.to_thread(fresh_stack, settings)
-            rate = statistics.median(results[3]) / 2
-            with StolenTime() as stolen:
-                samples = await latency(settings, rate, latency_seconds, seed + 1,
-                                        Path(run_dir) / "worker-latency.log")
-            results["latency steal"] = stolen.share
-            results["rate"] = rate
-            results["latency"] = samples
+            await measure_latency(results, settings, statistics.median(results[3]) / 2,
+                                  latency_seconds, seed, Path(run_dir))
         finally:
             await asyncio.to_thread(stack.down)
     return results
+
+
+async def measure_latency(results: dict[Any, Any], settings: Settings, rate: float,
+                          seconds: float, seed: int, run_dir: Path) -> None:
+    """The latency run at ``rate``, with the CPU time stolen meanwhile, into ``results``."""
+    with StolenTime() as stolen:
+        results["latency"] = await latency(settings, rate, seconds, seed + 1,
+                                           run_dir / "worker-latency.log")
+    results["rate"] = rate
+    results["latency steal"] = stolen.share
 
 
 def report(results: dict[Any, Any], count: int) -> None:
