@@ -98,9 +98,18 @@ class BatchSink:
         for record in records:
             if batch.append(key=record.key, value=record.value, timestamp=None,
                             headers=record.headers) is None:
-                futures.append(await producer.send_batch(batch, topic, partition=partition))
+                futures.append(await _submit(producer, batch, topic, partition))
                 batch = producer.create_batch()
                 batch.append(key=record.key, value=record.value, timestamp=None,
                              headers=record.headers)
-        futures.append(await producer.send_batch(batch, topic, partition=partition))
+        futures.append(await _submit(producer, batch, topic, partition))
         return futures
+
+
+async def _submit(producer: AIOKafkaProducer, batch: Any, topic: str, partition: int) -> Any:
+    """Hand a complete record batch to the producer, closed: nothing more will be appended to
+    it, and an open batch would wait out the producer's linger before being sent. The batches
+    of one routed batch are all handed over before the sender runs, so they still travel in
+    one produce request."""
+    batch.close()
+    return await producer.send_batch(batch, topic, partition=partition)
