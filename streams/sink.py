@@ -109,7 +109,7 @@ class BatchSink:
 async def _submit(producer: AIOKafkaProducer, batch: Any, topic: str, partition: int) -> Any:
     """Hand a complete record batch to the producer, closed: nothing more will be appended to
     it, and an open batch would wait out the producer's linger before being sent. The batches
-    of one routed batch are all handed over before the sender runs, so they still travel in
-    one produce request."""
+    of one routed batch still travel in one produce request: handing one over does not yield
+    to the sender unless its partition still has a batch waiting to be sent."""
     batch.close()
     return await producer.send_batch(batch, topic, partition=partition)
