@@ -42,6 +42,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -249,15 +250,8 @@ async def _warm_routing(publisher: Publisher, pool: list[OutgoingEvent], rate: f
     the compiler is quiet as in :func:`warm_broker`. The pool's events are sent again each
     window: replayed event ids are routed like any other.
     """
-    began = time.perf_counter()
-    while True:
-        before = compiler.seconds()
-        await _publish_at(publisher, pool, rate)
-        after, elapsed = compiler.seconds(), time.perf_counter() - began
-        quiet = (before is not None and after is not None
-                 and after - before < WARM_QUIET_SHARE * WARM_WINDOW_SECONDS)
-        if elapsed >= WARM_MAX_SECONDS or (elapsed >= WARM_UP_SECONDS and quiet):
-            return elapsed
+    return await until_quiet(compiler, lambda: _publish_at(publisher, pool, rate),
+                             WARM_UP_SECONDS)
 
 
 async def _publish_at(publisher: Publisher, events: list[OutgoingEvent], rate: float) -> None:
@@ -366,21 +360,33 @@ async def warm_broker(settings: Settings, stack: LocalStack) -> float:
     await ensure_topics(settings, [TopicSpec(topic, 3, 1)])
     done = asyncio.Event()
     load = asyncio.create_task(_warm_load(settings, topic, done))
-    began = time.perf_counter()
+
+    async def window() -> None:
+        await asyncio.sleep(WARM_WINDOW_SECONDS)
+        if load.done():  # the load failed: say why rather than wait for nothing
+            await load
+
     try:
-        while True:
-            before = compiler.seconds()
-            await asyncio.sleep(WARM_WINDOW_SECONDS)
-            if load.done():  # the load failed: say why rather than wait for nothing
-                await load
-            after, elapsed = compiler.seconds(), time.perf_counter() - began
-            quiet = (before is not None and after is not None
-                     and after - before < WARM_QUIET_SHARE * WARM_WINDOW_SECONDS)
-            if elapsed >= WARM_MAX_SECONDS or (elapsed >= WARM_MIN_SECONDS and quiet):
-                return elapsed
+        return await until_quiet(compiler, window, WARM_MIN_SECONDS)
     finally:
         done.set()  # not cancelled: a commit cut short makes the client log a dead coordinator
         await load
+
+
+async def until_quiet(compiler: CompilerThreads, window: Callable[[], Awaitable[None]],
+                      least: float) -> float:
+    """Run ``window`` (a load of about :data:`WARM_WINDOW_SECONDS`) again and again, at least
+    ``least`` seconds, then until the compiler threads used under :data:`WARM_QUIET_SHARE` of a
+    core over one window, or :data:`WARM_MAX_SECONDS` in all; the seconds that took."""
+    began = time.perf_counter()
+    while True:
+        before = compiler.seconds()
+        await window()
+        after, elapsed = compiler.seconds(), time.perf_counter() - began
+        quiet = (before is not None and after is not None
+                 and after - before < WARM_QUIET_SHARE * WARM_WINDOW_SECONDS)
+        if elapsed >= WARM_MAX_SECONDS or (elapsed >= least and quiet):
+            return elapsed
 
 
 async def _warm_load(settings: Settings, topic: str, done: asyncio.Event) -> None:
