@@ -30,7 +30,7 @@ from schemas.projection import delivery_schema, full_name, project_datum, union_
 from schemas.registration import value_subject
 from schemas.registry import canonical
 from schemas.serde import AvroSerde
-from streams.audit import AuditChains
+from streams.audit import AuditChains, AuditEncoder
 from streams.delivery import (
     DeliveryChannel,
     EventHeaders,
@@ -48,6 +48,7 @@ from streams.state import BusState
 from streams.topics import AUDIT, DLQ
 
 log = structlog.get_logger(__name__)
+AUDIT_SUBJECT = value_subject(AUDIT)
 
 @dataclass(frozen=True)
 class SourceRecord:
@@ -72,6 +73,7 @@ class Router:
         self._audit_schema = catalog.bus_record("audit").latest
         self._dlq_schema = catalog.bus_record("dead_letter").latest
         self.chains = AuditChains()
+        self._audit_encoder = AuditEncoder(self._audit_schema.raw)
         self._generation = -1
         self._compiled_on: date | None = None
         self._terms: dict[str, tuple[ContractTerms, ...]] = {}
@@ -141,8 +143,9 @@ class Router:
                 out.append(self._delivery(decision.terms, event, datum, routed_at, bodies))
             audit = self.chains.record(chain, decision, event_id=event.id, provider=provider,
                                         subject_ref=event.subject, decided_at=routed_at)
-            out.append(Outgoing(AUDIT, event.subject.encode(), self.serde.encode_datum(
-                value_subject(AUDIT), self._audit_schema, audit), [], partition=chain))
+            out.append(Outgoing(AUDIT, event.subject.encode(), self.serde.framed(
+                AUDIT_SUBJECT, self._audit_schema, self._audit_encoder.encode(audit)), [],
+                partition=chain))
             self.tally.decision(decision.terms.contract.subscriber, decision.terms.contract_id,
                                 decision.reason)
         return out
