@@ -23,6 +23,7 @@ import fastavro
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from schemas.codec import DecodeError, encode
+from schemas.projection import field_names, project_schema
 from schemas.serde import AvroSerde
 from streams.routing import Decision
 from streams.settings import Settings
@@ -125,14 +126,14 @@ class AuditEncoder:
     """
 
     def __init__(self, schema: Mapping[str, Any]) -> None:
-        fields = {f["name"]: f for f in schema["fields"]}
-        if [name for part in AUDIT_PARTS for name in part] != list(fields):
+        names = field_names(schema)
+        if tuple(name for part in AUDIT_PARTS for name in part) != names:
             raise ValueError("the audit schema's fields are not the ones AuditEncoder writes "
-                             f"in this order: {list(fields)}")
-        namespace = schema.get("namespace")
+                             f"in this order: {list(names)}")
+        types = {f["name"]: f["type"] for f in schema["fields"]}
         self._parts: list[_Part] = [
-            (itemgetter(*part), part, _part_schema(namespace, [fields[n] for n in part]),
-             len(part) == 1 and fields[part[0]]["type"] == "string", {})
+            (itemgetter(*part), part, _part_schema(schema, part),
+             len(part) == 1 and types[part[0]] == "string", {})
             for part in AUDIT_PARTS]
 
     def encode(self, record: Mapping[str, Any]) -> bytes:
@@ -166,10 +167,11 @@ def _length_prefix(schema: Any, name: str, length: int) -> bytes:
     return written[:len(written) - length]
 
 
-def _part_schema(namespace: str | None, fields: list[dict[str, Any]]) -> Any:
-    """A record schema of just ``fields`` (named types defined in them come along)."""
-    return fastavro.parse_schema({"type": "record", "name": "AuditPart", "namespace": namespace,
-                                  "fields": fields})
+def _part_schema(schema: Mapping[str, Any], part: tuple[str, ...]) -> Any:
+    """The audit schema projected on ``part``, parsed (names do not change Avro's bytes)."""
+    return fastavro.parse_schema(project_schema(
+        schema, part, namespace=str(schema["namespace"]),
+        doc="One part of the audit record, encoded apart by AuditEncoder."))
 
 
 async def recover_heads(settings: Settings, serde: AvroSerde, reader: Any,
