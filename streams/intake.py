@@ -20,12 +20,25 @@ way into the agent. :class:`_OneTaskConsumer` runs the same race with the delive
 task, against one future that :meth:`stop_flow` resolves. Routed throughput at fan-out 3 went
 from 1,555 to 1,827 events/s, back to back (README, Performance). Any other ``wait_first`` call,
 or this one while the flow is already stopped, goes to mode's.
+
+**No task at all when the stream's buffer has room.** Even one task per record cost the latency
+its worst stalls. Each task takes two turns of the event loop, and a turn may hold a routed
+batch (about 10 ms), so the 30 records of a fetch reached the stream over 100 ms and more, and
+Faust asked aiokafka for more records only after that. Meanwhile aiokafka holds the records it
+has fetched and fetches nothing more from the broker for up to 100 ms (its prefetch backoff),
+then sends a fetch that names only the idle partitions, which the broker holds for the whole
+fetch wait. Traced in the worker at 750 events/s: four such stalls in 20 s, each delaying every
+event behind it by 200 to 400 ms while a plain consumer of the same topic read it in about
+10 ms. A delivery almost never waits (the stream's buffer is rarely full), so
+:meth:`_OneTaskConsumer._deliver` runs its first step at once; only a delivery that does wait
+is handed, from where it stopped, to the task raced against the flow, as above.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Generator
+from functools import partial
 from typing import Any, cast
 
 import aiokafka
@@ -84,11 +97,16 @@ class _OneTaskConsumer(faust_aiokafka.Consumer):
         return await super().wait_first(*coros, timeout=timeout)
 
     async def _deliver(self, delivery: Coroutine[Any, Any, Any]) -> WaitResults:
-        """Run ``delivery``, abandoning it if the flow is stopped first (or if this consumer's
-        drain is cancelled, which is how a stopping consumer ends it)."""
+        """Run ``delivery``: at once if it completes without waiting, the usual case; else on
+        from where it waits, in a task abandoned if the flow is stopped first (or if this
+        consumer's drain is cancelled, which is how a stopping consumer ends it)."""
+        try:
+            awaited = delivery.send(None)
+        except StopIteration as delivered:
+            return WaitResults([delivery], [delivered.value], False)
         if self._flow_stopped is None or self._flow_stopped.done():
             self._flow_stopped = self.loop.create_future()
-        task = self.loop.create_task(delivery)
+        task = self.loop.create_task(_resumed(delivery, awaited))
         try:
             await asyncio.wait((task, self._flow_stopped), return_when=asyncio.FIRST_COMPLETED)
             if task.done():
@@ -97,6 +115,41 @@ class _OneTaskConsumer(faust_aiokafka.Consumer):
         finally:
             if not task.done():
                 task.cancel()
+
+
+class _Resumption:
+    """Awaiting it drives a coroutine on from its first wait, which the caller already reached
+    by running its first step: what the coroutine waits on goes up to the awaiting task, and
+    what the task sends or throws back (a result, a cancellation) goes down to the coroutine,
+    as if the task had run it from the start (what ``await`` itself does)."""
+
+    __slots__ = ("_awaited", "_coroutine")
+
+    def __init__(self, coroutine: Coroutine[Any, Any, Any], awaited: Any) -> None:
+        self._coroutine = coroutine
+        self._awaited = awaited
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        coroutine, awaited = self._coroutine, self._awaited
+        while True:
+            try:
+                sent = yield awaited
+            except GeneratorExit:
+                coroutine.close()
+                raise
+            except BaseException as thrown:  # handed to the coroutine, which decides
+                step = partial(coroutine.throw, thrown)
+            else:
+                step = partial(coroutine.send, sent)
+            try:
+                awaited = step()
+            except StopIteration as finished:
+                return finished.value
+
+
+async def _resumed(coroutine: Coroutine[Any, Any, Any], awaited: Any) -> Any:
+    """``coroutine``'s result, driving it on from its first wait (see :class:`_Resumption`)."""
+    return await _Resumption(coroutine, awaited)
 
 
 class _Transport(faust_aiokafka.Transport):

@@ -1,10 +1,12 @@
-"""The routing worker's Faust consumer: the configured fetch wait, and one task per record.
+"""The routing worker's Faust consumer: the configured fetch wait, and at most one task per record.
 
 Both are overrides of Faust internals (:mod:`streams.intake`). Were a Faust or Python upgrade to
 rename or reshape what is overridden, the override would silently stop applying: busy partitions
 would stall again behind idle ones, or each record would cost four tasks again. These tests fail
 instead, and check that the cheaper hand-over keeps Faust's behaviour: a delivery blocked when the
-flow stops (a rebalance) is abandoned, and a failing one raises.
+flow stops (a rebalance) is abandoned, and a failing one raises. A delivery that need not wait
+takes no task at all; one that waits is driven on from where it waited, so these tests also check
+that it gets what it waited for: a value, an exception, a cancellation.
 """
 
 from __future__ import annotations
@@ -59,7 +61,19 @@ async def _handed_over(consumer: Any, delivery: Any) -> Any:
     return await consumer.wait_first(delivery, consumer.suspend_flow.wait())
 
 
-async def test_a_record_is_handed_to_the_streams_with_one_task(consumer: Any) -> None:
+async def test_a_record_whose_delivery_need_not_wait_is_handed_over_without_a_task(
+        consumer: Any) -> None:
+    async def delivery() -> str:  # the stream's buffer has room: nothing to wait for
+        return "delivered"
+
+    with _Tasks() as tasks:
+        result = await _handed_over(consumer, delivery())
+    assert result.results == ["delivered"]
+    assert not result.stopped
+    assert tasks.created == 0
+
+
+async def test_a_record_whose_delivery_waits_is_handed_over_with_one_task(consumer: Any) -> None:
     async def delivery() -> str:
         await asyncio.sleep(0)
         return "delivered"
@@ -69,6 +83,33 @@ async def test_a_record_is_handed_to_the_streams_with_one_task(consumer: Any) ->
     assert result.results == ["delivered"]
     assert not result.stopped
     assert tasks.created == 1
+
+
+async def test_a_delivery_that_waits_gets_what_it_waited_for(consumer: Any) -> None:
+    loop = asyncio.get_running_loop()
+    room, refused = loop.create_future(), loop.create_future()
+
+    async def delivery() -> tuple[str, str]:
+        first = await room  # suspends: driven on by the task from here
+        try:
+            await refused
+        except LookupError as exc:
+            return first, str(exc)
+        return first, "not refused"
+
+    loop.call_later(0.01, room.set_result, "room")
+    loop.call_later(0.02, refused.set_exception, LookupError("refused"))
+    result = await asyncio.wait_for(_handed_over(consumer, delivery()), timeout=5)
+    assert result.results == [("room", "refused")]
+
+
+async def test_a_delivery_failing_after_a_wait_raises(consumer: Any) -> None:
+    async def failing() -> None:
+        await asyncio.sleep(0.01)
+        raise ValueError("undecodable record")
+
+    with pytest.raises(ValueError, match="undecodable record"):
+        await asyncio.wait_for(_handed_over(consumer, failing()), timeout=5)
 
 
 async def test_a_delivery_blocked_when_the_flow_stops_is_abandoned(consumer: Any) -> None:
@@ -83,6 +124,22 @@ async def test_a_delivery_blocked_when_the_flow_stops_is_abandoned(consumer: Any
 
     asyncio.get_running_loop().call_later(0.05, consumer.stop_flow)
     await asyncio.wait_for(_handed_over(consumer, blocked()), timeout=5)
+    await asyncio.wait_for(abandoned.wait(), timeout=5)
+
+
+async def test_a_delivery_busy_when_the_flow_stops_is_abandoned(consumer: Any) -> None:
+    abandoned = asyncio.Event()
+
+    async def busy() -> None:
+        try:
+            while True:  # never waits on a future: the cancellation is thrown into it
+                await asyncio.sleep(0)
+        except asyncio.CancelledError:
+            abandoned.set()
+            raise
+
+    asyncio.get_running_loop().call_later(0.05, consumer.stop_flow)
+    await asyncio.wait_for(_handed_over(consumer, busy()), timeout=5)
     await asyncio.wait_for(abandoned.wait(), timeout=5)
 
 
