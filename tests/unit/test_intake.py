@@ -12,6 +12,7 @@ that it gets what it waited for: a value, an exception, a cancellation.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -112,48 +113,41 @@ async def test_a_delivery_failing_after_a_wait_raises(consumer: Any) -> None:
         await asyncio.wait_for(_handed_over(consumer, failing()), timeout=5)
 
 
-async def test_a_delivery_blocked_when_the_flow_stops_is_abandoned(consumer: Any) -> None:
+async def _never_drains() -> None:
+    await asyncio.Event().wait()  # a full stream buffer: waits on a future, cancelled there
+
+
+async def _keeps_busy() -> None:
+    while True:  # never waits on a future: the cancellation is thrown into it
+        await asyncio.sleep(0)
+
+
+def _abandonable(waiting: Callable[[], Awaitable[None]]) -> tuple[Any, asyncio.Event]:
+    """A delivery that does ``waiting`` forever, and the event it sets once cancelled."""
     abandoned = asyncio.Event()
 
-    async def blocked() -> None:
+    async def delivery() -> None:
         try:
-            await asyncio.Event().wait()  # a full stream buffer that never drains
+            await waiting()
         except asyncio.CancelledError:
             abandoned.set()
             raise
 
+    return delivery(), abandoned
+
+
+@pytest.mark.parametrize("waiting", [_never_drains, _keeps_busy], ids=["blocked", "busy"])
+async def test_a_delivery_waiting_when_the_flow_stops_is_abandoned(
+        consumer: Any, waiting: Callable[[], Awaitable[None]]) -> None:
+    delivery, abandoned = _abandonable(waiting)
     asyncio.get_running_loop().call_later(0.05, consumer.stop_flow)
-    await asyncio.wait_for(_handed_over(consumer, blocked()), timeout=5)
-    await asyncio.wait_for(abandoned.wait(), timeout=5)
-
-
-async def test_a_delivery_busy_when_the_flow_stops_is_abandoned(consumer: Any) -> None:
-    abandoned = asyncio.Event()
-
-    async def busy() -> None:
-        try:
-            while True:  # never waits on a future: the cancellation is thrown into it
-                await asyncio.sleep(0)
-        except asyncio.CancelledError:
-            abandoned.set()
-            raise
-
-    asyncio.get_running_loop().call_later(0.05, consumer.stop_flow)
-    await asyncio.wait_for(_handed_over(consumer, busy()), timeout=5)
+    await asyncio.wait_for(_handed_over(consumer, delivery), timeout=5)
     await asyncio.wait_for(abandoned.wait(), timeout=5)
 
 
 async def test_a_delivery_is_abandoned_when_the_drain_is_cancelled(consumer: Any) -> None:
-    abandoned = asyncio.Event()
-
-    async def blocked() -> None:
-        try:
-            await asyncio.Event().wait()
-        except asyncio.CancelledError:
-            abandoned.set()
-            raise
-
-    drain = asyncio.create_task(_handed_over(consumer, blocked()))
+    delivery, abandoned = _abandonable(_never_drains)
+    drain = asyncio.create_task(_handed_over(consumer, delivery))
     await asyncio.sleep(0.05)
     drain.cancel()
     await asyncio.wait_for(abandoned.wait(), timeout=5)
