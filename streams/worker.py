@@ -2,7 +2,7 @@
 
 The agent runs with concurrency 1 (faust-streaming issue 606 loses messages above that); the bus
 scales by partitions and by running more worker processes in the same group. It takes events in
-batches without acknowledging them (``stream.noack_take``), fences each batch behind the state
+batches without acknowledging them (:mod:`streams.batches`), fences each batch behind the state
 follower's barrier, routes it in one synchronous pass and hands every delivery, audit record and
 dead letter to the producer. It then goes on with the next batch while :mod:`streams.inflight`
 waits for the writes and acknowledges the batches, in order, once all their records are written:
@@ -31,6 +31,7 @@ from schemas.registry import SchemaRegistry
 from schemas.serde import AvroSerde
 from streams import metrics
 from streams.audit import recover_heads
+from streams.batches import take_batches
 from streams.delivery import redacted_error
 from streams.inflight import InFlight, Routed
 from streams.intake import RoutingApp
@@ -259,8 +260,7 @@ def create_app(settings: Settings, catalog: Catalog | None = None,
     @app.agent(source, concurrency=1)
     async def route(stream: StreamT[Any]) -> None:
         service.acknowledge = stream.ack
-        batches = stream.noack_take(BATCH_MAX, within=BATCH_WITHIN)  # type: ignore[attr-defined]
-        async for events in batches:
+        async for events in take_batches(stream, BATCH_MAX, BATCH_WITHIN):
             try:
                 await service.route_batch(events)
             except Exception as exc:
