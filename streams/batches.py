@@ -53,13 +53,13 @@ class _Admission:
         stream._on_stream_event_in(message.tp, message.offset, stream, event)
         stream.events_total += 1
 
-
-async def _admit(admission: _Admission, event: Event, batch: list[Event]) -> None:
-    if admission.is_current(event):
-        admission.track(event)
-        batch.append(event)
-    else:
-        await admission.stream.ack(event)
+    async def admit(self, event: Event, batch: list[Event]) -> None:
+        """Add ``event`` to ``batch``, tracked; or, if stale, acknowledge and drop it."""
+        if self.is_current(event):
+            self.track(event)
+            batch.append(event)
+        else:
+            await self.stream.ack(event)
 
 
 async def _fill(admission: _Admission, queue: Any, batch: list[Event], max_events: int,
@@ -69,7 +69,7 @@ async def _fill(admission: _Admission, queue: Any, batch: list[Event], max_event
     deadline = asyncio.get_running_loop().time() + within
     while len(batch) < max_events:
         while len(batch) < max_events and not queue.empty():
-            await _admit(admission, queue.get_nowait(), batch)
+            await admission.admit(queue.get_nowait(), batch)
         if len(batch) >= max_events:
             return
         try:
@@ -77,7 +77,7 @@ async def _fill(admission: _Admission, queue: Any, batch: list[Event], max_event
                 event = await queue.get()
         except TimeoutError:
             return
-        await _admit(admission, event, batch)
+        await admission.admit(event, batch)
 
 
 async def take_batches(stream: StreamT[Any], max_events: int,
@@ -93,7 +93,7 @@ async def take_batches(stream: StreamT[Any], max_events: int,
     try:
         while not stream.should_stop:
             batch: list[Event] = []
-            await _admit(admission, await queue.get(), batch)
+            await admission.admit(await queue.get(), batch)
             await _fill(admission, queue, batch, max_events, within)
             if batch:
                 yield batch

@@ -62,28 +62,25 @@ async def _handed_over(consumer: Any, delivery: Any) -> Any:
     return await consumer.wait_first(delivery, consumer.suspend_flow.wait())
 
 
-async def test_a_record_whose_delivery_need_not_wait_is_handed_over_without_a_task(
-        consumer: Any) -> None:
-    async def delivery() -> str:  # the stream's buffer has room: nothing to wait for
-        return "delivered"
+async def _delivered_at_once() -> str:  # the stream's buffer has room: nothing to wait for
+    return "delivered"
 
+
+async def _delivered_after_a_wait() -> str:
+    await asyncio.sleep(0)
+    return "delivered"
+
+
+@pytest.mark.parametrize(("delivery", "tasks_expected"),
+                         [(_delivered_at_once, 0), (_delivered_after_a_wait, 1)],
+                         ids=["need-not-wait", "waits"])
+async def test_a_record_is_handed_over_with_a_task_only_if_its_delivery_waits(
+        consumer: Any, delivery: Callable[[], Awaitable[str]], tasks_expected: int) -> None:
     with _Tasks() as tasks:
         result = await _handed_over(consumer, delivery())
     assert result.results == ["delivered"]
     assert not result.stopped
-    assert tasks.created == 0
-
-
-async def test_a_record_whose_delivery_waits_is_handed_over_with_one_task(consumer: Any) -> None:
-    async def delivery() -> str:
-        await asyncio.sleep(0)
-        return "delivered"
-
-    with _Tasks() as tasks:
-        result = await _handed_over(consumer, delivery())
-    assert result.results == ["delivered"]
-    assert not result.stopped
-    assert tasks.created == 1
+    assert tasks.created == tasks_expected
 
 
 async def test_a_delivery_that_waits_gets_what_it_waited_for(consumer: Any) -> None:
