@@ -15,6 +15,13 @@ rebalance (the flow stopped, or an earlier consumer generation) is acknowledged 
 Faust drops it; any other is tracked as unacknowledged, so that its offset is committed only once
 the worker calls :meth:`faust.Stream.ack` for it, after the batch's writes have landed. Nothing is
 acknowledged here.
+
+**When the window opens.** For an event that arrives while the agent waits, the window opens
+with it. Events that queued while the agent routed the previous batch have already waited: for
+them the window opened when that batch was handed over (the earliest they can have arrived), so
+no event waits a whole window on top of the previous batch's routing. Counted from the moment the
+agent asked for the next batch instead, every event that queued during routing waited for both,
+and the batches were twice as large (README, Performance).
 """
 
 from __future__ import annotations
@@ -63,10 +70,10 @@ class _Admission:
 
 
 async def _fill(admission: _Admission, queue: Any, batch: list[Event], max_events: int,
-                within: float) -> None:
-    """Add to ``batch`` everything queued, then what comes within ``within`` seconds, up to
-    ``max_events``. A full queue is emptied in one go, without yielding to the event loop."""
-    deadline = asyncio.get_running_loop().time() + within
+                deadline: float) -> None:
+    """Add to ``batch`` everything queued, then what comes until ``deadline`` (the loop's
+    clock), up to ``max_events``. A full queue is emptied in one go, without yielding to the
+    event loop."""
     while len(batch) < max_events:
         while len(batch) < max_events and not queue.empty():
             await admission.admit(queue.get_nowait(), batch)
@@ -84,18 +91,24 @@ async def take_batches(stream: StreamT[Any], max_events: int,
                        within: float) -> AsyncGenerator[list[Event], None]:
     """Batches of at most ``max_events`` events, unacknowledged, from ``stream``'s channel.
 
-    A batch starts with the first event to arrive and closes ``within`` seconds later, or as
-    soon as it is full; what arrived in the meantime is taken in at once.
+    A batch closes ``within`` seconds after its first event arrived, or as soon as it is full;
+    what arrived in the meantime is taken in at once. An event found waiting when the agent
+    asks for a batch is taken to have arrived when the previous batch was handed over.
     """
     started = await stream.maybe_start()
     admission = _Admission(stream)
     queue = cast(ChannelT[Any], stream.channel).queue
+    clock = asyncio.get_running_loop().time
+    handed_over: float | None = None
     try:
         while not stream.should_stop:
             batch: list[Event] = []
+            waited = handed_over if handed_over is not None and not queue.empty() else None
             await admission.admit(await queue.get(), batch)
-            await _fill(admission, queue, batch, max_events, within)
+            opened = clock() if waited is None else waited
+            await _fill(admission, queue, batch, max_events, opened + within)
             if batch:
+                handed_over = clock()
                 yield batch
     finally:
         if started:
