@@ -117,20 +117,24 @@ async def test_a_batch_gathers_what_arrives_within_its_window_and_then_closes(
     assert closed_alone == after
 
 
-async def _held(batches: AsyncIterator[list[EventT[Any]]], channel: _Channel, hold: float,
-                queued: int, later_by: float) -> tuple[list[EventT[Any]], list[EventT[Any]],
-                                                       list[EventT[Any]]]:
-    """The agent holds a first batch ``hold`` seconds, while ``queued`` events arrive; then the
-    next batch, with one more event arriving ``later_by`` seconds after the agent asked for it.
-    Returns the events queued meanwhile, the one arriving later, and the next batch."""
-    await _next(batches)
-    await asyncio.sleep(hold / 2)
-    meanwhile = channel.put(queued)
-    await asyncio.sleep(hold / 2)
-    later: list[EventT[Any]] = []
-    asyncio.get_running_loop().call_later(later_by, lambda: later.extend(channel.put(1)))
-    batch = await _next(batches)
-    await asyncio.sleep(later_by * 2)  # the later event has arrived, in this batch or not
+async def _held(channel: _Channel, within: float, hold: float) -> tuple[
+        list[EventT[Any]], list[EventT[Any]], list[EventT[Any]]]:
+    """The agent holds a first batch ``hold`` seconds, while two events arrive; then it asks
+    for the next batch, and one more event arrives 50 ms later. Returns the events queued
+    meanwhile, the one arriving later, and the next batch."""
+    channel.put(1)
+    batches = take_batches(channel.stream, 1000, within=within)
+    try:
+        await _next(batches)
+        await asyncio.sleep(hold / 2)
+        meanwhile = channel.put(2)
+        await asyncio.sleep(hold / 2)
+        later: list[EventT[Any]] = []
+        asyncio.get_running_loop().call_later(0.05, lambda: later.extend(channel.put(1)))
+        batch = await _next(batches)
+        await asyncio.sleep(0.1)  # the later event has arrived, in this batch or not
+    finally:
+        await batches.aclose()
     return meanwhile, later, batch
 
 
@@ -138,26 +142,14 @@ async def test_events_that_waited_while_the_agent_routed_count_that_wait_in_thei
         channel: _Channel) -> None:
     """The window is counted from the hand-over of the previous batch, not from the moment the
     next one is asked for: held longer than the window, the agent gets what waited at once."""
-    channel.put(1)
-    batches = take_batches(channel.stream, 1000, within=0.2)
-    try:
-        meanwhile, later, batch = await _held(batches, channel, hold=0.3, queued=2,
-                                              later_by=0.05)
-    finally:
-        await batches.aclose()
+    meanwhile, later, batch = await _held(channel, within=0.2, hold=0.3)
     assert batch == meanwhile
     assert len(later) == 1
     assert later[0] not in batch
 
 
 async def test_a_short_hold_leaves_the_rest_of_the_window_open(channel: _Channel) -> None:
-    channel.put(1)
-    batches = take_batches(channel.stream, 1000, within=0.4)
-    try:
-        meanwhile, later, batch = await _held(batches, channel, hold=0.05, queued=2,
-                                              later_by=0.05)
-    finally:
-        await batches.aclose()
+    meanwhile, later, batch = await _held(channel, within=0.4, hold=0.05)
     assert batch == meanwhile + later
 
 
