@@ -163,6 +163,11 @@ class Catalog:
             )
         return f"provider.{provider}.{dataset_id}"
 
+    def provider_topics(self) -> list[str]:
+        """Every provider topic the catalog allows, in a stable order."""
+        return sorted(self.topic_for(provider, dataset.id)
+                      for dataset in self.datasets() for provider in dataset.providers)
+
     def bus_records(self) -> tuple[BusRecord, ...]:
         """Every bus record, sorted by name."""
         return tuple(self._bus_records.values())

@@ -63,7 +63,7 @@ from streams.contracts import Contract
 from streams.pseudonym import Pseudonymiser, SubjectReferences
 from streams.settings import Settings
 from streams.topics import AUDIT, CONTRACTS, DLQ, topic_partitions
-from streams.worker import APP_ID, provider_topics
+from streams.worker import APP_ID
 from tests.conftest import Services
 from tests.integration.plain_consumer import PlainDecoder
 
@@ -237,7 +237,7 @@ class WorkerPool:
 
     async def wait_caught_up(self, settings: Settings, timeout: float = CATCH_UP_WAIT) -> None:
         """Until the group has committed, on every provider partition, the end offset of now."""
-        topics = provider_topics(CATALOG)
+        topics = CATALOG.provider_topics()
         target = await end_offsets(settings, topics)
         deadline = asyncio.get_running_loop().time() + timeout
         lag = -1
