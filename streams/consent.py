@@ -13,15 +13,18 @@ person's choices while readers take the latest.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Literal
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.structs import RecordMetadata
 
 from schemas.catalog import Catalog
 from schemas.registration import value_subject
 from schemas.serde import AvroSerde
+from streams.fences import raise_fences
 from streams.settings import Settings
 from streams.sink import kafka_partition
 from streams.topics import CONSENTS, POPULATION
@@ -54,11 +57,14 @@ def subject_partition(subject_ref: str, partitions: int) -> int:
 
 
 class SubjectLedger:
-    """Writes consent and population records; every write is acknowledged by all replicas."""
+    """Writes consent and population records; every write is acknowledged by all replicas,
+    then fenced (:mod:`streams.fences`): no event published after a write returned is routed
+    before it."""
 
     def __init__(self, settings: Settings, serde: AvroSerde, catalog: Catalog) -> None:
         self._settings = settings
         self._serde = serde
+        self._catalog = catalog
         self._consent = catalog.bus_record("consent").latest
         self._population = catalog.bus_record("population").latest
         self._producer = AIOKafkaProducer(**settings.kafka_client_options(), acks="all",
@@ -89,9 +95,7 @@ class SubjectLedger:
             key = f"{contract_id}/{ref}/{int(now.timestamp() * 1000)}".encode()
             sends.append(await self._producer.send(
                 CONSENTS, value, key=key, partition=await self._partition(CONSENTS, ref)))
-        for sent in sends:
-            await sent
-        return len(sends)
+        return await self._fenced(sends)
 
     async def record_population(self, contract_id: str, subject_refs: Iterable[str],
                                 enrolled: bool) -> int:
@@ -106,6 +110,10 @@ class SubjectLedger:
             sends.append(await self._producer.send(
                 POPULATION, value, key=f"{contract_id}/{ref}".encode(),
                 partition=await self._partition(POPULATION, ref)))
-        for sent in sends:
-            await sent
-        return len(sends)
+        return await self._fenced(sends)
+
+    async def _fenced(self, sends: list[asyncio.Future[RecordMetadata]]) -> int:
+        """Wait for the writes, then fence them; return how many records were written."""
+        written = [await sent for sent in sends]
+        await raise_fences(self._settings, self._producer, self._catalog, written)
+        return len(written)

@@ -19,7 +19,9 @@ delivering as soon as they see the record:
    see :mod:`schemas.projection`). No compatibility level is forced on these subjects: their
    schema changes only when the contract itself is changed, which is a new agreement with the
    subscriber, and every record names its writer schema by id;
-3. the contract record is written, unless the topic already holds an identical one.
+3. the contract record is written, unless the topic already holds an identical one, and
+   fenced on every provider partition (:mod:`streams.fences`), so that no event published
+   after ``apply`` or ``revoke`` returned is routed under the contracts as they were.
 
 Re-applying the same file therefore changes nothing: same topic configuration, the registry
 recognises the schema it already holds (no new version), no new record. A revoked contract is
@@ -39,6 +41,7 @@ from typing import Literal
 
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.structs import RecordMetadata
 
 from schemas.catalog import Catalog
 from schemas.codec import to_json
@@ -46,6 +49,7 @@ from schemas.registration import value_subject
 from schemas.registry import SchemaRegistry
 from schemas.serde import AvroSerde
 from streams.contracts import Contract
+from streams.fences import raise_fences
 from streams.settings import Settings
 from streams.topics import CONTRACTS, TopicSpec, bus_topics, ensure_topics, spec, topic_partitions
 
@@ -189,6 +193,7 @@ class ContractStore:
             _check_transition(recorded.get(contract.id), contract)
         done = []
         async with self._producer() as producer:
+            written = []
             for contract in contracts:
                 previous = recorded.get(contract.id)
                 created = await ensure_topics(self.settings,
@@ -196,10 +201,11 @@ class ContractStore:
                 schema_id = self.registry.register(contract.delivery_subject,
                                                    contract.delivery_schema(self.catalog))
                 if previous != contract:
-                    await self._write(producer, contract)
+                    written.append(await self._write(producer, contract))
                 done.append(Applied(contract, previous, bool(created), schema_id))
                 log.info("contract applied", contract=contract.id, outcome=done[-1].outcome,
                          topic=contract.delivery_topic, schema_id=schema_id)
+            await raise_fences(self.settings, producer, self.catalog, written)
         return done
 
     async def revoke(self, contract_id: str, at: datetime | None = None) -> Contract:
@@ -213,18 +219,20 @@ class ContractStore:
             return current
         revoked = current.revoke(at or datetime.now(UTC))
         async with self._producer() as producer:
-            await self._write(producer, revoked)
+            await raise_fences(self.settings, producer, self.catalog,
+                               [await self._write(producer, revoked)])
         log.info("contract revoked", contract=contract_id, revoked_at=str(revoked.revoked_at))
         return revoked
 
     def _producer(self) -> _Producer:
         return _Producer(self.settings)
 
-    async def _write(self, producer: AIOKafkaProducer, contract: Contract) -> None:
-        """Write the contract record (key = contract id) and wait for the broker's ack."""
+    async def _write(self, producer: AIOKafkaProducer, contract: Contract) -> RecordMetadata:
+        """Write the contract record (key = contract id) and wait for the broker's ack; the
+        caller fences what it wrote (:mod:`streams.fences`)."""
         value = self._serde.encode_json(value_subject(self.topic), self._record,
                                         contract.to_record())
-        await producer.send_and_wait(self.topic, value, key=contract.id.encode())
+        return await producer.send_and_wait(self.topic, value, key=contract.id.encode())
 
 
 def _check_transition(previous: Contract | None, contract: Contract) -> None:

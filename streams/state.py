@@ -5,18 +5,20 @@ plain consumer outside any group, and keeps the result in memory. That sidesteps
 GlobalTable, reported broken with several workers (faust-streaming issue 283): every worker
 sees every applied or revoked contract, consent and enrolment, whatever partitions it routes.
 
-:meth:`StateFollower.barrier` is the read-your-writes fence of the bus: it returns once the
-worker has applied everything the state topics held when it was called. Routing a batch only
-after a barrier guarantees that a withdrawal acknowledged by the broker before an event was
-published is in force when that event is routed.
+Reading your writes: every state change is followed by a fence on every provider partition
+(:mod:`streams.fences`), and :meth:`StateFollower.fence` returns once the worker has applied
+what a fence names. :meth:`StateFollower.barrier`, which returns once the worker has applied
+everything the state topics held when it was called, covers what a fence cannot: a worker's
+start, partitions newly assigned, a fence that cannot be read.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -25,6 +27,7 @@ from schemas.catalog import Catalog
 from schemas.codec import to_json
 from schemas.serde import AvroSerde
 from streams.contracts import Contract
+from streams.fences import Positions, is_fence, read_fence
 from streams.settings import Settings
 from streams.topics import BUS_RECORD_TOPICS, CONSENTS, CONTRACTS, POPULATION, topic_partitions
 
@@ -72,6 +75,18 @@ class BusState:
                 self.enrolled.discard(key)
 
 
+class ProviderRecord(Protocol):
+    """What :meth:`StateFollower.pass_fences` reads of a provider topic record."""
+
+    @property
+    def headers(self) -> Sequence[tuple[str, Any]]: ...
+
+    @property
+    def value(self) -> bytes | None: ...
+
+
+_Record = TypeVar("_Record", bound=ProviderRecord)
+
 _RECORD_OF_TOPIC = {BUS_RECORD_TOPICS[name]: name for name in ("contract", "consent", "population")}
 """The state topics a worker follows, and the bus record each carries."""
 
@@ -90,6 +105,7 @@ class StateFollower:
         self._task: asyncio.Task[None] | None = None
         self._progress = asyncio.Condition()
         self._positions: dict[TopicPartition, int] = {}
+        self._reassigned = False
 
     async def start(self) -> None:
         """Assign every partition of the state topics from the beginning and start following."""
@@ -143,12 +159,44 @@ class StateFollower:
             return
         self.state.apply(topic, record)
 
+    def reassigned(self) -> None:
+        """Partitions were newly assigned: their previous owner may have passed fences there
+        that this worker's state has not reached, so the next batch waits for the state
+        topics' end offsets of then."""
+        self._reassigned = True
+
+    async def pass_fences(self, records: Sequence[_Record]) -> list[_Record]:
+        """Wait until routing ``records`` cannot overtake a state change; return the events
+        among them (fences are acknowledged with their batch, neither routed nor audited)."""
+        if self._reassigned:
+            self._reassigned = False  # before the await: a rebalance meanwhile sets it again
+            await self.barrier()
+        events = []
+        for record in records:
+            if is_fence(record.headers):
+                await self.fence(read_fence(record.value))
+            else:
+                events.append(record)
+        return events
+
+    def reached(self, positions: Positions) -> bool:
+        """Whether every position named on a followed partition has been applied; partitions
+        the worker does not follow (another topic, a test's own) concern no routing."""
+        return all(self._positions[tp] >= position for tp, position in positions.items()
+                   if tp in self._positions)
+
+    async def fence(self, positions: Positions | None) -> None:
+        """Return once what a fence names is applied (``None``: a fence that could not be
+        read). Already there: at once, without asking the broker anything. Otherwise the end
+        offsets of now are awaited: they cover every genuine fence, so a forged one cannot
+        hold routing up for positions that will never come."""
+        if positions is None or not self.reached(positions):
+            await self.barrier()
+
     async def barrier(self) -> None:
         """Return once everything on the state topics at call time has been applied."""
         if self._offsets is None:
             raise RuntimeError("the state follower is not started")
         ends = await self._offsets.end_offsets(list(self._positions))
         async with self._progress:
-            await self._progress.wait_for(
-                lambda: all(self._positions[tp] >= end for tp, end in ends.items())
-            )
+            await self._progress.wait_for(lambda: self.reached(ends))

@@ -5,9 +5,9 @@ here, and never written anywhere: only references (persons) or SIRENs (companies
 A withdrawal also sends the subscriber an erasure notice under its own pseudonym of the person,
 so it deletes what it already holds.
 
-Ordering guarantee: these writes return once every replica has them. Routing workers fence each
-batch behind the state topics' end offsets (:meth:`streams.state.StateFollower.barrier`), so an
-event published after a ``withdraw`` or ``remove`` returned is routed under the new state.
+Ordering guarantee: these writes return once every replica has them and a fence stands behind
+them on every provider partition (:mod:`streams.fences`), so an event published after a
+``withdraw`` or ``remove`` returned is routed under the new state.
 """
 
 from __future__ import annotations

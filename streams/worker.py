@@ -2,12 +2,12 @@
 
 The agent runs with concurrency 1 (faust-streaming issue 606 loses messages above that); the bus
 scales by partitions and by running more worker processes in the same group. It takes events in
-batches without acknowledging them (:mod:`streams.batches`), fences each batch behind the state
-follower's barrier, routes it in one synchronous pass and hands every delivery, audit record and
-dead letter to the producer. It then goes on with the next batch while :mod:`streams.inflight`
-waits for the writes and acknowledges the batches, in order, once all their records are written:
-a crash replays unacknowledged batches (same event ids, so duplicates are detectable) but never
-loses one.
+batches without acknowledging them (:mod:`streams.batches`), holds a batch that carries a fence
+until the state follower has applied what the fence names (:mod:`streams.fences`), routes it in
+one synchronous pass and hands every delivery, audit record and dead letter to the producer. It
+then goes on with the next batch while :mod:`streams.inflight` waits for the writes and
+acknowledges the batches, in order, once all their records are written: a crash replays
+unacknowledged batches (same event ids, so duplicates are detectable) but never loses one.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ EXIT_ROUTING_FAILED = 70
 BATCH_MAX = 1000
 BATCH_WITHIN = 0.01
 """Seconds a batch stays open after its first event arrived (:mod:`streams.batches`). Longer
-batches cost less per event (one barrier, fewer produce requests); shorter ones wait less. A
+batches cost less per event (fewer produce requests, one log line); shorter ones wait less. A
 backlog is taken in whole whatever the window, so the window no longer guards against one: at
 1,100 events/s, 10 ms gave a lower p99 than 20 ms and than the previous take (README,
 Performance)."""
@@ -60,16 +60,10 @@ IN_FLIGHT_BATCHES = 8
 """Routed batches whose writes may be pending at once (see :mod:`streams.inflight`)."""
 
 
-def provider_topics(catalog: Catalog) -> list[str]:
-    """Every provider topic the catalog allows, in a stable order."""
-    return sorted(catalog.topic_for(provider, dataset.id)
-                  for dataset in catalog.datasets() for provider in dataset.providers)
-
-
 async def prepare_topics(settings: Settings, catalog: Catalog) -> None:
     """Create the bus topics and every provider topic before the worker subscribes."""
     await ensure_topics(settings, [*bus_topics(settings),
-                                   *(spec(settings, t) for t in provider_topics(catalog))])
+                                   *(spec(settings, t) for t in catalog.provider_topics())])
 
 
 @dataclass(frozen=True)
@@ -111,9 +105,12 @@ class RoutingService:
                 self.router.chains.partitions = len(chains)
                 self._running = True
 
-    def forget_chain_heads(self) -> None:
-        """After a rebalance another worker may have extended a chain: re-read its head."""
+    def on_assigned(self) -> None:
+        """After a rebalance another worker may have extended a chain (re-read its head), and
+        may have passed fences on partitions now ours that this worker's state has not
+        reached: the next batch waits for the state topics' end offsets of then."""
         self.router.chains.heads.clear()
+        self.follower.reassigned()
 
     async def _recover_chain_heads(self, records: Sequence[SourceRecord]) -> None:
         chains = self.router.chains
@@ -128,9 +125,8 @@ class RoutingService:
         Faust, counted, logged) by :class:`InFlight` once everything it produced is written."""
         await self.ensure_started()
         began = time.perf_counter()
-        await self.follower.barrier()
+        records = await self.follower.pass_fences([_source(event.message) for event in events])
         fenced = time.perf_counter()
-        records = [_source(event.message) for event in events]
         await self._recover_chain_heads(records)
         outgoing = self.router.route(records, self.follower.state)
         routed = time.perf_counter()
@@ -147,7 +143,7 @@ class RoutingService:
         metrics.record_batch(report.tally, report.records)
         log.info("batch routed", events=len(report.records), written=report.written,
                  **report.tally.summary(),
-                 barrier_ms=round((report.fenced - report.began) * 1000, 1),
+                 fence_ms=round((report.fenced - report.began) * 1000, 1),
                  route_ms=round((report.routed - report.fenced) * 1000, 1),
                  written_ms=round((time.perf_counter() - report.routed) * 1000, 1))
 
@@ -257,7 +253,7 @@ def create_app(settings: Settings, catalog: Catalog | None = None,
     )
     service = RoutingService(app, settings, catalog,
                              exit_on_routing_failure if exit_on_failure else _log_failure)
-    source = app.topic(*provider_topics(catalog), key_serializer="raw", value_serializer="raw")
+    source = app.topic(*catalog.provider_topics(), key_serializer="raw", value_serializer="raw")
 
     @app.agent(source, concurrency=1)
     async def route(stream: StreamT[Any]) -> None:
@@ -272,7 +268,7 @@ def create_app(settings: Settings, catalog: Catalog | None = None,
 
     @app.on_partitions_assigned.connect  # type: ignore[arg-type]
     async def _assigned(_: Any, *__: Any, signal: Any, **___: Any) -> None:  # noqa: ARG001
-        service.forget_chain_heads()
+        service.on_assigned()
 
     @app.on_before_shutdown.connect  # type: ignore[arg-type]
     async def _stop(_: Any, *__: Any, signal: Any, **___: Any) -> None:  # noqa: ARG001

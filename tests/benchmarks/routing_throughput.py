@@ -351,9 +351,10 @@ async def warm_broker(settings: Settings, stack: LocalStack) -> float:
 
     The load is what routing asks of the broker, on scratch topics: small idempotent ``acks=all``
     batches (providers publishing), fetches and offset commits by a consumer group, and
-    ``ListOffsets`` (the worker's state barrier). It runs at least :data:`WARM_MIN_SECONDS`, then
-    until the compiler threads used under :data:`WARM_QUIET_SHARE` of a core over a
-    :data:`WARM_WINDOW_SECONDS` window, or :data:`WARM_MAX_SECONDS` in all.
+    ``ListOffsets`` (the worker's state barrier, at start and after a rebalance). It runs at
+    least :data:`WARM_MIN_SECONDS`, then until the compiler threads used under
+    :data:`WARM_QUIET_SHARE` of a core over a :data:`WARM_WINDOW_SECONDS` window, or
+    :data:`WARM_MAX_SECONDS` in all.
     """
     compiler = CompilerThreads(stack.component_process("kafka").pid())
     topic = f"bench.warm.{uuid.uuid4().hex[:8]}"

@@ -19,9 +19,10 @@ routing test module), so that its session fixtures are shared by every module th
   wants (``bus.audit`` is shared: tests filter it by their own subject references); a plain
   Confluent decoder (registry by id, fastavro) reads deliveries as a subscriber would.
 
-Waiting is always for *expected records*, with generous timeouts, never for fixed delays: the
-routing worker fences each batch behind the state topics, so anything written before an event
-was published (contract, consent, enrolment) is in force when that event is routed.
+Waiting is always for *expected records*, with generous timeouts, never for fixed delays: every
+change of state is fenced on every provider partition (:mod:`streams.fences`), so anything
+written before an event was published (contract, consent, enrolment) is in force when that
+event is routed.
 
 (PYTEST_DONT_REWRITE: the test modules import this module before registering it as a plugin;
 its assertions carry their own messages.)

@@ -9,18 +9,29 @@
   at once. The workers' read-your-writes fence must make the change apply to that very event:
   it is never delivered, the audit says ``no_consent`` (``not_enrolled``), and the subscriber
   gets an erasure notice for every withdrawal.
+- **Fences** (what makes that so, :mod:`streams.fences`): a recorded change has, once its
+  command returned, a fence on every provider partition naming the state position it reached;
+  a damaged or forged fence on a provider topic holds nothing up, is neither routed nor
+  audited, and is not a dead letter.
 """
 
 from __future__ import annotations
 
 from datetime import timedelta
 
+from aiokafka import AIOKafkaProducer
+
+from streams.fences import FENCE_HEADER, FENCE_KEY, encode_fence, is_fence, read_fence
 from streams.subjects import resolve, set_consent, set_population
+from streams.topics import CONSENTS, POPULATION
 from tests.integration.routing_harness import (
+    CATALOG,
     Bus,
     Sent,
     audit_start,
     beginning,
+    dlq_start,
+    end_offsets,
     event_for,
     fresh_people,
     header,
@@ -144,3 +155,60 @@ async def test_a_change_recorded_before_publishing_applies_to_that_event(bus: Bu
     population_topic = await bus.delivered(population, 2 * ROUNDS)
     assert {header(r, "ce_id") for r in population_topic} == {
         s.id for s in first + after_withdrawal}
+
+
+async def test_a_recorded_change_is_fenced_on_every_provider_partition(bus: Bus) -> None:
+    contract = bus.contract("fenced", {BOURSIER: ["echelon"]}, consent="opt_in")
+    await bus.apply(contract)
+    providers = await end_offsets(bus.settings, CATALOG.provider_topics())
+    consents = await end_offsets(bus.settings, [CONSENTS])
+    (person,) = fresh_people(1)
+    await set_consent(bus.settings, contract, resolve(bus.settings, contract, [person.nir]),
+                      "withdrawn", "online_portal")
+    written = {tp: end for tp, end in (await end_offsets(bus.settings, [CONSENTS])).items()
+               if end != consents[tp]}
+    assert len(written) == 1, "one withdrawal is one consent record"
+
+    fences = await read_all(bus.settings, providers, lambda r: is_fence(r.headers))
+    assert sorted((r.topic, r.partition) for r in fences) == sorted(
+        (tp.topic, tp.partition) for tp in providers), "one fence on every provider partition"
+    assert {r.key for r in fences} == {FENCE_KEY}
+    assert all(read_fence(r.value) == written for r in fences), (
+        "each fence names the position after the withdrawal")
+
+
+async def test_a_damaged_or_forged_fence_holds_nothing_up(bus: Bus) -> None:
+    contract = bus.contract("forged-fence", {BOURSIER: ["echelon"]})
+    await bus.apply(contract)
+    persons = await bus.people_on_every_partition(BOURSIER)
+    topic = CATALOG.topic_for("cnous", BOURSIER)
+    state = await end_offsets(bus.settings, [CONSENTS, POPULATION])
+    beyond = encode_fence({tp: end + 10**9 for tp, end in state.items()})
+    dead_start = await dlq_start(bus.settings)
+    forged = set()
+    producer = AIOKafkaProducer(**bus.settings.kafka_client_options(), acks="all")
+    await producer.start()
+    try:
+        for partition in range(await bus.partition_count(BOURSIER)):
+            for value in (b"\x00 not a fence", beyond, None):
+                written = await producer.send_and_wait(topic, value, key=FENCE_KEY,
+                                                       partition=partition,
+                                                       headers=[(FENCE_HEADER, b"1")])
+                forged.add((written.partition, written.offset))
+    finally:
+        await producer.stop()
+    start = await audit_start(bus.settings)
+    sent = await bus.publish([event_for(BOURSIER, p) for p in persons])
+    assert {s.partition for s in sent} == {p for p, _ in forged}, "events behind every fence"
+
+    decisions = await bus.decisions(start, sent, [contract])
+    assert {decisions[(s.id, contract.id)]["decision"] for s in sent} == {"delivered"}
+    delivered = await bus.delivered(contract, len(sent))
+    assert {header(r, "ce_id") for r in delivered} == {s.id for s in sent}
+    audited = [bus.audit(r) for r in await read_all(bus.settings, start)]
+    assert sorted(a["event_id"] for a in audited if a["contract_id"] == contract.id) == sorted(
+        s.id for s in sent), "fences are not decided on"
+    letters = [bus.audit(r) for r in await read_all(bus.settings, dead_start)]
+    assert not [letter for letter in letters if letter["origin_topic"] == topic
+                and (letter["origin_partition"], letter["origin_offset"]) in forged], (
+        "a fence is not a dead letter")
