@@ -24,7 +24,7 @@ from aiokafka.structs import RecordMetadata
 from schemas.catalog import Catalog
 from schemas.registration import value_subject
 from schemas.serde import AvroSerde
-from streams.fences import raise_fences
+from streams.fences import positions_after, raise_fences
 from streams.settings import Settings
 from streams.sink import kafka_partition
 from streams.topics import CONSENTS, POPULATION
@@ -64,7 +64,6 @@ class SubjectLedger:
     def __init__(self, settings: Settings, serde: AvroSerde, catalog: Catalog) -> None:
         self._settings = settings
         self._serde = serde
-        self._catalog = catalog
         self._consent = catalog.bus_record("consent").latest
         self._population = catalog.bus_record("population").latest
         self._producer = AIOKafkaProducer(**settings.kafka_client_options(), acks="all",
@@ -115,5 +114,5 @@ class SubjectLedger:
     async def _fenced(self, sends: list[asyncio.Future[RecordMetadata]]) -> int:
         """Wait for the writes, then fence them; return how many records were written."""
         written = [await sent for sent in sends]
-        await raise_fences(self._settings, self._producer, self._catalog, written)
+        await raise_fences(self._settings, self._producer, positions_after(written))
         return len(written)

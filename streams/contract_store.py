@@ -49,7 +49,7 @@ from schemas.registration import value_subject
 from schemas.registry import SchemaRegistry
 from schemas.serde import AvroSerde
 from streams.contracts import Contract
-from streams.fences import raise_fences
+from streams.fences import Positions, positions_after, raise_fences
 from streams.settings import Settings
 from streams.topics import CONTRACTS, TopicSpec, bus_topics, ensure_topics, spec, topic_partitions
 
@@ -111,6 +111,8 @@ class ContractStore:
         self.topic = topic
         self._serde = AvroSerde(registry)
         self._record = catalog.bus_record("contract").latest
+        self._read_up_to: Positions = {}
+        """The end offsets the last :meth:`load` read to: what a command found recorded."""
 
     async def load(self) -> dict[str, Contract]:
         """Every recorded contract by id: the topic read from its beginning to its end offsets.
@@ -139,6 +141,7 @@ class ContractStore:
                            partitions: list[TopicPartition]) -> dict[str, Contract]:
         """Fold every record up to the end offsets seen now into the latest contract per key."""
         ends = await consumer.end_offsets(partitions)
+        self._read_up_to = dict(ends)
         starts = await consumer.beginning_offsets(partitions)
         pending = {tp for tp in partitions if ends[tp] > starts[tp]}
         contracts: dict[str, Contract] = {}
@@ -193,7 +196,7 @@ class ContractStore:
             _check_transition(recorded.get(contract.id), contract)
         done = []
         async with self._producer() as producer:
-            written = []
+            written: list[RecordMetadata] = []
             for contract in contracts:
                 previous = recorded.get(contract.id)
                 created = await ensure_topics(self.settings,
@@ -205,7 +208,7 @@ class ContractStore:
                 done.append(Applied(contract, previous, bool(created), schema_id))
                 log.info("contract applied", contract=contract.id, outcome=done[-1].outcome,
                          topic=contract.delivery_topic, schema_id=schema_id)
-            await raise_fences(self.settings, producer, self.catalog, written)
+            await self._fence(producer, written)
         return done
 
     async def revoke(self, contract_id: str, at: datetime | None = None) -> Contract:
@@ -215,14 +218,20 @@ class ContractStore:
         the agreed period, and nothing more is delivered once routers see the record.
         """
         current = await self.get(contract_id)
-        if current.revoked:
-            return current
-        revoked = current.revoke(at or datetime.now(UTC))
         async with self._producer() as producer:
-            await raise_fences(self.settings, producer, self.catalog,
-                               [await self._write(producer, revoked)])
+            if current.revoked:
+                await self._fence(producer, [])
+                return current
+            revoked = current.revoke(at or datetime.now(UTC))
+            await self._fence(producer, [await self._write(producer, revoked)])
         log.info("contract revoked", contract=contract_id, revoked_at=str(revoked.revoked_at))
         return revoked
+
+    async def _fence(self, producer: AIOKafkaProducer, written: list[RecordMetadata]) -> None:
+        """Fence what was written and what was found recorded: a command that changed nothing
+        may retry one whose fences failed after its records were written."""
+        await raise_fences(self.settings, producer,
+                           {**self._read_up_to, **positions_after(written)})
 
     def _producer(self) -> _Producer:
         return _Producer(self.settings)

@@ -18,25 +18,30 @@ batch when no state changed.
 A fence names, for each state partition written, the position after its last record, so that
 a worker already there routes at once. A worker that is not, or that cannot read the fence,
 asks the end offsets then and waits for them: they cover every genuine fence, so a damaged or
-forged fence costs one round trip, never a wait for positions that will not come.
+forged fence costs one round trip, never a wait for positions that will not come. A record
+that carries the fence header but does not read as a fence is routed like any other, so it
+becomes a dead letter with its error rather than vanishing.
 
 A fence that the previous owner of a partition passed and committed is not read again by the
-next: a worker therefore asks the end offsets once before routing partitions it was newly
-assigned (:class:`streams.worker.RoutingService`).
+next: :class:`FenceGate` therefore asks the end offsets once before routing a partition it has
+not routed since it was last assigned.
+
+A command that finds nothing to change (a contract applied again, a revocation already
+recorded) fences all the same, at the positions it read: it may be the retry of one whose
+fences failed after its records were written.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.structs import RecordMetadata
 
-from schemas.catalog import Catalog
 from streams.settings import Settings
-from streams.topics import topic_partitions
+from streams.topics import PROVIDER_PREFIX, existing_topics, topic_partitions
 
 FENCE_HEADER = "circulation-fence"
 """The header that marks a record of a provider topic as a fence, not an event."""
@@ -80,24 +85,97 @@ def read_fence(value: bytes | None) -> Positions | None:
         return None
 
 
-async def raise_fences(settings: Settings, producer: AIOKafkaProducer, catalog: Catalog,
-                       written: Iterable[RecordMetadata]) -> int:
-    """Write a fence behind acknowledged state records on every provider partition; return how
-    many, once every one is acknowledged.
+async def raise_fences(settings: Settings, producer: AIOKafkaProducer,
+                       positions: Positions) -> int:
+    """Write a fence naming ``positions`` (state already acknowledged) on every partition of
+    every provider topic of the cluster; return how many, once every one is acknowledged.
 
     ``producer`` must wait for all replicas (``acks="all"``): a fence a broker could lose would
-    let an event overtake the change it guards. A provider topic that does not exist yet holds
-    no event to fence: workers create every provider topic before they subscribe, and fence
-    partitions they are newly assigned anyway.
+    let an event overtake the change it guards. The topics are the cluster's, not a catalog's:
+    a worker running a newer catalog may route a topic this command's catalog does not know.
     """
-    positions = positions_after(written)
     if not positions:
         return 0
     value = encode_fence(positions)
-    partitions = await topic_partitions(settings, catalog.provider_topics(), missing_ok=True)
+    topics = await existing_topics(settings, PROVIDER_PREFIX)
+    partitions = await topic_partitions(settings, topics) if topics else []
     sends = [await producer.send(p.topic, value, key=FENCE_KEY, partition=p.partition,
                                  headers=[(FENCE_HEADER, b"1")])
              for p in partitions]
     for sent in sends:
         await sent
     return len(sends)
+
+
+class StateProgress(Protocol):
+    """What a :class:`FenceGate` asks of the worker's state follower."""
+
+    def reached(self, positions: Positions) -> bool: ...
+
+    async def barrier(self) -> None: ...
+
+    def ensure_following(self) -> None: ...
+
+
+class ProviderRecord(Protocol):
+    """What a :class:`FenceGate` reads of a provider topic record."""
+
+    @property
+    def topic(self) -> str: ...
+
+    @property
+    def partition(self) -> int: ...
+
+    @property
+    def key(self) -> bytes | None: ...
+
+    @property
+    def value(self) -> bytes | None: ...
+
+    @property
+    def headers(self) -> Sequence[tuple[str, Any]]: ...
+
+
+_Record = TypeVar("_Record", bound=ProviderRecord)
+
+
+class FenceGate:
+    """Lets a batch be routed only once routing it cannot overtake a state change."""
+
+    def __init__(self, state: StateProgress) -> None:
+        self._state = state
+        self._covered: set[tuple[str, int]] = set()
+        """Partitions routed since a barrier, while this worker held them without a break."""
+        self._releases = 0
+
+    def release(self, partitions: Iterable[tuple[str, int]]) -> None:
+        """Partitions revoked or assigned: another worker may pass fences there before this
+        one routes them again, so the next batch from any of them waits for a barrier."""
+        self._covered.difference_update(partitions)
+        self._releases += 1
+
+    async def admit(self, records: Sequence[_Record]) -> list[_Record]:
+        """Wait until ``records`` may be routed; return those to route (every record but the
+        fences, which are acknowledged with their batch, neither routed nor audited).
+
+        One barrier serves the whole batch: every fence in it was written before the batch was
+        read, so the end offsets asked now cover them all.
+        """
+        self._state.ensure_following()
+        partitions = {(r.topic, r.partition) for r in records}
+        behind = not partitions <= self._covered
+        events = []
+        for record in records:
+            if not is_fence(record.headers):
+                events.append(record)
+                continue
+            positions = read_fence(record.value) if record.key == FENCE_KEY else None
+            if positions is None:
+                events.append(record)  # not a fence the bus wrote: routing dead-letters it
+            behind = behind or positions is None or not self._state.reached(positions)
+        if behind:
+            releases = self._releases
+            await self._state.barrier()
+            if releases == self._releases:  # a partition released meanwhile stays released
+                self._covered |= partitions
+        return events

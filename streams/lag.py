@@ -42,12 +42,12 @@ from itertools import pairwise
 from typing import Any
 
 from schemas.codec import rfc3339_millis
+from streams.topics import PROVIDER_PREFIX
 
 ROUTER_GROUP = "circulation-router"
 """The routing workers' consumer group (the Faust app id of :mod:`streams.worker`)."""
 
 DELIVERY_PREFIX = "deliver."
-PROVIDER_PREFIX = "provider."
 SUBSCRIBER_GROUP_PREFIX = "subscriber."
 
 

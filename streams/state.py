@@ -6,8 +6,8 @@ GlobalTable, reported broken with several workers (faust-streaming issue 283): e
 sees every applied or revoked contract, consent and enrolment, whatever partitions it routes.
 
 Reading your writes: every state change is followed by a fence on every provider partition
-(:mod:`streams.fences`), and :meth:`StateFollower.fence` returns once the worker has applied
-what a fence names. :meth:`StateFollower.barrier`, which returns once the worker has applied
+(:mod:`streams.fences`). :meth:`StateFollower.reached` tells whether the worker applied what a
+fence names; :meth:`StateFollower.barrier`, which returns once the worker has applied
 everything the state topics held when it was called, covers what a fence cannot: a worker's
 start, partitions newly assigned, a fence that cannot be read.
 """
@@ -16,9 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import Any
 
 import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -27,7 +26,7 @@ from schemas.catalog import Catalog
 from schemas.codec import to_json
 from schemas.serde import AvroSerde
 from streams.contracts import Contract
-from streams.fences import Positions, is_fence, read_fence
+from streams.fences import Positions
 from streams.settings import Settings
 from streams.topics import BUS_RECORD_TOPICS, CONSENTS, CONTRACTS, POPULATION, topic_partitions
 
@@ -75,17 +74,9 @@ class BusState:
                 self.enrolled.discard(key)
 
 
-class ProviderRecord(Protocol):
-    """What :meth:`StateFollower.pass_fences` reads of a provider topic record."""
+class StateFollowerStopped(RuntimeError):
+    """The state follower's task ended; the message carries why."""
 
-    @property
-    def headers(self) -> Sequence[tuple[str, Any]]: ...
-
-    @property
-    def value(self) -> bytes | None: ...
-
-
-_Record = TypeVar("_Record", bound=ProviderRecord)
 
 _RECORD_OF_TOPIC = {BUS_RECORD_TOPICS[name]: name for name in ("contract", "consent", "population")}
 """The state topics a worker follows, and the bus record each carries."""
@@ -105,7 +96,7 @@ class StateFollower:
         self._task: asyncio.Task[None] | None = None
         self._progress = asyncio.Condition()
         self._positions: dict[TopicPartition, int] = {}
-        self._reassigned = False
+        self._waking: asyncio.Future[None] | None = None
 
     async def start(self) -> None:
         """Assign every partition of the state topics from the beginning and start following."""
@@ -123,6 +114,7 @@ class StateFollower:
                                          enable_auto_commit=False)
         await self._offsets.start()
         self._task = asyncio.create_task(self._follow(consumer), name="state-follower")
+        self._task.add_done_callback(self._on_stopped)
         await self.barrier()
 
     async def stop(self) -> None:
@@ -143,55 +135,42 @@ class StateFollower:
                     self._apply(partition.topic, record.key, record.value)
                 if records:
                     self._positions[partition] = records[-1].offset + 1
-            async with self._progress:
-                self._progress.notify_all()
+            await self._notify()
+
+    async def _notify(self) -> None:
+        async with self._progress:
+            self._progress.notify_all()
+
+    def _on_stopped(self, _: asyncio.Task[None]) -> None:
+        """Wake whoever waits on a barrier, so that it learns the follower stopped."""
+        self._waking = asyncio.ensure_future(self._notify())
+
+    def ensure_following(self) -> None:
+        """Raise :class:`StateFollowerStopped` when the follower's task has ended: the state
+        is frozen, and routing on it would ignore every later withdrawal until a fence hung."""
+        if self._task is not None and self._task.done():
+            error = None if self._task.cancelled() else self._task.exception()
+            raise StateFollowerStopped(f"the state follower stopped: {error!r}")
 
     def _apply(self, topic: str, key: bytes | None, value: bytes | None) -> None:
+        """Fold one record in; one that cannot be read or does not hold (a contract that no
+        longer validates) is logged and skipped rather than stopping every later one."""
         if value is None:
             if key is not None:
                 self.state.forget(topic, key.decode("utf-8", errors="replace"))
             return
         try:
             _, datum = self._serde.decode(value, self._readers[topic])
-            record = to_json(self._readers[topic], datum)
-        except ValueError as exc:
+            self.state.apply(topic, to_json(self._readers[topic], datum))
+        except (ValueError, KeyError, TypeError) as exc:
             log.error("state record unreadable, skipped", topic=topic, error=str(exc))
-            return
-        self.state.apply(topic, record)
-
-    def reassigned(self) -> None:
-        """Partitions were newly assigned: their previous owner may have passed fences there
-        that this worker's state has not reached, so the next batch waits for the state
-        topics' end offsets of then."""
-        self._reassigned = True
-
-    async def pass_fences(self, records: Sequence[_Record]) -> list[_Record]:
-        """Wait until routing ``records`` cannot overtake a state change; return the events
-        among them (fences are acknowledged with their batch, neither routed nor audited)."""
-        if self._reassigned:
-            self._reassigned = False  # before the await: a rebalance meanwhile sets it again
-            await self.barrier()
-        events = []
-        for record in records:
-            if is_fence(record.headers):
-                await self.fence(read_fence(record.value))
-            else:
-                events.append(record)
-        return events
 
     def reached(self, positions: Positions) -> bool:
-        """Whether every position named on a followed partition has been applied; partitions
-        the worker does not follow (another topic, a test's own) concern no routing."""
-        return all(self._positions[tp] >= position for tp, position in positions.items()
-                   if tp in self._positions)
-
-    async def fence(self, positions: Positions | None) -> None:
-        """Return once what a fence names is applied (``None``: a fence that could not be
-        read). Already there: at once, without asking the broker anything. Otherwise the end
-        offsets of now are awaited: they cover every genuine fence, so a forged one cannot
-        hold routing up for positions that will never come."""
-        if positions is None or not self.reached(positions):
-            await self.barrier()
+        """Whether every position named on the state topics has been applied. Other topics (a
+        test's own contracts topic) concern no routing; a partition of a state topic that the
+        follower does not read (added since it started) is never reached."""
+        return all(self._positions.get(tp, -1) >= position
+                   for tp, position in positions.items() if tp.topic in _RECORD_OF_TOPIC)
 
     async def barrier(self) -> None:
         """Return once everything on the state topics at call time has been applied."""
@@ -199,4 +178,6 @@ class StateFollower:
             raise RuntimeError("the state follower is not started")
         ends = await self._offsets.end_offsets(list(self._positions))
         async with self._progress:
-            await self._progress.wait_for(lambda: self.reached(ends))
+            await self._progress.wait_for(
+                lambda: self.reached(ends) or (self._task is not None and self._task.done()))
+        self.ensure_following()

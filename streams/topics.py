@@ -23,6 +23,9 @@ POPULATION = "bus.population"
 AUDIT = "bus.audit"
 DLQ = "bus.dlq"
 
+PROVIDER_PREFIX = "provider."
+"""Every provider topic is ``provider.<provider>.<dataset>``."""
+
 BUS_RECORD_TOPICS = {"audit": AUDIT, "consent": CONSENTS, "contract": CONTRACTS,
                      "dead_letter": DLQ, "population": POPULATION}
 """The topic each of the bus's own record types is written to."""
@@ -38,6 +41,16 @@ def bus_topics(settings: Settings) -> list[TopicSpec]:
         spec(settings, AUDIT, cleanup_policy="delete", retention_ms="-1"),
         spec(settings, DLQ, cleanup_policy="delete", retention_ms=str(90 * 86_400_000)),
     ]
+
+
+async def existing_topics(settings: Settings, prefix: str) -> list[str]:
+    """The cluster's topics whose name starts with ``prefix``, sorted."""
+    admin = AIOKafkaAdminClient(**settings.kafka_client_options())
+    await admin.start()
+    try:
+        return sorted(t for t in await admin.list_topics() if t.startswith(prefix))
+    finally:
+        await admin.close()
 
 
 async def topic_partitions(settings: Settings, topics: list[str],

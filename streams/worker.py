@@ -18,13 +18,13 @@ import os
 import ssl
 import sys
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence, Set
 from dataclasses import dataclass
 from typing import Any, cast
 
 import faust
 import structlog
-from faust.types import StreamT
+from faust.types import TP, StreamT
 
 from schemas.catalog import Catalog
 from schemas.registry import SchemaRegistry
@@ -33,6 +33,7 @@ from streams import metrics
 from streams.audit import recover_heads
 from streams.batches import take_batches
 from streams.delivery import redacted_error
+from streams.fences import FenceGate
 from streams.inflight import InFlight, Routed
 from streams.intake import RoutingApp
 from streams.logs import reclaim_standard_logging
@@ -88,6 +89,7 @@ class RoutingService:
         self.serde = AvroSerde(SchemaRegistry(settings.schema_registry_url))
         self.router = Router(catalog, self.serde, Pseudonymiser(settings.bus_secret()))
         self.follower = StateFollower(settings, self.serde, catalog)
+        self.gate = FenceGate(self.follower)
         self.sink = BatchSink(settings)
         self.inflight = InFlight(IN_FLIGHT_BATCHES, self._settle, on_failure)
         self.acknowledge: Callable[[Any], Awaitable[Any]] | None = None
@@ -105,12 +107,12 @@ class RoutingService:
                 self.router.chains.partitions = len(chains)
                 self._running = True
 
-    def on_assigned(self) -> None:
+    def on_assigned(self, assigned: Iterable[TP]) -> None:
         """After a rebalance another worker may have extended a chain (re-read its head), and
         may have passed fences on partitions now ours that this worker's state has not
-        reached: the next batch waits for the state topics' end offsets of then."""
+        reached (:class:`~streams.fences.FenceGate`)."""
+        self.gate.release((tp.topic, tp.partition) for tp in assigned)
         self.router.chains.heads.clear()
-        self.follower.reassigned()
 
     async def _recover_chain_heads(self, records: Sequence[SourceRecord]) -> None:
         chains = self.router.chains
@@ -125,7 +127,7 @@ class RoutingService:
         Faust, counted, logged) by :class:`InFlight` once everything it produced is written."""
         await self.ensure_started()
         began = time.perf_counter()
-        records = await self.follower.pass_fences([_source(event.message) for event in events])
+        records = await self.gate.admit([_source(event.message) for event in events])
         fenced = time.perf_counter()
         await self._recover_chain_heads(records)
         outgoing = self.router.route(records, self.follower.state)
@@ -267,8 +269,14 @@ def create_app(settings: Settings, catalog: Catalog | None = None,
                 raise
 
     @app.on_partitions_assigned.connect  # type: ignore[arg-type]
-    async def _assigned(_: Any, *__: Any, signal: Any, **___: Any) -> None:  # noqa: ARG001
-        service.on_assigned()
+    async def _assigned(_: Any, assigned: Set[TP], *__: Any, signal: Any,  # noqa: ARG001
+                        **___: Any) -> None:
+        service.on_assigned(assigned)
+
+    @app.on_partitions_revoked.connect  # type: ignore[arg-type]
+    async def _revoked(_: Any, revoked: Set[TP], *__: Any, signal: Any,  # noqa: ARG001
+                       **___: Any) -> None:
+        service.gate.release((tp.topic, tp.partition) for tp in revoked)
 
     @app.on_before_shutdown.connect  # type: ignore[arg-type]
     async def _stop(_: Any, *__: Any, signal: Any, **___: Any) -> None:  # noqa: ARG001

@@ -9,24 +9,29 @@
   at once. The workers' read-your-writes fence must make the change apply to that very event:
   it is never delivered, the audit says ``no_consent`` (``not_enrolled``), and the subscriber
   gets an erasure notice for every withdrawal.
-- **Fences** (what makes that so, :mod:`streams.fences`): a recorded change has, once its
-  command returned, a fence on every provider partition naming the state position it reached;
-  a damaged or forged fence on a provider topic holds nothing up, is neither routed nor
-  audited, and is not a dead letter.
+- **Fences** (what makes that so, :mod:`streams.fences`): a withdrawal, a release and a
+  revocation (even one already recorded: the retry of a command whose fences failed) have,
+  once their command returned, a fence on every provider partition naming the state position
+  they reached; a forged fence holds nothing up and is neither routed nor audited; what only
+  looks like a fence is a dead letter.
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from datetime import timedelta
 
 from aiokafka import AIOKafkaProducer
 
+from streams.contract_store import ContractStore
 from streams.fences import FENCE_HEADER, FENCE_KEY, encode_fence, is_fence, read_fence
 from streams.subjects import resolve, set_consent, set_population
-from streams.topics import CONSENTS, POPULATION
+from streams.topics import CONSENTS, CONTRACTS, POPULATION, PROVIDER_PREFIX, existing_topics
 from tests.integration.routing_harness import (
     CATALOG,
     Bus,
+    Offsets,
+    Record,
     Sent,
     audit_start,
     beginning,
@@ -157,24 +162,50 @@ async def test_a_change_recorded_before_publishing_applies_to_that_event(bus: Bu
         s.id for s in first + after_withdrawal}
 
 
-async def test_a_recorded_change_is_fenced_on_every_provider_partition(bus: Bus) -> None:
-    contract = bus.contract("fenced", {BOURSIER: ["echelon"]}, consent="opt_in")
-    await bus.apply(contract)
-    providers = await end_offsets(bus.settings, CATALOG.provider_topics())
-    consents = await end_offsets(bus.settings, [CONSENTS])
-    (person,) = fresh_people(1)
-    await set_consent(bus.settings, contract, resolve(bus.settings, contract, [person.nir]),
-                      "withdrawn", "online_portal")
-    written = {tp: end for tp, end in (await end_offsets(bus.settings, [CONSENTS])).items()
-               if end != consents[tp]}
-    assert len(written) == 1, "one withdrawal is one consent record"
-
+async def _fences_after(bus: Bus, change: Awaitable[object]) -> list[Record]:
+    """The fences written on the cluster's provider partitions while ``change`` ran, once it
+    returned; fails unless there is exactly one on each of them."""
+    providers = await end_offsets(bus.settings,
+                                  await existing_topics(bus.settings, PROVIDER_PREFIX))
+    await change
     fences = await read_all(bus.settings, providers, lambda r: is_fence(r.headers))
     assert sorted((r.topic, r.partition) for r in fences) == sorted(
         (tp.topic, tp.partition) for tp in providers), "one fence on every provider partition"
     assert {r.key for r in fences} == {FENCE_KEY}
-    assert all(read_fence(r.value) == written for r in fences), (
-        "each fence names the position after the withdrawal")
+    return fences
+
+
+def _advanced(before: Offsets, after: Offsets) -> Offsets:
+    return {tp: end for tp, end in after.items() if end != before[tp]}
+
+
+async def test_every_change_of_state_is_fenced_on_every_provider_partition(bus: Bus) -> None:
+    contract = bus.contract("fenced", {BOURSIER: ["echelon"]}, consent="opt_in",
+                            population="enrolled")
+    await bus.apply(contract)
+    (person,) = fresh_people(1)
+    subjects = resolve(bus.settings, contract, [person.nir])
+    changes: list[tuple[str, Awaitable[object]]] = [
+        (CONSENTS, set_consent(bus.settings, contract, subjects, "withdrawn", "online_portal")),
+        (POPULATION, set_population(bus.settings, contract, subjects, False)),
+    ]
+    for topic, change in changes:
+        before = await end_offsets(bus.settings, [topic])
+        fences = await _fences_after(bus, change)
+        written = _advanced(before, await end_offsets(bus.settings, [topic]))
+        assert len(written) == 1, f"one record on {topic}"
+        assert all(read_fence(r.value) == written for r in fences), (
+            f"each fence names the position after the record on {topic}")
+
+    store = ContractStore(bus.settings, bus.registry, CATALOG)
+    revocations: list[tuple[str, Awaitable[object]]] = [
+        ("revocation", store.revoke(contract.id)),
+        ("revocation again", store.revoke(contract.id))]
+    for what, change in revocations:
+        fences = await _fences_after(bus, change)
+        recorded = await end_offsets(bus.settings, [CONTRACTS])
+        assert all(read_fence(r.value) == recorded for r in fences), (
+            f"the fences of the {what} name every contracts partition as read or written")
 
 
 async def test_a_damaged_or_forged_fence_holds_nothing_up(bus: Bus) -> None:
@@ -183,23 +214,24 @@ async def test_a_damaged_or_forged_fence_holds_nothing_up(bus: Bus) -> None:
     persons = await bus.people_on_every_partition(BOURSIER)
     topic = CATALOG.topic_for("cnous", BOURSIER)
     state = await end_offsets(bus.settings, [CONSENTS, POPULATION])
-    beyond = encode_fence({tp: end + 10**9 for tp, end in state.items()})
+    forged = {"unreadable": b"\x00 not a fence", "no value": None,
+              "beyond the end": encode_fence({tp: end + 10**9 for tp, end in state.items()})}
     dead_start = await dlq_start(bus.settings)
-    forged = set()
+    origins: dict[tuple[int, int], str] = {}
     producer = AIOKafkaProducer(**bus.settings.kafka_client_options(), acks="all")
     await producer.start()
     try:
         for partition in range(await bus.partition_count(BOURSIER)):
-            for value in (b"\x00 not a fence", beyond, None):
+            for case, value in forged.items():
                 written = await producer.send_and_wait(topic, value, key=FENCE_KEY,
                                                        partition=partition,
                                                        headers=[(FENCE_HEADER, b"1")])
-                forged.add((written.partition, written.offset))
+                origins[(written.partition, written.offset)] = case
     finally:
         await producer.stop()
     start = await audit_start(bus.settings)
     sent = await bus.publish([event_for(BOURSIER, p) for p in persons])
-    assert {s.partition for s in sent} == {p for p, _ in forged}, "events behind every fence"
+    assert {s.partition for s in sent} == {p for p, _ in origins}, "events behind every fence"
 
     decisions = await bus.decisions(start, sent, [contract])
     assert {decisions[(s.id, contract.id)]["decision"] for s in sent} == {"delivered"}
@@ -209,6 +241,9 @@ async def test_a_damaged_or_forged_fence_holds_nothing_up(bus: Bus) -> None:
     assert sorted(a["event_id"] for a in audited if a["contract_id"] == contract.id) == sorted(
         s.id for s in sent), "fences are not decided on"
     letters = [bus.audit(r) for r in await read_all(bus.settings, dead_start)]
-    assert not [letter for letter in letters if letter["origin_topic"] == topic
-                and (letter["origin_partition"], letter["origin_offset"]) in forged], (
-        "a fence is not a dead letter")
+    dead = sorted(origins[(letter["origin_partition"], letter["origin_offset"])]
+                  for letter in letters if letter["origin_topic"] == topic
+                  and (letter["origin_partition"], letter["origin_offset"]) in origins)
+    partitions = len(sent)
+    assert dead == sorted(["no value"] * partitions + ["unreadable"] * partitions), (
+        "what only looks like a fence is a dead letter; a readable fence is not")
