@@ -116,10 +116,12 @@ class _State:
 
 
 async def _covered_gate(state: _State, *partitions: int) -> FenceGate:
-    """A gate that has routed these partitions since a barrier (as after a first batch)."""
+    """A gate that has routed these partitions since a barrier (as after a first batch); the
+    state's positions are left as they were."""
     gate = FenceGate(state)
+    ends, state.ends = state.ends, {}
     await gate.admit([_event("first", p) for p in partitions or (0,)])
-    state.barriers = 0
+    state.ends, state.barriers = ends, 0
     return gate
 
 
