@@ -7,7 +7,7 @@ provider topic. A fence does. Once its state records are acknowledged, the comma
 fence record to every partition of every provider topic, and returns only when those are
 acknowledged too. An event published after the command returned therefore sits behind the fence
 in its partition, and a worker routes nothing behind a fence before its state follower has
-applied the positions the fence names (:meth:`streams.state.StateFollower.fence`).
+applied the positions the fence names (:class:`FenceGate`).
 
 Why not ask the state topics' end offsets before every batch, as the workers did: that is one
 ``ListOffsets`` round trip on the path of every event, for changes that are rare next to events.
