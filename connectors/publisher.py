@@ -24,9 +24,9 @@ from schemas.identifiers import InvalidIdentifier
 from schemas.registration import register_versions, value_subject
 from schemas.registry import SchemaRegistry
 from schemas.serde import AvroSerde
-from streams.pseudonym import SubjectReferences
+from streams.kafka.topics import ensure_topics, spec
+from streams.privacy.pseudonyms import SubjectReferences
 from streams.settings import Settings
-from streams.topics import ensure_topics, spec
 
 PUBLISH_LINGER_MS = 5
 """How long an event may wait for others to share its produce request: Kafka's own default

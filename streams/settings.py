@@ -69,7 +69,7 @@ class Settings(BaseSettings):
         "0.0.0.0", description="Address the worker's metrics endpoint listens on.")  # noqa: S104
     fetch_max_wait_ms: int = Field(
         50, ge=1, le=1500, description="How long the broker may hold a routing worker's fetch "
-        "(Faust's own 1500 ms stalls busy partitions behind idle ones; see streams.intake).")
+        "(Faust's own 1500 ms stalls busy partitions behind idle ones; see streams.worker.intake).")
 
     cache_dir: Path = Field(
         default_factory=_default_cache_dir,

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from streams.localstack import LocalStack
+from streams.dev.localstack import LocalStack
 from streams.settings import Settings
 
 

@@ -11,10 +11,10 @@ from aiokafka import AIOKafkaConsumer
 from schemas.catalog import Catalog
 from schemas.registry import SchemaRegistry
 from schemas.serde import AvroSerde
-from streams.audit import ChainBreak, verify_chain
+from streams.audit.chain import ChainBreak, verify_chain
 from streams.cli.console import console, errors, settings
+from streams.kafka.topics import AUDIT, topic_partitions
 from streams.settings import Settings
-from streams.topics import AUDIT, topic_partitions
 
 app = typer.Typer(help="The audit trail of every routing decision.", no_args_is_help=True)
 

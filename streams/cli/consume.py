@@ -21,9 +21,9 @@ from schemas.codec import rfc3339_millis, to_json
 from schemas.registry import SchemaRegistry
 from schemas.serde import AvroSerde
 from streams.cli.console import fail, settings
-from streams.contracts import Contract
 from streams.settings import Settings
-from streams.subjects import find_contract
+from streams.state.contract import Contract
+from streams.state.subjects import find_contract
 
 EXTENSIONS = ("contract", "purpose", "legalbasis", "expiresat")
 

@@ -21,9 +21,14 @@ from rich.table import Table
 from schemas.catalog import Catalog
 from schemas.registry import RegistryError, SchemaRegistry
 from streams.cli.console import console, errors, fail, settings
-from streams.contract_store import Applied, ContractNotFound, ContractStore, ContractStoreError
-from streams.contracts import Contract, ContractProblem, validate_paths
-from streams.topics import TopicError
+from streams.kafka.topics import TopicError
+from streams.state.contract import Contract, ContractProblem, validate_paths
+from streams.state.contract_store import (
+    Applied,
+    ContractNotFound,
+    ContractStore,
+    ContractStoreError,
+)
 
 app = typer.Typer(help="Contracts: who receives which fields, for what purpose, how long.",
                   no_args_is_help=True)

@@ -28,15 +28,15 @@ from schemas.catalog import Catalog
 from schemas.codec import to_json
 from schemas.registry import SchemaRegistry
 from schemas.serde import AvroSerde
-from schemas.synthetic import companies, generate, people
 from streams.cli.console import console, fail, settings
 from streams.cli.consume import delivery_json
-from streams.contract_store import ContractStore
-from streams.contracts import Contract, validate_paths
-from streams.localstack import LocalStack, StackError
+from streams.dev.localstack import LocalStack, StackError
+from streams.dev.synthetic import companies, generate, people
+from streams.kafka.topics import AUDIT, topic_partitions
 from streams.settings import Settings
-from streams.subjects import resolve, set_consent, set_population
-from streams.topics import AUDIT, topic_partitions
+from streams.state.contract import Contract, validate_paths
+from streams.state.contract_store import ContractStore
+from streams.state.subjects import resolve, set_consent, set_population
 
 CONTRACTS_DIR = Path(__file__).resolve().parents[2] / "deploy" / "contracts"
 

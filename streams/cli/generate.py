@@ -9,8 +9,8 @@ from typing import Annotated
 
 import typer
 
-from schemas.synthetic import generate as synthetic_events
 from streams.cli.console import fail
+from streams.dev.synthetic import generate as synthetic_events
 
 
 def generate(

@@ -3,8 +3,8 @@ bus itself keeps up.
 
 Kafka keeps only a group's latest committed offset, so the command *samples*: ``--samples``
 observations spread over ``--window`` seconds (3 over 10 s by default, one every 5 s). A one-shot
-run takes one window's samples, judges every group as Burrow would (:mod:`streams.lag`), prints
-the result and exits 1 when any group is STALL, STOP or ERR, so that it serves as a check.
+run takes one window's samples, judges every group as Burrow would (:mod:`streams.ops.lag.model`),
+prints the result and exits 1 when any group is STALL, STOP or ERR, so that it serves as a check.
 ``--watch`` and ``--serve PORT`` keep sampling, the window sliding over the last ``--samples``
 observations; ``--serve`` publishes the verdicts on ``/metrics`` for Prometheus.
 """
@@ -31,10 +31,10 @@ from rich.table import Table
 from rich.text import Text
 
 from streams.cli.console import console, errors, fail, settings
-from streams.lag import GroupLag, LagWindows, Status, instant
-from streams.lag_plot import Snapshot, render
-from streams.lag_probe import LagProbe, LagProbeError
-from streams.metrics import lag_registry, serve
+from streams.ops.lag.model import GroupLag, LagWindows, Status, instant
+from streams.ops.lag.plot import Snapshot, render
+from streams.ops.lag.probe import LagProbe, LagProbeError
+from streams.ops.metrics import lag_registry, serve
 from streams.settings import Settings
 
 log = structlog.get_logger(__name__)

@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from streams.cli.console import console, fail, settings
-from streams.localstack import ComponentStatus, LocalStack, StackError
+from streams.dev.localstack import ComponentStatus, LocalStack, StackError
 
 app = typer.Typer(help="Run a real Kafka broker and schema registry locally (no Docker needed).",
                   no_args_is_help=True)

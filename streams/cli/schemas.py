@@ -12,7 +12,7 @@ from schemas.compatibility import check_catalog
 from schemas.registration import dataset_subjects, register_versions, value_subject
 from schemas.registry import RegistryError, SchemaRegistry
 from streams.cli.console import console, errors, fail, settings
-from streams.topics import BUS_RECORD_TOPICS
+from streams.kafka.topics import BUS_RECORD_TOPICS
 
 app = typer.Typer(help="The event catalog: check compatibility, register in the registry.",
                   no_args_is_help=True)

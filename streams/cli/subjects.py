@@ -10,10 +10,10 @@ import typer
 
 from schemas.identifiers import InvalidIdentifier
 from streams.cli.console import console, fail, settings
-from streams.consent import Channel
-from streams.contracts import Contract
 from streams.settings import Settings
-from streams.subjects import Subject, find_contract, resolve, set_consent, set_population
+from streams.state.contract import Contract
+from streams.state.ledger import Channel
+from streams.state.subjects import Subject, find_contract, resolve, set_consent, set_population
 
 population_app = typer.Typer(help="The persons (or companies) a subscriber follows.",
                              no_args_is_help=True)

@@ -8,9 +8,9 @@ from typing import Annotated
 import typer
 
 from schemas.catalog import Catalog
-from streams import metrics
 from streams.cli.console import settings
-from streams.worker import WorkerProcess, create_app, prepare_topics
+from streams.ops import metrics
+from streams.worker.app import WorkerProcess, create_app, prepare_topics
 
 
 def worker(

@@ -24,7 +24,7 @@ from typing import Any
 
 from schemas.catalog import Catalog
 from schemas.codec import decode, encode, from_json, to_json
-from schemas.synthetic import generate
+from streams.dev.synthetic import generate
 
 
 def _per_event_us(function: Callable[[Any], Any], inputs: Sequence[Any],

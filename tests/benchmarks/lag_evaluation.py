@@ -1,9 +1,9 @@
 """Lag evaluation cost: 1,000 groups × 10 partitions, each with a full window of samples.
 
-Feeds :class:`streams.lag.LagWindows` synthetic rounds (a mix of groups that keep up, fall
+Feeds :class:`streams.ops.lag.model.LagWindows` synthetic rounds (a mix of groups that keep up, fall
 behind, stall and stop, so that every rule of the evaluator runs), then times
-:meth:`~streams.lag.LagWindows.evaluate` — the part ``circulation lag --watch/--serve`` repeats
-at every sample — in CPU seconds (``time.process_time``), best of ``--repeat``. No broker.
+:meth:`~streams.ops.lag.model.LagWindows.evaluate` — the part ``circulation lag --watch/--serve``
+repeats at every sample — in CPU seconds (``time.process_time``), best of ``--repeat``. No broker.
 
 Run: ``.venv/bin/python tests/benchmarks/lag_evaluation.py [--groups 1000 --partitions 10
 --samples 10 --repeat 5]``. Prints a markdown table; asserts nothing.
@@ -17,7 +17,7 @@ import random
 import time
 from collections import Counter
 
-from streams.lag import GroupSample, LagWindows, PartitionOffsets
+from streams.ops.lag.model import GroupSample, LagWindows, PartitionOffsets
 
 
 def rounds(groups: int, partitions: int, samples: int, seed: int) -> list[list[GroupSample]]:

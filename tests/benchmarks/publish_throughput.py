@@ -35,7 +35,7 @@ from typing import Any
 
 from connectors.publisher import Publisher
 from schemas.catalog import Catalog
-from schemas.synthetic import generate
+from streams.dev.synthetic import generate
 from streams.settings import Settings
 
 CLI = [sys.executable, "-m", "streams.cli"]

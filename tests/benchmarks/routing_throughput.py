@@ -54,12 +54,12 @@ from connectors.publisher import OutgoingEvent, Publisher
 from schemas.catalog import Catalog
 from schemas.codec import rfc3339_millis
 from schemas.registry import SchemaRegistry
-from schemas.synthetic import generate
-from streams.contract_store import ContractStore
-from streams.contracts import Contract
-from streams.localstack import LocalStack
+from streams.dev.localstack import LocalStack
+from streams.dev.synthetic import generate
+from streams.kafka.topics import TopicSpec, ensure_topics
 from streams.settings import Settings
-from streams.topics import TopicSpec, ensure_topics
+from streams.state.contract import Contract
+from streams.state.contract_store import ContractStore
 
 CLI = [sys.executable, "-m", "streams.cli"]
 FAN_OUTS = (1, 3, 10)

@@ -11,7 +11,7 @@ routing test module), so that its session fixtures are shared by every module th
   logs go to files whose tails every timeout message shows. The group may hold workers of other
   sessions too: nothing here assumes the two are alone, they are recognised by client id.
 - **Contracts** are made unique to the run (``rt-<name>-<run>``, subscribers alike), applied
-  with :class:`~streams.contract_store.ContractStore`, and at the end of the session revoked
+  with :class:`~streams.state.contract_store.ContractStore`, and at the end of the session revoked
   and then removed from ``bus.contracts`` by a tombstone, so that later runs do not keep
   deciding (and auditing) every event for them.
 - **Subjects** are fresh synthetic persons and companies drawn from seeds unique to the run.
@@ -20,7 +20,7 @@ routing test module), so that its session fixtures are shared by every module th
   Confluent decoder (registry by id, fastavro) reads deliveries as a subscriber would.
 
 Waiting is always for *expected records*, with generous timeouts, never for fixed delays: every
-change of state is fenced on every provider partition (:mod:`streams.fences`), so anything
+change of state is fenced on every provider partition (:mod:`streams.state.fences`), so anything
 written before an event was published (contract, consent, enrolment) is in force when that
 event is routed.
 
@@ -57,14 +57,14 @@ from schemas.codec import from_json, to_json
 from schemas.registration import value_subject
 from schemas.registry import SchemaRegistry
 from schemas.serde import AvroSerde
-from schemas.synthetic import Person, companies, generate, people
-from streams.consent import subject_partition
-from streams.contract_store import Applied, ContractStore
-from streams.contracts import Contract
-from streams.pseudonym import Pseudonymiser, SubjectReferences
+from streams.dev.synthetic import Person, companies, generate, people
+from streams.kafka.topics import AUDIT, CONTRACTS, DLQ, topic_partitions
+from streams.privacy.pseudonyms import Pseudonymiser, SubjectReferences
 from streams.settings import Settings
-from streams.topics import AUDIT, CONTRACTS, DLQ, topic_partitions
-from streams.worker import APP_ID
+from streams.state.contract import Contract
+from streams.state.contract_store import Applied, ContractStore
+from streams.state.ledger import subject_partition
+from streams.worker.app import APP_ID
 from tests.conftest import Services
 from tests.integration.plain_consumer import PlainDecoder
 

@@ -26,10 +26,10 @@ from schemas.codec import decode, to_json, unframe
 from schemas.registration import value_subject
 from schemas.registry import SchemaRegistry, canonical
 from streams.cli import contracts as contracts_cli
-from streams.contract_store import ContractNotFound, ContractStore, ContractStoreError
-from streams.contracts import Contract
+from streams.kafka.topics import topic_partitions
 from streams.settings import Settings
-from streams.topics import topic_partitions
+from streams.state.contract import Contract
+from streams.state.contract_store import ContractNotFound, ContractStore, ContractStoreError
 from tests.conftest import Services
 
 CATALOG = Catalog.load()

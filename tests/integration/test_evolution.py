@@ -26,8 +26,8 @@ from schemas.catalog import Catalog
 from schemas.codec import DecodeError, decode, unframe
 from schemas.registration import register_versions
 from schemas.registry import SchemaRegistry
-from schemas.synthetic import generate
-from streams.topics import TopicSpec, ensure_topics
+from streams.dev.synthetic import generate
+from streams.kafka.topics import TopicSpec, ensure_topics
 from tests.conftest import Services
 
 BOURSIER = Catalog.load().dataset("statut_etudiant_boursier")

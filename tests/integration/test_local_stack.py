@@ -18,7 +18,7 @@ from pathlib import Path
 
 import httpx
 
-from streams.topics import TopicSpec, ensure_topics, topic_partitions
+from streams.kafka.topics import TopicSpec, ensure_topics, topic_partitions
 from tests.integration.private_stack import private_settings, run_cli
 
 pytest_plugins = ("tests.integration.private_stack",)

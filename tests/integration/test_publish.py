@@ -38,9 +38,9 @@ from schemas.catalog import Catalog
 from schemas.identifiers import nir_key
 from schemas.registration import dataset_subjects, register_versions
 from schemas.registry import SchemaRegistry
-from schemas.synthetic import generate
+from streams.dev.synthetic import generate
+from streams.kafka.topics import ensure_topics, spec
 from streams.settings import Settings
-from streams.topics import ensure_topics, spec
 from tests.conftest import Services
 from tests.integration.plain_consumer import PlainDecoder, json_form
 

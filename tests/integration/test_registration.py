@@ -22,8 +22,8 @@ from connectors.publisher import Publisher
 from schemas.catalog import Catalog, SchemaVersion
 from schemas.registration import COMPATIBILITY, dataset_subjects, register_versions, value_subject
 from schemas.registry import RegistryError, SchemaRegistry
-from schemas.synthetic import generate
-from streams.topics import BUS_RECORD_TOPICS
+from streams.dev.synthetic import generate
+from streams.kafka.topics import BUS_RECORD_TOPICS
 from tests.conftest import Services
 
 CLI = [sys.executable, "-m", "streams.cli"]

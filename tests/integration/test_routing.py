@@ -28,9 +28,9 @@ from typing import Any
 
 import pytest
 
-from schemas.synthetic import Person
-from streams.contracts import Contract
-from streams.subjects import resolve, set_consent, set_population
+from streams.dev.synthetic import Person
+from streams.state.contract import Contract
+from streams.state.subjects import resolve, set_consent, set_population
 from tests.integration.plain_consumer import json_form
 from tests.integration.routing_harness import (
     CATALOG,

@@ -9,7 +9,7 @@
   at once. The workers' read-your-writes fence must make the change apply to that very event:
   it is never delivered, the audit says ``no_consent`` (``not_enrolled``), and the subscriber
   gets an erasure notice for every withdrawal.
-- **Fences** (what makes that so, :mod:`streams.fences`): a withdrawal, a release and a
+- **Fences** (what makes that so, :mod:`streams.state.fences`): a withdrawal, a release and a
   revocation (even one already recorded: the retry of a command whose fences failed) have,
   once their command returned, a fence on every provider partition naming the state position
   they reached; a forged fence holds nothing up and is neither routed nor audited; what only
@@ -23,10 +23,10 @@ from datetime import timedelta
 
 from aiokafka import AIOKafkaProducer
 
-from streams.contract_store import ContractStore
-from streams.fences import FENCE_HEADER, FENCE_KEY, encode_fence, is_fence, read_fence
-from streams.subjects import resolve, set_consent, set_population
-from streams.topics import CONSENTS, CONTRACTS, POPULATION, PROVIDER_PREFIX, existing_topics
+from streams.kafka.topics import CONSENTS, CONTRACTS, POPULATION, PROVIDER_PREFIX, existing_topics
+from streams.state.contract_store import ContractStore
+from streams.state.fences import FENCE_HEADER, FENCE_KEY, encode_fence, is_fence, read_fence
+from streams.state.subjects import resolve, set_consent, set_population
 from tests.integration.routing_harness import (
     CATALOG,
     Bus,

@@ -28,10 +28,10 @@ from schemas.identifiers import complete_nir
 from schemas.registration import register_versions, value_subject
 from schemas.registry import SchemaRegistry
 from schemas.serde import AvroSerde
-from streams.pseudonym import Pseudonymiser
-from streams.router import Router, SourceRecord
-from streams.state import BusState
-from streams.topics import DLQ
+from streams.kafka.topics import DLQ
+from streams.privacy.pseudonyms import Pseudonymiser
+from streams.routing.router import Router, SourceRecord
+from streams.state.follower import BusState
 from tests.conftest import Services
 from tests.integration.routing_harness import (
     CATALOG,

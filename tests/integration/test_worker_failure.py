@@ -20,10 +20,10 @@ from aiokafka import AIOKafkaProducer
 
 from connectors.publisher import Publisher
 from schemas.catalog import Catalog
-from schemas.synthetic import generate
+from streams.dev.synthetic import generate
+from streams.kafka.topics import AUDIT, topic_partitions
 from streams.settings import Settings
-from streams.topics import AUDIT, topic_partitions
-from streams.worker import EXIT_ROUTING_FAILED, prepare_topics
+from streams.worker.app import EXIT_ROUTING_FAILED, prepare_topics
 from tests.integration.private_stack import private_settings, run_cli
 
 pytest_plugins = ("tests.integration.private_stack",)

@@ -13,9 +13,9 @@ from hypothesis import strategies as st
 
 from schemas.catalog import Catalog
 from schemas.codec import decode, encode
-from streams.audit import GENESIS, AuditChains, AuditEncoder, verify_chain
-from streams.contracts import Contract
-from streams.routing import ContractTerms, Decision
+from streams.audit.chain import GENESIS, AuditChains, AuditEncoder, verify_chain
+from streams.routing.rules import ContractTerms, Decision
+from streams.state.contract import Contract
 
 CATALOG = Catalog.load()
 SCHEMA = CATALOG.bus_record("audit").latest.parsed

@@ -1,4 +1,5 @@
-"""The routing agent's batches (:mod:`streams.batches`), taken from a real Faust stream's channel.
+"""The routing agent's batches (:mod:`streams.worker.batches`), taken from a real Faust stream's
+channel.
 
 What they must keep of Faust's ``noack_take``: the size limit, the window, the events' order, the
 offsets held uncommitted until the worker acknowledges, events left over from an earlier
@@ -17,9 +18,9 @@ import pytest
 from faust.types import EventT
 from faust.types.tuples import ConsumerMessage
 
-from streams.batches import take_batches
 from streams.settings import Settings
-from streams.worker import create_app
+from streams.worker.app import create_app
+from streams.worker.batches import take_batches
 
 TOPIC = "provider.test.dataset.v1"
 

@@ -10,7 +10,7 @@ import pytest
 from schemas.catalog import Catalog
 from schemas.codec import ValidationError, from_json
 from schemas.constraints import compile_checker
-from schemas.synthetic import generate
+from streams.dev.synthetic import generate
 
 CATALOG = Catalog.load()
 

@@ -18,7 +18,7 @@ from schemas.codec import decode, encode, from_json, to_json
 from schemas.identifiers import validate_siret
 from schemas.projection import full_name
 from streams.cli import contracts as contracts_cli
-from streams.contracts import (
+from streams.state.contract import (
     FILE_KEYS,
     Contract,
     ContractProblem,

@@ -14,12 +14,12 @@ import pytest
 
 from schemas.codec import encode as avro_encode
 from schemas.serde import AvroSerde
-from streams import router as router_module
-from streams.contracts import Contract
-from streams.pseudonym import Pseudonymiser
-from streams.router import Router
-from streams.state import BusState
-from streams.topics import AUDIT
+from streams.kafka.topics import AUDIT
+from streams.privacy.pseudonyms import Pseudonymiser
+from streams.routing import router as router_module
+from streams.routing.router import Router
+from streams.state.contract import Contract
+from streams.state.follower import BusState
 from tests.unit.test_routing_properties import (
     CATALOG,
     NOW,

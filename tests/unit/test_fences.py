@@ -1,4 +1,4 @@
-"""Fences (:mod:`streams.fences`) and the gate that lets a worker's batches pass them.
+"""Fences (:mod:`streams.state.fences`) and the gate that lets a worker's batches pass them.
 
 The writing side and the whole path through real workers are covered by the integration tests
 (``test_routing_lifecycle``); here, what a worker decides for each batch: route at once when no
@@ -20,7 +20,9 @@ from aiokafka.structs import RecordMetadata
 from schemas.catalog import Catalog
 from schemas.registry import SchemaRegistry
 from schemas.serde import AvroSerde
-from streams.fences import (
+from streams.kafka.topics import CONSENTS, POPULATION
+from streams.settings import Settings
+from streams.state.fences import (
     FENCE_HEADER,
     FENCE_KEY,
     FenceGate,
@@ -30,9 +32,7 @@ from streams.fences import (
     positions_after,
     read_fence,
 )
-from streams.settings import Settings
-from streams.state import StateFollower, StateFollowerStopped
-from streams.topics import CONSENTS, POPULATION
+from streams.state.follower import StateFollower, StateFollowerStopped
 
 CONSENT_0 = TopicPartition(CONSENTS, 0)
 CONSENT_1 = TopicPartition(CONSENTS, 1)

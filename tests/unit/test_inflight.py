@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from streams.inflight import InFlight, Routed
+from streams.worker.inflight import InFlight, Routed
 
 
 class Recorder:

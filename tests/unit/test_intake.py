@@ -1,7 +1,7 @@
 """The routing worker's Faust consumer: the configured fetch wait, and at most one task per record.
 
-Both are overrides of Faust internals (:mod:`streams.intake`). Were a Faust or Python upgrade to
-rename or reshape what is overridden, the override would silently stop applying: busy partitions
+Both are overrides of Faust internals (:mod:`streams.worker.intake`). Were a Faust or Python upgrade
+to rename or reshape what is overridden, the override would silently stop applying: busy partitions
 would stall again behind idle ones, or each record would cost four tasks again. These tests fail
 instead, and check that the cheaper hand-over keeps Faust's behaviour: a delivery blocked when the
 flow stops (a rebalance) is abandoned, and a failing one raises. A delivery that need not wait
@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from streams.settings import Settings
-from streams.worker import create_app
+from streams.worker.app import create_app
 
 
 async def test_the_worker_consumer_lets_the_broker_hold_a_fetch_only_as_configured() -> None:

@@ -14,9 +14,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from streams import lag as lag_module
 from streams.cli import lag as lag_cli
-from streams.lag import (
+from streams.ops.lag import model as lag_module
+from streams.ops.lag.model import (
     ROUTER_GROUP,
     GroupSample,
     LagWindows,
@@ -205,7 +205,7 @@ def test_which_groups_and_topics_are_watched() -> None:
 
 
 def test_router_group_is_the_worker_app_id() -> None:
-    from streams.worker import APP_ID
+    from streams.worker.app import APP_ID
 
     assert ROUTER_GROUP == APP_ID
 
@@ -261,7 +261,8 @@ def test_group_status_is_the_max_of_its_partitions(series: list[list[tuple[int, 
 # --- the command, on a scripted probe -----------------------------------------------------------
 
 class ScriptedProbe:
-    """Stands in for :class:`streams.lag_probe.LagProbe`: returns one scripted round per call."""
+    """Stands in for :class:`streams.ops.lag.probe.LagProbe`: returns one scripted round per
+    call."""
 
     rounds: Sequence[Sequence[GroupSample]] = ()
 

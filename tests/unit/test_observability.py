@@ -24,8 +24,8 @@ from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from streams import metrics
-from streams.lag import GroupSample, PartitionOffsets, Status, evaluate_group
+from streams.ops import metrics
+from streams.ops.lag.model import GroupSample, PartitionOffsets, Status, evaluate_group
 
 OBSERVABILITY = Path(__file__).resolve().parents[2] / "deploy" / "observability"
 ALERTS = OBSERVABILITY / "alerts.yml"

@@ -24,7 +24,7 @@ from schemas.projection import (
     project_schema,
     union_value,
 )
-from schemas.synthetic import generate
+from streams.dev.synthetic import generate
 
 CATALOG = Catalog.load()
 

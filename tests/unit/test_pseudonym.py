@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from pydantic import SecretStr
 
 from schemas.identifiers import InvalidIdentifier, complete_nir, complete_siren
-from streams.pseudonym import (
+from streams.privacy.pseudonyms import (
     MIN_SECRET_BYTES,
     Pseudonymiser,
     SubjectReferences,

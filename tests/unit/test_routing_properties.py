@@ -3,8 +3,8 @@
 Drawn: sets of contracts over the catalog (any consent and population modes, validity windows
 around the routing day, some revoked, subscribers shared between some contracts), subjects
 (person references and SIRENs), and each subject's enrolment and latest consent choice under
-each contract. Checked, on :func:`streams.routing.decide_all` and on the whole
-:class:`streams.router.Router` (with an in-memory schema registry):
+each contract. Checked, on :func:`streams.routing.rules.decide_all` and on the whole
+:class:`streams.routing.router.Router` (with an in-memory schema registry):
 
 - every verdict is the specification's, computed here independently of the bus's code;
 - **without a matching active contract nothing is delivered**: a delivery only ever goes to a
@@ -32,13 +32,13 @@ from schemas.projection import project_datum
 from schemas.registration import value_subject
 from schemas.registry import canonical
 from schemas.serde import AvroSerde
-from schemas.synthetic import generate
-from streams.contracts import Contract
-from streams.pseudonym import Pseudonymiser
-from streams.router import Router, SourceRecord
-from streams.routing import decide_all, still_audited, terms_by_dataset
-from streams.state import BusState
-from streams.topics import AUDIT, DLQ
+from streams.dev.synthetic import generate
+from streams.kafka.topics import AUDIT, DLQ
+from streams.privacy.pseudonyms import Pseudonymiser
+from streams.routing.router import Router, SourceRecord
+from streams.routing.rules import decide_all, still_audited, terms_by_dataset
+from streams.state.contract import Contract
+from streams.state.follower import BusState
 
 CATALOG = Catalog.load()
 DATASETS = {d.id: d for d in CATALOG.datasets()}

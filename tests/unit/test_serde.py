@@ -11,7 +11,7 @@ from __future__ import annotations
 from schemas.catalog import Catalog
 from schemas.codec import encode, frame, from_json
 from schemas.serde import AvroSerde
-from schemas.synthetic import generate
+from streams.dev.synthetic import generate
 from tests.unit.test_routing_properties import MemoryRegistry
 
 CATALOG = Catalog.load()

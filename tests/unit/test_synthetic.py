@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from schemas.identifiers import InvalidIdentifier, validate_nir, validate_siren
-from schemas.synthetic import (
+from streams.dev.synthetic import (
     BASE_TIME,
     COMPANY_DATASETS,
     DATASETS,
@@ -28,7 +28,7 @@ from schemas.synthetic import (
     people,
     person_from_nir,
 )
-from schemas.synthetic.places import uai
+from streams.dev.synthetic.places import uai
 
 IDENTITY = {"nom_naissance", "nom_usage", "prenoms", "date_naissance", "sexe"}
 

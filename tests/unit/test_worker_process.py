@@ -18,7 +18,7 @@ import pytest
 
 from streams import logs
 from streams.settings import Settings
-from streams.worker import WorkerProcess, create_app
+from streams.worker.app import WorkerProcess, create_app
 
 
 @pytest.fixture

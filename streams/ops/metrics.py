@@ -1,0 +1,290 @@
+"""Prometheus metrics of the bus, named by Prometheus conventions (``circulation_`` prefix, base
+units, ``_total`` counters).
+
+Two sources, two registries:
+
+- the **routing workers** count what they route, deliver, withhold and dead-letter, and how
+  long after publication an event's outcome was written (:data:`REGISTRY`, served by the
+  worker on its metrics port; :class:`RoutingTally` collects a batch's decisions on the hot path
+  and :func:`record_batch` publishes them once per batch); consent and population changes are
+  counted where they are recorded (:func:`record_consent_changes`,
+  :func:`record_population_changes`);
+- the **lag exporter** (``circulation lag --serve PORT``) publishes the latest lag evaluation
+  (:class:`LagCollector`, on a registry of its own: the exporter routes nothing).
+
+Label cardinality is bounded by configuration: topics, contracts, subscribers, consumer groups,
+partitions and fixed reason words. Never a person, a subject reference or an event id.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from bisect import bisect_left
+from collections import Counter as Tally
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Protocol
+from wsgiref.simple_server import WSGIServer
+
+from prometheus_client import CollectorRegistry, Counter, start_http_server
+from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.process_collector import ProcessCollector
+from prometheus_client.registry import Collector
+
+from streams.ops.lag.model import GroupLag, Status
+
+REGISTRY = CollectorRegistry()
+"""What the bus's long-running processes count (routing workers; consent and population
+changes wherever they are recorded), with the process's CPU and memory; each such process
+serves it on its metrics port (:func:`serve`)."""
+ProcessCollector(registry=REGISTRY)
+
+EVENTS_ROUTED = Counter(
+    "circulation_events_routed_total",
+    "Provider events the routing workers took from provider topics (delivered, withheld or "
+    "dead-lettered), by provider topic.", ["topic"], registry=REGISTRY)
+DELIVERIES = Counter(
+    "circulation_deliveries_total",
+    "Events delivered to a subscriber's delivery topic, by subscriber and contract.",
+    ["subscriber", "contract"], registry=REGISTRY)
+WITHHELD = Counter(
+    "circulation_withheld_total",
+    "Routing decisions that withheld an event from a contract, by contract and reason "
+    "(not_enrolled, no_consent, objection, contract_inactive).",
+    ["subscriber", "contract", "reason"], registry=REGISTRY)
+DEAD_LETTERS = Counter(
+    "circulation_dead_letters_total",
+    "Provider records written to the dead-letter topic (undecodable or invalid), by the "
+    "provider topic they came from.", ["topic"], registry=REGISTRY)
+CONSENT_CHANGES = Counter(
+    "circulation_consent_changes_total",
+    "Consent decisions recorded (granted or withdrawn), by contract.",
+    ["contract", "status"], registry=REGISTRY)
+POPULATION_CHANGES = Counter(
+    "circulation_population_changes_total",
+    "Population changes recorded (enrolled or released), by contract.",
+    ["contract", "change"], registry=REGISTRY)
+
+LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
+"""Seconds; the routing latency target (p99 under 5 s) sits on a bucket boundary."""
+
+
+class BatchHistogram(Collector):
+    """A histogram fed a batch at a time: one bisect per value, one lock per batch.
+
+    prometheus_client's Histogram takes a lock per observation; a routing batch of a thousand
+    events would take it a thousand times on the hot path.
+    """
+
+    def __init__(self, name: str, documentation: str, buckets: Sequence[float],
+                 registry: CollectorRegistry | None = None) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.bounds = tuple(sorted(buckets))
+        self._counts = [0] * (len(self.bounds) + 1)
+        self._sum = 0.0
+        self._lock = threading.Lock()
+        if registry is not None:
+            registry.register(self)
+
+    def observe_many(self, values: Iterable[float]) -> None:
+        bounds = self.bounds
+        counts = [0] * (len(bounds) + 1)
+        total = 0.0
+        for value in values:
+            counts[bisect_left(bounds, value)] += 1
+            total += value
+        with self._lock:
+            for index, count in enumerate(counts):
+                self._counts[index] += count
+            self._sum += total
+
+    def describe(self) -> Iterable[Metric]:
+        return [HistogramMetricFamily(self.name, self.documentation)]
+
+    def collect(self) -> Iterable[Metric]:
+        with self._lock:
+            counts = list(self._counts)
+            total = self._sum
+        cumulative, running = [], 0
+        for bound, count in zip((*map(str, self.bounds), "+Inf"), counts, strict=True):
+            running += count
+            cumulative.append((bound, running))
+        family = HistogramMetricFamily(self.name, self.documentation)
+        family.add_metric([], cumulative, total)
+        return [family]
+
+
+ROUTING_LATENCY = BatchHistogram(
+    "circulation_routing_latency_seconds",
+    "Time from an event's publication (its record timestamp on the provider topic) until "
+    "every delivery, audit record or dead letter the bus wrote for it was acknowledged.",
+    LATENCY_BUCKETS, registry=REGISTRY)
+
+
+class RoutingTally:
+    """A batch's decisions and dead letters, counted in plain dicts on the routing hot path."""
+
+    __slots__ = ("dead_letters", "delivered", "withheld")
+
+    def __init__(self) -> None:
+        self.delivered: Tally[tuple[str, str]] = Tally()
+        self.withheld: Tally[tuple[str, str, str]] = Tally()
+        self.dead_letters: Tally[str] = Tally()
+
+    def decision(self, subscriber: str, contract: str, reason: str | None) -> None:
+        """One contract's verdict on one event: delivered when ``reason`` is None."""
+        if reason is None:
+            self.delivered[(subscriber, contract)] += 1
+        else:
+            self.withheld[(subscriber, contract, reason)] += 1
+
+    def dead_letter(self, topic: str) -> None:
+        """A record of ``topic`` went to the dead-letter topic."""
+        self.dead_letters[topic] += 1
+
+    def take(self) -> RoutingTally:
+        """What was counted so far; counting starts again from zero."""
+        taken = RoutingTally()
+        taken.delivered, self.delivered = self.delivered, taken.delivered
+        taken.withheld, self.withheld = self.withheld, taken.withheld
+        taken.dead_letters, self.dead_letters = self.dead_letters, taken.dead_letters
+        return taken
+
+    def summary(self) -> dict[str, dict[str, int]]:
+        """Counts by contract, for the batch's log line (contract ids and reasons only)."""
+        withheld: Tally[str] = Tally()
+        for (_, contract, reason), count in self.withheld.items():
+            withheld[f"{contract}:{reason}"] += count
+        return {"delivered": {contract: n for (_, contract), n in self.delivered.items()},
+                "withheld": dict(withheld), "dead_letters": dict(self.dead_letters)}
+
+
+class RoutedRecord(Protocol):
+    """What :func:`record_batch` reads of a routed source record."""
+
+    @property
+    def topic(self) -> str: ...
+
+    @property
+    def timestamp_ms(self) -> int | None: ...
+
+
+def record_batch(tally: RoutingTally, records: Sequence[RoutedRecord],
+                 done_at: float | None = None) -> None:
+    """Publish a routed batch: events by topic, decisions, dead letters, and each event's
+    latency from its record timestamp to ``done_at`` (seconds since the epoch, default now),
+    the moment everything written for the batch was acknowledged."""
+    done_at = time.time() if done_at is None else done_at
+    by_topic: Tally[str] = Tally(record.topic for record in records)
+    for topic, count in by_topic.items():
+        EVENTS_ROUTED.labels(topic).inc(count)
+    for (subscriber, contract), count in tally.delivered.items():
+        DELIVERIES.labels(subscriber, contract).inc(count)
+    for (subscriber, contract, reason), count in tally.withheld.items():
+        WITHHELD.labels(subscriber, contract, reason).inc(count)
+    for topic, count in tally.dead_letters.items():
+        DEAD_LETTERS.labels(topic).inc(count)
+    ROUTING_LATENCY.observe_many(max(done_at - record.timestamp_ms / 1000, 0.0)
+                                 for record in records if record.timestamp_ms is not None)
+
+
+def record_consent_changes(contract: str, status: str, count: int) -> None:
+    """``count`` consent decisions (``granted`` or ``withdrawn``) recorded for ``contract``."""
+    CONSENT_CHANGES.labels(contract, status).inc(count)
+
+
+def record_population_changes(contract: str, enrolled: bool, count: int) -> None:
+    """``count`` subjects enrolled in (or released from) ``contract``'s population."""
+    POPULATION_CHANGES.labels(contract, "enrolled" if enrolled else "released").inc(count)
+
+
+class LagCollector(Collector):
+    """Publishes the latest lag evaluation, whatever groups it holds (no stale series)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self._groups: list[GroupLag] = []
+        self._updated: float | None = None
+        self._lock = threading.Lock()
+        if registry is not None:
+            registry.register(self)
+
+    def update(self, groups: Sequence[GroupLag], at: float | None = None) -> None:
+        with self._lock:
+            self._groups = list(groups)
+            self._updated = time.time() if at is None else at
+
+    def describe(self) -> Iterable[Metric]:
+        return list(self._families([], None))
+
+    def collect(self) -> Iterable[Metric]:
+        with self._lock:
+            groups, updated = self._groups, self._updated
+        return list(self._families(groups, updated))
+
+    @staticmethod
+    def _families(groups: Sequence[GroupLag], updated: float | None) -> Iterator[Metric]:
+        records = GaugeMetricFamily(
+            "circulation_consumer_lag_records",
+            "Records between a consumer group's committed offset and the log end offset.",
+            labels=["group", "subscriber", "topic", "partition"])
+        seconds = GaugeMetricFamily(
+            "circulation_consumer_lag_seconds",
+            "Age of the oldest record a consumer group has not consumed (0 when caught up).",
+            labels=["group", "subscriber", "topic", "partition"])
+        committed = GaugeMetricFamily(
+            "circulation_consumer_committed_offset",
+            "A consumer group's committed offset (the next record it will read).",
+            labels=["group", "subscriber", "topic", "partition"])
+        end = GaugeMetricFamily(
+            "circulation_topic_log_end_offset",
+            "The log end offset of a watched partition (offset of the next record written).",
+            labels=["topic", "partition"])
+        status = GaugeMetricFamily(
+            "circulation_consumer_group_status",
+            "A consumer group's status over the sliding window, its worst partition's, as in "
+            "Burrow: " + ", ".join(f"{s.value}={s.name}" for s in Status) + ".",
+            labels=["group", "subscriber"])
+        members = GaugeMetricFamily(
+            "circulation_consumer_group_members",
+            "Active members of a consumer group.", labels=["group", "subscriber"])
+        ends: dict[tuple[str, str], int] = {}
+        for group in groups:
+            who = group.subscriber or ""
+            status.add_metric([group.group, who], float(group.status))
+            if group.members is not None:
+                members.add_metric([group.group, who], float(group.members))
+            for partition in group.partitions:
+                labels = [group.group, who, partition.topic, str(partition.partition)]
+                if partition.lag is not None:
+                    records.add_metric(labels, float(partition.lag))
+                if partition.lag_seconds is not None:
+                    seconds.add_metric(labels, partition.lag_seconds)
+                if partition.committed is not None:
+                    committed.add_metric(labels, float(partition.committed))
+                if partition.end is not None:
+                    ends[(partition.topic, str(partition.partition))] = partition.end
+        for (topic, number), offset in sorted(ends.items()):
+            end.add_metric([topic, number], float(offset))
+        yield from (records, seconds, committed, end, status, members)
+        evaluated = GaugeMetricFamily(
+            "circulation_lag_evaluated_timestamp_seconds",
+            "When the lag exporter last evaluated the consumer groups (Unix time).")
+        if updated is not None:
+            evaluated.add_metric([], updated)
+        yield evaluated
+
+
+def lag_registry() -> tuple[CollectorRegistry, LagCollector]:
+    """A registry for the lag exporter: lag metrics and the exporter's own process metrics."""
+    registry = CollectorRegistry()
+    ProcessCollector(registry=registry)
+    return registry, LagCollector(registry)
+
+
+def serve(port: int, registry: CollectorRegistry,
+          addr: str = "0.0.0.0") -> WSGIServer:  # noqa: S104
+    """Serve ``registry`` on ``http://addr:port/metrics`` from a daemon thread; the server is
+    returned so that a caller may ``shutdown()`` it."""
+    server, _ = start_http_server(port, addr=addr, registry=registry)
+    return server

@@ -1,0 +1,97 @@
+"""The routing decision: for one event, which contracts receive it and which withhold it, why.
+
+Pure and synchronous: no Kafka, no clock of its own. The worker feeds it decoded events and the
+current :class:`~streams.state.follower.BusState`; property tests feed it anything. The order of the
+checks is the order an auditor reads them: is the contract in force, does the subscriber follow
+this person, does the person's consent allow it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+from streams.state.contract import Contract
+from streams.state.follower import BusState
+from streams.state.ledger import WithheldReason, consent_reason, population_reason
+
+
+@dataclass(frozen=True)
+class ContractTerms:
+    """One contract's terms for one dataset: the fields it may receive of it."""
+
+    contract: Contract
+    dataset: str
+    fields: tuple[str, ...]
+
+    @property
+    def contract_id(self) -> str:
+        return self.contract.id
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One contract's verdict on one event."""
+
+    terms: ContractTerms
+    reason: WithheldReason | None
+
+    @property
+    def delivered(self) -> bool:
+        return self.reason is None
+
+
+INACTIVE_AUDIT_GRACE = timedelta(days=30)
+"""How long a revoked or expired contract keeps being audited as ``contract_inactive``."""
+
+
+def still_audited(contract: Contract, day: date | None) -> bool:
+    """Whether a contract is still in the routing index on ``day``.
+
+    A revoked or expired contract is audited (``contract_inactive``) for a grace period, long
+    enough to prove it stopped receiving; after that it leaves the index, so the audit trail
+    does not grow with every contract ever applied.
+    """
+    if day is None:
+        return True
+    ended: date | None = None
+    if contract.revoked and contract.revoked_at is not None:
+        ended = contract.revoked_at.date()
+    elif contract.valid_until is not None:
+        ended = contract.valid_until
+    return ended is None or day <= ended + INACTIVE_AUDIT_GRACE
+
+
+def terms_by_dataset(contracts: Mapping[str, Contract], day: date | None = None,
+                     ) -> dict[str, tuple[ContractTerms, ...]]:
+    """Index contracts by the datasets they name, recently ended ones included.
+
+    Inactive contracts stay in the index for :data:`INACTIVE_AUDIT_GRACE` so that their
+    refusals are audited too (``contract_inactive``), rather than silently ignored.
+    """
+    index: dict[str, list[ContractTerms]] = {}
+    for contract in contracts.values():
+        if not still_audited(contract, day):
+            continue
+        for dataset, fields in contract.datasets.items():
+            index.setdefault(dataset, []).append(ContractTerms(contract, dataset, fields))
+    return {dataset: tuple(terms) for dataset, terms in index.items()}
+
+
+def decide(terms: ContractTerms, subject: str, state: BusState, day: date) -> Decision:
+    """The verdict of one contract on an event about ``subject`` routed on ``day``."""
+    contract = terms.contract
+    if not contract.is_active(day):
+        return Decision(terms, "contract_inactive")
+    key = (contract.id, subject)
+    reason = population_reason(contract.population, key in state.enrolled)
+    if reason is None:
+        reason = consent_reason(contract.consent, state.consents.get(key))
+    return Decision(terms, reason)
+
+
+def decide_all(candidates: Sequence[ContractTerms], subject: str, state: BusState,
+               day: date) -> list[Decision]:
+    """Every contract naming the event's dataset, each with its verdict."""
+    return [decide(terms, subject, state, day) for terms in candidates]

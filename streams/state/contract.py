@@ -1,0 +1,546 @@
+"""Contracts: who may receive which fields of which datasets, for what purpose, for how long.
+
+A contract is written by an operator as a YAML file (one contract per file, a folder holds
+several) and recorded on the compacted ``bus.contracts`` topic (see
+:mod:`streams.state.contract_store`). The file keys are the interface with operators::
+
+    id: lyon-cantine-2026                # [a-z0-9-]{3,64}, unique
+    subscriber: ville-de-lyon            # [a-z0-9-]{3,64}
+    subscriber_siret: "21690123100011"   # quoted: YAML would read it as a number
+    purpose: Tarification sociale de la restauration scolaire
+    legal_basis: CRPA art. L114-8 ; délibération n° 2026-114
+    datasets:                            # dataset id -> the only fields delivered
+      quotient_familial: [quotient_familial, annee, mois]
+    consent: opt_in                      # opt_in | opt_out | not_required
+    population: enrolled                 # enrolled | all
+    retention: P90D                      # ISO 8601 duration
+    valid_from: 2026-01-01
+    valid_until: 2027-12-31              # optional
+
+:func:`validate_paths` checks files without touching Kafka and reports *every* problem, each
+with its file, line, key and reason, because an operator fixing a contract wants the whole list
+at once. ``revoked`` and ``revoked_at`` belong to the recorded contract only: they are set by
+``circulation contracts revoke``, never written in a file.
+
+Retention is an ISO 8601 duration (``P90D``, ``P1Y``, ``P6M``, ``PT12H``, ``P1Y2M10DT2H30M``)
+turned into milliseconds for the delivery topic's ``retention.ms`` with a fixed convention:
+1Y = 365 days, 1M = 30 days, 1W = 7 days. Calendar-exact arithmetic would make the same
+contract's retention depend on the day it is applied; a convention keeps it reproducible.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic import ValidationError as PydanticValidationError
+
+from schemas.catalog import Catalog, UnknownDataset
+from schemas.codec import rfc3339_millis
+from schemas.identifiers import InvalidIdentifier, validate_siret
+from schemas.projection import (
+    DeliverySchema,
+    delivery_namespace,
+    delivery_schema,
+    field_names,
+    full_name,
+    project_schema,
+)
+from schemas.registration import value_subject
+
+ConsentRequirement = Literal["opt_in", "opt_out", "not_required"]
+Population = Literal["enrolled", "all"]
+
+FILE_KEYS = ("id", "subscriber", "subscriber_siret", "purpose", "legal_basis", "datasets",
+             "consent", "population", "retention", "valid_from", "valid_until")
+"""The keys a contract file may hold, in the order they are written back."""
+RECORD_ONLY_KEYS = ("revoked", "revoked_at")
+"""Keys of the recorded contract that only ``contracts revoke`` sets."""
+YAML_SUFFIXES = (".yaml", ".yml")
+
+_NAME = re.compile(r"^[a-z0-9-]{3,64}$")
+_DURATION = re.compile(
+    r"^P(?=[0-9]|T[0-9])(?:(?P<Y>[0-9]+)Y)?(?:(?P<M>[0-9]+)M)?(?:(?P<W>[0-9]+)W)?"
+    r"(?:(?P<D>[0-9]+)D)?(?:T(?=[0-9])(?:(?P<h>[0-9]+)H)?(?:(?P<m>[0-9]+)M)?(?:(?P<s>[0-9]+)S)?)?$"
+)
+_DAY_MS = 86_400_000
+_UNIT_MS = {"Y": 365 * _DAY_MS, "M": 30 * _DAY_MS, "W": 7 * _DAY_MS, "D": _DAY_MS,
+            "h": 3_600_000, "m": 60_000, "s": 1_000}
+_MAX_MS = 2**63 - 1
+_MINUTE_MS = 60_000
+
+
+def duration_ms(text: str) -> int:
+    """Milliseconds of an ISO 8601 duration (1Y = 365 days, 1M = 30 days); positive only.
+
+    Raises ``ValueError`` for anything unparseable, zero, or beyond what Kafka can store.
+    """
+    match = _DURATION.match(text) if isinstance(text, str) else None
+    if match is None:
+        raise ValueError(f"not an ISO 8601 duration {text!r} (e.g. P90D, P1Y, P6M, PT12H, "
+                         f"P1Y2M10DT2H30M; whole numbers, upper-case designators)")
+    total = sum(int(value) * _UNIT_MS[unit] for unit, value in match.groupdict().items()
+                if value is not None)
+    if total == 0:
+        raise ValueError(f"retention {text!r} is zero: data would be deleted on arrival")
+    if total > _MAX_MS:
+        raise ValueError(f"retention {text!r} is too long for Kafka's retention.ms")
+    return total
+
+
+def segment_ms(retention: int) -> int:
+    """Kafka ``segment.ms`` for a retention: min(retention/10, 1 day), at least 1 minute.
+
+    Kafka deletes whole closed segments only, so a segment that lives as long as the retention
+    would keep expired data up to twice as long; rolling much sooner makes expiry real.
+    """
+    return max(_MINUTE_MS, min(retention // 10, _DAY_MS))
+
+
+class Contract(BaseModel):
+    """One contract as recorded on ``bus.contracts``; build it from a file or from a record.
+
+    Validated on construction: id and subscriber patterns, SIRET (Luhn), ISO 8601 retention,
+    non-empty dataset and field lists, ``valid_until`` not before ``valid_from``. The datasets
+    and fields are checked against a :class:`Catalog` when one is passed as validation context
+    (``Contract.model_validate(data, context={"catalog": catalog})``, or :meth:`checked`): a
+    record read back from the topic was checked when applied, and must still load when the
+    catalog has evolved since.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: str
+    subscriber: str
+    subscriber_siret: str
+    purpose: str = Field(min_length=1)
+    legal_basis: str = Field(min_length=1)
+    datasets: dict[str, tuple[str, ...]]
+    consent: ConsentRequirement
+    population: Population
+    retention: str
+    valid_from: date
+    valid_until: date | None = None
+    revoked: bool = False
+    revoked_at: datetime | None = None
+
+    @classmethod
+    def checked(cls, data: Mapping[str, Any], catalog: Catalog) -> Contract:
+        """Validate ``data`` including its datasets and fields against ``catalog``."""
+        return cls.model_validate(data, context={"catalog": catalog})
+
+    @field_validator("id", "subscriber")
+    @classmethod
+    def _name_pattern(cls, value: str) -> str:
+        if not _NAME.match(value):
+            raise ValueError(f"{value!r} must be 3 to 64 lower-case letters, digits or hyphens")
+        return value
+
+    @field_validator("subscriber_siret", mode="before")
+    @classmethod
+    def _siret(cls, value: Any) -> str:
+        if not isinstance(value, str):
+            raise ValueError("a SIRET must be a quoted string (unquoted, YAML reads a number "
+                             "and may drop leading zeros)")
+        try:
+            return validate_siret(value)
+        except InvalidIdentifier as exc:
+            raise ValueError(exc.reason) from None
+
+    @field_validator("purpose", "legal_basis")
+    @classmethod
+    def _text(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be blank")
+        return value.strip()
+
+    @field_validator("datasets")
+    @classmethod
+    def _datasets(cls, value: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
+        reasons = [f"{key}: {reason}" for key, reason in _shape_problems(value)]
+        if reasons:
+            raise ValueError("; ".join(reasons))
+        return value
+
+    @model_validator(mode="after")
+    def _against_catalog(self, info: ValidationInfo) -> Contract:
+        """With a catalog in the context, every dataset and field must exist in it."""
+        catalog = info.context.get("catalog") if isinstance(info.context, dict) else None
+        if catalog is not None:
+            problems = catalog_problems(self.datasets, catalog, self.consent)
+            if problems:
+                raise ValueError("; ".join(f"{key}: {reason}" for key, reason in problems))
+        return self
+
+    @field_validator("retention")
+    @classmethod
+    def _retention(cls, value: str) -> str:
+        duration_ms(value)
+        return value
+
+    @field_validator("valid_from", "valid_until", mode="before")
+    @classmethod
+    def _date(cls, value: Any) -> Any:
+        """Only real dates or ``YYYY-MM-DD``: pydantic would read a number as a timestamp."""
+        if value is None or (isinstance(value, date) and not isinstance(value, datetime)):
+            return value
+        if isinstance(value, str) and re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", value):
+            return value
+        raise ValueError(f"expected a date YYYY-MM-DD, got {value!r}")
+
+    @field_validator("valid_until")
+    @classmethod
+    def _window(cls, value: date | None, info: ValidationInfo) -> date | None:
+        start = info.data.get("valid_from")
+        if value is not None and start is not None and value < start:
+            raise ValueError(f"valid_until {value} is before valid_from {start}")
+        return value
+
+    @field_validator("revoked_at")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.utcoffset() is None:
+            raise ValueError("revoked_at must be an aware (UTC) instant")
+        return value
+
+    @model_validator(mode="after")
+    def _revocation(self) -> Contract:
+        """A revocation always says when, and only a revoked contract has a revocation time."""
+        if (self.revoked_at is not None) != self.revoked:
+            raise ValueError("revoked_at is set exactly when the contract is revoked")
+        return self
+
+    @property
+    def retention_ms(self) -> int:
+        """The retention in milliseconds, for the delivery topic's ``retention.ms``."""
+        return duration_ms(self.retention)
+
+    @property
+    def delivery_topic(self) -> str:
+        """``deliver.<subscriber>.<contract id>``: the only topic the subscriber reads."""
+        return f"deliver.{self.subscriber}.{self.id}"
+
+    @property
+    def delivery_subject(self) -> str:
+        """Registry subject of the delivery topic's values (Confluent TopicNameStrategy)."""
+        return value_subject(self.delivery_topic)
+
+    def topic_config(self) -> dict[str, str]:
+        """Delivery topic configuration: delete (never compact) what the retention expires."""
+        retention = self.retention_ms
+        return {"cleanup.policy": "delete", "retention.ms": str(retention),
+                "segment.ms": str(segment_ms(retention))}
+
+    def is_active(self, on: date) -> bool:
+        """Whether events may be delivered on day ``on``: in force and not revoked."""
+        if self.revoked:
+            return False
+        return self.valid_from <= on and (self.valid_until is None or on <= self.valid_until)
+
+    def state(self, on: date) -> str:
+        """One word for operators: active, revoked, expired or pending."""
+        if self.revoked:
+            return "revoked"
+        if on < self.valid_from:
+            return "pending"
+        return "active" if self.is_active(on) else "expired"
+
+    def revoke(self, at: datetime) -> Contract:
+        """This contract revoked at ``at`` (cut to milliseconds, as the record stores it)."""
+        instant = at.astimezone(UTC)
+        instant = instant.replace(microsecond=instant.microsecond // 1000 * 1000)
+        return Contract.model_validate({**self.model_dump(), "revoked": True,
+                                        "revoked_at": instant})
+
+    def projected_records(self, catalog: Catalog) -> list[dict[str, Any]]:
+        """One record schema per dataset: its latest schema cut down to the contract's fields."""
+        records = []
+        for dataset_id, fields in self.datasets.items():
+            source = catalog.dataset(dataset_id).latest.raw
+            doc = (f"{dataset_id} as delivered to {self.subscriber} (SIRET "
+                   f"{self.subscriber_siret}) under contract {self.id}, for: {self.purpose}. "
+                   f"Legal basis: {self.legal_basis}. Only these fields are delivered: "
+                   f"{', '.join(f for f in field_names(source) if f in fields)}.")
+            records.append(project_schema(
+                source, fields, namespace=delivery_namespace(self.id, dataset_id), doc=doc,
+                annotations={"contract": self.id, "subscriber": self.subscriber,
+                             "dataset": dataset_id, "projected_from": full_name(source)},
+            ))
+        return records
+
+    def delivery_schema(self, catalog: Catalog) -> DeliverySchema:
+        """The delivery topic's value schema: the projected record, or their union."""
+        return delivery_schema(self.projected_records(catalog))
+
+    def to_record(self) -> dict[str, Any]:
+        """The JSON form of the bus ``contract`` record (``codec.from_json`` makes it a datum)."""
+        return {
+            "id": self.id,
+            "subscriber": self.subscriber,
+            "subscriber_siret": self.subscriber_siret,
+            "purpose": self.purpose,
+            "legal_basis": self.legal_basis,
+            "datasets": {name: list(fields) for name, fields in self.datasets.items()},
+            "consent": self.consent,
+            "population": self.population,
+            "retention": self.retention,
+            "valid_from": self.valid_from.isoformat(),
+            "valid_until": self.valid_until.isoformat() if self.valid_until else None,
+            "revoked": self.revoked,
+            "revoked_at": rfc3339_millis(self.revoked_at) if self.revoked_at else None,
+        }
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> Contract:
+        """A contract from the JSON form of a bus ``contract`` record (``codec.to_json``)."""
+        return cls.model_validate(dict(record))
+
+    def to_file(self) -> dict[str, Any]:
+        """The contract as an operator writes it (plus the revocation, once revoked)."""
+        data: dict[str, Any] = {key: getattr(self, key) for key in FILE_KEYS}
+        data["datasets"] = {name: list(fields) for name, fields in self.datasets.items()}
+        if data["valid_until"] is None:
+            del data["valid_until"]
+        if self.revoked:
+            data["revoked"] = True
+            data["revoked_at"] = rfc3339_millis(self.revoked_at) if self.revoked_at else None
+        return data
+
+
+def _shape_problems(datasets: Any) -> list[tuple[str, str]]:
+    """(key, reason) for empty lists and repeated fields: they can only be mistakes.
+
+    Skips what it cannot read (pydantic reports wrong types), like :func:`catalog_problems`.
+    """
+    if not isinstance(datasets, Mapping):
+        return []
+    if not datasets:
+        return [("datasets", "names no dataset: a contract covers at least one")]
+    problems = []
+    for dataset_id, fields in datasets.items():
+        if not isinstance(fields, Sequence) or isinstance(fields, str):
+            continue
+        if not fields:
+            problems.append((f"datasets.{dataset_id}", "lists no field"))
+        repeated = sorted({f for f in fields if list(fields).count(f) > 1})
+        if repeated:
+            problems.append((f"datasets.{dataset_id}",
+                             f"field {', '.join(map(repr, repeated))} listed twice"))
+    return problems
+
+
+def catalog_problems(datasets: Any, catalog: Catalog, consent: Any = None,
+                     ) -> list[tuple[str, str]]:
+    """(key, reason) for each dataset or field the catalog does not know.
+
+    Tolerates a malformed ``datasets`` value (it only checks the entries it can read), so that
+    a file with several problems gets all of them reported. With ``consent``, also refuses a
+    consent requirement on datasets about companies: consent is given by persons.
+    """
+    if not isinstance(datasets, Mapping):
+        return []
+    problems = []
+    for dataset_id, fields in datasets.items():
+        key = f"datasets.{dataset_id}"
+        try:
+            dataset = catalog.dataset(str(dataset_id))
+        except UnknownDataset:
+            known = ", ".join(d.id for d in catalog.datasets())
+            problems.append((key, f"unknown dataset {dataset_id!r} (known: {known})"))
+            continue
+        known_fields = field_names(dataset.latest.raw)
+        for name in fields if isinstance(fields, list | tuple) else ():
+            if isinstance(name, str) and name not in known_fields:
+                problems.append((key, f"unknown field {name!r} (dataset {dataset.id} "
+                                      f"v{dataset.latest.version} has: {', '.join(known_fields)})"))
+        if consent in ("opt_in", "opt_out") and dataset.subject_kind == "company":
+            problems.append(("consent", f"{consent} needs a person's consent, but {dataset.id} "
+                                        f"is about companies: use not_required"))
+    return problems
+
+
+@dataclass(frozen=True)
+class ContractProblem:
+    """One problem in one contract file: where it is and what is wrong."""
+
+    file: str
+    key: str
+    reason: str
+    line: int | None = None
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        return f"{where}: {self.key or '(file)'}: {self.reason}"
+
+
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader, remembering duplicate keys instead of keeping the last silently."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.duplicates: list[tuple[str, int]] = []
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, str) and key in seen:
+                self.duplicates.append((key, key_node.start_mark.line + 1))
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _key_lines(node: yaml.Node, prefix: str = "") -> dict[str, int]:
+    """Line of every mapping key, as dotted paths (``datasets.quotient_familial``)."""
+    lines: dict[str, int] = {}
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            path = f"{prefix}{key_node.value}"
+            lines.setdefault(path, key_node.start_mark.line + 1)
+            lines.update({k: v for k, v in _key_lines(value_node, f"{path}.").items()
+                          if k not in lines})
+    return lines
+
+
+def load_file(path: Path) -> tuple[Any, dict[str, int], list[ContractProblem]]:
+    """Parse one YAML file: (document, key → line, problems). Never raises for bad content."""
+    name = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        return None, {}, [ContractProblem(name, "", f"cannot read: {exc}")]
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+        document = loader.construct_document(node) if node is not None else None
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else None
+        reason = f"YAML syntax error: {exc.problem or exc.context}"
+        return None, {}, [ContractProblem(name, "", reason, line)]
+    except yaml.YAMLError as exc:
+        return None, {}, [ContractProblem(name, "", f"YAML error: {exc}")]
+    finally:
+        loader.dispose()
+    lines = _key_lines(node) if node is not None else {}
+    problems = [ContractProblem(name, key, "duplicate key (YAML would keep only the last)", line)
+                for key, line in loader.duplicates]
+    return document, lines, problems
+
+
+def check_document(document: Any, file: str, catalog: Catalog,
+                   lines: Mapping[str, int] | None = None,
+                   ) -> tuple[Contract | None, list[ContractProblem]]:
+    """Validate one parsed contract document; every problem found, not just the first."""
+    lines = lines or {}
+
+    def problem(key: str, reason: str) -> ContractProblem:
+        return ContractProblem(file, key, reason, _line_of(key, lines))
+
+    if document is None:
+        return None, [problem("", "empty file: expected one contract")]
+    if not isinstance(document, dict):
+        return None, [problem("", f"a contract is a mapping of keys, got "
+                                  f"{type(document).__name__}")]
+    problems = [problem(str(key), "set by `circulation contracts revoke`, not in a contract file")
+                for key in RECORD_ONLY_KEYS if key in document]
+    fields = {k: v for k, v in document.items() if k not in RECORD_ONLY_KEYS}
+    contract = None
+    try:
+        contract = Contract.model_validate(fields)
+    except PydanticValidationError as exc:
+        problems += [problem(*_pydantic_problem(error)) for error in exc.errors()
+                     if not _is_shape_error(error)]
+    datasets = fields.get("datasets")
+    problems += [problem(key, reason) for key, reason in
+                 _shape_problems(datasets)
+                 + catalog_problems(datasets, catalog, fields.get("consent"))]
+    problems.sort(key=lambda p: p.line if p.line is not None else 1 << 30)
+    return (contract if not problems else None), problems
+
+
+def _line_of(key: str, lines: Mapping[str, int]) -> int | None:
+    """The line of ``key`` or of its closest enclosing key."""
+    while key:
+        if key in lines:
+            return lines[key]
+        key = key.rpartition(".")[0]
+    return None
+
+
+def _is_shape_error(error: Mapping[str, Any]) -> bool:
+    """The model's own dataset-shape error, reported key by key by :func:`_shape_problems`."""
+    return tuple(error["loc"]) == ("datasets",) and error["type"] == "value_error"
+
+
+def _pydantic_problem(error: Mapping[str, Any]) -> tuple[str, str]:
+    """(key, reason) from one pydantic error, in operator's words."""
+    key = ".".join(str(part) for part in error["loc"][:2])
+    key += "".join(f"[{part}]" for part in error["loc"][2:])
+    kind = error["type"]
+    if kind == "missing":
+        return key, "missing key"
+    if kind == "extra_forbidden":
+        return key, f"unknown key (allowed: {', '.join(FILE_KEYS)})"
+    if kind == "value_error":
+        return key, str(error["ctx"]["error"])
+    given = error.get("input")
+    shown = f" (got {given!r})" if isinstance(given, str | int | float | bool) else ""
+    return key, f"{error['msg']}{shown}"
+
+
+def contract_files(paths: Iterable[Path]) -> tuple[list[Path], list[ContractProblem]]:
+    """The YAML files named by ``paths``: files as given, folders' ``*.yaml``/``*.yml``."""
+    files: dict[Path, None] = {}
+    problems = []
+    for path in paths:
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.suffix in YAML_SUFFIXES and p.is_file())
+            if not found:
+                problems.append(ContractProblem(str(path), "", "folder holds no .yaml file"))
+            files.update((p, None) for p in found)
+        elif path.is_file():
+            files[path] = None
+        else:
+            problems.append(ContractProblem(str(path), "", "no such file or folder"))
+    unique = {p.resolve(): p for p in reversed(files)}
+    return list(reversed(unique.values())), problems
+
+
+def validate_paths(paths: Iterable[Path], catalog: Catalog,
+                   ) -> tuple[list[Contract], list[ContractProblem]]:
+    """Check every contract file under ``paths``; (valid contracts, every problem found).
+
+    Ids must be unique across everything checked together; no Kafka, no registry involved.
+    """
+    files, problems = contract_files(paths)
+    contracts: list[Contract] = []
+    first_file: dict[str, str] = {}
+    for file in files:
+        document, lines, found = load_file(file)
+        contract, more = (None, []) if document is None and found else check_document(
+            document, str(file), catalog, lines)
+        problems += found + more
+        identity = document.get("id") if isinstance(document, dict) else None
+        if isinstance(identity, str) and identity in first_file:
+            problems.append(ContractProblem(str(file), "id", f"duplicate id {identity!r} (also "
+                                            f"in {first_file[identity]})", lines.get("id")))
+            continue
+        if isinstance(identity, str):
+            first_file[identity] = str(file)
+        if contract is not None and not found:
+            contracts.append(contract)
+    return contracts, problems

@@ -1,0 +1,279 @@
+"""Contracts on Kafka: the compacted ``bus.contracts`` topic, delivery topics and their schemas.
+
+``bus.contracts`` is the register of contracts: key = contract id, value = the bus ``contract``
+record in the Confluent wire format (subject ``bus.contracts-value``). Being compacted, it keeps
+the last record of every contract forever, so reading it from the beginning to its end offsets
+gives the current set (last record per key wins; a tombstone removes the key).
+
+Applying a contract prepares its delivery side *before* recording it, because routers start
+delivering as soon as they see the record:
+
+1. the delivery topic ``deliver.<subscriber>.<contract>`` is created or aligned:
+   ``cleanup.policy=delete``, ``retention.ms`` = the contract's retention, ``segment.ms`` =
+   min(retention/10, 1 day) but at least 1 minute, so expired data is really deleted;
+2. the delivery schema is registered under ``deliver.<subscriber>.<contract>-value`` (Confluent
+   TopicNameStrategy). It is the dataset schema projected on the contract's fields and, for a
+   contract naming several datasets, the **union** of one projected record per dataset: a
+   standard Confluent Avro deserializer reads either without any configuration, and tells the
+   datasets apart by record name (``fr.gouv.circulation.deliver.<contract>.<dataset>.<Record>``,
+   see :mod:`schemas.projection`). No compatibility level is forced on these subjects: their
+   schema changes only when the contract itself is changed, which is a new agreement with the
+   subscriber, and every record names its writer schema by id;
+3. the contract record is written, unless the topic already holds an identical one, and
+   fenced on every provider partition (:mod:`streams.state.fences`), so that no event published
+   after ``apply`` or ``revoke`` returned is routed under the contracts as they were.
+
+Re-applying the same file therefore changes nothing: same topic configuration, the registry
+recognises the schema it already holds (no new version), no new record. A revoked contract is
+never revived by re-applying its file (revocation is a decision of its own, e.g. by the data
+protection officer): a new contract id is needed. Nor may a contract change subscriber, since
+its delivery topic is named after it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Literal
+
+import structlog
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.structs import RecordMetadata
+
+from schemas.catalog import Catalog
+from schemas.codec import to_json
+from schemas.registration import value_subject
+from schemas.registry import SchemaRegistry
+from schemas.serde import AvroSerde
+from streams.kafka.topics import (
+    CONTRACTS,
+    TopicSpec,
+    bus_topics,
+    ensure_topics,
+    spec,
+    topic_partitions,
+)
+from streams.settings import Settings
+from streams.state.contract import Contract
+from streams.state.fences import Positions, positions_after, raise_fences
+
+log = structlog.get_logger(__name__)
+
+_READ_TIMEOUT = 30.0
+
+
+class ContractStoreError(RuntimeError):
+    """The contract cannot be applied or revoked as asked; the message says why."""
+
+
+class ContractNotFound(LookupError):
+    """No contract of that id was ever recorded."""
+
+
+@dataclass(frozen=True)
+class Applied:
+    """What applying one contract did."""
+
+    contract: Contract
+    previous: Contract | None
+    """The contract recorded before, if any."""
+    topic_created: bool
+    schema_id: int
+    """Registry id of the delivery schema."""
+
+    @property
+    def outcome(self) -> Literal["created", "updated", "unchanged"]:
+        """created: new contract; updated: its record changed; unchanged: nothing written."""
+        if self.previous is None:
+            return "created"
+        return "unchanged" if self.previous == self.contract else "updated"
+
+
+def delivery_topic_spec(settings: Settings, contract: Contract) -> TopicSpec:
+    """The delivery topic as the contract wants it (partitions and replication from settings)."""
+    return spec(settings, contract.delivery_topic,
+                **{k.replace(".", "_"): v for k, v in contract.topic_config().items()})
+
+
+def contracts_topic_spec(settings: Settings, topic: str = CONTRACTS) -> TopicSpec:
+    """The compacted contracts topic, configured as :func:`streams.kafka.topics.bus_topics` says."""
+    (contracts,) = [s for s in bus_topics(settings) if s.name == CONTRACTS]
+    return dataclasses.replace(contracts, name=topic)
+
+
+class ContractStore:
+    """Apply, revoke and read contracts on the cluster and the schema registry.
+
+    ``topic`` defaults to ``bus.contracts``; tests may point it elsewhere.
+    """
+
+    def __init__(self, settings: Settings, registry: SchemaRegistry, catalog: Catalog,
+                 topic: str = CONTRACTS) -> None:
+        self.settings = settings
+        self.registry = registry
+        self.catalog = catalog
+        self.topic = topic
+        self._serde = AvroSerde(registry)
+        self._record = catalog.bus_record("contract").latest
+        self._read_up_to: Positions = {}
+        """The end offsets the last :meth:`load` read to: what a command found recorded."""
+
+    async def load(self) -> dict[str, Contract]:
+        """Every recorded contract by id: the topic read from its beginning to its end offsets.
+
+        A record that cannot be read is logged and skipped rather than hiding every other
+        contract from operators.
+        """
+        partitions = await self._partitions()
+        if not partitions:
+            return {}
+        consumer = AIOKafkaConsumer(**self.settings.kafka_client_options(),
+                                    enable_auto_commit=False, auto_offset_reset="earliest")
+        await consumer.start()
+        try:
+            consumer.assign(partitions)
+            await consumer.seek_to_beginning(*partitions)
+            return await self._read_to_end(consumer, partitions)
+        finally:
+            await consumer.stop()
+
+    async def _partitions(self) -> list[TopicPartition]:
+        """The contracts topic's partitions; none when the topic does not exist yet."""
+        return await topic_partitions(self.settings, [self.topic], missing_ok=True)
+
+    async def _read_to_end(self, consumer: AIOKafkaConsumer,
+                           partitions: list[TopicPartition]) -> dict[str, Contract]:
+        """Fold every record up to the end offsets seen now into the latest contract per key."""
+        ends = await consumer.end_offsets(partitions)
+        self._read_up_to = dict(ends)
+        starts = await consumer.beginning_offsets(partitions)
+        pending = {tp for tp in partitions if ends[tp] > starts[tp]}
+        contracts: dict[str, Contract] = {}
+        deadline = asyncio.get_running_loop().time() + _READ_TIMEOUT
+        while pending:
+            batches = await consumer.getmany(*pending, timeout_ms=500)
+            for records in batches.values():
+                for record in records:
+                    self._fold(contracts, record.key, record.value, record.offset)
+            for tp in list(pending):
+                if await consumer.position(tp) >= ends[tp]:
+                    pending.discard(tp)
+            if pending and asyncio.get_running_loop().time() > deadline:
+                raise ContractStoreError(f"could not read {self.topic} to its end within "
+                                         f"{_READ_TIMEOUT:.0f}s")
+        return contracts
+
+    def _fold(self, contracts: dict[str, Contract], key: bytes | None, value: bytes | None,
+              offset: int) -> None:
+        """Apply one record: a tombstone forgets the key, a contract record replaces it."""
+        if key is None:
+            log.warning("contract record without key skipped", topic=self.topic, offset=offset)
+            return
+        if value is None:
+            contracts.pop(key.decode("utf-8", "replace"), None)
+            return
+        try:
+            _, datum = self._serde.decode(value, self._record.parsed)
+            contract = Contract.from_record(to_json(self._record.parsed, datum))
+        except ValueError as exc:
+            log.warning("unreadable contract record skipped", topic=self.topic, offset=offset,
+                        error=str(exc))
+            return
+        contracts[contract.id] = contract
+
+    async def get(self, contract_id: str) -> Contract:
+        """The recorded contract of that id; :class:`ContractNotFound` otherwise."""
+        contract = (await self.load()).get(contract_id)
+        if contract is None:
+            raise ContractNotFound(f"no contract {contract_id!r} on {self.topic}")
+        return contract
+
+    async def apply(self, contracts: Sequence[Contract]) -> list[Applied]:
+        """Prepare each contract's delivery topic and schema, then record it; idempotent.
+
+        Every contract is checked against what is recorded before anything is changed, so a
+        refused one does not leave the others half-applied.
+        """
+        await ensure_topics(self.settings, [contracts_topic_spec(self.settings, self.topic)])
+        recorded = await self.load()
+        for contract in contracts:
+            _check_transition(recorded.get(contract.id), contract)
+        done = []
+        async with self._producer() as producer:
+            written: list[RecordMetadata] = []
+            for contract in contracts:
+                previous = recorded.get(contract.id)
+                created = await ensure_topics(self.settings,
+                                              [delivery_topic_spec(self.settings, contract)])
+                schema_id = self.registry.register(contract.delivery_subject,
+                                                   contract.delivery_schema(self.catalog))
+                if previous != contract:
+                    written.append(await self._write(producer, contract))
+                done.append(Applied(contract, previous, bool(created), schema_id))
+                log.info("contract applied", contract=contract.id, outcome=done[-1].outcome,
+                         topic=contract.delivery_topic, schema_id=schema_id)
+            await self._fence(producer, written)
+        return done
+
+    async def revoke(self, contract_id: str, at: datetime | None = None) -> Contract:
+        """Record the contract as revoked (at ``at``, default now); already revoked: unchanged.
+
+        The delivery topic is left to its retention: what was lawfully delivered is kept for
+        the agreed period, and nothing more is delivered once routers see the record.
+        """
+        current = await self.get(contract_id)
+        async with self._producer() as producer:
+            if current.revoked:
+                await self._fence(producer, [])
+                return current
+            revoked = current.revoke(at or datetime.now(UTC))
+            await self._fence(producer, [await self._write(producer, revoked)])
+        log.info("contract revoked", contract=contract_id, revoked_at=str(revoked.revoked_at))
+        return revoked
+
+    async def _fence(self, producer: AIOKafkaProducer, written: list[RecordMetadata]) -> None:
+        """Fence what was written and what was found recorded: a command that changed nothing
+        may retry one whose fences failed after its records were written."""
+        await raise_fences(self.settings, producer,
+                           {**self._read_up_to, **positions_after(written)})
+
+    def _producer(self) -> _Producer:
+        return _Producer(self.settings)
+
+    async def _write(self, producer: AIOKafkaProducer, contract: Contract) -> RecordMetadata:
+        """Write the contract record (key = contract id) and wait for the broker's ack; the
+        caller fences what it wrote (:mod:`streams.state.fences`)."""
+        value = self._serde.encode_json(value_subject(self.topic), self._record,
+                                        contract.to_record())
+        return await producer.send_and_wait(self.topic, value, key=contract.id.encode())
+
+
+def _check_transition(previous: Contract | None, contract: Contract) -> None:
+    """Refuse reviving a revoked contract and moving a contract to another subscriber."""
+    if previous is None:
+        return
+    if previous.revoked:
+        raise ContractStoreError(f"contract {contract.id} was revoked at {previous.revoked_at}; "
+                                 f"a revoked contract is not revived: give it a new id")
+    if previous.subscriber != contract.subscriber:
+        raise ContractStoreError(f"contract {contract.id} belongs to {previous.subscriber}, "
+                                 f"not {contract.subscriber}: a contract never changes "
+                                 f"subscriber, give it a new id")
+
+
+class _Producer:
+    """An idempotent, all-replicas-acknowledged producer for the span of an ``async with``."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._producer = AIOKafkaProducer(**settings.kafka_client_options(), acks="all",
+                                          enable_idempotence=True)
+
+    async def __aenter__(self) -> AIOKafkaProducer:
+        await self._producer.start()
+        return self._producer
+
+    async def __aexit__(self, *_: object) -> None:
+        await self._producer.stop()

@@ -1,0 +1,119 @@
+"""Subjects named by people: a subscriber's population and a person's consent, from raw ids.
+
+Raw identifiers typed by an operator are validated and turned into subject references at once,
+here, and never written anywhere: only references (persons) or SIRENs (companies) reach Kafka.
+A withdrawal also sends the subscriber an erasure notice under its own pseudonym of the person,
+so it deletes what it already holds.
+
+Ordering guarantee: these writes return once every replica has them and a fence stands behind
+them on every provider partition (:mod:`streams.state.fences`), so an event published after a
+``withdraw`` or ``remove`` returned is routed under the new state.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Literal
+
+from aiokafka import AIOKafkaProducer
+
+from schemas.catalog import Catalog
+from schemas.cloudevent import kafka_headers, to_kafka
+from schemas.registry import SchemaRegistry
+from schemas.serde import AvroSerde
+from streams.ops import metrics
+from streams.privacy.pseudonyms import Pseudonymiser, SubjectReferences
+from streams.settings import Settings
+from streams.state.contract import Contract
+from streams.state.contract_store import ContractNotFound, ContractStore
+from streams.state.ledger import Channel, SubjectLedger
+
+
+@dataclass(frozen=True)
+class Subject:
+    """A subject as typed (kept in memory only, for the operator's own output) and its ref."""
+
+    given: str
+    reference: str
+    pseudonym: str
+
+
+async def find_contract(settings: Settings, contract_id: str) -> Contract:
+    """The recorded contract of that id; LookupError naming it otherwise."""
+    registry = SchemaRegistry(settings.schema_registry_url)
+    try:
+        return await ContractStore(settings, registry, Catalog.load()).get(contract_id)
+    except ContractNotFound as exc:
+        raise LookupError(str(exc)) from None
+    finally:
+        registry.close()
+
+
+def resolve(settings: Settings, contract: Contract, raw: Sequence[str]) -> list[Subject]:
+    """Validate each raw identifier (SIREN when 9 digits, else NIR) and pseudonymise it."""
+    references = SubjectReferences(settings.bus_secret())
+    pseudonyms = Pseudonymiser(settings.bus_secret()).for_subscriber(contract.subscriber)
+    subjects = []
+    for position, given in enumerate(raw, start=1):
+        compact = "".join(given.split())
+        kind: Literal["person", "company"] = (
+            "company" if len(compact) == 9 and compact.isdigit() else "person")
+        reference = references.reference(given, kind, field=f"subject #{position}")
+        subjects.append(Subject(given, reference, pseudonyms.pseudonym(reference)))
+    return subjects
+
+
+async def set_population(settings: Settings, contract: Contract, subjects: Sequence[Subject],
+                         enrolled: bool) -> None:
+    """Enrol or release subjects; returns once the records are durably written."""
+    serde = AvroSerde(SchemaRegistry(settings.schema_registry_url))
+    async with SubjectLedger(settings, serde, Catalog.load()) as ledger:
+        await ledger.record_population(contract.id, [s.reference for s in subjects], enrolled)
+    metrics.record_population_changes(contract.id, enrolled, len(subjects))
+
+
+async def set_consent(settings: Settings, contract: Contract, subjects: Sequence[Subject],
+                      status: Literal["granted", "withdrawn"], channel: Channel,
+                      collected_by: str | None = None, evidence_ref: str | None = None) -> None:
+    """Record grants or withdrawals; a withdrawal also sends erasure notices."""
+    catalog = Catalog.load()
+    serde = AvroSerde(SchemaRegistry(settings.schema_registry_url))
+    async with SubjectLedger(settings, serde, catalog) as ledger:
+        await ledger.record_consent(contract.id, [s.reference for s in subjects], status,
+                                    collected_by or contract.subscriber_siret, channel,
+                                    evidence_ref)
+    metrics.record_consent_changes(contract.id, status, len(subjects))
+    if status == "withdrawn":
+        await send_erasure_notices(settings, serde, catalog, contract, subjects,
+                                   "consent_withdrawn")
+
+
+async def send_erasure_notices(settings: Settings, serde: AvroSerde, catalog: Catalog,
+                               contract: Contract, subjects: Sequence[Subject],
+                               reason: Literal["consent_withdrawn", "contract_ended",
+                                               "retention_expired"]) -> None:
+    """Tell the subscriber, under its pseudonyms, to erase what it holds on these subjects."""
+    schema = catalog.bus_record("erasure_notice").latest
+    subject = f"{contract.delivery_topic}-erasure_notice"
+    now = datetime.now(UTC)
+    producer = AIOKafkaProducer(**settings.kafka_client_options(), acks="all")
+    await producer.start()
+    try:
+        sends = []
+        for each in subjects:
+            value = serde.encode_datum(subject, schema, {
+                "contract_id": contract.id, "subject_pseudonym": each.pseudonym,
+                "reason": reason, "issued_at": now})
+            message = to_kafka({"id": str(uuid.uuid4()), "source": "circulation",
+                                "type": "erasure_notice", "subject": each.pseudonym,
+                                "time": now, "contract": contract.id}, value, each.pseudonym)
+            sends.append(await producer.send(contract.delivery_topic, value,
+                                             key=each.pseudonym.encode(),
+                                             headers=kafka_headers(message)))
+        for sent in sends:
+            await sent
+    finally:
+        await producer.stop()
