@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Annotated, Literal
+from typing import Annotated
 
 import typer
 
@@ -12,7 +12,7 @@ from schemas.identifiers import InvalidIdentifier
 from streams.cli.console import console, fail, settings
 from streams.settings import Settings
 from streams.state.contract import Contract
-from streams.state.ledger import Channel
+from streams.state.ledger import Channel, ConsentStatus
 from streams.state.subjects import Subject, find_contract, resolve, set_consent, set_population
 
 population_app = typer.Typer(help="The persons (or companies) a subscriber follows.",
@@ -49,7 +49,7 @@ def remove(contract: ContractArg, subjects: SubjectsArg) -> None:
     console.print(f"removed {len(resolved)} subject(s) from {contract}")
 
 
-def _consent(contract: str, subjects: list[str], status: Literal["granted", "withdrawn"],
+def _consent(contract: str, subjects: list[str], status: ConsentStatus,
              channel: Channel, collected_by: str | None, evidence: str | None) -> None:
     config, found, resolved = _resolved(contract, subjects)
     asyncio.run(set_consent(config, found, resolved, status, channel, collected_by, evidence))

@@ -1,0 +1,1 @@
+"""Kafka plumbing: the bus's clients, its topics, and where a key's records go."""

@@ -5,9 +5,9 @@ Two sources, two registries:
 
 - the **routing workers** count what they route, deliver, withhold and dead-letter, and how
   long after publication an event's outcome was written (:data:`REGISTRY`, served by the
-  worker on its metrics port; :class:`RoutingTally` collects a batch's decisions on the hot path
-  and :func:`record_batch` publishes them once per batch); consent and population changes are
-  counted where they are recorded (:func:`record_consent_changes`,
+  worker on its metrics port; :class:`~streams.routing.tally.RoutingTally` collects a batch's
+  decisions on the hot path and :func:`record_batch` publishes them once per batch); consent and
+  population changes are counted where they are recorded (:func:`record_consent_changes`,
   :func:`record_population_changes`);
 - the **lag exporter** (``circulation lag --serve PORT``) publishes the latest lag evaluation
   (:class:`LagCollector`, on a registry of its own: the exporter routes nothing).
@@ -32,6 +32,7 @@ from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
 from streams.ops.lag.model import GroupLag, Status
+from streams.routing.tally import RoutingTally
 
 REGISTRY = CollectorRegistry()
 """What the bus's long-running processes count (routing workers; consent and population
@@ -120,44 +121,6 @@ ROUTING_LATENCY = BatchHistogram(
     "Time from an event's publication (its record timestamp on the provider topic) until "
     "every delivery, audit record or dead letter the bus wrote for it was acknowledged.",
     LATENCY_BUCKETS, registry=REGISTRY)
-
-
-class RoutingTally:
-    """A batch's decisions and dead letters, counted in plain dicts on the routing hot path."""
-
-    __slots__ = ("dead_letters", "delivered", "withheld")
-
-    def __init__(self) -> None:
-        self.delivered: Tally[tuple[str, str]] = Tally()
-        self.withheld: Tally[tuple[str, str, str]] = Tally()
-        self.dead_letters: Tally[str] = Tally()
-
-    def decision(self, subscriber: str, contract: str, reason: str | None) -> None:
-        """One contract's verdict on one event: delivered when ``reason`` is None."""
-        if reason is None:
-            self.delivered[(subscriber, contract)] += 1
-        else:
-            self.withheld[(subscriber, contract, reason)] += 1
-
-    def dead_letter(self, topic: str) -> None:
-        """A record of ``topic`` went to the dead-letter topic."""
-        self.dead_letters[topic] += 1
-
-    def take(self) -> RoutingTally:
-        """What was counted so far; counting starts again from zero."""
-        taken = RoutingTally()
-        taken.delivered, self.delivered = self.delivered, taken.delivered
-        taken.withheld, self.withheld = self.withheld, taken.withheld
-        taken.dead_letters, self.dead_letters = self.dead_letters, taken.dead_letters
-        return taken
-
-    def summary(self) -> dict[str, dict[str, int]]:
-        """Counts by contract, for the batch's log line (contract ids and reasons only)."""
-        withheld: Tally[str] = Tally()
-        for (_, contract, reason), count in self.withheld.items():
-            withheld[f"{contract}:{reason}"] += count
-        return {"delivered": {contract: n for (_, contract), n in self.delivered.items()},
-                "withheld": dict(withheld), "dead_letters": dict(self.dead_letters)}
 
 
 class RoutedRecord(Protocol):

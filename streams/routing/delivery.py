@@ -1,4 +1,4 @@
-"""What the worker writes: deliveries, their audit records, and dead letters.
+"""What a subscriber receives: the CloudEvent of a delivery, its headers and its expiry.
 
 A delivery is a CloudEvent in the Kafka binary mode: the original event id, source, type and
 time; the subscriber's pseudonym (or the company's SIREN) as subject; the contract, purpose,
@@ -11,24 +11,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, NamedTuple
 
 from schemas.codec import rfc3339_millis
-from schemas.identifiers import contains_nir
-from streams.privacy.pseudonyms import SubscriberPseudonyms, is_subject_reference
+from streams.privacy.pseudonyms import SubscriberPseudonyms
 from streams.state.contract import Contract
-
-
-class Outgoing(NamedTuple):
-    """One record to produce (a tuple: the router makes two to twenty per event, and a frozen
-    dataclass costs several times more to build)."""
-
-    topic: str
-    key: bytes | None
-    value: bytes
-    headers: list[tuple[str, bytes]]
-    partition: int | None = None
-    """Explicit partition (audit chains); None lets the key decide."""
 
 
 @dataclass(frozen=True)
@@ -87,37 +73,3 @@ class DeliveryChannel:
                 ("ce_expiresat", expires)]
 
 
-def redacted_key(key: bytes | None) -> bytes | None:
-    """A key kept in a dead letter only if it is a subject reference or a SIREN."""
-    if key is None:
-        return None
-    text = key.decode("utf-8", errors="replace")
-    if is_subject_reference(text) or (len(text) == 9 and text.isdigit()):
-        return key
-    return None
-
-
-def redacted_value(value: bytes | None) -> bytes | None:
-    """A value kept in a dead letter unless a raw NIR hides somewhere in its bytes."""
-    if value is None or contains_nir(value):
-        return None
-    return value
-
-
-def redacted_error(error: BaseException) -> str:
-    """An error's type and message, for a dead letter or a log line; the message is left out
-    when it holds a raw NIR (a library may quote the value it choked on)."""
-    message = f"{type(error).__name__}: {error}"
-    if contains_nir(message.encode()):
-        return f"{type(error).__name__} (its message held an identifier: not repeated)"
-    return message
-
-
-def redacted_headers(headers: list[tuple[str, bytes]]) -> list[dict[str, Any]]:
-    """Headers for a dead letter: a subject that is not pseudonymous, and any value holding a
-    raw NIR, are removed (the header name stays, to show what was there)."""
-    kept: list[dict[str, Any]] = []
-    for name, value in headers:
-        unsafe = (name == "ce_subject" and redacted_key(value) is None) or contains_nir(value)
-        kept.append({"key": name, "value": None if unsafe else value})
-    return kept

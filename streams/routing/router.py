@@ -20,7 +20,6 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import fastavro
-import structlog
 
 from schemas.catalog import Catalog, Dataset
 from schemas.codec import DecodeError, ValidationError, encode
@@ -31,37 +30,16 @@ from schemas.registration import value_subject
 from schemas.registry import canonical
 from schemas.serde import AvroSerde
 from streams.audit.chain import AuditChains, AuditEncoder
-from streams.kafka.topics import AUDIT, DLQ
-from streams.ops.metrics import RoutingTally
+from streams.kafka.topics import AUDIT
 from streams.privacy.pseudonyms import Pseudonymiser, subject_kind
-from streams.routing.delivery import (
-    DeliveryChannel,
-    EventHeaders,
-    Outgoing,
-    extension_headers,
-    redacted_error,
-    redacted_headers,
-    redacted_key,
-    redacted_value,
-)
+from streams.routing.dead_letters import DeadLetters
+from streams.routing.delivery import DeliveryChannel, EventHeaders, extension_headers
+from streams.routing.records import Outgoing, SourceRecord
 from streams.routing.rules import ContractTerms, decide_all, terms_by_dataset
+from streams.routing.tally import RoutingTally
 from streams.state.follower import BusState
 
-log = structlog.get_logger(__name__)
 AUDIT_SUBJECT = value_subject(AUDIT)
-
-@dataclass(frozen=True)
-class SourceRecord:
-    """A provider record as consumed, with its coordinates for dead letters and audit chains."""
-
-    topic: str
-    partition: int
-    offset: int
-    timestamp_ms: int | None
-    key: bytes | None
-    value: bytes | None
-    headers: list[tuple[str, bytes]]
-
 
 class Router:
     """Routes provider records under the current contracts, consents and populations."""
@@ -71,7 +49,7 @@ class Router:
         self.serde = serde
         self.pseudonymiser = pseudonymiser
         self._audit_schema = catalog.bus_record("audit").latest
-        self._dlq_schema = catalog.bus_record("dead_letter").latest
+        self._dead_letters = DeadLetters(catalog, serde)
         self.chains = AuditChains()
         self._audit_encoder = AuditEncoder(self._audit_schema.raw)
         self._generation = -1
@@ -117,7 +95,8 @@ class Router:
                 out.extend(self._route_one(record, state, routed_at))
             except (DecodeError, ValidationError, InvalidIdentifier, LookupError,
                     ValueError) as exc:
-                out.append(self._dead_letter(record, exc, routed_at))
+                self.tally.dead_letter(record.topic)
+                out.append(self._dead_letters.letter(record, exc, routed_at))
         return out
 
     def _dataset_of(self, topic: str) -> tuple[str, Dataset]:
@@ -170,23 +149,6 @@ class Router:
             expires = self._expiries[terms.contract_id] = channel.expiry(routed_at)
         return Outgoing(channel.topic, pseudonym, value,
                         channel.headers(event, pseudonym, expires))
-
-    def _dead_letter(self, record: SourceRecord, error: Exception,
-                     failed_at: datetime) -> Outgoing:
-        log.warning("dead letter", topic=record.topic, partition=record.partition,
-                    offset=record.offset, error=type(error).__name__)
-        self.tally.dead_letter(record.topic)
-        letter = {
-            "error": redacted_error(error), "origin_topic": record.topic,
-            "origin_partition": record.partition, "origin_offset": record.offset,
-            "origin_timestamp": (datetime.fromtimestamp(record.timestamp_ms / 1000, UTC)
-                                 if record.timestamp_ms is not None else None),
-            "failed_at": failed_at, "key": redacted_key(record.key),
-            "value": redacted_value(record.value),
-            "headers": redacted_headers(record.headers),
-        }
-        return Outgoing(DLQ, None, self.serde.encode_datum(value_subject(DLQ), self._dlq_schema,
-                                                           letter), [])
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,11 @@
 """The routing decision: for one event, which contracts receive it and which withhold it, why.
 
+A contract's ``consent`` mode decides how a person's recorded choice is read: ``not_required``
+ignores it, ``opt_in`` needs a standing grant, ``opt_out`` passes unless the person objected. A
+contract's ``population`` decides whether the subscriber receives everyone's changes (``all``)
+or only those of persons it enrolled (``enrolled``), the way the Belgian Crossroads Bank for
+Social Security forwards a change only to institutions that hold a file on that person.
+
 Pure and synchronous: no Kafka, no clock of its own. The worker feeds it decoded events and the
 current :class:`~streams.state.follower.BusState`; property tests feed it anything. The order of the
 checks is the order an auditor reads them: is the contract in force, does the subscriber follow
@@ -11,10 +17,30 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
+from typing import Literal
 
-from streams.state.contract import Contract
+from streams.state.contract import ConsentMode, Contract, PopulationMode
 from streams.state.follower import BusState
-from streams.state.ledger import WithheldReason, consent_reason, population_reason
+from streams.state.ledger import ConsentStatus
+
+WithheldReason = Literal["not_enrolled", "no_consent", "objection", "contract_inactive"]
+"""Why a contract did not receive an event; every withheld decision is audited with one."""
+
+
+def population_reason(mode: PopulationMode, enrolled: bool) -> WithheldReason | None:
+    """Why a contract's population rule withholds this subject, or None when it passes."""
+    if mode == "enrolled" and not enrolled:
+        return "not_enrolled"
+    return None
+
+
+def consent_reason(mode: ConsentMode, status: ConsentStatus | None) -> WithheldReason | None:
+    """Why a contract's consent rule withholds, given the person's latest recorded choice."""
+    if mode == "opt_in" and status != "granted":
+        return "no_consent"
+    if mode == "opt_out" and status == "withdrawn":
+        return "objection"
+    return None
 
 
 @dataclass(frozen=True)

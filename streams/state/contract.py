@@ -61,8 +61,10 @@ from schemas.projection import (
 )
 from schemas.registration import value_subject
 
-ConsentRequirement = Literal["opt_in", "opt_out", "not_required"]
-Population = Literal["enrolled", "all"]
+ConsentMode = Literal["opt_in", "opt_out", "not_required"]
+"""How a contract reads a person's recorded consent (:func:`streams.routing.rules.decide`)."""
+PopulationMode = Literal["enrolled", "all"]
+"""Whether a contract follows everyone (``all``) or only the persons its subscriber enrolled."""
 
 FILE_KEYS = ("id", "subscriber", "subscriber_siret", "purpose", "legal_basis", "datasets",
              "consent", "population", "retention", "valid_from", "valid_until")
@@ -129,8 +131,8 @@ class Contract(BaseModel):
     purpose: str = Field(min_length=1)
     legal_basis: str = Field(min_length=1)
     datasets: dict[str, tuple[str, ...]]
-    consent: ConsentRequirement
-    population: Population
+    consent: ConsentMode
+    population: PopulationMode
     retention: str
     valid_from: date
     valid_until: date | None = None

@@ -35,6 +35,7 @@ from streams.kafka.topics import (
 from streams.settings import Settings
 from streams.state.contract import Contract
 from streams.state.fences import Positions
+from streams.state.ledger import ConsentStatus
 
 log = structlog.get_logger(__name__)
 
@@ -47,7 +48,7 @@ class BusState:
     """The latest contract records, consent decisions and enrolments, as the topics say."""
 
     contracts: dict[str, Contract] = field(default_factory=dict)
-    consents: dict[SubjectKey, str] = field(default_factory=dict)
+    consents: dict[SubjectKey, ConsentStatus] = field(default_factory=dict)
     enrolled: set[SubjectKey] = field(default_factory=set)
     generation: int = 0
     """Bumped on every contract change, so routers know to recompile their plans."""

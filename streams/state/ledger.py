@@ -1,14 +1,9 @@
-"""Consent and population: who may receive what about whom, and the records that say so.
+"""The consent and population ledgers: the records that say who may receive what about whom.
 
-A contract's ``consent`` mode decides how a person's recorded choice is read: ``not_required``
-ignores it, ``opt_in`` needs a standing grant, ``opt_out`` passes unless the person objected. A
-contract's ``population`` decides whether the subscriber receives everyone's changes (``all``)
-or only those of persons it enrolled (``enrolled``), the way the Belgian Crossroads Bank for
-Social Security forwards a change only to institutions that hold a file on that person.
-
-Records are keyed and partitioned by subject reference, so one person's changes stay in order;
-consent keys also carry the recording time, so that compaction keeps the full history of a
-person's choices while readers take the latest.
+How a contract reads them is a routing rule (:mod:`streams.routing.rules`); this module only
+writes them, durably and fenced. Records are keyed and partitioned by subject reference, so one
+person's changes stay in order; consent keys also carry the recording time, so that compaction keeps
+the full history of a person's choices while readers take the latest.
 """
 
 from __future__ import annotations
@@ -18,42 +13,21 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Literal
 
-from aiokafka import AIOKafkaProducer
 from aiokafka.structs import RecordMetadata
 
 from schemas.catalog import Catalog
 from schemas.registration import value_subject
 from schemas.serde import AvroSerde
+from streams.kafka import clients
+from streams.kafka.partitioning import subject_partition
 from streams.kafka.topics import CONSENTS, POPULATION
 from streams.settings import Settings
 from streams.state.fences import positions_after, raise_fences
-from streams.worker.sink import kafka_partition
 
-ConsentMode = Literal["opt_in", "opt_out", "not_required"]
-PopulationMode = Literal["enrolled", "all"]
-WithheldReason = Literal["not_enrolled", "no_consent", "objection", "contract_inactive"]
+ConsentStatus = Literal["granted", "withdrawn"]
+"""A person's recorded choice for one contract; the latest one is in force."""
 Channel = Literal["online_portal", "counter", "paper_form", "phone"]
-
-
-def population_reason(mode: PopulationMode, enrolled: bool) -> WithheldReason | None:
-    """Why a contract's population rule withholds this subject, or None when it passes."""
-    if mode == "enrolled" and not enrolled:
-        return "not_enrolled"
-    return None
-
-
-def consent_reason(mode: ConsentMode, status: str | None) -> WithheldReason | None:
-    """Why a contract's consent rule withholds, given the person's latest recorded choice."""
-    if mode == "opt_in" and status != "granted":
-        return "no_consent"
-    if mode == "opt_out" and status == "withdrawn":
-        return "objection"
-    return None
-
-
-def subject_partition(subject_ref: str, partitions: int) -> int:
-    """The partition of a subject's records, as Kafka's default partitioner would choose it."""
-    return kafka_partition(subject_ref.encode(), partitions)
+"""How a consent decision was collected (kept with it, for the proof)."""
 
 
 class SubjectLedger:
@@ -66,8 +40,7 @@ class SubjectLedger:
         self._serde = serde
         self._consent = catalog.bus_record("consent").latest
         self._population = catalog.bus_record("population").latest
-        self._producer = AIOKafkaProducer(**settings.kafka_client_options(), acks="all",
-                                          enable_idempotence=True)
+        self._producer = clients.producer(settings)
 
     async def __aenter__(self) -> SubjectLedger:
         await self._producer.start()
@@ -81,7 +54,7 @@ class SubjectLedger:
         return subject_partition(subject_ref, len(partitions))
 
     async def record_consent(self, contract_id: str, subject_refs: Iterable[str],
-                             status: Literal["granted", "withdrawn"], collected_by: str,
+                             status: ConsentStatus, collected_by: str,
                              channel: Channel, evidence_ref: str | None = None) -> int:
         """Record a grant or a withdrawal for each subject; returns how many were written."""
         now = datetime.now(UTC)

@@ -29,7 +29,7 @@ from streams.privacy.pseudonyms import Pseudonymiser, SubjectReferences
 from streams.settings import Settings
 from streams.state.contract import Contract
 from streams.state.contract_store import ContractNotFound, ContractStore
-from streams.state.ledger import Channel, SubjectLedger
+from streams.state.ledger import Channel, ConsentStatus, SubjectLedger
 
 
 @dataclass(frozen=True)
@@ -76,7 +76,7 @@ async def set_population(settings: Settings, contract: Contract, subjects: Seque
 
 
 async def set_consent(settings: Settings, contract: Contract, subjects: Sequence[Subject],
-                      status: Literal["granted", "withdrawn"], channel: Channel,
+                      status: ConsentStatus, channel: Channel,
                       collected_by: str | None = None, evidence_ref: str | None = None) -> None:
     """Record grants or withdrawals; a withdrawal also sends erasure notices."""
     catalog = Catalog.load()

@@ -33,10 +33,11 @@ from streams.audit.chain import recover_heads
 from streams.kafka.topics import AUDIT, bus_topics, ensure_topics, spec, topic_partitions
 from streams.logs import reclaim_standard_logging
 from streams.ops import metrics
-from streams.ops.metrics import RoutingTally
 from streams.privacy.pseudonyms import Pseudonymiser
-from streams.routing.delivery import redacted_error
-from streams.routing.router import Router, SourceRecord
+from streams.privacy.redaction import redacted_error
+from streams.routing.records import SourceRecord
+from streams.routing.router import Router
+from streams.routing.tally import RoutingTally
 from streams.settings import Settings
 from streams.state.fences import FenceGate
 from streams.state.follower import StateFollower

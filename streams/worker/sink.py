@@ -5,10 +5,8 @@ call per record; a routed event gives one delivery and one audit record per cont
 cost is multiplied by the fan-out. The sink instead groups a batch's records by partition, fills
 aiokafka's batch builders and submits each as one produce request.
 
-Partitions: keys the bus writes are HMAC outputs in hex (subject references, pseudonyms), so
-their first 32 bits are already uniformly spread; the partition is read from them directly. Any
-other key (a SIREN) goes through Kafka's default murmur2 partitioner. Either way one key always
-lands on one partition, so a person's changes stay in order for the subscriber.
+Partitions are chosen by :func:`streams.kafka.partitioning.partition_of`: one key always lands on
+one partition, so a person's changes stay in order for the subscriber.
 """
 
 from __future__ import annotations
@@ -16,35 +14,14 @@ from __future__ import annotations
 import asyncio
 from collections import defaultdict
 from collections.abc import Sequence
-from functools import lru_cache
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.partitioner import murmur2
 
-from streams.routing.delivery import Outgoing
+from streams.kafka import clients
+from streams.kafka.partitioning import partition_of
+from streams.routing.records import Outgoing
 from streams.settings import Settings
-
-_HMAC_PREFIXES = (b"sr1_", b"ps1_")
-
-
-@lru_cache(maxsize=65_536)
-def _murmur(key: bytes) -> int:
-    return int(murmur2(key) & 0x7FFFFFFF)
-
-
-def kafka_partition(key: bytes, partitions: int) -> int:
-    """The partition Kafka's default partitioner (murmur2) gives ``key``."""
-    return _murmur(key) % partitions
-
-
-def partition_of(key: bytes | None, partitions: int, spread: int) -> int:
-    """The partition of ``key``; keyless records are spread round-robin by ``spread``."""
-    if key is None:
-        return spread % partitions
-    if key[:4] in _HMAC_PREFIXES:
-        return int(key[4:12], 16) % partitions
-    return kafka_partition(key, partitions)
 
 
 class BatchSink:
@@ -57,9 +34,8 @@ class BatchSink:
         self._spread = 0
 
     async def start(self) -> None:
-        self._producer = AIOKafkaProducer(**self._settings.kafka_client_options(), acks="all",
-                                          linger_ms=2, max_batch_size=1 << 20,
-                                          max_request_size=4 << 20)
+        self._producer = clients.producer(self._settings, linger_ms=2,
+                                          max_batch_size=1 << 20, max_request_size=4 << 20)
         await self._producer.start()
 
     async def stop(self) -> None:

@@ -58,12 +58,12 @@ from schemas.registration import value_subject
 from schemas.registry import SchemaRegistry
 from schemas.serde import AvroSerde
 from streams.dev.synthetic import Person, companies, generate, people
+from streams.kafka.partitioning import subject_partition
 from streams.kafka.topics import AUDIT, CONTRACTS, DLQ, topic_partitions
 from streams.privacy.pseudonyms import Pseudonymiser, SubjectReferences
 from streams.settings import Settings
 from streams.state.contract import Contract
 from streams.state.contract_store import Applied, ContractStore
-from streams.state.ledger import subject_partition
 from streams.worker.app import APP_ID
 from tests.conftest import Services
 from tests.integration.plain_consumer import PlainDecoder

@@ -30,7 +30,8 @@ from schemas.registry import SchemaRegistry
 from schemas.serde import AvroSerde
 from streams.kafka.topics import DLQ
 from streams.privacy.pseudonyms import Pseudonymiser
-from streams.routing.router import Router, SourceRecord
+from streams.routing.records import SourceRecord
+from streams.routing.router import Router
 from streams.state.follower import BusState
 from tests.conftest import Services
 from tests.integration.routing_harness import (

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from streams.routing.delivery import redacted_error
+from streams.privacy.redaction import redacted_error
 
 NIR = "184127645108946"  # key 97 - 1841276451089 mod 97 = 46: a valid NIR
 

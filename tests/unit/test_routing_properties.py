@@ -35,7 +35,8 @@ from schemas.serde import AvroSerde
 from streams.dev.synthetic import generate
 from streams.kafka.topics import AUDIT, DLQ
 from streams.privacy.pseudonyms import Pseudonymiser
-from streams.routing.router import Router, SourceRecord
+from streams.routing.records import SourceRecord
+from streams.routing.router import Router
 from streams.routing.rules import decide_all, still_audited, terms_by_dataset
 from streams.state.contract import Contract
 from streams.state.follower import BusState

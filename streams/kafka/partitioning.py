@@ -1,0 +1,42 @@
+"""Which partition a key's records go to: one key, one partition, so one person's changes stay
+in order for every reader.
+
+Keys the bus writes are HMAC outputs in hex (subject references, pseudonyms), so their first 32
+bits are already uniformly spread; on the routing hot path the partition is read from them
+directly, without the pure-Python murmur2. Any other key (a SIREN), and every record written
+through a plain producer (consents, population), goes through Kafka's default murmur2
+partitioner, as any Kafka client would place it.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from aiokafka.partitioner import murmur2
+
+_HMAC_PREFIXES = (b"sr1_", b"ps1_")
+
+
+@lru_cache(maxsize=65_536)
+def _murmur(key: bytes) -> int:
+    return int(murmur2(key) & 0x7FFFFFFF)
+
+
+def kafka_partition(key: bytes, partitions: int) -> int:
+    """The partition Kafka's default partitioner (murmur2) gives ``key``."""
+    return _murmur(key) % partitions
+
+
+def partition_of(key: bytes | None, partitions: int, spread: int) -> int:
+    """The partition of ``key`` on the routing hot path; keyless records are spread round-robin
+    by ``spread``."""
+    if key is None:
+        return spread % partitions
+    if key[:4] in _HMAC_PREFIXES:
+        return int(key[4:12], 16) % partitions
+    return kafka_partition(key, partitions)
+
+
+def subject_partition(subject_ref: str, partitions: int) -> int:
+    """The partition of a subject's state records, as Kafka's default partitioner chooses it."""
+    return kafka_partition(subject_ref.encode(), partitions)
