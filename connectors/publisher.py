@@ -24,6 +24,7 @@ from schemas.identifiers import InvalidIdentifier
 from schemas.registration import register_versions, value_subject
 from schemas.registry import SchemaRegistry
 from schemas.serde import AvroSerde
+from streams.kafka import clients
 from streams.kafka.topics import ensure_topics, spec
 from streams.privacy.pseudonyms import SubjectReferences
 from streams.settings import Settings
@@ -82,9 +83,8 @@ class Publisher:
         return self._sender
 
     async def __aenter__(self) -> Publisher:
-        self._sender = AIOKafkaProducer(
-            **self.settings.kafka_client_options(), acks="all", enable_idempotence=True,
-            linger_ms=PUBLISH_LINGER_MS, max_batch_size=512 * 1024,
+        self._sender = clients.producer(
+            self.settings, linger_ms=PUBLISH_LINGER_MS, max_batch_size=512 * 1024,
         )
         await self._sender.start()
         return self

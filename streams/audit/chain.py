@@ -20,11 +20,12 @@ from operator import itemgetter
 from typing import Any
 
 import fastavro
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 
 from schemas.codec import DecodeError, encode
 from schemas.projection import field_names, project_schema
 from schemas.serde import AvroSerde
+from streams.kafka import clients
 from streams.kafka.topics import AUDIT
 from streams.routing.rules import Decision
 from streams.settings import Settings
@@ -177,7 +178,7 @@ def _part_schema(schema: Mapping[str, Any], part: tuple[str, ...]) -> Any:
 async def recover_heads(settings: Settings, serde: AvroSerde, reader: Any,
                         partitions: list[int]) -> dict[int, str]:
     """The ``record_hash`` of the last record of each audit partition (GENESIS when empty)."""
-    consumer = AIOKafkaConsumer(**settings.kafka_client_options(), enable_auto_commit=False)
+    consumer = clients.consumer(settings, enable_auto_commit=False)
     await consumer.start()
     try:
         wanted = [TopicPartition(AUDIT, p) for p in partitions]

@@ -6,13 +6,13 @@ import asyncio
 from typing import Any
 
 import typer
-from aiokafka import AIOKafkaConsumer
 
 from schemas.catalog import Catalog
 from schemas.registry import SchemaRegistry
 from schemas.serde import AvroSerde
 from streams.audit.chain import ChainBreak, verify_chain
 from streams.cli.console import console, errors, settings
+from streams.kafka import clients
 from streams.kafka.topics import AUDIT, topic_partitions
 from streams.settings import Settings
 
@@ -24,7 +24,7 @@ async def _read_chains(config: Settings) -> dict[int, list[tuple[int, dict[str, 
     serde = AvroSerde(SchemaRegistry(config.schema_registry_url))
     reader = Catalog.load().bus_record("audit").latest.parsed
     partitions = await topic_partitions(config, [AUDIT])
-    consumer = AIOKafkaConsumer(**config.kafka_client_options(), enable_auto_commit=False)
+    consumer = clients.consumer(config, enable_auto_commit=False)
     await consumer.start()
     chains: dict[int, list[tuple[int, dict[str, Any]]]] = {tp.partition: [] for tp in partitions}
     try:

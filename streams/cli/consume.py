@@ -14,13 +14,13 @@ import time
 from typing import Annotated, Any
 
 import typer
-from aiokafka import AIOKafkaConsumer
 
 from schemas.cloudevent import from_kafka
 from schemas.codec import rfc3339_millis, to_json
 from schemas.registry import SchemaRegistry
 from schemas.serde import AvroSerde
 from streams.cli.console import fail, settings
+from streams.kafka import clients
 from streams.settings import Settings
 from streams.state.contract import Contract
 from streams.state.subjects import find_contract
@@ -46,8 +46,8 @@ def delivery_json(serde: AvroSerde, headers: list[tuple[str, bytes]], key: bytes
 async def _consume(config: Settings, contract: Contract, from_beginning: bool,
                    max_events: int | None, timeout: float) -> int:
     serde = AvroSerde(SchemaRegistry(config.schema_registry_url))
-    consumer = AIOKafkaConsumer(
-        contract.delivery_topic, **config.kafka_client_options(),
+    consumer = clients.consumer(
+        config, contract.delivery_topic,
         group_id=f"subscriber.{contract.subscriber}.{contract.id}",
         auto_offset_reset="earliest" if from_beginning else "latest",
         enable_auto_commit=False,

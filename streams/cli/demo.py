@@ -20,7 +20,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 from rich.table import Table
 
 from connectors.publisher import Publisher
@@ -32,6 +32,7 @@ from streams.cli.console import console, fail, settings
 from streams.cli.consume import delivery_json
 from streams.dev.localstack import LocalStack, StackError
 from streams.dev.synthetic import companies, generate, people
+from streams.kafka import clients
 from streams.kafka.topics import AUDIT, topic_partitions
 from streams.settings import Settings
 from streams.state.contract import Contract, validate_paths
@@ -87,7 +88,7 @@ async def _audit_of(config: Settings, serde: AvroSerde, catalog: Catalog, ids: s
                     starts: dict[TopicPartition, int]) -> list[dict[str, Any]]:
     """The demo contracts' audit records of this run's events, once all ``expected`` are in."""
     reader = catalog.bus_record("audit").latest.parsed
-    consumer = AIOKafkaConsumer(**config.kafka_client_options(), enable_auto_commit=False)
+    consumer = clients.consumer(config, enable_auto_commit=False)
     await consumer.start()
     found: list[dict[str, Any]] = []
     try:
@@ -108,7 +109,7 @@ async def _audit_of(config: Settings, serde: AvroSerde, catalog: Catalog, ids: s
 
 async def _end_offsets(config: Settings, topic: str) -> dict[TopicPartition, int]:
     partitions = await topic_partitions(config, [topic])
-    consumer = AIOKafkaConsumer(**config.kafka_client_options())
+    consumer = clients.consumer(config)
     await consumer.start()
     try:
         return dict(await consumer.end_offsets(partitions))
@@ -118,8 +119,8 @@ async def _end_offsets(config: Settings, topic: str) -> dict[TopicPartition, int
 
 async def _sample_delivery(config: Settings, serde: AvroSerde,
                            contract: Contract) -> dict[str, Any] | None:
-    consumer = AIOKafkaConsumer(contract.delivery_topic, **config.kafka_client_options(),
-                                auto_offset_reset="earliest", enable_auto_commit=False)
+    consumer = clients.consumer(config, contract.delivery_topic, auto_offset_reset="earliest",
+                                enable_auto_commit=False)
     await consumer.start()
     try:
         for records in (await consumer.getmany(timeout_ms=3000, max_records=50)).values():

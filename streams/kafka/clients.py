@@ -19,6 +19,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.client import AIOKafkaClient
 
 from streams.settings import Settings
 
@@ -39,10 +40,20 @@ def consumer(settings: Settings, *topics: str, **options: Any) -> AIOKafkaConsum
     return AIOKafkaConsumer(*topics, **settings.kafka_client_options(), **options)
 
 
+def admin_client(settings: Settings, **options: Any) -> AIOKafkaAdminClient:
+    """An admin client on the bus's cluster, not started (for a long-lived owner)."""
+    return AIOKafkaAdminClient(**settings.kafka_client_options(), **options)
+
+
+def cluster_client(settings: Settings, **options: Any) -> AIOKafkaClient:
+    """A bare cluster client, for requests the other clients do not expose (group listings)."""
+    return AIOKafkaClient(**settings.kafka_client_options(), **options)
+
+
 @asynccontextmanager
 async def admin(settings: Settings, **options: Any) -> AsyncIterator[AIOKafkaAdminClient]:
     """A started admin client for the span of an ``async with``."""
-    client = AIOKafkaAdminClient(**settings.kafka_client_options(), **options)
+    client = admin_client(settings, **options)
     await client.start()
     try:
         yield client

@@ -15,6 +15,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import TopicAlreadyExistsError, UnknownTopicOrPartitionError
 
+from streams.kafka import clients
 from streams.settings import Settings
 
 CONTRACTS = "bus.contracts"
@@ -45,12 +46,8 @@ def bus_topics(settings: Settings) -> list[TopicSpec]:
 
 async def existing_topics(settings: Settings, prefix: str) -> list[str]:
     """The cluster's topics whose name starts with ``prefix``, sorted."""
-    admin = AIOKafkaAdminClient(**settings.kafka_client_options())
-    await admin.start()
-    try:
+    async with clients.admin(settings) as admin:
         return sorted(t for t in await admin.list_topics() if t.startswith(prefix))
-    finally:
-        await admin.close()
 
 
 async def topic_partitions(settings: Settings, topics: list[str],
@@ -58,12 +55,8 @@ async def topic_partitions(settings: Settings, topics: list[str],
     """Every partition of ``topics``, asked of the admin client (a consumer's metadata may not
     know a topic it has not subscribed to); :class:`TopicError` when one does not exist, unless
     ``missing_ok`` (a missing topic then has no partitions)."""
-    admin = AIOKafkaAdminClient(**settings.kafka_client_options())
-    await admin.start()
-    try:
+    async with clients.admin(settings) as admin:
         described = await admin.describe_topics(topics)
-    finally:
-        await admin.close()
     partitions = []
     for topic in described:
         if missing_ok and topic["error_code"] == UnknownTopicOrPartitionError.errno:
@@ -100,9 +93,7 @@ async def ensure_topics(settings: Settings, specs: list[TopicSpec]) -> list[str]
     """Create the missing topics, align the configuration of the others; return those created."""
     if not specs:
         return []
-    admin = AIOKafkaAdminClient(**settings.kafka_client_options())
-    await admin.start()
-    try:
+    async with clients.admin(settings) as admin:
         existing = set(await admin.list_topics())
         missing = [s for s in specs if s.name not in existing]
         created: list[str] = []
@@ -127,8 +118,6 @@ async def ensure_topics(settings: Settings, specs: list[TopicSpec]) -> list[str]
                     if code != 0:
                         raise TopicError(f"could not configure topic {name}: {message}")
         return created
-    finally:
-        await admin.close()
 
 
 async def _wait_for_leaders(admin: AIOKafkaAdminClient, names: list[str],

@@ -48,6 +48,7 @@ from schemas.codec import to_json
 from schemas.registration import value_subject
 from schemas.registry import SchemaRegistry
 from schemas.serde import AvroSerde
+from streams.kafka import clients
 from streams.kafka.topics import (
     CONTRACTS,
     TopicSpec,
@@ -130,8 +131,8 @@ class ContractStore:
         partitions = await self._partitions()
         if not partitions:
             return {}
-        consumer = AIOKafkaConsumer(**self.settings.kafka_client_options(),
-                                    enable_auto_commit=False, auto_offset_reset="earliest")
+        consumer = clients.consumer(self.settings, enable_auto_commit=False,
+                                    auto_offset_reset="earliest")
         await consumer.start()
         try:
             consumer.assign(partitions)
@@ -268,8 +269,7 @@ class _Producer:
     """An idempotent, all-replicas-acknowledged producer for the span of an ``async with``."""
 
     def __init__(self, settings: Settings) -> None:
-        self._producer = AIOKafkaProducer(**settings.kafka_client_options(), acks="all",
-                                          enable_idempotence=True)
+        self._producer = clients.producer(settings)
 
     async def __aenter__(self) -> AIOKafkaProducer:
         await self._producer.start()

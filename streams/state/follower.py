@@ -25,6 +25,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from schemas.catalog import Catalog
 from schemas.codec import to_json
 from schemas.serde import AvroSerde
+from streams.kafka import clients
 from streams.kafka.topics import (
     BUS_RECORD_TOPICS,
     CONSENTS,
@@ -107,8 +108,8 @@ class StateFollower:
 
     async def start(self) -> None:
         """Assign every partition of the state topics from the beginning and start following."""
-        consumer = AIOKafkaConsumer(**self._settings.kafka_client_options(),
-                                    enable_auto_commit=False, auto_offset_reset="earliest")
+        consumer = clients.consumer(self._settings, enable_auto_commit=False,
+                                    auto_offset_reset="earliest")
         partitions = await topic_partitions(self._settings, list(_RECORD_OF_TOPIC))
         await consumer.start()
         consumer.assign(partitions)
@@ -117,8 +118,7 @@ class StateFollower:
         self._consumer = consumer
         # End offsets are asked on a connection of their own: on the follower's, the request
         # would queue behind its long-polling fetch (up to fetch.max.wait.ms per barrier).
-        self._offsets = AIOKafkaConsumer(**self._settings.kafka_client_options(),
-                                         enable_auto_commit=False)
+        self._offsets = clients.consumer(self._settings, enable_auto_commit=False)
         await self._offsets.start()
         self._task = asyncio.create_task(self._follow(consumer), name="state-follower")
         self._task.add_done_callback(self._on_stopped)

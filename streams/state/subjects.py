@@ -18,12 +18,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
 
-from aiokafka import AIOKafkaProducer
-
 from schemas.catalog import Catalog
 from schemas.cloudevent import kafka_headers, to_kafka
 from schemas.registry import SchemaRegistry
 from schemas.serde import AvroSerde
+from streams.kafka import clients
 from streams.ops import metrics
 from streams.privacy.pseudonyms import Pseudonymiser, SubjectReferences
 from streams.settings import Settings
@@ -99,7 +98,7 @@ async def send_erasure_notices(settings: Settings, serde: AvroSerde, catalog: Ca
     schema = catalog.bus_record("erasure_notice").latest
     subject = f"{contract.delivery_topic}-erasure_notice"
     now = datetime.now(UTC)
-    producer = AIOKafkaProducer(**settings.kafka_client_options(), acks="all")
+    producer = clients.producer(settings)
     await producer.start()
     try:
         sends = []

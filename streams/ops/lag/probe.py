@@ -25,9 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import structlog
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.client import AIOKafkaClient
+from aiokafka import TopicPartition
 from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
 from aiokafka.errors import KafkaError
 from aiokafka.protocol.admin import (
@@ -38,6 +36,7 @@ from aiokafka.protocol.admin import (
 )
 from aiokafka.protocol.api import Request, RequestStruct
 
+from streams.kafka import clients
 from streams.ops.lag.model import (
     ROUTER_GROUP,
     GroupSample,
@@ -74,12 +73,11 @@ class LagProbe:
         self._settings = settings
         self.subscriber = subscriber
         self._fetch_timeout = fetch_timeout
-        options = settings.kafka_client_options()
-        self._admin = AIOKafkaAdminClient(**options, request_timeout_ms=15_000)
-        self._client = AIOKafkaClient(**options, request_timeout_ms=15_000)
-        self._offsets = AIOKafkaConsumer(**options, enable_auto_commit=False,
+        self._admin = clients.admin_client(settings, request_timeout_ms=15_000)
+        self._client = clients.cluster_client(settings, request_timeout_ms=15_000)
+        self._offsets = clients.consumer(settings, enable_auto_commit=False,
                                          request_timeout_ms=15_000)
-        self._reader = AIOKafkaConsumer(**options, enable_auto_commit=False,
+        self._reader = clients.consumer(settings, enable_auto_commit=False,
                                         auto_offset_reset="earliest", fetch_max_wait_ms=100,
                                         max_partition_fetch_bytes=256 * 1024)
         self._coordinators: dict[str, int] = {}
