@@ -29,13 +29,14 @@ from schemas.projection import delivery_schema, full_name, project_datum, union_
 from schemas.registration import value_subject
 from schemas.registry import canonical
 from schemas.serde import AvroSerde
-from streams.audit.chain import AuditChains, AuditEncoder
+from streams.audit.chain import AuditChains
+from streams.audit.encoder import AuditEncoder
 from streams.kafka.topics import AUDIT
 from streams.privacy.pseudonyms import Pseudonymiser, subject_kind
 from streams.routing.dead_letters import DeadLetters
 from streams.routing.delivery import DeliveryChannel, EventHeaders, extension_headers
 from streams.routing.records import Outgoing, SourceRecord
-from streams.routing.rules import ContractTerms, decide_all, terms_by_dataset
+from streams.routing.rules import ContractTerms, Decision, decide_all, terms_by_dataset
 from streams.routing.tally import RoutingTally
 from streams.state.follower import BusState
 
@@ -120,14 +121,22 @@ class Router:
                                    routed_at.date()):
             if decision.delivered:
                 out.append(self._delivery(decision.terms, event, datum, routed_at, bodies))
-            audit = self.chains.record(chain, decision, event_id=event.id, provider=provider,
-                                        subject_ref=event.subject, decided_at=routed_at)
-            out.append(Outgoing(AUDIT, event.subject.encode(), self.serde.framed(
-                AUDIT_SUBJECT, self._audit_schema, self._audit_encoder.encode(audit)), [],
-                partition=chain))
-            self.tally.decision(decision.terms.contract.subscriber, decision.terms.contract_id,
-                                decision.reason)
+            out.append(self._audit(chain, decision, event, provider, routed_at))
         return out
+
+    def _audit(self, chain: int, decision: Decision, event: EventHeaders, provider: str,
+               routed_at: datetime) -> Outgoing:
+        """The audit record of ``decision``, linked into ``chain``, counted in the tally."""
+        terms = decision.terms
+        subscriber = terms.contract.subscriber
+        audit = self.chains.record(
+            chain, event_id=event.id, contract_id=terms.contract_id, subscriber=subscriber,
+            provider=provider, dataset=terms.dataset, subject_ref=event.subject,
+            reason=decision.reason, fields_delivered=terms.fields, decided_at=routed_at)
+        self.tally.decision(subscriber, terms.contract_id, decision.reason)
+        return Outgoing(AUDIT, event.subject.encode(), self.serde.framed(
+            AUDIT_SUBJECT, self._audit_schema, self._audit_encoder.encode(audit)), [],
+            partition=chain)
 
     def _checker(self, dataset: Dataset) -> Callable[[Any], None]:
         checker = self._checkers.get(dataset.id)

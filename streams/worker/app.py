@@ -12,14 +12,11 @@ unacknowledged batches (same event ids, so duplicates are detectable) but never 
 
 from __future__ import annotations
 
-import asyncio
 import gc
 import os
 import ssl
 import sys
-import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence, Set
-from dataclasses import dataclass
+from collections.abc import Set
 from typing import Any, cast
 
 import faust
@@ -27,24 +24,13 @@ import structlog
 from faust.types import TP, StreamT
 
 from schemas.catalog import Catalog
-from schemas.registry import SchemaRegistry
-from schemas.serde import AvroSerde
-from streams.audit.chain import recover_heads
-from streams.kafka.topics import AUDIT, bus_topics, ensure_topics, spec, topic_partitions
+from streams.kafka.topics import bus_topics, ensure_topics, spec
 from streams.logs import reclaim_standard_logging
-from streams.ops import metrics
-from streams.privacy.pseudonyms import Pseudonymiser
 from streams.privacy.redaction import redacted_error
-from streams.routing.records import SourceRecord
-from streams.routing.router import Router
-from streams.routing.tally import RoutingTally
 from streams.settings import Settings
-from streams.state.fences import FenceGate
-from streams.state.follower import StateFollower
 from streams.worker.batches import take_batches
-from streams.worker.inflight import InFlight, Routed
 from streams.worker.intake import RoutingApp
-from streams.worker.sink import BatchSink
+from streams.worker.service import RoutingService
 
 log = structlog.get_logger(__name__)
 
@@ -58,112 +44,12 @@ batches cost less per event (fewer produce requests, one log line); shorter ones
 backlog is taken in whole whatever the window, so the window no longer guards against one: at
 1,100 events/s, 10 ms gave a lower p99 than 20 ms and than the previous take (README,
 Performance)."""
-IN_FLIGHT_BATCHES = 8
-"""Routed batches whose writes may be pending at once (see :mod:`streams.worker.inflight`)."""
 
 
 async def prepare_topics(settings: Settings, catalog: Catalog) -> None:
     """Create the bus topics and every provider topic before the worker subscribes."""
     await ensure_topics(settings, [*bus_topics(settings),
                                    *(spec(settings, t) for t in catalog.provider_topics())])
-
-
-@dataclass(frozen=True)
-class BatchReport:
-    """What the log line and the metrics of a batch need once it is written."""
-
-    tally: RoutingTally
-    records: list[SourceRecord]
-    written: int
-    began: float
-    fenced: float
-    routed: float
-
-
-class RoutingService:
-    """Owns the router, the state follower and the in-flight batches of one worker process."""
-
-    def __init__(self, app: faust.App, settings: Settings, catalog: Catalog,
-                 on_failure: Callable[[BaseException], None]) -> None:
-        self.app = app
-        self.settings = settings
-        self.serde = AvroSerde(SchemaRegistry(settings.schema_registry_url))
-        self.router = Router(catalog, self.serde, Pseudonymiser(settings.bus_secret()))
-        self.follower = StateFollower(settings, self.serde, catalog)
-        self.gate = FenceGate(self.follower)
-        self.sink = BatchSink(settings)
-        self.inflight = InFlight(IN_FLIGHT_BATCHES, self._settle, on_failure)
-        self.acknowledge: Callable[[Any], Awaitable[Any]] | None = None
-        self._audit_reader = catalog.bus_record("audit").latest.parsed
-        self._started = asyncio.Lock()
-        self._running = False
-
-    async def ensure_started(self) -> None:
-        """Start following the state topics (once), before the first batch is routed."""
-        async with self._started:
-            if not self._running:
-                await self.follower.start()
-                await self.sink.start()
-                chains = await topic_partitions(self.settings, [AUDIT])
-                self.router.chains.partitions = len(chains)
-                self._running = True
-
-    def on_assigned(self, assigned: Iterable[TP]) -> None:
-        """After a rebalance another worker may have extended a chain (re-read its head), and
-        may have passed fences on partitions now ours that this worker's state has not
-        reached (:class:`~streams.state.fences.FenceGate`)."""
-        self.gate.release((tp.topic, tp.partition) for tp in assigned)
-        self.router.chains.heads.clear()
-
-    async def _recover_chain_heads(self, records: Sequence[SourceRecord]) -> None:
-        chains = self.router.chains
-        missing = {chains.chain_of(r.partition) for r in records} - chains.heads.keys()
-        if missing:
-            await self.inflight.drain()  # a head read before our own writes land is stale
-            chains.heads.update(await recover_heads(self.settings, self.serde,
-                                                    self._audit_reader, sorted(missing)))
-
-    async def route_batch(self, events: Sequence[Any]) -> None:
-        """Route a batch and hand its records to the producer; it is settled (acknowledged to
-        Faust, counted, logged) by :class:`InFlight` once everything it produced is written."""
-        await self.ensure_started()
-        began = time.perf_counter()
-        records = await self.gate.admit([_source(event.message) for event in events])
-        fenced = time.perf_counter()
-        await self._recover_chain_heads(records)
-        outgoing = self.router.route(records, self.follower.state)
-        routed = time.perf_counter()
-        written = await self.sink.send(outgoing)
-        report = BatchReport(self.router.tally.take(), records, len(outgoing), began, fenced,
-                             routed)
-        await self.inflight.add(Routed(events, written, report))
-
-    async def _settle(self, batch: Routed) -> None:
-        report: BatchReport = batch.report
-        if self.acknowledge is not None:
-            for event in batch.events:
-                await self.acknowledge(event)
-        metrics.record_batch(report.tally, report.records)
-        log.info("batch routed", events=len(report.records), written=report.written,
-                 **report.tally.summary(),
-                 fence_ms=round((report.fenced - report.began) * 1000, 1),
-                 route_ms=round((report.routed - report.fenced) * 1000, 1),
-                 written_ms=round((time.perf_counter() - report.routed) * 1000, 1))
-
-    async def stop(self) -> None:
-        if self._running:
-            await self.inflight.stop()
-            await self.follower.stop()
-            await self.sink.stop()
-
-
-def _source(message: Any) -> SourceRecord:
-    headers = message.headers or []
-    if isinstance(headers, dict):
-        headers = list(headers.items())
-    return SourceRecord(message.topic, message.partition, message.offset,
-                        int(message.timestamp * 1000) if message.timestamp else None,
-                        message.key, message.value, list(headers))
 
 
 def broker_credentials(settings: Settings) -> Any:
@@ -277,7 +163,7 @@ def create_app(settings: Settings, catalog: Catalog | None = None,
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def _revoked(_: Any, revoked: Set[TP], *__: Any, signal: Any,  # noqa: ARG001
                        **___: Any) -> None:
-        service.gate.release((tp.topic, tp.partition) for tp in revoked)
+        service.on_revoked(revoked)
 
     @app.on_before_shutdown.connect  # type: ignore[arg-type]
     async def _stop(_: Any, *__: Any, signal: Any, **___: Any) -> None:  # noqa: ARG001

@@ -27,33 +27,34 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
-Settle = Callable[["Routed"], Awaitable[None]]
-"""What to do once a batch is written: acknowledge its events, record its metrics."""
+Report = TypeVar("Report")
+"""What the worker reports of a batch once it is written (its tally and timings)."""
 
 
 @dataclass(frozen=True)
-class Routed:
+class Routed(Generic[Report]):
     """One routed batch: its source events, its written-or-not future, and what to report."""
 
     events: Sequence[Any]
     written: asyncio.Future[Any]
-    report: Any = None
+    report: Report
 
 
-class InFlight:
+class InFlight(Generic[Report]):
     """At most ``limit`` routed batches being written, settled in routing order."""
 
-    def __init__(self, limit: int, settle: Settle,
+    def __init__(self, limit: int, settle: Callable[[Routed[Report]], Awaitable[None]],
                  on_failure: Callable[[BaseException], None]) -> None:
-        self._queue: asyncio.Queue[Routed] = asyncio.Queue(maxsize=limit)
+        """``settle`` acknowledges a written batch's events and records its metrics."""
+        self._queue: asyncio.Queue[Routed[Report]] = asyncio.Queue(maxsize=limit)
         self._settle = settle
         self._on_failure = on_failure
         self._failure: BaseException | None = None
         self._task: asyncio.Task[None] | None = None
 
-    async def add(self, batch: Routed) -> None:
+    async def add(self, batch: Routed[Report]) -> None:
         """Queue a routed batch; waits while ``limit`` batches are still being written."""
         self._raise_failure()
         if self._task is None:

@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 
 from schemas.catalog import Catalog
 from schemas.codec import decode, encode
-from streams.audit.chain import GENESIS, AuditChains, AuditEncoder, verify_chain
+from streams.audit.chain import GENESIS, AuditChains, verify_chain
+from streams.audit.encoder import AuditEncoder
 from streams.routing.rules import ContractTerms, Decision
 from streams.state.contract import Contract
 
@@ -35,9 +36,11 @@ def _chain(length: int) -> list[tuple[int, dict[str, Any]]]:
     records = []
     for index in range(length):
         decision = Decision(TERMS, None if index % 2 else "no_consent")
-        written = chains.record(1, decision, event_id=f"event-{index}", provider="cnaf",
-                                subject_ref="sr1_" + f"{index:02d}" * 32,
-                                decided_at=start + timedelta(milliseconds=index))
+        written = chains.record(
+            1, event_id=f"event-{index}", contract_id=LYON.id, subscriber=LYON.subscriber,
+            provider="cnaf", dataset=TERMS.dataset, subject_ref="sr1_" + f"{index:02d}" * 32,
+            reason=decision.reason, fields_delivered=TERMS.fields,
+            decided_at=start + timedelta(milliseconds=index))
         records.append((100 + index, decode(SCHEMA, SCHEMA, ENCODER.encode(written))))
     return records
 

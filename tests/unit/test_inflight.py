@@ -32,8 +32,8 @@ async def test_batches_are_settled_in_routing_order_even_when_written_out_of_ord
     recorder = Recorder()
     inflight = InFlight(4, recorder.settle, recorder.fail)
     first, second = _pending(), _pending()
-    await inflight.add(Routed(["a1", "a2"], first))
-    await inflight.add(Routed(["b1"], second))
+    await inflight.add(Routed(["a1", "a2"], first, None))
+    await inflight.add(Routed(["b1"], second, None))
 
     second.set_result(None)
     await asyncio.sleep(0.01)
@@ -49,8 +49,8 @@ async def test_a_failed_write_stops_settlement_and_later_routing() -> None:
     recorder = Recorder()
     inflight = InFlight(4, recorder.settle, recorder.fail)
     failed, later = _pending(), _pending()
-    await inflight.add(Routed(["a"], failed))
-    await inflight.add(Routed(["b"], later))
+    await inflight.add(Routed(["a"], failed, None))
+    await inflight.add(Routed(["b"], later, None))
     failed.set_exception(ConnectionError("broker gone"))
     later.set_result(None)
     await asyncio.sleep(0.01)
@@ -58,7 +58,7 @@ async def test_a_failed_write_stops_settlement_and_later_routing() -> None:
     assert recorder.settled == []  # b was written, but acknowledging it would skip a
     assert [str(e) for e in recorder.failures] == ["broker gone"]
     with pytest.raises(RuntimeError, match="earlier batch could not be written"):
-        await inflight.add(Routed(["c"], _pending()))
+        await inflight.add(Routed(["c"], _pending(), None))
     await inflight.stop()
 
 
@@ -66,9 +66,9 @@ async def test_routing_waits_when_the_limit_of_unwritten_batches_is_reached() ->
     recorder = Recorder()
     inflight = InFlight(1, recorder.settle, recorder.fail)
     writes = [_pending() for _ in range(3)]
-    await inflight.add(Routed(["a"], writes[0]))  # taken by the settling task
-    await inflight.add(Routed(["b"], writes[1]))  # queued: the limit is reached
-    third = asyncio.ensure_future(inflight.add(Routed(["c"], writes[2])))
+    await inflight.add(Routed(["a"], writes[0], None))  # taken by the settling task
+    await inflight.add(Routed(["b"], writes[1], None))  # queued: the limit is reached
+    third = asyncio.ensure_future(inflight.add(Routed(["c"], writes[2], None)))
     await asyncio.sleep(0.01)
     assert not third.done()
 

@@ -1,0 +1,92 @@
+"""The heads of the audit chains a worker extends: read from the topic, never guessed.
+
+A worker extends a chain only from the hash of its last record on ``bus.audit``. After a
+rebalance another worker may have extended a chain this one wrote before, so every head is
+forgotten on assignment and read again, after this worker's own pending writes have landed,
+before the first decision linked to it. An unreadable head stops routing rather than start an
+unlinked chain that would no longer prove what came before it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+from aiokafka import TopicPartition
+
+from schemas.codec import DecodeError
+from schemas.serde import AvroSerde
+from streams.audit.chain import GENESIS, AuditChains
+from streams.kafka import clients
+from streams.kafka.topics import AUDIT, topic_partitions
+from streams.settings import Settings
+
+
+class ChainHeads:
+    """The one owner of a worker's chain heads: how many chains, which heads are known."""
+
+    def __init__(self, settings: Settings, serde: AvroSerde, reader: Any,
+                 chains: AuditChains) -> None:
+        self._settings = settings
+        self._serde = serde
+        self._reader = reader
+        self.chains = chains
+
+    async def start(self) -> None:
+        """Learn how many chains there are (one per partition of ``bus.audit``)."""
+        self.chains.partitions = len(await topic_partitions(self._settings, [AUDIT]))
+
+    def reset(self) -> None:
+        """Forget every head: after a rebalance, another worker may have extended them."""
+        self.chains.heads.clear()
+
+    async def ensure(self, source_partitions: Iterable[int],
+                     settle: Callable[[], Awaitable[None]]) -> None:
+        """Know the head of the chain of every one of ``source_partitions``; ``settle`` is
+        awaited first when a head must be read, since a head read before this worker's own
+        writes land is stale."""
+        chains = self.chains
+        missing = {chains.chain_of(p) for p in source_partitions} - chains.heads.keys()
+        if missing:
+            await settle()
+            chains.heads.update(await recover_heads(self._settings, self._serde, self._reader,
+                                                    sorted(missing)))
+
+
+async def recover_heads(settings: Settings, serde: AvroSerde, reader: Any,
+                        partitions: list[int]) -> dict[int, str]:
+    """The ``record_hash`` of the last record of each audit partition (GENESIS when empty)."""
+    consumer = clients.consumer(settings, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        wanted = [TopicPartition(AUDIT, p) for p in partitions]
+        consumer.assign(wanted)
+        ends = await consumer.end_offsets(wanted)
+        starts = await consumer.beginning_offsets(wanted)
+        heads = {}
+        for tp in wanted:
+            heads[tp.partition] = GENESIS
+            if ends[tp] > starts[tp]:
+                consumer.seek(tp, ends[tp] - 1)
+                records = (await consumer.getmany(tp, timeout_ms=10_000)).get(tp, [])
+                if not records:
+                    raise RuntimeError(f"cannot read the head of audit chain {tp.partition}")
+                heads[tp.partition] = _head_hash(serde, reader, records[-1])
+        return heads
+    finally:
+        await consumer.stop()
+
+
+def _head_hash(serde: AvroSerde, reader: Any, head: Any) -> str:
+    """The hash a new record must link to; an unreadable head stops routing rather than start
+    an unlinked chain that would no longer prove what came before it."""
+    try:
+        return str(serde.decode(head.value, reader)[1]["record_hash"])
+    except DecodeError as exc:
+        raise AuditChainError(
+            f"the head of audit chain {head.partition} ({AUDIT} offset {head.offset}) cannot be "
+            f"read, so no decision can be linked to it: {exc}") from exc
+
+
+class AuditChainError(RuntimeError):
+    """The audit chain cannot be extended; routing must stop until an operator looks."""

@@ -1,0 +1,136 @@
+"""One worker's routing service: fence gate, router, sink and in-flight batches, in order.
+
+Everything a batch goes through between the Faust agent that takes it (:mod:`streams.worker.app`)
+and its acknowledgement: the fence gate holds it until the state follower reached what its
+fences name, the audit chain heads are known, the router decides and encodes, the sink hands the
+records to the producer, and :mod:`streams.worker.inflight` acknowledges the batch once all of
+it is written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import faust
+import structlog
+from faust.types import TP
+
+from schemas.catalog import Catalog
+from schemas.registry import SchemaRegistry
+from schemas.serde import AvroSerde
+from streams.audit.heads import ChainHeads
+from streams.ops import metrics
+from streams.privacy.pseudonyms import Pseudonymiser
+from streams.routing.records import SourceRecord
+from streams.routing.router import Router
+from streams.routing.tally import RoutingTally
+from streams.settings import Settings
+from streams.state.fences import FenceGate
+from streams.state.follower import StateFollower
+from streams.worker.inflight import InFlight, Routed
+from streams.worker.sink import BatchSink
+
+log = structlog.get_logger(__name__)
+
+IN_FLIGHT_BATCHES = 8
+"""Routed batches whose writes may be pending at once (see :mod:`streams.worker.inflight`)."""
+
+
+@dataclass(frozen=True)
+class BatchReport:
+    """What the log line and the metrics of a batch need once it is written."""
+
+    tally: RoutingTally
+    records: list[SourceRecord]
+    written: int
+    began: float
+    fenced: float
+    routed: float
+
+
+class RoutingService:
+    """Owns the router, the state follower and the in-flight batches of one worker process."""
+
+    def __init__(self, app: faust.App, settings: Settings, catalog: Catalog,
+                 on_failure: Callable[[BaseException], None]) -> None:
+        self.app = app
+        self.settings = settings
+        self.serde = AvroSerde(SchemaRegistry(settings.schema_registry_url))
+        self.router = Router(catalog, self.serde, Pseudonymiser(settings.bus_secret()))
+        self.heads = ChainHeads(settings, self.serde, catalog.bus_record("audit").latest.parsed,
+                                self.router.chains)
+        self.follower = StateFollower(settings, self.serde, catalog)
+        self.gate = FenceGate(self.follower)
+        self.sink = BatchSink(settings)
+        self.inflight: InFlight[BatchReport] = InFlight(IN_FLIGHT_BATCHES, self._settle,
+                                                        on_failure)
+        self.acknowledge: Callable[[Any], Awaitable[Any]] | None = None
+        self._started = asyncio.Lock()
+        self._running = False
+
+    async def ensure_started(self) -> None:
+        """Start following the state topics (once), before the first batch is routed."""
+        async with self._started:
+            if not self._running:
+                await self.follower.start()
+                await self.sink.start()
+                await self.heads.start()
+                self._running = True
+
+    def on_assigned(self, assigned: Iterable[TP]) -> None:
+        """After a rebalance another worker may have extended a chain (re-read its head), and
+        may have passed fences on partitions now ours that this worker's state has not
+        reached (:class:`~streams.state.fences.FenceGate`)."""
+        self.gate.release((tp.topic, tp.partition) for tp in assigned)
+        self.heads.reset()
+
+    def on_revoked(self, revoked: Iterable[TP]) -> None:
+        """Partitions given up: their next owner, maybe this worker again later, must not
+        trust what this worker's state had reached for them."""
+        self.gate.release((tp.topic, tp.partition) for tp in revoked)
+
+    async def route_batch(self, events: Sequence[Any]) -> None:
+        """Route a batch and hand its records to the producer; it is settled (acknowledged to
+        Faust, counted, logged) by :class:`InFlight` once everything it produced is written."""
+        await self.ensure_started()
+        began = time.perf_counter()
+        records = await self.gate.admit([_source(event.message) for event in events])
+        fenced = time.perf_counter()
+        await self.heads.ensure((r.partition for r in records), self.inflight.drain)
+        outgoing = self.router.route(records, self.follower.state)
+        routed = time.perf_counter()
+        written = await self.sink.send(outgoing)
+        report = BatchReport(self.router.tally.take(), records, len(outgoing), began, fenced,
+                             routed)
+        await self.inflight.add(Routed(events, written, report))
+
+    async def _settle(self, batch: Routed[BatchReport]) -> None:
+        report = batch.report
+        if self.acknowledge is not None:
+            for event in batch.events:
+                await self.acknowledge(event)
+        metrics.record_batch(report.tally, report.records)
+        log.info("batch routed", events=len(report.records), written=report.written,
+                 **report.tally.summary(),
+                 fence_ms=round((report.fenced - report.began) * 1000, 1),
+                 route_ms=round((report.routed - report.fenced) * 1000, 1),
+                 written_ms=round((time.perf_counter() - report.routed) * 1000, 1))
+
+    async def stop(self) -> None:
+        if self._running:
+            await self.inflight.stop()
+            await self.follower.stop()
+            await self.sink.stop()
+
+
+def _source(message: Any) -> SourceRecord:
+    headers = message.headers or []
+    if isinstance(headers, dict):
+        headers = list(headers.items())
+    return SourceRecord(message.topic, message.partition, message.offset,
+                        int(message.timestamp * 1000) if message.timestamp else None,
+                        message.key, message.value, list(headers))
