@@ -16,10 +16,8 @@ import contextlib
 import json
 import signal
 import sys
-import time
-from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -31,16 +29,15 @@ from rich.table import Table
 from rich.text import Text
 
 from streams.cli.console import console, errors, fail, settings
-from streams.ops.lag.model import GroupLag, LagWindows, Status, instant
-from streams.ops.lag.plot import Snapshot, render
-from streams.ops.lag.probe import LagProbe, LagProbeError
-from streams.ops.metrics import lag_registry, serve
+from streams.ops.lag.exporter import LagExporter
+from streams.ops.lag.model import GroupLag, Status, instant
+from streams.ops.lag.monitor import PLOT_SAMPLES, LagRun, Sampling, monitor_lag
+from streams.ops.lag.plot import render
+from streams.ops.lag.probe import LagProbeError
 from streams.settings import Settings
 
 log = structlog.get_logger(__name__)
 
-PLOT_SAMPLES = 2000
-"""Samples kept for ``--plot`` (the latest ones): bounded memory for a long --watch/--serve."""
 STATUS_STYLE = {Status.OK: "green", Status.WARN: "yellow", Status.STALL: "magenta",
                 Status.STOP: "bold red", Status.ERR: "bold white on red"}
 
@@ -66,16 +63,6 @@ class _Options:
         return self.watch or self.serve_port is not None
 
 
-@dataclass
-class _Run:
-    """What a sampling run leaves behind."""
-
-    report: list[GroupLag] = field(default_factory=list)
-    at: float = 0.0
-    filled: int = 0
-    snapshots: deque[Snapshot] = field(default_factory=lambda: deque(maxlen=PLOT_SAMPLES))
-
-
 def lag(
     subscriber: Annotated[str | None, typer.Option(
         help="Only this subscriber: its subscriber.<S>.* groups and deliver.<S>.* topics.")
@@ -94,8 +81,8 @@ def lag(
         "keeps sampling until stopped.")] = None,
     bind: Annotated[str, typer.Option(help="Address --serve listens on.")] = "0.0.0.0",  # noqa: S104
     plot: Annotated[Path | None, typer.Option(
-        help="At the end, draw lag over time of the run (its last 2000 samples) to this PNG "
-        "file.")] = None,
+        help=f"At the end, draw lag over time of the run (its last {PLOT_SAMPLES} samples) to "
+        "this PNG file.")] = None,
     duration: Annotated[float | None, typer.Option(
         min=0.1, help="With --watch or --serve: stop after this many seconds.")] = None,
 ) -> None:
@@ -122,79 +109,37 @@ def lag(
         raise typer.Exit(1)
 
 
-async def _sample(config: Settings, options: _Options) -> _Run:
-    """Sample until the window is full (one-shot), or until stopped (watch, serve)."""
+async def _sample(config: Settings, options: _Options) -> LagRun:
+    """Sample with the display, the exporter and the signals the options ask for."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    run = _Run()
-    collector = None
-    if options.serve_port is not None:
-        registry, collector = lag_registry()
-        try:
-            serve(options.serve_port, registry, options.bind)
-        except OSError as exc:
-            raise LagProbeError(f"cannot serve metrics on {options.bind}:"
-                                f"{options.serve_port}: {exc}") from exc
-        log.info("serving lag metrics", port=options.serve_port, bind=options.bind)
+    exporter = (LagExporter.serve(options.serve_port, options.bind)
+                if options.serve_port is not None else None)
     live = (Live(console=console, auto_refresh=False, transient=False)
             if options.watch and not options.as_json else None)
     spinner = (errors.status("sampling consumer lag…")
                if not options.continuous and not options.as_json and errors.is_terminal
                else None)
+    sampling = Sampling(options.subscriber, options.window, options.samples,
+                        options.continuous, options.duration,
+                        keep_snapshots=options.plot is not None)
+
+    def on_sample(run: LagRun, taken: int) -> None:
+        if exporter is not None:
+            exporter.publish(run)
+        _show_progress(run, options, taken, live, spinner)
+
     try:
         with live or contextlib.nullcontext(), spinner or contextlib.nullcontext():
-            async with LagProbe(config, options.subscriber) as probe:
-                windows = LagWindows(options.samples)
-                began = time.monotonic()
-                first_done = began  # samples are spaced from the end of the first one,
-                taken = 0           # the slowest (it opens the connections)
-                while True:
-                    try:
-                        windows.observe(await probe.sample())
-                    except LagProbeError as exc:
-                        if not options.continuous:
-                            raise
-                        # keep serving: the evaluation timestamp stops, the silence alerts
-                        log.error("lag sample failed, retrying", error=str(exc))
-                        await _pause(stop, options.interval)
-                        if stop.is_set() or (options.duration is not None and
-                                             time.monotonic() - began >= options.duration):
-                            break
-                        continue
-                    taken += 1
-                    if taken == 1:
-                        first_done = time.monotonic()
-                    run.report = windows.evaluate()
-                    run.at = time.time()
-                    run.filled = windows.filled
-                    if options.plot is not None:
-                        run.snapshots.append(Snapshot(run.at, tuple(run.report)))
-                    if collector is not None:
-                        collector.update(run.report, run.at)
-                    _show_progress(run, options, taken, live, spinner)
-                    if not options.continuous and taken >= options.samples:
-                        break
-                    elapsed = time.monotonic() - began
-                    if options.duration is not None and elapsed >= options.duration:
-                        break
-                    await _pause(stop, first_done + taken * options.interval - time.monotonic())
-                    if stop.is_set():
-                        break
+            return await monitor_lag(config, sampling, stop, on_sample)
     finally:
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
-    return run
 
 
-async def _pause(stop: asyncio.Event, seconds: float) -> None:
-    """Sleep ``seconds``, or less when asked to stop."""
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), max(seconds, 0.0))
-
-
-def _show_progress(run: _Run, options: _Options, taken: int, live: Live | None,
+def _show_progress(run: LagRun, options: _Options, taken: int, live: Live | None,
                    spinner: Any) -> None:
     if live is not None:
         live.update(lag_view(run.report, options, run.at, run.filled), refresh=True)
@@ -210,7 +155,7 @@ def _show_progress(run: _Run, options: _Options, taken: int, live: Live | None,
                  alarming=sum(g.status.alarming for g in run.report))
 
 
-def _print_final(run: _Run, options: _Options) -> None:
+def _print_final(run: LagRun, options: _Options) -> None:
     if options.as_json:
         sys.stdout.write(json.dumps(lag_document(run.report, options.window, run.filled,
                                                  run.at), indent=2) + "\n")

@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 
 from streams.cli import lag as lag_cli
 from streams.ops.lag import model as lag_module
+from streams.ops.lag import monitor as lag_monitor
 from streams.ops.lag.model import (
     ROUTER_GROUP,
     GroupSample,
@@ -302,7 +303,7 @@ def scenario() -> list[list[GroupSample]]:
 def command(monkeypatch: pytest.MonkeyPatch) -> typer.Typer:
     ScriptedProbe.rounds = scenario()
     monkeypatch.setenv("COLUMNS", "200")  # rich reads it: no folded group names
-    monkeypatch.setattr(lag_cli, "LagProbe", ScriptedProbe)
+    monkeypatch.setattr(lag_monitor, "LagProbe", ScriptedProbe)
     app = typer.Typer()
     app.command()(lag_cli.lag)
     return app
@@ -376,7 +377,7 @@ class FlakyProbe(ScriptedProbe):
 
 def test_a_failed_sample_ends_a_one_shot_check_with_2(command: typer.Typer,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(lag_cli, "LagProbe", FlakyProbe)
+    monkeypatch.setattr(lag_monitor, "LagProbe", FlakyProbe)
     result = CliRunner().invoke(command, ["--window", "0.2"])
     assert result.exit_code == 2
     assert "broker restarting" in result.stderr
@@ -384,9 +385,9 @@ def test_a_failed_sample_ends_a_one_shot_check_with_2(command: typer.Typer,
 
 def test_watching_survives_a_failed_sample(command: typer.Typer,
                                            monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(lag_cli, "LagProbe", FlakyProbe)
+    monkeypatch.setattr(lag_monitor, "LagProbe", FlakyProbe)
     logged = structlog.testing.CapturingLogger()
-    monkeypatch.setattr(lag_cli, "log", structlog.wrap_logger(logged))
+    monkeypatch.setattr(lag_monitor, "log", structlog.wrap_logger(logged))
     result = CliRunner().invoke(command, ["--watch", "--json", "--window", "0.2",
                                           "--duration", "0.6"])
     documents = [json.loads(line) for line in result.stdout.splitlines()]
