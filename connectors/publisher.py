@@ -27,6 +27,7 @@ from schemas.serde import AvroSerde
 from streams.kafka import clients
 from streams.kafka.topics import ensure_topics, spec
 from streams.privacy.pseudonyms import SubjectReferences
+from streams.privacy.secret import bus_secret
 from streams.settings import Settings
 
 PUBLISH_LINGER_MS = 5
@@ -70,7 +71,7 @@ class Publisher:
         self.settings = settings
         self.catalog = catalog or Catalog.load()
         self.registry = registry or SchemaRegistry(settings.schema_registry_url)
-        self._references = SubjectReferences(settings.bus_secret())
+        self._references = SubjectReferences(bus_secret(settings))
         self._serde = AvroSerde(self.registry)
         self._registered: set[str] = set()
         self._topics_ready: set[str] = set()

@@ -1,32 +1,31 @@
-"""One settings model for the whole bus.
+"""The bus's settings: what an operator sets to run it against a cluster.
 
-Every knob an operator may turn lives here, read from ``CIRCULATION_*`` environment variables or a
-``.env`` file, so that the same code runs against the local stack, CI and a production cluster
-without edits.
+Read from ``CIRCULATION_*`` environment variables or a ``.env`` file, so that the same code runs
+against the local stack, CI and a production cluster without edits. The local development stack
+has settings of its own (:class:`streams.dev.settings.LocalStackSettings`), read from the same
+environment; nothing here depends on them, and reading settings never writes anything.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
-import secrets
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 LogFormat = Literal["auto", "json", "console"]
 
 
-def _default_cache_dir() -> Path:
+def default_cache_dir() -> Path:
+    """``~/.cache/circulation``: a developer's machine-wide cache of the bus."""
     return Path.home() / ".cache" / "circulation"
 
 
 class Settings(BaseSettings):
-    """Connection, security and local-stack settings (environment prefix ``CIRCULATION_``)."""
+    """Connection, security, secrets, logging and tuning (environment prefix ``CIRCULATION_``)."""
 
     model_config = SettingsConfigDict(
         env_prefix="CIRCULATION_", env_file=".env", extra="ignore", validate_default=True
@@ -55,7 +54,8 @@ class Settings(BaseSettings):
     subject_secret: SecretStr | None = Field(
         None,
         description="Bus secret keying subject references and pseudonyms. When unset, a random "
-        "local secret is generated once under cache_dir (development only).",
+        "local secret is generated once under cache_dir (development only; "
+        "streams.privacy.secret).",
     )
 
     log_format: LogFormat = Field(
@@ -72,65 +72,14 @@ class Settings(BaseSettings):
         "(Faust's own 1500 ms stalls busy partitions behind idle ones; see streams.worker.intake).")
 
     cache_dir: Path = Field(
-        default_factory=_default_cache_dir,
-        description="Where the local stack keeps downloaded jars, its data and its logs.",
+        default_factory=default_cache_dir,
+        description="Where a development machine keeps the bus's generated local secret (and "
+        "the local stack its jars, data and logs).",
     )
-    local_data_dir: Path | None = Field(
-        None, description="Run state of the local stack (data, pids, logs); <cache_dir>/local "
-        "when unset.",
-    )
-    local_kafka_version: str = "4.1.1"
-    local_kafka_port: int = Field(9092, ge=1, le=65535)
-    local_controller_port: int = Field(9093, ge=1, le=65535)
-    local_registry_version: str = "3.0.9"
-    local_registry_port: int = Field(8081, ge=1, le=65535)
-    local_start_timeout: float = Field(
-        120.0, gt=0, description="Seconds to wait for a local component to answer."
-    )
-    local_fetch_timeout: float = Field(
-        900.0, gt=0, description="Seconds allowed to Maven for fetching a component."
-    )
-    java_home: Path | None = Field(
-        None, description="JDK used for the local stack; the java on PATH when unset."
-    )
-
-    @model_validator(mode="after")
-    def _follow_local_ports(self) -> Settings:
-        """Unless set explicitly, the broker and registry addresses are the local stack's."""
-        if "kafka_bootstrap" not in self.model_fields_set:
-            self.kafka_bootstrap = f"127.0.0.1:{self.local_kafka_port}"
-        if "schema_registry_url" not in self.model_fields_set:
-            self.schema_registry_url = (f"http://127.0.0.1:{self.local_registry_port}"
-                                        "/apis/ccompat/v7")
-        return self
-
-    def bus_secret(self) -> SecretStr:
-        """The secret keying subject references: the configured one, or a local one.
-
-        A local secret is created once with owner-only permissions, so that a developer's
-        references stay stable across runs without ever putting a secret in the repository.
-        """
-        if self.subject_secret is not None:
-            return self.subject_secret
-        path = self.cache_dir / "secrets" / "subject-secret"
-        if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            draft = path.with_name(f".{path.name}.{os.getpid()}")
-            descriptor = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(descriptor, "w", encoding="ascii") as secret_file:
-                secret_file.write(secrets.token_hex(32))
-            with contextlib.suppress(FileExistsError):  # another process won the race: use its
-                os.link(draft, path)
-            draft.unlink()
-        return SecretStr(path.read_text(encoding="ascii").strip())
-
-    @property
-    def local_run_dir(self) -> Path:
-        """Where the local stack keeps broker data, pid files and logs."""
-        return self.local_data_dir or self.cache_dir / "local"
 
     def kafka_client_options(self) -> dict[str, object]:
-        """Keyword arguments shared by every aiokafka client, security included."""
+        """Keyword arguments shared by every aiokafka client, security included
+        (:mod:`streams.kafka.clients` builds them)."""
         options: dict[str, object] = {
             "bootstrap_servers": self.kafka_bootstrap,
             "security_protocol": self.security_protocol,

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import pytest
 
 from streams.dev.localstack import LocalStack
+from streams.dev.settings import LocalStackSettings
 from streams.settings import Settings
 
 
@@ -57,7 +58,7 @@ def _from_containers() -> Iterator[Services]:
 
 
 def _from_local_stack() -> Iterator[Services]:
-    stack = LocalStack(Settings())
+    stack = LocalStack(LocalStackSettings())
     already_running = all(status.running for status in stack.status())
     stack.up()
     try:

@@ -10,6 +10,7 @@ from rich.table import Table
 
 from streams.cli.console import console, fail, settings
 from streams.dev.localstack import ComponentStatus, LocalStack, StackError
+from streams.dev.settings import LocalStackSettings
 
 app = typer.Typer(help="Run a real Kafka broker and schema registry locally (no Docker needed).",
                   no_args_is_help=True)
@@ -34,13 +35,19 @@ def _show(statuses: list[ComponentStatus]) -> None:
     console.print(table)
 
 
+def _stack() -> LocalStack:
+    """The local stack as the environment sets it up (logging configured first)."""
+    settings()
+    return LocalStack(LocalStackSettings())
+
+
 @app.command()
 def up(
     fresh: Annotated[bool, typer.Option(
         help="Wipe the broker's topics and the registry's schemas before starting.")] = False,
 ) -> None:
     """Start Kafka (KRaft) and the schema registry, and wait until both answer."""
-    stack = LocalStack(settings())
+    stack = _stack()
     began = time.monotonic()
     try:
         with console.status("starting the local stack…") as spinner:
@@ -57,7 +64,7 @@ def up(
 @app.command()
 def down() -> None:
     """Stop the broker and registry that ``up`` started, and nothing else."""
-    stopped = LocalStack(settings()).down(progress=console.print)
+    stopped = _stack().down(progress=console.print)
     if not stopped:
         console.print("nothing was running")
 
@@ -65,7 +72,7 @@ def down() -> None:
 @app.command()
 def status() -> None:
     """Show each component's state; exit 1 unless both are running and answering."""
-    statuses = LocalStack(settings()).status()
+    statuses = _stack().status()
     _show(statuses)
     if not all(s.running for s in statuses):
         raise typer.Exit(1)
@@ -79,7 +86,7 @@ def logs(
 ) -> None:
     """Print the end of a component's log."""
     try:
-        process = LocalStack(settings()).component_process(component)
+        process = _stack().component_process(component)
     except StackError as exc:
         fail(str(exc))
     if not process.log_file.exists():

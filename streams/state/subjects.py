@@ -25,6 +25,7 @@ from schemas.serde import AvroSerde
 from streams.kafka import clients
 from streams.ops import metrics
 from streams.privacy.pseudonyms import Pseudonymiser, SubjectReferences
+from streams.privacy.secret import bus_secret
 from streams.settings import Settings
 from streams.state.contract import Contract
 from streams.state.contract_store import ContractNotFound, ContractStore
@@ -53,8 +54,8 @@ async def find_contract(settings: Settings, contract_id: str) -> Contract:
 
 def resolve(settings: Settings, contract: Contract, raw: Sequence[str]) -> list[Subject]:
     """Validate each raw identifier (SIREN when 9 digits, else NIR) and pseudonymise it."""
-    references = SubjectReferences(settings.bus_secret())
-    pseudonyms = Pseudonymiser(settings.bus_secret()).for_subscriber(contract.subscriber)
+    references = SubjectReferences(bus_secret(settings))
+    pseudonyms = Pseudonymiser(bus_secret(settings)).for_subscriber(contract.subscriber)
     subjects = []
     for position, given in enumerate(raw, start=1):
         compact = "".join(given.split())

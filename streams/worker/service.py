@@ -25,6 +25,7 @@ from schemas.serde import AvroSerde
 from streams.audit.heads import ChainHeads
 from streams.ops import metrics
 from streams.privacy.pseudonyms import Pseudonymiser
+from streams.privacy.secret import bus_secret
 from streams.routing.records import SourceRecord
 from streams.routing.router import Router
 from streams.routing.tally import RoutingTally
@@ -60,7 +61,7 @@ class RoutingService:
         self.app = app
         self.settings = settings
         self.serde = AvroSerde(SchemaRegistry(settings.schema_registry_url))
-        self.router = Router(catalog, self.serde, Pseudonymiser(settings.bus_secret()))
+        self.router = Router(catalog, self.serde, Pseudonymiser(bus_secret(settings)))
         self.heads = ChainHeads(settings, self.serde, catalog.bus_record("audit").latest.parsed,
                                 self.router.chains)
         self.follower = StateFollower(settings, self.serde, catalog)

@@ -55,6 +55,7 @@ from schemas.catalog import Catalog
 from schemas.codec import rfc3339_millis
 from schemas.registry import SchemaRegistry
 from streams.dev.localstack import LocalStack
+from streams.dev.settings import LocalStackSettings
 from streams.dev.synthetic import generate
 from streams.kafka.topics import TopicSpec, ensure_topics
 from streams.settings import Settings
@@ -76,12 +77,19 @@ CONTRACT = (Path(__file__).resolve().parents[2] / "deploy" / "contracts"
             / "lyon-cantine-2026.yaml")
 
 
+PRIVATE_STACK = LocalStackSettings(local_kafka_port=29092, local_controller_port=29093,
+                                   local_registry_port=28081)
+"""The private stack's ports; its run folder is given per run."""
+
+
+def private_stack(run_dir: Path) -> LocalStackSettings:
+    """A private stack on ports of its own, in ``run_dir``."""
+    return PRIVATE_STACK.model_copy(update={"local_data_dir": run_dir})
+
+
 def private_settings(run_dir: Path) -> Settings:
-    """Settings of a private stack on ports of its own."""
-    return Settings(local_data_dir=run_dir, local_kafka_port=29092,
-                    local_controller_port=29093, local_registry_port=28081,
-                    kafka_bootstrap="127.0.0.1:29092",
-                    schema_registry_url="http://127.0.0.1:28081/apis/ccompat/v7")
+    """The bus's settings pointed at the private stack."""
+    return private_stack(run_dir).bus_settings()
 
 
 def env_of(settings: Settings) -> dict[str, str]:
@@ -309,8 +317,8 @@ def _cpu_times() -> list[int] | None:
     return [int(value) for value in first.split()[1:9]]
 
 
-def fresh_stack(settings: Settings) -> LocalStack:
-    stack = LocalStack(settings)
+def fresh_stack(settings: Settings, run_dir: Path) -> LocalStack:
+    stack = LocalStack(private_stack(run_dir))
     stack.up(fresh=True)
     subprocess.run([*CLI, "schemas", "register"], env=env_of(settings), check=True,
                    capture_output=True)
@@ -422,7 +430,7 @@ async def main(count: int, seed: int, latency_seconds: float,
     results: dict[Any, Any] = {"warm-up": []}
     with tempfile.TemporaryDirectory() as run_dir:
         settings = private_settings(Path(run_dir))
-        stack = await warm_stack(settings, results)
+        stack = await warm_stack(settings, results, Path(run_dir))
         try:
             if latency_rate is not None:
                 await measure_latency(results, settings, stack, latency_rate, latency_seconds,
@@ -438,13 +446,13 @@ async def main(count: int, seed: int, latency_seconds: float,
                 results[("steal", "R")].append(stolen.share)
                 for fan_out in FAN_OUTS:
                     await asyncio.to_thread(stack.down)
-                    stack = await warm_stack(settings, results)
+                    stack = await warm_stack(settings, results, Path(run_dir))
                     with StolenTime() as stolen:
                         results[fan_out].append(await routed(
                             settings, events, fan_out, Path(run_dir) / f"worker-{fan_out}.log"))
                     results[("steal", fan_out)].append(stolen.share)
                 await asyncio.to_thread(stack.down)
-                stack = await warm_stack(settings, results)
+                stack = await warm_stack(settings, results, Path(run_dir))
             await measure_latency(results, settings, stack, statistics.median(results[3]) / 2,
                                   latency_seconds, seed, Path(run_dir))
         finally:
@@ -452,10 +460,10 @@ async def main(count: int, seed: int, latency_seconds: float,
     return results
 
 
-async def warm_stack(settings: Settings, results: dict[Any, Any]) -> LocalStack:
+async def warm_stack(settings: Settings, results: dict[Any, Any], run_dir: Path) -> LocalStack:
     """A wiped stack whose broker's JIT has settled (the time it took goes into ``results``)."""
     # The stack's own calls run their event loops: keep them off this one.
-    stack = await asyncio.to_thread(fresh_stack, settings)
+    stack = await asyncio.to_thread(fresh_stack, settings, run_dir)
     results["warm-up"].append(await warm_broker(settings, stack))
     return stack
 

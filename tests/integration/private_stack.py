@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from streams.dev.settings import LocalStackSettings
 from streams.settings import Settings
 
 CLI = [sys.executable, "-m", "streams.cli"]
@@ -30,7 +31,7 @@ def stack_env(tmp_path: Path) -> Iterator[dict[str, str]]:
     base = 20000 + os.getpid() % 2000 * 10
     env = {
         **os.environ,
-        "CIRCULATION_CACHE_DIR": str(Settings().cache_dir),
+        "CIRCULATION_CACHE_DIR": str(LocalStackSettings().cache_dir),
         "CIRCULATION_LOCAL_DATA_DIR": str(tmp_path / "run"),
         "CIRCULATION_LOCAL_KAFKA_PORT": str(base),
         "CIRCULATION_LOCAL_CONTROLLER_PORT": str(base + 1),
@@ -38,8 +39,8 @@ def stack_env(tmp_path: Path) -> Iterator[dict[str, str]]:
         "COLUMNS": "200",
         "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
     }
-    for follows_local_ports in ("CIRCULATION_KAFKA_BOOTSTRAP", "CIRCULATION_SCHEMA_REGISTRY_URL"):
-        env.pop(follows_local_ports, None)
+    env["CIRCULATION_KAFKA_BOOTSTRAP"] = f"127.0.0.1:{base}"
+    env["CIRCULATION_SCHEMA_REGISTRY_URL"] = f"http://127.0.0.1:{base + 2}/apis/ccompat/v7"
     yield env
     subprocess.run([*CLI, "local", "down"], env=env, capture_output=True, check=False)
 
@@ -53,10 +54,6 @@ def run_cli(env: dict[str, str], *args: str,
 
 def private_settings(env: dict[str, str]) -> Settings:
     """The settings a process started with ``env`` would read."""
-    return Settings(
-        cache_dir=Path(env["CIRCULATION_CACHE_DIR"]),
-        local_data_dir=Path(env["CIRCULATION_LOCAL_DATA_DIR"]),
-        kafka_bootstrap=f"127.0.0.1:{env['CIRCULATION_LOCAL_KAFKA_PORT']}",
-        schema_registry_url=(f"http://127.0.0.1:{env['CIRCULATION_LOCAL_REGISTRY_PORT']}"
-                             "/apis/ccompat/v7"),
-    )
+    return Settings(cache_dir=Path(env["CIRCULATION_CACHE_DIR"]),
+                    kafka_bootstrap=env["CIRCULATION_KAFKA_BOOTSTRAP"],
+                    schema_registry_url=env["CIRCULATION_SCHEMA_REGISTRY_URL"])

@@ -61,6 +61,7 @@ from streams.dev.synthetic import Person, companies, generate, people
 from streams.kafka.partitioning import subject_partition
 from streams.kafka.topics import AUDIT, CONTRACTS, DLQ, topic_partitions
 from streams.privacy.pseudonyms import Pseudonymiser, SubjectReferences
+from streams.privacy.secret import bus_secret
 from streams.settings import Settings
 from streams.state.contract import Contract
 from streams.state.contract_store import Applied, ContractStore
@@ -377,8 +378,8 @@ class Bus:
 
     def __post_init__(self) -> None:
         self.serde = AvroSerde(self.registry)
-        self.references = SubjectReferences(self.settings.bus_secret())
-        self.pseudonyms = Pseudonymiser(self.settings.bus_secret())
+        self.references = SubjectReferences(bus_secret(self.settings))
+        self.pseudonyms = Pseudonymiser(bus_secret(self.settings))
 
     # subjects
 

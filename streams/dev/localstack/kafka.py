@@ -15,7 +15,7 @@ from aiokafka.errors import KafkaError
 from streams.dev.localstack.errors import StackError
 from streams.dev.localstack.fetch import kafka_classpath
 from streams.dev.localstack.process import ManagedProcess, java_binary
-from streams.settings import Settings
+from streams.dev.settings import LocalStackSettings
 
 _LOG4J2 = """status = warn
 appender.console.type = Console
@@ -40,7 +40,7 @@ class KafkaBroker:
 
     name = "kafka"
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: LocalStackSettings) -> None:
         self.settings = settings
         self.home = settings.local_run_dir / "kafka"
         self.process = ManagedProcess(self.name, self.home)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from streams.dev.localstack.errors import StackError
-from streams.settings import Settings
+from streams.dev.settings import LocalStackSettings
 
 
 def port_answers(port: int, host: str = "127.0.0.1") -> bool:
@@ -27,7 +27,7 @@ def port_answers(port: int, host: str = "127.0.0.1") -> bool:
         return probe.connect_ex((host, port)) == 0
 
 
-def java_binary(settings: Settings) -> str:
+def java_binary(settings: LocalStackSettings) -> str:
     """The java executable: ``$CIRCULATION_JAVA_HOME/bin/java`` or the one on PATH."""
     if settings.java_home is not None:
         return str(settings.java_home / "bin" / "java")

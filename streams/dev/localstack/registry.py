@@ -15,7 +15,7 @@ import httpx
 
 from streams.dev.localstack.fetch import registry_app
 from streams.dev.localstack.process import ManagedProcess, java_binary
-from streams.settings import Settings
+from streams.dev.settings import LocalStackSettings
 
 CCOMPAT_PATH = "/apis/ccompat/v7"
 
@@ -25,7 +25,7 @@ class SchemaRegistry:
 
     name = "registry"
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: LocalStackSettings) -> None:
         self.settings = settings
         self.home = settings.local_run_dir / "registry"
         self.process = ManagedProcess(self.name, self.home)

@@ -11,7 +11,7 @@ from streams.dev.localstack.errors import StackError
 from streams.dev.localstack.kafka import KafkaBroker
 from streams.dev.localstack.process import ManagedProcess, port_answers
 from streams.dev.localstack.registry import SchemaRegistry
-from streams.settings import Settings
+from streams.dev.settings import LocalStackSettings
 
 Progress = Callable[[str], None]
 State = Literal["running", "unhealthy", "stopped", "foreign"]
@@ -56,7 +56,7 @@ def _quiet(_: str) -> None:
 class LocalStack:
     """The broker and the registry, started from the cache folder and known by pid files."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: LocalStackSettings) -> None:
         self.settings = settings
         self.kafka = KafkaBroker(settings)
         self.registry = SchemaRegistry(settings)

@@ -1,0 +1,70 @@
+"""A contract's deliveries read as its subscriber's Kafka client reads them, as CloudEvents JSON.
+
+It reads the delivery topic in the consumer group ``subscriber.<subscriber>.<contract>`` (so
+operators see its lag), decodes each value with the writer schema named by its registry id, and
+gives one CloudEvents JSON object per delivery, with only the data the contract allows.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from schemas.cloudevent import from_kafka
+from schemas.codec import rfc3339_millis, to_json
+from schemas.registry import SchemaRegistry
+from schemas.serde import AvroSerde
+from streams.kafka import clients
+from streams.settings import Settings
+from streams.state.contract import Contract
+
+EXTENSIONS = ("contract", "purpose", "legalbasis", "expiresat")
+
+
+def delivery_json(serde: AvroSerde, headers: list[tuple[str, bytes]], key: bytes | None,
+                  value: bytes) -> dict[str, Any]:
+    """One delivery as a CloudEvents JSON object with only the data the contract allows."""
+    attributes, _ = from_kafka(headers, key, value)
+    schema, datum = serde.decode_record(value)
+    data = to_json(schema, datum)
+    event: dict[str, Any] = {
+        "specversion": "1.0", "id": attributes["id"], "source": attributes["source"],
+        "type": attributes["type"], "subject": attributes["subject"],
+        "time": rfc3339_millis(attributes["time"]), "data": data,
+    }
+    event.update({name: attributes[name] for name in EXTENSIONS if name in attributes})
+    return event
+
+
+async def read_deliveries(settings: Settings, contract: Contract, emit: Callable[[Any], None],
+                          from_beginning: bool = False, max_events: int | None = None,
+                          timeout: float = 10.0) -> int:
+    """Hand each delivery of ``contract`` to ``emit`` until ``max_events`` or ``timeout``
+    seconds, committing the group's offsets as it goes; returns how many were emitted."""
+    serde = AvroSerde(SchemaRegistry(settings.schema_registry_url))
+    consumer = clients.consumer(
+        settings, contract.delivery_topic,
+        group_id=f"subscriber.{contract.subscriber}.{contract.id}",
+        auto_offset_reset="earliest" if from_beginning else "latest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    emitted = 0
+    deadline = time.monotonic() + timeout
+    try:
+        if from_beginning:
+            await consumer.seek_to_beginning()
+        while time.monotonic() < deadline and (max_events is None or emitted < max_events):
+            batches = await consumer.getmany(timeout_ms=200)
+            for records in batches.values():
+                for record in records:
+                    emit(delivery_json(serde, list(record.headers), record.key, record.value))
+                    emitted += 1
+                    if max_events is not None and emitted >= max_events:
+                        break
+            if batches:
+                await consumer.commit()
+    finally:
+        await consumer.stop()
+    return emitted

@@ -1,0 +1,207 @@
+"""The demo: the whole bus at work, from a provider's change to each administration.
+
+It starts what is missing (the local stack, one routing worker), applies the example contracts
+of ``deploy/contracts`` (a commune's school canteen pricing, a transport authority's social
+pricing, a département's student aid, a public buyer's supplier checks), enrols the persons each
+administration follows, records consents and one withdrawal, publishes changes from every
+provider, and tells per contract what was delivered and what was withheld, and why. It stops
+what it started.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from aiokafka import TopicPartition
+from rich.console import Console
+from rich.table import Table
+
+from connectors.deliveries import delivery_json
+from connectors.publisher import Publisher
+from schemas.catalog import Catalog
+from schemas.codec import to_json
+from schemas.registry import SchemaRegistry
+from schemas.serde import AvroSerde
+from streams.dev.localstack import LocalStack, StackError
+from streams.dev.settings import LocalStackSettings
+from streams.dev.synthetic import companies, generate, people
+from streams.kafka import clients
+from streams.kafka.topics import AUDIT, topic_partitions
+from streams.settings import Settings
+from streams.state.contract import Contract, validate_paths
+from streams.state.contract_store import ContractStore
+from streams.state.subjects import resolve, set_consent, set_population
+
+CONTRACTS_DIR = Path(__file__).resolve().parents[2] / "deploy" / "contracts"
+
+
+class DemoError(RuntimeError):
+    """The demo could not tell its story; the message says what is missing."""
+
+
+def _contracts(catalog: Catalog) -> list[Contract]:
+    contracts, problems = validate_paths([CONTRACTS_DIR], catalog)
+    if problems:
+        raise DemoError("the example contracts are invalid:\n" + "\n".join(map(str, problems)))
+    return contracts
+
+
+async def _enrol_and_consent(config: Settings, by_id: dict[str, Contract],
+                             persons: list[str], firms: list[str]) -> list[str]:
+    """Populations and consents as administrations and citizens would record them."""
+    story = []
+    lyon, idfm, cd69 = (by_id["lyon-cantine-2026"], by_id["idfm-tarif-solidarite"],
+                        by_id["cd69-aide-etudiants"])
+    for contract, followed in ((lyon, persons[:8]), (idfm, persons[4:12]), (cd69, persons[:10])):
+        await set_population(config, contract, resolve(config, contract, followed), True)
+        story.append(f"{contract.subscriber} follows {len(followed)} persons under {contract.id}")
+    await set_consent(config, lyon, resolve(config, lyon, persons[:6]), "granted",
+                      "online_portal")
+    await set_consent(config, lyon, resolve(config, lyon, persons[5:6]), "withdrawn",
+                      "online_portal")
+    story.append("6 families consented to the canteen pricing online; 1 then withdrew")
+    await set_consent(config, cd69, resolve(config, cd69, persons[9:10]), "withdrawn", "counter")
+    story.append("1 student objected at the département's counter")
+    story.append(f"the public buyer follows all companies ({len(firms)} in this demo)")
+    return story
+
+
+async def _publish(config: Settings, catalog: Catalog, persons: list[str],
+                   firms: list[str], seed: int) -> set[str]:
+    """One change per dataset about each of the demo's persons and companies (so every
+    consent, population and withheld case of the story shows up); their event ids."""
+    ids: set[str] = set()
+    async with Publisher(config) as publisher:
+        for dataset in catalog.datasets():
+            subjects = persons if dataset.subject_kind == "person" else firms
+            for index, subject in enumerate(subjects):
+                for event in generate(dataset.id, 1, seed + index, subjects=[subject]):
+                    ids.add(await publisher.publish(event))
+    return ids
+
+
+async def _audit_of(config: Settings, serde: AvroSerde, catalog: Catalog, ids: set[str],
+                    contract_ids: set[str], expected: int,
+                    starts: dict[TopicPartition, int]) -> list[dict[str, Any]]:
+    """The demo contracts' audit records of this run's events, once all ``expected`` are in."""
+    reader = catalog.bus_record("audit").latest.parsed
+    consumer = clients.consumer(config, enable_auto_commit=False)
+    await consumer.start()
+    found: list[dict[str, Any]] = []
+    try:
+        consumer.assign(list(starts))
+        for partition, offset in starts.items():
+            consumer.seek(partition, offset)
+        deadline = time.monotonic() + 120
+        while len(found) < expected and time.monotonic() < deadline:
+            for records in (await consumer.getmany(timeout_ms=500)).values():
+                for record in records:
+                    audit = to_json(reader, serde.decode(record.value, reader)[1])
+                    if audit["event_id"] in ids and audit["contract_id"] in contract_ids:
+                        found.append(audit)
+    finally:
+        await consumer.stop()
+    return found
+
+
+async def _end_offsets(config: Settings, topic: str) -> dict[TopicPartition, int]:
+    partitions = await topic_partitions(config, [topic])
+    consumer = clients.consumer(config)
+    await consumer.start()
+    try:
+        return dict(await consumer.end_offsets(partitions))
+    finally:
+        await consumer.stop()
+
+
+async def _sample_delivery(config: Settings, serde: AvroSerde,
+                           contract: Contract) -> dict[str, Any] | None:
+    consumer = clients.consumer(config, contract.delivery_topic, auto_offset_reset="earliest",
+                                enable_auto_commit=False)
+    await consumer.start()
+    try:
+        for records in (await consumer.getmany(timeout_ms=3000, max_records=50)).values():
+            for record in records:
+                event = delivery_json(serde, list(record.headers), record.key, record.value)
+                if event["type"] != "erasure_notice":
+                    return event
+    finally:
+        await consumer.stop()
+    return None
+
+
+def _summary(contracts: list[Contract], audits: list[dict[str, Any]]) -> Table:
+    table = Table(title="what each administration received")
+    for column in ("contract", "subscriber", "consent / population", "delivered", "withheld"):
+        table.add_column(column, overflow="fold")
+    for contract in contracts:
+        mine = [a for a in audits if a["contract_id"] == contract.id]
+        delivered = sum(a["decision"] == "delivered" for a in mine)
+        reasons = Counter(a["reason"] for a in mine if a["decision"] == "withheld")
+        table.add_row(contract.id, contract.subscriber,
+                      f"{contract.consent} / {contract.population}", f"[green]{delivered}[/]",
+                      ", ".join(f"{n} {r}" for r, n in sorted(reasons.items())) or "0")
+    return table
+
+
+async def _run(config: Settings, catalog: Catalog, console: Console) -> None:
+    contracts = _contracts(catalog)
+    registry = SchemaRegistry(config.schema_registry_url)
+    serde = AvroSerde(registry)
+    await ContractStore(config, registry, catalog).apply(contracts)
+    console.print(f"applied {len(contracts)} contracts from {CONTRACTS_DIR}")
+    persons = [p.nir for p in people(2026, 14)]
+    firms = companies(2026, 6)
+    for line in await _enrol_and_consent(config, {c.id: c for c in contracts}, persons, firms):
+        console.print(f"  · {line}")
+    starts = await _end_offsets(config, AUDIT)
+    ids = await _publish(config, catalog, persons, firms, random.SystemRandom().randrange(2**31))
+    console.print(f"published {len(ids)} change events from {len(catalog.providers())} "
+                  "providers; routing…")
+    expected = sum(len(persons if catalog.dataset(d).subject_kind == "person" else firms)
+                   for c in contracts for d in c.datasets)
+    audits = await _audit_of(config, serde, catalog, ids, {c.id for c in contracts}, expected,
+                             starts)
+    console.print(_summary(contracts, audits))
+    if len(audits) < expected:
+        raise DemoError(f"only {len(audits)} of {expected} routing decisions arrived in time")
+    sample = await _sample_delivery(config, serde, contracts[0])
+    if sample is not None:
+        console.print(f"one delivery to {contracts[0].subscriber}, as its Kafka client reads it "
+                      "(pseudonymous subject, only the contract's fields):")
+        console.print_json(json.dumps(sample, ensure_ascii=False))
+    registry.close()
+
+
+def run_demo(local: LocalStackSettings, console: Console) -> None:
+    """Show the bus end to end on the local stack, telling the story on ``console``; stops
+    whatever it started. :class:`DemoError` (or the stack's :class:`StackError`) when the story
+    cannot be told."""
+    stack = LocalStack(local)
+    started_stack = not all(s.running for s in stack.status())
+    with console.status("starting the local stack…"):
+        stack.up(notice=console.print)
+    environment = {**os.environ, **local.bus_environment()}
+    subprocess.run([sys.executable, "-m", "streams.cli", "schemas", "register"], check=True,
+                   capture_output=True, env=environment)
+    worker = subprocess.Popen([sys.executable, "-m", "streams.cli", "worker"], env=environment,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        asyncio.run(_run(local.bus_settings(), Catalog.load(), console))
+    finally:
+        worker.terminate()
+        worker.wait(60)
+        if started_stack:
+            stack.down(progress=console.print)
+
+
+__all__ = ["DemoError", "StackError", "run_demo"]
