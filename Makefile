@@ -1,12 +1,15 @@
 # Two entry points for a fresh machine (Python 3.11+, Java 17+, Maven):
 #   make demo   - set everything up and show the bus working
 #   make test   - set everything up and run the whole test suite against the real components
+# and, while working on the code:
+#   make lint   - ruff, mypy (strict) and import-linter (the layers of ARCHITECTURE.md)
+#   make unit   - the unit tests alone, without the stack
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: demo test lint install up down bench clean promtool
+.PHONY: demo test unit lint install up down bench clean promtool
 
 $(INSTALLED): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +27,7 @@ down: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 
 demo: install
 	$(BIN)/circulation demo
@@ -41,6 +45,9 @@ promtool: $(PROMTOOL)
 
 test: lint up promtool
 	PROMTOOL=$(abspath $(PROMTOOL)) $(BIN)/pytest
+
+unit: install promtool
+	PROMTOOL=$(abspath $(PROMTOOL)) $(BIN)/pytest tests/unit
 
 bench: up
 	$(BIN)/python tests/benchmarks/catalog_codec.py

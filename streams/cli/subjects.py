@@ -10,6 +10,7 @@ import typer
 
 from schemas.identifiers import InvalidIdentifier
 from streams.cli.console import console, fail, settings
+from streams.ops import metrics
 from streams.settings import Settings
 from streams.state.contract import Contract
 from streams.state.ledger import Channel, ConsentStatus
@@ -37,6 +38,7 @@ def add(contract: ContractArg, subjects: SubjectsArg) -> None:
     """Enrol subjects; prints each one's pseudonym for this subscriber as JSON lines."""
     config, found, resolved = _resolved(contract, subjects)
     asyncio.run(set_population(config, found, resolved, enrolled=True))
+    metrics.record_population_changes(found.id, True, len(resolved))
     for subject in resolved:
         print(json.dumps({"subject": subject.given, "pseudonym": subject.pseudonym}))
 
@@ -46,6 +48,7 @@ def remove(contract: ContractArg, subjects: SubjectsArg) -> None:
     """Release subjects; returns once routing workers will apply it to every later event."""
     config, found, resolved = _resolved(contract, subjects)
     asyncio.run(set_population(config, found, resolved, enrolled=False))
+    metrics.record_population_changes(found.id, False, len(resolved))
     console.print(f"removed {len(resolved)} subject(s) from {contract}")
 
 
@@ -53,6 +56,7 @@ def _consent(contract: str, subjects: list[str], status: ConsentStatus,
              channel: Channel, collected_by: str | None, evidence: str | None) -> None:
     config, found, resolved = _resolved(contract, subjects)
     asyncio.run(set_consent(config, found, resolved, status, channel, collected_by, evidence))
+    metrics.record_consent_changes(found.id, status, len(resolved))
     console.print(f"consent {status} for {len(resolved)} subject(s) under {contract}")
 
 

@@ -23,7 +23,6 @@ from schemas.cloudevent import kafka_headers, to_kafka
 from schemas.registry import SchemaRegistry
 from schemas.serde import AvroSerde
 from streams.kafka import clients
-from streams.ops import metrics
 from streams.privacy.pseudonyms import Pseudonymiser, SubjectReferences
 from streams.privacy.secret import bus_secret
 from streams.settings import Settings
@@ -72,7 +71,6 @@ async def set_population(settings: Settings, contract: Contract, subjects: Seque
     serde = AvroSerde(SchemaRegistry(settings.schema_registry_url))
     async with SubjectLedger(settings, serde, Catalog.load()) as ledger:
         await ledger.record_population(contract.id, [s.reference for s in subjects], enrolled)
-    metrics.record_population_changes(contract.id, enrolled, len(subjects))
 
 
 async def set_consent(settings: Settings, contract: Contract, subjects: Sequence[Subject],
@@ -85,7 +83,6 @@ async def set_consent(settings: Settings, contract: Contract, subjects: Sequence
         await ledger.record_consent(contract.id, [s.reference for s in subjects], status,
                                     collected_by or contract.subscriber_siret, channel,
                                     evidence_ref)
-    metrics.record_consent_changes(contract.id, status, len(subjects))
     if status == "withdrawn":
         await send_erasure_notices(settings, serde, catalog, contract, subjects,
                                    "consent_withdrawn")

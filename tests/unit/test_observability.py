@@ -25,6 +25,7 @@ from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from streams.ops import metrics
+from streams.ops.lag import exporter as lag_exporter
 from streams.ops.lag.model import GroupSample, PartitionOffsets, Status, evaluate_group
 
 OBSERVABILITY = Path(__file__).resolve().parents[2] / "deploy" / "observability"
@@ -47,7 +48,7 @@ def lag_verdict() -> Any:
 
 
 def exposed_families() -> Iterator[Any]:
-    registry, collector = metrics.lag_registry()
+    registry, collector = lag_exporter.lag_registry()
     collector.update([lag_verdict()], 1_000.0)
     yield from registry.collect()
     yield from metrics.REGISTRY.collect()
@@ -163,7 +164,7 @@ def test_batch_histogram_matches_the_client_histogram(values: list[float]) -> No
 
 
 def test_lag_collector_exposes_the_latest_evaluation_only() -> None:
-    registry, collector = metrics.lag_registry()
+    registry, collector = lag_exporter.lag_registry()
     verdict = lag_verdict()
     assert verdict.status == Status.STALL
     collector.update([verdict], 1_000.0)
