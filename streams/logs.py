@@ -3,12 +3,19 @@
 JSON lines when the output is read by machines (production, CI, files), a readable console
 rendering when a person is watching a terminal. Call :func:`configure_logging` from entry points
 only; library code just calls ``structlog.get_logger()``.
+
+Third-party clients log at warning and above, except the retries they make and that resolve
+themselves: aiokafka warns and errs on every retriable error (a partition whose leader is being
+elected, a topic created a moment ago that its metadata does not list yet, a group coordinator
+still loading), and a fresh stack shows dozens of them before the first event. Those go to
+debug level; an error that does not resolve reaches the bus's own code, which says what failed.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
+from typing import Any
 
 import structlog
 
@@ -77,4 +84,33 @@ _SHARED: list[structlog.typing.Processor] = [
     structlog.processors.add_log_level,
     structlog.processors.TimeStamper(fmt="iso", utc=True),
 ]
+_RESOLVING_MESSAGES = frozenset({
+    "Topic %s not found in cluster metadata",
+    "Topic %s is not available during auto-create initialization",
+    "Marking the coordinator dead (node %s)for group %s.",
+})
+"""aiokafka's messages about a state its own retries wait out (their arguments name no error)."""
+
+
+def _is_retriable_error(argument: Any) -> bool:
+    from aiokafka.errors import KafkaError
+
+    kind = argument if isinstance(argument, type) else type(argument)
+    return issubclass(kind, KafkaError) and bool(getattr(argument, "retriable", False))
+
+
+class _ResolvingRetries(logging.Filter):
+    """Lowers aiokafka's records about retries that resolve themselves to debug level."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno <= logging.DEBUG or not record.name.startswith("aiokafka"):
+            return True
+        arguments = record.args if isinstance(record.args, tuple) else ()
+        if record.msg in _RESOLVING_MESSAGES or any(map(_is_retriable_error, arguments)):
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+            return logging.getLogger().getEffectiveLevel() <= logging.DEBUG
+        return True
+
+
 _standard_handler = logging.StreamHandler(_CurrentStderr())
+_standard_handler.addFilter(_ResolvingRetries())

@@ -4,10 +4,15 @@ Where they come from, in order: ``CIRCULATION_KAFKA_BOOTSTRAP`` and
 ``CIRCULATION_SCHEMA_REGISTRY_URL`` when both are set; testcontainers when a Docker engine
 answers; otherwise the local stack, started (and afterwards stopped) by the fixture when it was
 not already running.
+
+A session that used the broker ends with a check of its own: once every test that used it has
+finished, every record of every topic is scanned for a raw NIR (:mod:`tests.raw_nir_scan`),
+and the session fails, naming topic, partition, offset and place, when one is found.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import uuid
@@ -19,6 +24,7 @@ import pytest
 from streams.dev.localstack import LocalStack
 from streams.dev.settings import LocalStackSettings
 from streams.settings import Settings
+from tests.raw_nir_scan import Scan, scan_every_topic
 
 
 @dataclass(frozen=True)
@@ -68,9 +74,7 @@ def _from_local_stack() -> Iterator[Services]:
             stack.down()
 
 
-@pytest.fixture(scope="session")
-def services() -> Iterator[Services]:
-    """A running broker and registry, whatever provides them."""
+def _provided() -> Iterator[Services]:
     bootstrap = os.environ.get("CIRCULATION_KAFKA_BOOTSTRAP")
     registry = os.environ.get("CIRCULATION_SCHEMA_REGISTRY_URL")
     if bootstrap and registry:
@@ -79,6 +83,32 @@ def services() -> Iterator[Services]:
         yield from _from_containers()
     else:
         yield from _from_local_stack()
+
+
+_SCAN = pytest.StashKey[Scan]()
+
+
+@pytest.fixture(scope="session")
+def services(request: pytest.FixtureRequest) -> Iterator[Services]:
+    """A running broker and registry, whatever provides them; scanned for raw NIRs at the end
+    of the session, before they stop."""
+    for provided in _provided():
+        yield provided
+        scan = asyncio.run(scan_every_topic(provided.settings()))
+        request.config.stash[_SCAN] = scan
+        if scan.findings:
+            pytest.fail(f"raw NIRs on the broker in {len(scan.findings)} places:\n"
+                        + "\n".join(scan.findings[:50]), pytrace=False)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter,
+                            config: pytest.Config) -> None:
+    """Say what the raw-NIR scan read, so that a session shows it ran and on what."""
+    scan = config.stash.get(_SCAN, None)
+    if scan is not None:
+        verdict = "no raw NIR" if not scan.findings else f"{len(scan.findings)} raw NIR(s)"
+        terminalreporter.write_line(f"raw-NIR scan: {scan.records} records on "
+                                    f"{scan.partitions} partitions of every topic: {verdict}")
 
 
 @pytest.fixture

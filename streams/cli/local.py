@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from streams.cli.console import console, fail, settings
-from streams.dev.localstack import ComponentStatus, LocalStack, StackError
+from streams.dev.localstack import ComponentStatus, LocalStack, StackError, start_showing
 from streams.dev.settings import LocalStackSettings
 
 app = typer.Typer(help="Run a real Kafka broker and schema registry locally (no Docker needed).",
@@ -50,9 +50,7 @@ def up(
     stack = _stack()
     began = time.monotonic()
     try:
-        with console.status("starting the local stack…") as spinner:
-            statuses = stack.up(fresh=fresh, progress=lambda msg: spinner.update(msg),
-                                notice=console.print)
+        statuses = start_showing(stack, console, fresh=fresh)
     except StackError as exc:
         fail(str(exc))
     _show(statuses)

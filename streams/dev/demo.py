@@ -31,7 +31,7 @@ from schemas.catalog import Catalog
 from schemas.codec import to_json
 from schemas.registry import SchemaRegistry
 from schemas.serde import AvroSerde
-from streams.dev.localstack import LocalStack, StackError
+from streams.dev.localstack import LocalStack, StackError, start_showing
 from streams.dev.settings import LocalStackSettings
 from streams.dev.synthetic import companies, generate, people
 from streams.kafka import clients
@@ -188,8 +188,7 @@ def run_demo(local: LocalStackSettings, console: Console) -> None:
     cannot be told."""
     stack = LocalStack(local)
     started_stack = not all(s.running for s in stack.status())
-    with console.status("starting the local stack…"):
-        stack.up(notice=console.print)
+    start_showing(stack, console)
     environment = {**os.environ, **local.bus_environment()}
     subprocess.run([sys.executable, "-m", "streams.cli", "schemas", "register"], check=True,
                    capture_output=True, env=environment)

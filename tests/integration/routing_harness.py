@@ -79,10 +79,6 @@ WAIT = 90.0
 READY_WAIT = 120.0
 CATCH_UP_WAIT = 300.0
 SIRET = "21690123100011"
-RAW_NIR_MARKER = "x-circulation-test-raw-identifier"
-"""Header a test puts on a record it *deliberately* writes with a raw NIR to a provider topic
-(bad input the bus must dead-letter). The no-raw-NIR scan skips exactly those provider records;
-whatever the bus derives from them (dead letters) is scanned like everything else."""
 
 Offsets = dict[TopicPartition, int]
 Record = Any
@@ -588,11 +584,3 @@ async def bus(services: Services, tmp_path_factory: pytest.TempPathFactory,
         workers.stop()
         decoder.close()
         registry.close()
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The no-raw-NIR scan reads what every other test wrote: it runs last."""
-    last = [item for item in items if "test_zz_no_raw_nir" in str(item.path)]
-    for item in last:
-        items.remove(item)
-        items.append(item)

@@ -1,17 +1,17 @@
-"""No raw NIR on any topic: every record of every topic, read after all the other tests.
+"""No raw NIR on any topic: the scan that ends every session that used the broker.
 
-The file's name makes it the last integration module, and the routing harness moves it to the
-end of the session whatever is collected. It reads every partition of every topic but Kafka's
-internal ones (``__*``) from its beginning to the end offsets of now, and looks in every key,
-value and header value for a 15-character run shaped like a NIR
+The session fixture (``tests/conftest.py``) runs it once every test that used the broker has
+finished, and fails the session when it finds anything. It reads every partition of every
+topic but Kafka's internal ones (``__*``) from its beginning to the end offsets of now, and
+looks in every key, value and header value for a 15-character run shaped like a NIR
 (``[12378]`` + 4 digits + 2 digits or ``2A``/``2B`` + 8 digits) that is also a *valid* NIR
 (control key included). A candidate must not follow a hexadecimal character, and runs inside
 long lowercase hexadecimal strings (subject references, pseudonyms, audit hashes) are not NIRs:
 this keeps the digits of random hashes from raising false alarms (and makes the scan fast).
 
 The only records allowed to hold a raw NIR are those a test deliberately wrote to a provider
-topic as bad input, marked with the ``RAW_NIR_MARKER`` header: the bus must dead-letter them,
-and the dead letters themselves are scanned like everything else. Findings are reported by
+topic as bad input, marked with the :data:`RAW_NIR_MARKER` header: the bus must dead-letter
+them, and the dead letters themselves are scanned like everything else. Findings are reported by
 topic, partition, offset and place, never by value.
 """
 
@@ -20,17 +20,18 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka import TopicPartition
 
-from schemas.identifiers import InvalidIdentifier, complete_nir, validate_nir
+from schemas.identifiers import InvalidIdentifier, validate_nir
+from streams.kafka import clients
 from streams.settings import Settings
-from tests.conftest import Services
-from tests.integration.routing_harness import RAW_NIR_MARKER
 
-pytest_plugins = ("tests.integration.routing_harness",)
+RAW_NIR_MARKER = "x-circulation-test-raw-identifier"
+"""Header of a record a test wrote with a raw NIR on purpose, as a careless provider would."""
+READ_TIMEOUT = 240.0
 
 _CANDIDATE = re.compile(rb"[12378](?<![0-9a-f].)[0-9]{4}(?:[0-9]{2}|2[AB])[0-9]{8}")
 """A NIR's shape, not glued after a hex character."""
@@ -39,7 +40,6 @@ _RUN = b"0" * 15
 _HEX = frozenset(b"0123456789abcdef")
 _HASH_RUN = 32
 _MARGIN = 40
-_READ_TIMEOUT = 240.0
 _QUIET = 5.0
 
 
@@ -78,17 +78,6 @@ def raw_nirs(blob: bytes) -> Iterator[int]:
         run = digitish.find(_RUN, end)
 
 
-def test_the_scanner_finds_nirs_and_ignores_hashes() -> None:
-    nir = complete_nir("1840576451089").encode()  # synthetic, not a real person's
-    corsica = complete_nir("284052A123456").encode()
-    assert list(raw_nirs(b"\x1e" + nir + b"\x02")) == [1]  # an Avro string
-    assert list(raw_nirs(b"subject: " + nir)) == [9]
-    assert list(raw_nirs(corsica)) == [0]
-    assert list(raw_nirs(nir + b"1790000000000")) == [0], "followed by digits"
-    assert list(raw_nirs(nir[:-1] + bytes([nir[-1] ^ 1]))) == [], "wrong control key"
-    assert list(raw_nirs(b"sr1_" + b"ab" * 8 + nir + b"cd" * 16)) == [], "inside a hash"
-
-
 def _blobs(record: Any) -> Iterator[tuple[str, bytes]]:
     yield "key", record.key or b""
     yield "value", record.value or b""
@@ -112,22 +101,27 @@ def _findings(tp: TopicPartition, records: list[Any]) -> list[str]:
 
 
 async def _topics(settings: Settings) -> list[TopicPartition]:
-    admin = AIOKafkaAdminClient(**settings.kafka_client_options())
-    await admin.start()
-    try:
+    async with clients.admin(settings) as admin:
         names = sorted(t for t in await admin.list_topics() if not t.startswith("__"))
         described = await admin.describe_topics(names)
-    finally:
-        await admin.close()
     return [TopicPartition(t["topic"], p["partition"])
             for t in described if t["error_code"] == 0 for p in t["partitions"]]
 
 
-async def test_no_record_on_any_topic_holds_a_raw_nir(services: Services) -> None:
-    settings = services.settings()
+@dataclass(frozen=True)
+class Scan:
+    """What a scan of every topic read and found (places, never values)."""
+
+    partitions: int
+    records: int
+    findings: list[str]
+
+
+async def scan_every_topic(settings: Settings) -> Scan:
+    """Read every partition of every topic but Kafka's own, from its beginning to the end
+    offsets of now, and say where raw NIRs are."""
     partitions = await _topics(settings)
-    assert any(tp.topic.startswith("provider.") for tp in partitions)
-    consumer = AIOKafkaConsumer(**settings.kafka_client_options(), enable_auto_commit=False,
+    consumer = clients.consumer(settings, enable_auto_commit=False,
                                 max_partition_fetch_bytes=16 * 1024 * 1024,
                                 fetch_max_bytes=128 * 1024 * 1024)
     await consumer.start()
@@ -143,9 +137,10 @@ async def test_no_record_on_any_topic_holds_a_raw_nir(services: Services) -> Non
         await consumer.seek_to_beginning(*pending)
         quiet_since = time.monotonic()
         while pending:
-            assert time.monotonic() - began < _READ_TIMEOUT, (
-                f"could not read every topic within {_READ_TIMEOUT:.0f}s ({scanned} records, "
-                f"left: {sorted(map(str, pending))[:10]})")
+            if time.monotonic() - began > READ_TIMEOUT:
+                raise TimeoutError(
+                    f"could not read every topic within {READ_TIMEOUT:.0f}s ({scanned} records, "
+                    f"left: {sorted(map(str, pending))[:10]})")
             batches = await consumer.getmany(*pending, timeout_ms=1000, max_records=50_000)
             for tp, records in batches.items():
                 records = [r for r in records if r.offset < ends[tp]]
@@ -157,11 +152,10 @@ async def test_no_record_on_any_topic_holds_a_raw_nir(services: Services) -> Non
                     consumer.pause(tp)
             if batches:
                 quiet_since = time.monotonic()
-            elif time.monotonic() - quiet_since > _QUIET:  # topics deleted meanwhile (others'
-                existing = {tp.topic for tp in await _topics(settings)}  # tests clean up)
+            elif time.monotonic() - quiet_since > _QUIET:  # topics deleted meanwhile (tests
+                existing = {tp.topic for tp in await _topics(settings)}  # clean up after them)
                 pending = {tp for tp in pending if tp.topic in existing}
                 quiet_since = time.monotonic()
     finally:
         await consumer.stop()
-    assert scanned > 0
-    assert not findings, f"raw NIRs in {len(findings)} places:\n" + "\n".join(findings[:50])
+    return Scan(len(partitions), scanned, findings)

@@ -28,7 +28,7 @@ from streams.state.contract import (
 )
 
 CATALOG = Catalog.load()
-DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "contracts"
+DEPLOY = Path(__file__).resolve().parents[3] / "deploy" / "contracts"
 DAY = 86_400_000
 
 LYON: dict[str, Any] = {

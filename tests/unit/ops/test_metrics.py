@@ -1,5 +1,6 @@
-"""Observability: the Prometheus metrics of streams/metrics.py, and deploy/observability/ (scrape
-config, alert rules and their promtool unit tests, Grafana dashboard) checked against them.
+"""Observability: the Prometheus metrics of streams/ops/ (the workers' and the lag exporter's),
+and deploy/observability/ (scrape config, alert rules and their promtool unit tests, Grafana
+dashboard) checked against them.
 
 The rule and config files are always checked structurally here; where ``promtool`` is on PATH
 (or named by ``PROMTOOL``), they are also checked by it and the rules' unit tests are run.
@@ -28,7 +29,7 @@ from streams.ops import metrics
 from streams.ops.lag import exporter as lag_exporter
 from streams.ops.lag.model import GroupSample, PartitionOffsets, Status, evaluate_group
 
-OBSERVABILITY = Path(__file__).resolve().parents[2] / "deploy" / "observability"
+OBSERVABILITY = Path(__file__).resolve().parents[3] / "deploy" / "observability"
 ALERTS = OBSERVABILITY / "alerts.yml"
 DASHBOARD = OBSERVABILITY / "grafana" / "circulation.json"
 SCRAPE = OBSERVABILITY / "prometheus.yml"

@@ -24,7 +24,7 @@ ENCODER = AuditEncoder(CATALOG.bus_record("audit").latest.raw)
 """One encoder for every test below, as in a worker: its memos carry over from record to
 record, and each record must still come out as fastavro writes it whole."""
 LYON = Contract.checked(
-    yaml.safe_load((Path(__file__).parents[2] / "deploy/contracts/lyon-cantine-2026.yaml")
+    yaml.safe_load((Path(__file__).parents[3] / "deploy/contracts/lyon-cantine-2026.yaml")
                    .read_text(encoding="utf-8")), CATALOG)
 TERMS = ContractTerms(LYON, "quotient_familial", ("quotient_familial", "annee", "mois"))
 

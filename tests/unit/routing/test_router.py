@@ -20,12 +20,12 @@ from streams.routing import router as router_module
 from streams.routing.router import Router
 from streams.state.contract import Contract
 from streams.state.follower import BusState
-from tests.unit.test_routing_properties import (
+from tests.unit.memory_registry import MemoryRegistry
+from tests.unit.routing.test_rules import (
     CATALOG,
     NOW,
     SECRET,
     SIRET,
-    MemoryRegistry,
     _record,
 )
 

@@ -17,10 +17,8 @@ each contract. Checked, on :func:`streams.routing.rules.decide_all` and on the w
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -30,7 +28,6 @@ from schemas.catalog import Catalog
 from schemas.codec import encode, frame, from_json
 from schemas.projection import project_datum
 from schemas.registration import value_subject
-from schemas.registry import canonical
 from schemas.serde import AvroSerde
 from streams.dev.synthetic import generate
 from streams.kafka.topics import AUDIT, DLQ
@@ -40,6 +37,7 @@ from streams.routing.router import Router
 from streams.routing.rules import decide_all, still_audited, terms_by_dataset
 from streams.state.contract import Contract
 from streams.state.follower import BusState
+from tests.unit.memory_registry import MemoryRegistry
 
 CATALOG = Catalog.load()
 DATASETS = {d.id: d for d in CATALOG.datasets()}
@@ -199,24 +197,6 @@ def test_one_subscriber_tells_persons_apart_and_sees_sirens_as_they_are(
 
 
 # --- the whole router, with an in-memory registry ------------------------------------------
-
-
-class MemoryRegistry:
-    """Just what :class:`AvroSerde` asks of a registry: ids for schemas, schemas by id."""
-
-    def __init__(self) -> None:
-        self._ids: dict[tuple[str, str], int] = {}
-        self._schemas: dict[int, Any] = {}
-
-    def register(self, subject: str, schema: Any) -> int:
-        text = canonical(schema)
-        if (subject, text) not in self._ids:
-            self._ids[(subject, text)] = len(self._schemas) + 1
-            self._schemas[len(self._schemas) + 1] = json.loads(text)
-        return self._ids[(subject, text)]
-
-    def schema(self, schema_id: int) -> Any:
-        return self._schemas[schema_id]
 
 
 def _record(serde: AvroSerde, dataset_id: str, subject: str, seed: int,

@@ -12,7 +12,7 @@ from schemas.catalog import Catalog
 from schemas.codec import encode, frame, from_json
 from schemas.serde import AvroSerde
 from streams.dev.synthetic import generate
-from tests.unit.test_routing_properties import MemoryRegistry
+from tests.unit.memory_registry import MemoryRegistry
 
 CATALOG = Catalog.load()
 DATASET = CATALOG.dataset("statut_etudiant_boursier")  # version 2 adds montant_annuel_centimes

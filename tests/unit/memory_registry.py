@@ -1,0 +1,26 @@
+"""A schema registry in memory, for unit tests that encode and decode without the real one."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from schemas.registry import canonical
+
+
+class MemoryRegistry:
+    """Just what :class:`AvroSerde` asks of a registry: ids for schemas, schemas by id."""
+
+    def __init__(self) -> None:
+        self._ids: dict[tuple[str, str], int] = {}
+        self._schemas: dict[int, Any] = {}
+
+    def register(self, subject: str, schema: Any) -> int:
+        text = canonical(schema)
+        if (subject, text) not in self._ids:
+            self._ids[(subject, text)] = len(self._schemas) + 1
+            self._schemas[len(self._schemas) + 1] = json.loads(text)
+        return self._ids[(subject, text)]
+
+    def schema(self, schema_id: int) -> Any:
+        return self._schemas[schema_id]
