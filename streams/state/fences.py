@@ -11,8 +11,8 @@ applied the positions the fence names (:class:`FenceGate`).
 
 Why not ask the state topics' end offsets before every batch, as the workers did: that is one
 ``ListOffsets`` round trip on the path of every event, for changes that are rare next to events.
-Under load it was a tenth of a batch's latency, and more when the broker answered slowly (README,
-Performance). A fence costs one record per provider partition per state change, and nothing per
+Under load that round trip was a visible share of a batch's latency, and more when the broker
+answered slowly. A fence costs one record per provider partition per state change, and nothing per
 batch when no state changed.
 
 A fence names, for each state partition written, the position after its last record, so that

@@ -41,9 +41,8 @@ BATCH_MAX = 1000
 BATCH_WITHIN = 0.01
 """Seconds a batch stays open after its first event arrived (:mod:`streams.worker.batches`). Longer
 batches cost less per event (fewer produce requests, one log line); shorter ones wait less. A
-backlog is taken in whole whatever the window, so the window no longer guards against one: at
-1,100 events/s, 10 ms gave a lower p99 than 20 ms and than the previous take (README,
-Performance)."""
+backlog is taken in whole whatever the window, so the window no longer guards against one; the
+shorter window gave the lower tail latency (``tests/benchmarks/HISTORY.md``)."""
 
 
 async def prepare_topics(settings: Settings, catalog: Catalog) -> None:
@@ -91,8 +90,8 @@ class WorkerProcess(faust.Worker):
     Faust's worker replaces the root logger's handler with a plain-text one, redirects stdout
     and stderr into logging (every JSON line of ours came out behind a text prefix), and sets
     the root logger to DEBUG for its terminal spinner. That last one made aiokafka build and
-    hand out a log record for each of its debug calls: about a tenth of a busy worker's time,
-    on the main thread and on the consumer thread (README, Performance).
+    hand out a log record for each of its debug calls, a visible share of a busy worker's
+    time on the main thread and on the consumer thread.
     """
 
     def __init__(self, app: faust.App, loglevel: str) -> None:
@@ -105,12 +104,12 @@ class WorkerProcess(faust.Worker):
     async def on_startup_finished(self) -> None:
         """Once started, take everything alive out of the garbage collector's sight.
 
-        A started worker holds about 100,000 long-lived objects (modules, Faust's services,
-        the catalog and its parsed schemas) that every full collection traversed: a pause of
-        50 to 70 ms every five seconds or so under load, in which nothing is routed, and which
-        showed in the latency's 99th percentile. Frozen, they are never collected (they live
+        A started worker holds a great many long-lived objects (modules, Faust's services, the
+        catalog and its parsed schemas) that every full collection traversed: a pause every
+        few seconds under load, in which nothing is routed, and which showed in the latency's
+        99th percentile. Frozen, they are never collected (they live
         as long as the process anyway), and a full collection only walks what routing
-        allocated since: about 2 ms (README, Performance).
+        allocated since.
         """
         await super().on_startup_finished()
         gc.collect()

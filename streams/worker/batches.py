@@ -4,9 +4,8 @@
 which yields to the event loop once per event (``await asyncio.sleep(0)`` in Faust's
 ``_CStreamIterator.next`` and in ``Stream._py_aiter``). A batch therefore admits one event per
 turn of the loop, and a turn may hold a routed batch or the consumer thread's hand-over (several
-milliseconds): a backlog then drains at a few hundred events a second, less than the load.
-Traced in the worker at 750 events/s: batches of 5 to 17 events every 50 to 70 ms for 700 ms,
-while the oldest waiting event's age climbed from 100 to 675 ms (README, Performance).
+milliseconds): a backlog then drains more slowly than a busy provider writes, and the oldest
+waiting event's age keeps climbing (traced: ``tests/benchmarks/HISTORY.md``).
 
 **What :func:`take_batches` does instead.** It moves every event already waiting in the queue
 into the batch at once, then waits for more until the batch window closes or the batch is full.
@@ -21,7 +20,7 @@ with it. Events that queued while the agent routed the previous batch have alrea
 them the window opened when that batch was handed over (the earliest they can have arrived), so
 no event waits a whole window on top of the previous batch's routing. Counted from the moment the
 agent asked for the next batch instead, every event that queued during routing waited for both,
-and the batches were twice as large (README, Performance).
+and the batches grew larger.
 """
 
 from __future__ import annotations

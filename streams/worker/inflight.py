@@ -1,7 +1,7 @@
 """Routed batches being written: route the next batch while the broker acknowledges this one.
 
 Waiting for every replica to acknowledge batch N before routing batch N+1 left a routing worker
-idle for about a third of its time under steady load, and that wait was added to every event's
+idle for much of its time under steady load, and that wait was added to every event's
 latency. Here a batch's writes are handed to the producer and the agent goes on with the next
 batch; a background task settles batches strictly in the order they were routed: it waits until
 a batch's records are all acknowledged, and only then acknowledges its events to Faust, which

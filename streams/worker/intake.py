@@ -4,8 +4,8 @@
 aiokafka keeps one fetch in flight per broker, sent only for the partitions that have no
 unconsumed records buffered. A busy worker therefore often sends a fetch for its *idle*
 partitions alone; the broker holds it the full 1.5 s, since nothing arrives there, and meanwhile
-the busy partitions cannot be fetched at all. Measured under steady load: routing stopped for
-0.5 to 0.9 s every 1.6 s, which made the latency seconds instead of milliseconds. A short wait
+the busy partitions cannot be fetched at all: under steady load, routing stopped for most of
+every fetch wait, which made the latency seconds instead of milliseconds. A short wait
 bounds that stall, at the price of an idle worker asking the broker a few dozen times a second.
 Faust has no setting for it, so the consumer thread creates its aiokafka consumer as Faust does,
 then tells it the wait before it starts (aiokafka hands the value to its fetcher at start).
@@ -15,21 +15,19 @@ then tells it the wait before it starts (aiokafka hands the value to its fetcher
 against the flow being stopped (a rebalance), so that a delivery blocked on a full stream buffer
 is abandoned rather than deadlocking the rebalance. mode's ``wait_first`` makes that race out of
 four tasks (the delivery, the flow event, the service's stopped and crashed events) and an
-``asyncio.wait``: about 100 µs per record, measured alone, the largest single cost of a record's
-way into the agent. :class:`_OneTaskConsumer` runs the same race with the delivery as the only
-task, against one future that :meth:`stop_flow` resolves. Routed throughput at fan-out 3 went
-from 1,555 to 1,827 events/s, back to back (README, Performance). Any other ``wait_first`` call,
-or this one while the flow is already stopped, goes to mode's.
+``asyncio.wait``: measured alone, the largest single cost of a record's way into the agent.
+:class:`_OneTaskConsumer` runs the same race with the delivery as the only task, against one
+future that :meth:`stop_flow` resolves (what it gained: ``tests/benchmarks/HISTORY.md``). Any
+other ``wait_first`` call, or this one while the flow is already stopped, goes to mode's.
 
 **No task at all when the stream's buffer has room.** Even one task per record cost the latency
 its worst stalls. Each task takes two turns of the event loop, and a turn may hold a routed
-batch (about 10 ms), so the 30 records of a fetch reached the stream over 100 ms and more, and
-Faust asked aiokafka for more records only after that. Meanwhile aiokafka holds the records it
-has fetched and fetches nothing more from the broker for up to 100 ms (its prefetch backoff),
-then sends a fetch that names only the idle partitions, which the broker holds for the whole
-fetch wait. Traced in the worker at 750 events/s: four such stalls in 20 s, each delaying every
-event behind it by 200 to 400 ms while a plain consumer of the same topic read it in about
-10 ms. A delivery almost never waits (the stream's buffer is rarely full), so
+batch, so the records of one fetch reached the stream over many turns, and Faust asked aiokafka
+for more records only after that. Meanwhile aiokafka holds the records it has fetched and
+fetches nothing more from the broker for its prefetch backoff, then sends a fetch that names
+only the idle partitions, which the broker holds for the whole fetch wait: every event behind
+such a stall waited for it, while a plain consumer of the same topic read it at once. A delivery
+almost never waits (the stream's buffer is rarely full), so
 :meth:`_OneTaskConsumer._deliver` runs its first step at once; only a delivery that does wait
 is handed, from where it stopped, to the task raced against the flow, as above.
 """
