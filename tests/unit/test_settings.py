@@ -1,0 +1,80 @@
+"""Settings: every variable keeps its name and default, the bus's and the local stack's apart.
+
+The variables are the product's contract with the people who deploy it: a rename or a changed
+default breaks their configuration silently, so each one is pinned here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from streams.dev.settings import LocalStackSettings
+from streams.settings import Settings, default_cache_dir
+
+BUS = {
+    "CIRCULATION_KAFKA_BOOTSTRAP": "127.0.0.1:9092",
+    "CIRCULATION_SCHEMA_REGISTRY_URL": "http://127.0.0.1:8081/apis/ccompat/v7",
+    "CIRCULATION_SECURITY_PROTOCOL": "PLAINTEXT",
+    "CIRCULATION_SASL_MECHANISM": None,
+    "CIRCULATION_SASL_USERNAME": None,
+    "CIRCULATION_SASL_PASSWORD": None,
+    "CIRCULATION_SSL_CAFILE": None,
+    "CIRCULATION_SSL_CERTFILE": None,
+    "CIRCULATION_SSL_KEYFILE": None,
+    "CIRCULATION_TOPIC_PARTITIONS": 3,
+    "CIRCULATION_TOPIC_REPLICATION": 1,
+    "CIRCULATION_SUBJECT_SECRET": None,
+    "CIRCULATION_LOG_FORMAT": "auto",
+    "CIRCULATION_LOG_LEVEL": "info",
+    "CIRCULATION_METRICS_PORT": None,
+    "CIRCULATION_METRICS_BIND": "0.0.0.0",
+    "CIRCULATION_FETCH_MAX_WAIT_MS": 50,
+    "CIRCULATION_CACHE_DIR": default_cache_dir(),
+}
+LOCAL_STACK = {
+    "CIRCULATION_CACHE_DIR": default_cache_dir(),
+    "CIRCULATION_LOCAL_DATA_DIR": None,
+    "CIRCULATION_LOCAL_KAFKA_VERSION": "4.1.1",
+    "CIRCULATION_LOCAL_KAFKA_PORT": 9092,
+    "CIRCULATION_LOCAL_CONTROLLER_PORT": 9093,
+    "CIRCULATION_LOCAL_REGISTRY_VERSION": "3.0.9",
+    "CIRCULATION_LOCAL_REGISTRY_PORT": 8081,
+    "CIRCULATION_LOCAL_START_TIMEOUT": 120.0,
+    "CIRCULATION_LOCAL_FETCH_TIMEOUT": 900.0,
+    "CIRCULATION_JAVA_HOME": None,
+}
+
+
+@pytest.fixture(autouse=True)
+def _clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for name in {*BUS, *LOCAL_STACK}:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)  # no .env file
+
+
+@pytest.mark.parametrize(("model", "expected"), [(Settings, BUS),
+                                                 (LocalStackSettings, LOCAL_STACK)])
+def test_every_variable_keeps_its_name_and_default(model: type, expected: dict[str, object]
+                                                   ) -> None:
+    settings = model()
+    assert {f"CIRCULATION_{name.upper()}" for name in model.model_fields} == set(expected)
+    for variable, default in expected.items():
+        assert getattr(settings, variable.removeprefix("CIRCULATION_").lower()) == default
+
+
+def test_the_local_stack_s_addresses_are_the_bus_defaults() -> None:
+    local = LocalStackSettings().bus_settings()
+    assert (local.kafka_bootstrap, local.schema_registry_url) == (
+        BUS["CIRCULATION_KAFKA_BOOTSTRAP"], BUS["CIRCULATION_SCHEMA_REGISTRY_URL"])
+
+
+def test_a_stack_on_other_ports_gives_its_own_addresses(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CIRCULATION_LOCAL_KAFKA_PORT", "29092")
+    monkeypatch.setenv("CIRCULATION_LOCAL_REGISTRY_PORT", "28081")
+    local = LocalStackSettings()
+    assert local.bus_settings().kafka_bootstrap == "127.0.0.1:29092"
+    assert local.bus_environment()["CIRCULATION_SCHEMA_REGISTRY_URL"] == (
+        "http://127.0.0.1:28081/apis/ccompat/v7")
+    assert Settings().kafka_bootstrap == "127.0.0.1:9092"  # the bus's own default stays put
