@@ -77,29 +77,6 @@ class Settings(BaseSettings):
         "the local stack its jars, data and logs).",
     )
 
-    def kafka_client_options(self) -> dict[str, object]:
-        """Keyword arguments shared by every aiokafka client, security included
-        (:mod:`streams.kafka.clients` builds them)."""
-        options: dict[str, object] = {
-            "bootstrap_servers": self.kafka_bootstrap,
-            "security_protocol": self.security_protocol,
-        }
-        if self.sasl_mechanism:
-            options["sasl_mechanism"] = self.sasl_mechanism
-            options["sasl_plain_username"] = self.sasl_username
-            options["sasl_plain_password"] = (
-                self.sasl_password.get_secret_value() if self.sasl_password else None
-            )
-        if self.security_protocol in ("SSL", "SASL_SSL"):
-            from aiokafka.helpers import create_ssl_context
-
-            options["ssl_context"] = create_ssl_context(
-                cafile=str(self.ssl_cafile) if self.ssl_cafile else None,
-                certfile=str(self.ssl_certfile) if self.ssl_certfile else None,
-                keyfile=str(self.ssl_keyfile) if self.ssl_keyfile else None,
-            )
-        return options
-
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:

@@ -18,7 +18,8 @@ from schemas.codec import DecodeError
 from schemas.serde import AvroSerde
 from streams.audit.chain import GENESIS, AuditChains
 from streams.kafka import clients
-from streams.kafka.topics import AUDIT, topic_partitions
+from streams.kafka.admin import topic_partitions
+from streams.kafka.topics import AUDIT
 from streams.settings import Settings
 
 

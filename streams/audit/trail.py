@@ -14,7 +14,8 @@ from schemas.registry import SchemaRegistry
 from schemas.serde import AvroSerde
 from streams.audit.chain import ChainBreak, verify_chain
 from streams.kafka import clients
-from streams.kafka.topics import AUDIT, topic_partitions
+from streams.kafka.admin import topic_partitions
+from streams.kafka.topics import AUDIT
 from streams.settings import Settings
 
 Chains = dict[int, list[tuple[int, dict[str, Any]]]]

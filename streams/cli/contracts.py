@@ -21,8 +21,9 @@ from rich.table import Table
 from schemas.catalog import Catalog
 from schemas.registry import RegistryError, SchemaRegistry
 from streams.cli.console import console, errors, fail, settings
-from streams.kafka.topics import TopicError
-from streams.state.contract import Contract, ContractProblem, validate_paths
+from streams.kafka.admin import TopicError
+from streams.state.contract import Contract
+from streams.state.contract_files import ContractProblem, validate_paths
 from streams.state.contract_store import (
     Applied,
     ContractNotFound,

@@ -12,8 +12,9 @@ from schemas.identifiers import InvalidIdentifier
 from streams.cli.console import console, fail, settings
 from streams.ops import metrics
 from streams.settings import Settings
+from streams.state.bus_state import ConsentStatus
 from streams.state.contract import Contract
-from streams.state.ledger import Channel, ConsentStatus
+from streams.state.ledger import Channel
 from streams.state.subjects import Subject, find_contract, resolve, set_consent, set_population
 
 population_app = typer.Typer(help="The persons (or companies) a subscriber follows.",

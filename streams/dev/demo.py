@@ -35,9 +35,11 @@ from streams.dev.localstack import LocalStack, StackError, start_showing
 from streams.dev.settings import LocalStackSettings
 from streams.dev.synthetic import companies, generate, people
 from streams.kafka import clients
-from streams.kafka.topics import AUDIT, topic_partitions
+from streams.kafka.admin import topic_partitions
+from streams.kafka.topics import AUDIT
 from streams.settings import Settings
-from streams.state.contract import Contract, validate_paths
+from streams.state.contract import Contract
+from streams.state.contract_files import validate_paths
 from streams.state.contract_store import ContractStore
 from streams.state.subjects import resolve, set_consent, set_population
 

@@ -20,8 +20,32 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.client import AIOKafkaClient
+from aiokafka.helpers import create_ssl_context
 
 from streams.settings import Settings
+
+
+def connection_options(settings: Settings) -> dict[str, object]:
+    """Keyword arguments shared by every aiokafka client: where the cluster is, and how to
+    authenticate and encrypt."""
+    options: dict[str, object] = {
+        "bootstrap_servers": settings.kafka_bootstrap,
+        "security_protocol": settings.security_protocol,
+    }
+    if settings.sasl_mechanism:
+        options["sasl_mechanism"] = settings.sasl_mechanism
+        options["sasl_plain_username"] = settings.sasl_username
+        options["sasl_plain_password"] = (
+            settings.sasl_password.get_secret_value() if settings.sasl_password else None
+        )
+    if settings.security_protocol in ("SSL", "SASL_SSL"):
+        options["ssl_context"] = create_ssl_context(
+            cafile=str(settings.ssl_cafile) if settings.ssl_cafile else None,
+            certfile=str(settings.ssl_certfile) if settings.ssl_certfile else None,
+            keyfile=str(settings.ssl_keyfile) if settings.ssl_keyfile else None,
+        )
+    return options
+
 
 DURABILITY = {"acks": "all", "enable_idempotence": True}
 """What every producer of the bus promises; a caller asking otherwise is a bug."""
@@ -32,22 +56,22 @@ def producer(settings: Settings, **tuning: Any) -> AIOKafkaProducer:
     overridden = sorted(DURABILITY.keys() & tuning.keys())
     if overridden:
         raise TypeError(f"a bus producer's {', '.join(overridden)} cannot be changed")
-    return AIOKafkaProducer(**settings.kafka_client_options(), **DURABILITY, **tuning)
+    return AIOKafkaProducer(**connection_options(settings), **DURABILITY, **tuning)
 
 
 def consumer(settings: Settings, *topics: str, **options: Any) -> AIOKafkaConsumer:
     """A consumer on the bus's cluster; without ``group_id`` it only reads what it assigns."""
-    return AIOKafkaConsumer(*topics, **settings.kafka_client_options(), **options)
+    return AIOKafkaConsumer(*topics, **connection_options(settings), **options)
 
 
 def admin_client(settings: Settings, **options: Any) -> AIOKafkaAdminClient:
     """An admin client on the bus's cluster, not started (for a long-lived owner)."""
-    return AIOKafkaAdminClient(**settings.kafka_client_options(), **options)
+    return AIOKafkaAdminClient(**connection_options(settings), **options)
 
 
 def cluster_client(settings: Settings, **options: Any) -> AIOKafkaClient:
     """A bare cluster client, for requests the other clients do not expose (group listings)."""
-    return AIOKafkaClient(**settings.kafka_client_options(), **options)
+    return AIOKafkaClient(**connection_options(settings), **options)
 
 
 @asynccontextmanager

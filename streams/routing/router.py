@@ -38,7 +38,7 @@ from streams.routing.delivery import DeliveryChannel, EventHeaders, extension_he
 from streams.routing.records import Outgoing, SourceRecord
 from streams.routing.rules import ContractTerms, Decision, decide_all, terms_by_dataset
 from streams.routing.tally import RoutingTally
-from streams.state.follower import BusState
+from streams.state.bus_state import BusState
 
 AUDIT_SUBJECT = value_subject(AUDIT)
 

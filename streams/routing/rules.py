@@ -19,9 +19,8 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Literal
 
+from streams.state.bus_state import BusState, ConsentStatus
 from streams.state.contract import ConsentMode, Contract, PopulationMode
-from streams.state.follower import BusState
-from streams.state.ledger import ConsentStatus
 
 WithheldReason = Literal["not_enrolled", "no_consent", "objection", "contract_inactive"]
 """Why a contract did not receive an event; every withheld decision is audited with one."""

@@ -49,14 +49,8 @@ from schemas.registration import value_subject
 from schemas.registry import SchemaRegistry
 from schemas.serde import AvroSerde
 from streams.kafka import clients
-from streams.kafka.topics import (
-    CONTRACTS,
-    TopicSpec,
-    bus_topics,
-    ensure_topics,
-    spec,
-    topic_partitions,
-)
+from streams.kafka.admin import ensure_topics, topic_partitions
+from streams.kafka.topics import CONTRACTS, TopicSpec, bus_topics, spec
 from streams.settings import Settings
 from streams.state.contract import Contract
 from streams.state.fences import Positions, positions_after, raise_fences

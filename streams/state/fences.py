@@ -40,7 +40,8 @@ from typing import Any, Protocol, TypeVar
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.structs import RecordMetadata
 
-from streams.kafka.topics import PROVIDER_PREFIX, existing_topics, topic_partitions
+from streams.kafka.admin import existing_topics, topic_partitions
+from streams.kafka.topics import PROVIDER_PREFIX
 from streams.settings import Settings
 
 FENCE_HEADER = "circulation-fence"

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from dataclasses import dataclass, field
-from typing import Any
 
 import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -26,61 +24,13 @@ from schemas.catalog import Catalog
 from schemas.codec import to_json
 from schemas.serde import AvroSerde
 from streams.kafka import clients
-from streams.kafka.topics import (
-    BUS_RECORD_TOPICS,
-    CONSENTS,
-    CONTRACTS,
-    POPULATION,
-    topic_partitions,
-)
+from streams.kafka.admin import topic_partitions
+from streams.kafka.topics import BUS_RECORD_TOPICS
 from streams.settings import Settings
-from streams.state.contract import Contract
+from streams.state.bus_state import BusState
 from streams.state.fences import Positions
-from streams.state.ledger import ConsentStatus
 
 log = structlog.get_logger(__name__)
-
-SubjectKey = tuple[str, str]
-"""(contract id, subject reference or SIREN)."""
-
-
-@dataclass
-class BusState:
-    """The latest contract records, consent decisions and enrolments, as the topics say."""
-
-    contracts: dict[str, Contract] = field(default_factory=dict)
-    consents: dict[SubjectKey, ConsentStatus] = field(default_factory=dict)
-    enrolled: set[SubjectKey] = field(default_factory=set)
-    generation: int = 0
-    """Bumped on every contract change, so routers know to recompile their plans."""
-
-    def forget(self, topic: str, key: str) -> None:
-        """Apply a tombstone: a deleted contract or enrolment is gone for routing too.
-
-        Consent tombstones are ignored: each consent key is one decision of the history, and
-        erasing an old decision must not revive an older one.
-        """
-        if topic == CONTRACTS and self.contracts.pop(key, None) is not None:
-            self.generation += 1
-        elif topic == POPULATION and "/" in key:
-            contract_id, subject = key.split("/", 1)
-            self.enrolled.discard((contract_id, subject))
-
-    def apply(self, topic: str, record: dict[str, Any]) -> None:
-        """Fold one record of a state topic (in its JSON form) into the state."""
-        if topic == CONTRACTS:
-            contract = Contract.from_record(record)
-            self.contracts[contract.id] = contract
-            self.generation += 1
-        elif topic == CONSENTS:
-            self.consents[(record["contract_id"], record["subject_ref"])] = record["status"]
-        elif topic == POPULATION:
-            key = (record["contract_id"], record["subject_ref"])
-            if record["enrolled"]:
-                self.enrolled.add(key)
-            else:
-                self.enrolled.discard(key)
-
 
 class StateFollowerStopped(RuntimeError):
     """The state follower's task ended; the message carries why."""

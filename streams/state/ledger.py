@@ -22,10 +22,9 @@ from streams.kafka import clients
 from streams.kafka.partitioning import subject_partition
 from streams.kafka.topics import CONSENTS, POPULATION
 from streams.settings import Settings
+from streams.state.bus_state import ConsentStatus
 from streams.state.fences import positions_after, raise_fences
 
-ConsentStatus = Literal["granted", "withdrawn"]
-"""A person's recorded choice for one contract; the latest one is in force."""
 Channel = Literal["online_portal", "counter", "paper_form", "phone"]
 """How a consent decision was collected (kept with it, for the proof)."""
 

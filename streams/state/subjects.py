@@ -26,9 +26,10 @@ from streams.kafka import clients
 from streams.privacy.pseudonyms import Pseudonymiser, SubjectReferences
 from streams.privacy.secret import bus_secret
 from streams.settings import Settings
+from streams.state.bus_state import ConsentStatus
 from streams.state.contract import Contract
 from streams.state.contract_store import ContractNotFound, ContractStore
-from streams.state.ledger import Channel, ConsentStatus, SubjectLedger
+from streams.state.ledger import Channel, SubjectLedger
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,9 @@ import structlog
 from faust.types import TP, StreamT
 
 from schemas.catalog import Catalog
-from streams.kafka.topics import bus_topics, ensure_topics, spec
+from streams.kafka import clients
+from streams.kafka.admin import ensure_topics
+from streams.kafka.topics import bus_topics, spec
 from streams.logs import reclaim_standard_logging
 from streams.privacy.redaction import redacted_error
 from streams.settings import Settings
@@ -53,7 +55,7 @@ async def prepare_topics(settings: Settings, catalog: Catalog) -> None:
 
 def broker_credentials(settings: Settings) -> Any:
     """Faust's credentials for the same security settings the bus's other clients use."""
-    options = settings.kafka_client_options()
+    options = clients.connection_options(settings)
     context = cast(ssl.SSLContext | None, options.get("ssl_context"))
     if settings.sasl_mechanism:
         password = settings.sasl_password.get_secret_value() if settings.sasl_password else None

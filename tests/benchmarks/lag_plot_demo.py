@@ -33,6 +33,7 @@ from pathlib import Path
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from streams.kafka import clients
 from streams.settings import Settings
 from tests.lag_groups import LagGroups
 
@@ -40,7 +41,7 @@ CLI = [sys.executable, "-m", "streams.cli"]
 
 
 async def run(args: argparse.Namespace) -> int:
-    options = Settings().kafka_client_options()
+    options = clients.connection_options(Settings())
     subscriber = args.subscriber or f"mairie-demo-{uuid.uuid4().hex[:4]}"
     demo = LagGroups(options, subscriber, f"deliver.{subscriber}.demo")
     stall, stop = asyncio.Event(), asyncio.Event()

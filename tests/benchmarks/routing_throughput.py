@@ -57,7 +57,9 @@ from schemas.registry import SchemaRegistry
 from streams.dev.localstack import LocalStack
 from streams.dev.settings import LocalStackSettings
 from streams.dev.synthetic import generate
-from streams.kafka.topics import TopicSpec, ensure_topics
+from streams.kafka import clients
+from streams.kafka.admin import ensure_topics
+from streams.kafka.topics import TopicSpec
 from streams.settings import Settings
 from streams.state.contract import Contract
 from streams.state.contract_store import ContractStore
@@ -105,7 +107,7 @@ def prepared_events(settings: Settings, count: int, seed: int) -> list[OutgoingE
 
 
 async def produce_all(settings: Settings, topic: str, events: list[OutgoingEvent]) -> None:
-    producer = AIOKafkaProducer(**settings.kafka_client_options(), linger_ms=20,
+    producer = AIOKafkaProducer(**clients.connection_options(settings), linger_ms=20,
                                 max_batch_size=1 << 20, acks=1)
     await producer.start()
     try:
@@ -121,10 +123,10 @@ async def ceiling(settings: Settings, events: list[OutgoingEvent]) -> float:
     source, sink = f"bench.raw.{uuid.uuid4().hex[:8]}", f"bench.sink.{uuid.uuid4().hex[:8]}"
     await ensure_topics(settings, [TopicSpec(source, 3, 1), TopicSpec(sink, 3, 1)])
     await produce_all(settings, source, events)
-    consumer = AIOKafkaConsumer(source, **settings.kafka_client_options(),
+    consumer = AIOKafkaConsumer(source, **clients.connection_options(settings),
                                 auto_offset_reset="earliest", enable_auto_commit=False,
                                 max_partition_fetch_bytes=8 << 20, fetch_max_bytes=32 << 20)
-    producer = AIOKafkaProducer(**settings.kafka_client_options(), linger_ms=5,
+    producer = AIOKafkaProducer(**clients.connection_options(settings), linger_ms=5,
                                 max_batch_size=1 << 20, acks=1)
     await consumer.start()
     await producer.start()
@@ -162,7 +164,7 @@ async def apply_contracts(settings: Settings, fan_out: int) -> list[Contract]:
 async def written_span(settings: Settings, topics: list[str], expected: int,
                        timeout: float) -> tuple[float, float]:
     """(first, last) broker timestamps once ``expected`` records are on ``topics``."""
-    consumer = AIOKafkaConsumer(*topics, **settings.kafka_client_options(),
+    consumer = AIOKafkaConsumer(*topics, **clients.connection_options(settings),
                                 auto_offset_reset="earliest", enable_auto_commit=False)
     await consumer.start()
     first, last, seen = float("inf"), 0.0, 0
@@ -214,7 +216,7 @@ async def latency(settings: Settings, rate: float, seconds: float, seed: int, lo
     same load ran first, until the broker's compiler was quiet (:func:`_warm_routing`)."""
     contracts = await apply_contracts(settings, 3)
     worker = start_worker(settings, log)
-    consumer = AIOKafkaConsumer(contracts[0].delivery_topic, **settings.kafka_client_options(),
+    consumer = AIOKafkaConsumer(contracts[0].delivery_topic, **clients.connection_options(settings),
                                 auto_offset_reset="latest", enable_auto_commit=False)
     await consumer.start()
     samples: list[float] = []
@@ -399,7 +401,7 @@ async def until_quiet(compiler: CompilerThreads, window: Callable[[], Awaitable[
 
 
 async def _warm_load(settings: Settings, topic: str, done: asyncio.Event) -> None:
-    options = settings.kafka_client_options()
+    options = clients.connection_options(settings)
     producer = AIOKafkaProducer(**options, acks="all", enable_idempotence=True, linger_ms=5)
     consumer = AIOKafkaConsumer(topic, **options, group_id=f"bench-warm-{uuid.uuid4().hex[:8]}",
                                 auto_offset_reset="earliest", fetch_max_wait_ms=50)

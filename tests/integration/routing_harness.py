@@ -58,8 +58,10 @@ from schemas.registration import value_subject
 from schemas.registry import SchemaRegistry
 from schemas.serde import AvroSerde
 from streams.dev.synthetic import Person, companies, generate, people
+from streams.kafka import clients
+from streams.kafka.admin import topic_partitions
 from streams.kafka.partitioning import subject_partition
-from streams.kafka.topics import AUDIT, CONTRACTS, DLQ, topic_partitions
+from streams.kafka.topics import AUDIT, CONTRACTS, DLQ
 from streams.privacy.pseudonyms import Pseudonymiser, SubjectReferences
 from streams.privacy.secret import bus_secret
 from streams.settings import Settings
@@ -197,7 +199,7 @@ class WorkerPool:
 
     async def assignments(self, settings: Settings) -> dict[str, set[TopicPartition]]:
         """Partitions of every member of the group, by client id (other sessions' included)."""
-        admin = AIOKafkaAdminClient(**settings.kafka_client_options())
+        admin = AIOKafkaAdminClient(**clients.connection_options(settings))
         await admin.start()
         try:
             responses = await admin.describe_consumer_groups([APP_ID])
@@ -239,7 +241,7 @@ class WorkerPool:
         target = await end_offsets(settings, topics)
         deadline = asyncio.get_running_loop().time() + timeout
         lag = -1
-        admin = AIOKafkaAdminClient(**settings.kafka_client_options())
+        admin = AIOKafkaAdminClient(**clients.connection_options(settings))
         await admin.start()
         try:
             while asyncio.get_running_loop().time() < deadline:
@@ -262,7 +264,7 @@ class WorkerPool:
 async def end_offsets(settings: Settings, topics: Iterable[str]) -> Offsets:
     """The end offset of every partition of ``topics`` (which must exist)."""
     partitions = await topic_partitions(settings, list(topics))
-    consumer = AIOKafkaConsumer(**settings.kafka_client_options(), enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(**clients.connection_options(settings), enable_auto_commit=False)
     await consumer.start()
     try:
         consumer.assign(partitions)  # offsets of unassigned topics are asked one topic at a time
@@ -285,7 +287,7 @@ class Reader:
         self.start = dict(start)
         self.keep = keep
         self.records: list[Record] = []
-        self._consumer = AIOKafkaConsumer(**settings.kafka_client_options(),
+        self._consumer = AIOKafkaConsumer(**clients.connection_options(settings),
                                           enable_auto_commit=False,
                                           max_partition_fetch_bytes=8 * 1024 * 1024,
                                           fetch_max_bytes=64 * 1024 * 1024)
@@ -448,7 +450,7 @@ class Bus:
         recorded = await ContractStore(self.settings, self.registry, CATALOG).load()
         schema = CATALOG.bus_record("contract").latest
         now = datetime.now(UTC)
-        producer = AIOKafkaProducer(**self.settings.kafka_client_options(), acks="all")
+        producer = AIOKafkaProducer(**clients.connection_options(self.settings), acks="all")
         await producer.start()
         try:
             for contract_id in self.applied:

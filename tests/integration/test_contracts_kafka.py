@@ -26,7 +26,8 @@ from schemas.codec import decode, to_json, unframe
 from schemas.registration import value_subject
 from schemas.registry import SchemaRegistry, canonical
 from streams.cli import contracts as contracts_cli
-from streams.kafka.topics import topic_partitions
+from streams.kafka import clients
+from streams.kafka.admin import topic_partitions
 from streams.settings import Settings
 from streams.state.contract import Contract
 from streams.state.contract_store import ContractNotFound, ContractStore, ContractStoreError
@@ -61,7 +62,7 @@ def store(settings: Settings, registry: SchemaRegistry, topic_name: str) -> Cont
 
 
 async def _topic_config(settings: Settings, topic: str) -> dict[str, str]:
-    admin = AIOKafkaAdminClient(**settings.kafka_client_options())
+    admin = AIOKafkaAdminClient(**clients.connection_options(settings))
     await admin.start()
     try:
         (response,) = await admin.describe_configs(
@@ -75,7 +76,7 @@ async def _topic_config(settings: Settings, topic: str) -> dict[str, str]:
 
 async def _records(settings: Settings, topic: str) -> list[tuple[bytes, bytes]]:
     """Every (key, value) on ``topic``, read to its end offsets."""
-    consumer = AIOKafkaConsumer(**settings.kafka_client_options(), enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(**clients.connection_options(settings), enable_auto_commit=False)
     await consumer.start()
     try:
         partitions = await topic_partitions(settings, [topic])

@@ -27,7 +27,8 @@ from schemas.codec import DecodeError, decode, unframe
 from schemas.registration import register_versions
 from schemas.registry import SchemaRegistry
 from streams.dev.synthetic import generate
-from streams.kafka.topics import TopicSpec, ensure_topics
+from streams.kafka.admin import ensure_topics
+from streams.kafka.topics import TopicSpec
 from tests.conftest import Services
 
 BOURSIER = Catalog.load().dataset("statut_etudiant_boursier")

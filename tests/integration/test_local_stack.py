@@ -18,7 +18,8 @@ from pathlib import Path
 
 import httpx
 
-from streams.kafka.topics import TopicSpec, ensure_topics, topic_partitions
+from streams.kafka.admin import ensure_topics, topic_partitions
+from streams.kafka.topics import TopicSpec
 from tests.integration.private_stack import private_settings, run_cli
 
 pytest_plugins = ("tests.integration.private_stack",)

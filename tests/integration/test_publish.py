@@ -39,7 +39,8 @@ from schemas.identifiers import nir_key
 from schemas.registration import dataset_subjects, register_versions
 from schemas.registry import SchemaRegistry
 from streams.dev.synthetic import generate
-from streams.kafka.topics import ensure_topics, spec
+from streams.kafka.admin import ensure_topics
+from streams.kafka.topics import spec
 from streams.privacy.secret import bus_secret
 from streams.settings import Settings
 from tests.conftest import Services

@@ -23,7 +23,9 @@ from datetime import timedelta
 
 from aiokafka import AIOKafkaProducer
 
-from streams.kafka.topics import CONSENTS, CONTRACTS, POPULATION, PROVIDER_PREFIX, existing_topics
+from streams.kafka import clients
+from streams.kafka.admin import existing_topics
+from streams.kafka.topics import CONSENTS, CONTRACTS, POPULATION, PROVIDER_PREFIX
 from streams.state.contract_store import ContractStore
 from streams.state.fences import FENCE_HEADER, FENCE_KEY, encode_fence, is_fence, read_fence
 from streams.state.subjects import resolve, set_consent, set_population
@@ -218,7 +220,7 @@ async def test_a_damaged_or_forged_fence_holds_nothing_up(bus: Bus) -> None:
               "beyond the end": encode_fence({tp: end + 10**9 for tp, end in state.items()})}
     dead_start = await dlq_start(bus.settings)
     origins: dict[tuple[int, int], str] = {}
-    producer = AIOKafkaProducer(**bus.settings.kafka_client_options(), acks="all")
+    producer = AIOKafkaProducer(**clients.connection_options(bus.settings), acks="all")
     await producer.start()
     try:
         for partition in range(await bus.partition_count(BOURSIER)):

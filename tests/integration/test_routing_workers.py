@@ -28,12 +28,13 @@ from schemas.identifiers import complete_nir
 from schemas.registration import register_versions, value_subject
 from schemas.registry import SchemaRegistry
 from schemas.serde import AvroSerde
+from streams.kafka import clients
 from streams.kafka.topics import DLQ
 from streams.privacy.pseudonyms import Pseudonymiser
 from streams.privacy.secret import bus_secret
 from streams.routing.records import SourceRecord
 from streams.routing.router import Router
-from streams.state.follower import BusState
+from streams.state.bus_state import BusState
 from tests.conftest import Services
 from tests.integration.routing_harness import (
     CATALOG,
@@ -126,7 +127,7 @@ async def test_bad_records_become_dead_letters_and_routing_goes_on(bus: Bus) -> 
     start = await audit_start(bus.settings)
     origins: dict[tuple[int, int], str] = {}
     stamps: dict[str, int] = {}
-    producer = AIOKafkaProducer(**bus.settings.kafka_client_options(), acks="all")
+    producer = AIOKafkaProducer(**clients.connection_options(bus.settings), acks="all")
     await producer.start()
     try:
         for case, (key, value, headers, _) in bad.items():

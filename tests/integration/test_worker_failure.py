@@ -21,7 +21,9 @@ from aiokafka import AIOKafkaProducer
 from connectors.publisher import Publisher
 from schemas.catalog import Catalog
 from streams.dev.synthetic import generate
-from streams.kafka.topics import AUDIT, topic_partitions
+from streams.kafka import clients
+from streams.kafka.admin import topic_partitions
+from streams.kafka.topics import AUDIT
 from streams.settings import Settings
 from streams.worker.app import EXIT_ROUTING_FAILED, prepare_topics
 from tests.integration.private_stack import private_settings, run_cli
@@ -34,7 +36,7 @@ UNKNOWN_SCHEMA_ID = 987_654
 async def _break_audit_heads(settings: Settings) -> None:
     """Append to every audit partition a record framed with a schema id nobody registered."""
     await prepare_topics(settings, Catalog.load())
-    producer = AIOKafkaProducer(**settings.kafka_client_options(), acks="all")
+    producer = AIOKafkaProducer(**clients.connection_options(settings), acks="all")
     await producer.start()
     try:
         for tp in await topic_partitions(settings, [AUDIT]):

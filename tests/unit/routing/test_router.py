@@ -18,8 +18,8 @@ from streams.kafka.topics import AUDIT
 from streams.privacy.pseudonyms import Pseudonymiser
 from streams.routing import router as router_module
 from streams.routing.router import Router
+from streams.state.bus_state import BusState
 from streams.state.contract import Contract
-from streams.state.follower import BusState
 from tests.unit.memory_registry import MemoryRegistry
 from tests.unit.routing.test_rules import (
     CATALOG,

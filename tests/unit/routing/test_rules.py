@@ -35,8 +35,8 @@ from streams.privacy.pseudonyms import Pseudonymiser
 from streams.routing.records import SourceRecord
 from streams.routing.router import Router
 from streams.routing.rules import decide_all, still_audited, terms_by_dataset
+from streams.state.bus_state import BusState
 from streams.state.contract import Contract
-from streams.state.follower import BusState
 from tests.unit.memory_registry import MemoryRegistry
 
 CATALOG = Catalog.load()

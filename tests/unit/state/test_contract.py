@@ -18,14 +18,8 @@ from schemas.codec import decode, encode, from_json, to_json
 from schemas.identifiers import validate_siret
 from schemas.projection import full_name
 from streams.cli import contracts as contracts_cli
-from streams.state.contract import (
-    FILE_KEYS,
-    Contract,
-    ContractProblem,
-    duration_ms,
-    segment_ms,
-    validate_paths,
-)
+from streams.state.contract import FILE_KEYS, Contract, duration_ms, segment_ms
+from streams.state.contract_files import ContractProblem, validate_paths
 
 CATALOG = Catalog.load()
 DEPLOY = Path(__file__).resolve().parents[3] / "deploy" / "contracts"

@@ -1,0 +1,95 @@
+"""Creating, aligning and describing the bus's topics, idempotently.
+
+Production clusters usually refuse automatic topic creation, so the bus creates what it needs
+explicitly, with the partition count and retention it means to have, and aligns the configuration
+of topics that already exist (a contract's retention may change).
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiokafka import TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from aiokafka.errors import TopicAlreadyExistsError, UnknownTopicOrPartitionError
+
+from streams.kafka import clients
+from streams.kafka.topics import TopicSpec
+from streams.settings import Settings
+
+
+class TopicError(RuntimeError):
+    """The cluster refused to create or configure a topic; the message names it and why."""
+
+
+async def existing_topics(settings: Settings, prefix: str) -> list[str]:
+    """The cluster's topics whose name starts with ``prefix``, sorted."""
+    async with clients.admin(settings) as admin:
+        return sorted(t for t in await admin.list_topics() if t.startswith(prefix))
+
+
+async def topic_partitions(settings: Settings, topics: list[str],
+                           missing_ok: bool = False) -> list[TopicPartition]:
+    """Every partition of ``topics``, asked of the admin client (a consumer's metadata may not
+    know a topic it has not subscribed to); :class:`TopicError` when one does not exist, unless
+    ``missing_ok`` (a missing topic then has no partitions)."""
+    async with clients.admin(settings) as admin:
+        described = await admin.describe_topics(topics)
+    partitions = []
+    for topic in described:
+        if missing_ok and topic["error_code"] == UnknownTopicOrPartitionError.errno:
+            continue
+        if topic["error_code"] != 0:
+            raise TopicError(f"cannot describe topic {topic['topic']}: error "
+                             f"{topic['error_code']}")
+        partitions += [TopicPartition(topic["topic"], p["partition"])
+                       for p in topic["partitions"]]
+    return sorted(partitions)
+
+
+async def ensure_topics(settings: Settings, specs: list[TopicSpec]) -> list[str]:
+    """Create the missing topics, align the configuration of the others; return those created."""
+    if not specs:
+        return []
+    async with clients.admin(settings) as admin:
+        existing = set(await admin.list_topics())
+        missing = [s for s in specs if s.name not in existing]
+        created: list[str] = []
+        if missing:
+            response = await admin.create_topics([
+                NewTopic(t.name, t.partitions, t.replication, topic_configs=t.config)
+                for t in missing
+            ])
+            for name, code, message in (e[:3] for e in response.topic_errors):
+                if code == 0:
+                    created.append(name)
+                elif code != TopicAlreadyExistsError.errno:
+                    raise TopicError(f"could not create topic {name}: error {code} {message}")
+        await _wait_for_leaders(admin, created)
+        to_align = [s for s in specs if s.name not in created and s.config]
+        if to_align:
+            for answer in await admin.alter_configs([
+                ConfigResource(ConfigResourceType.TOPIC, s.name, configs=s.config)
+                for s in to_align
+            ]):
+                for code, message, _, name in answer.resources:
+                    if code != 0:
+                        raise TopicError(f"could not configure topic {name}: {message}")
+        return created
+
+
+async def _wait_for_leaders(admin: AIOKafkaAdminClient, names: list[str],
+                            timeout: float = 30.0) -> None:
+    """Return once every partition of ``names`` has a leader, so the first write succeeds."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while names:
+        described = await admin.describe_topics(names)
+        names = [t["topic"] for t in described
+                 if t["error_code"] != 0 or not t["partitions"]
+                 or any(p["leader"] < 0 for p in t["partitions"])]
+        if names and asyncio.get_running_loop().time() > deadline:
+            raise TopicError(f"topics without a partition leader after {timeout:.0f}s: "
+                             f"{', '.join(names)}")
+        if names:
+            await asyncio.sleep(0.1)
