@@ -25,7 +25,8 @@ from schemas.registration import register_versions, value_subject
 from schemas.registry import SchemaRegistry
 from schemas.serde import AvroSerde
 from streams.kafka import clients
-from streams.kafka.topics import ensure_topics, spec
+from streams.kafka.admin import ensure_topics
+from streams.kafka.topics import spec
 from streams.privacy.pseudonyms import SubjectReferences
 from streams.privacy.secret import bus_secret
 from streams.settings import Settings

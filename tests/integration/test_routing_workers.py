@@ -38,7 +38,6 @@ from streams.state.bus_state import BusState
 from tests.conftest import Services
 from tests.integration.routing_harness import (
     CATALOG,
-    RAW_NIR_MARKER,
     Bus,
     Reader,
     audit_start,
@@ -47,6 +46,7 @@ from tests.integration.routing_harness import (
     fresh_people,
     header,
 )
+from tests.raw_nir_scan import RAW_NIR_MARKER
 
 pytest_plugins = ("tests.integration.routing_harness",)
 
