@@ -28,6 +28,7 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/lint-imports --no-cache
+	$(BIN)/pytest --collect-only -qq -p no:cacheprovider
 
 demo: install
 	$(BIN)/circulation demo

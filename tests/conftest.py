@@ -5,14 +5,17 @@ Where they come from, in order: ``CIRCULATION_KAFKA_BOOTSTRAP`` and
 answers; otherwise the local stack, started (and afterwards stopped) by the fixture when it was
 not already running.
 
-A session that used the broker ends with a check of its own: once every test that used it has
-finished, every record of every topic is scanned for a raw NIR (:mod:`tests.raw_nir_scan`),
-and the session fails, naming topic, partition, offset and place, when one is found.
+A session that used the broker ends with checks of its own, once every test that used it has
+finished: every record of every topic is scanned for a raw NIR (:mod:`tests.raw_nir_scan`), and
+every audit chain is verified over the records written during the session (one writer per
+chain: two writers would fork it). The session fails, naming places and reasons, never values,
+when either finds anything.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import uuid
@@ -21,10 +24,11 @@ from dataclasses import dataclass
 
 import pytest
 
+from streams.audit.trail import audit_ends, verify_since
 from streams.dev.localstack import LocalStack
 from streams.dev.settings import LocalStackSettings
 from streams.settings import Settings
-from tests.raw_nir_scan import Scan, scan_every_topic
+from tests.raw_nir_scan import scan_every_topic
 
 
 @dataclass(frozen=True)
@@ -85,30 +89,54 @@ def _provided() -> Iterator[Services]:
         yield from _from_local_stack()
 
 
-_SCAN = pytest.StashKey[Scan]()
+_CHECKS = pytest.StashKey[list[str]]()
+
+
+@dataclass(frozen=True)
+class SessionStart:
+    """What the closing checks need to know of the broker as the session found it."""
+
+    audit_ends: dict[int, int]
+
+
+async def session_start(settings: Settings) -> SessionStart:
+    return SessionStart(await audit_ends(settings))
+
+
+async def closing_checks(settings: Settings, start: SessionStart) -> tuple[list[str], list[str]]:
+    """The session's own checks, once every test that used the broker has finished: what each
+    read, and what each found wrong (places and reasons, never values)."""
+    scan = await scan_every_topic(settings)
+    trail = await verify_since(settings, start.audit_ends)
+    report = [f"raw-NIR scan: {scan.records} records on {scan.partitions} partitions of every "
+              f"topic: {len(scan.findings)} raw NIR(s)",
+              f"audit chains: {trail.records} records written in {trail.chains} chains during "
+              f"the session: {len(trail.breaks)} break(s)"]
+    problems = [f"raw NIR at {finding}" for finding in scan.findings]
+    problems += [f"audit chain broken at {problem}" for problem in trail.breaks]
+    return report, problems
 
 
 @pytest.fixture(scope="session")
 def services(request: pytest.FixtureRequest) -> Iterator[Services]:
-    """A running broker and registry, whatever provides them; scanned for raw NIRs at the end
-    of the session, before they stop."""
-    for provided in _provided():
+    """A running broker and registry, whatever provides them. Once every test that used them
+    has finished, and before they stop, the session checks them: no raw NIR on any topic, and
+    every audit chain still linked over the records the session's workers wrote."""
+    with contextlib.contextmanager(_provided)() as provided:
+        start = asyncio.run(session_start(provided.settings()))
         yield provided
-        scan = asyncio.run(scan_every_topic(provided.settings()))
-        request.config.stash[_SCAN] = scan
-        if scan.findings:
-            pytest.fail(f"raw NIRs on the broker in {len(scan.findings)} places:\n"
-                        + "\n".join(scan.findings[:50]), pytrace=False)
+        report, problems = asyncio.run(closing_checks(provided.settings(), start))
+        request.config.stash[_CHECKS] = report
+        if problems:
+            pytest.fail(f"the session's closing checks failed in {len(problems)} place(s) (not "
+                        "this test's fault):\n" + "\n".join(problems[:50]), pytrace=False)
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter,
                             config: pytest.Config) -> None:
-    """Say what the raw-NIR scan read, so that a session shows it ran and on what."""
-    scan = config.stash.get(_SCAN, None)
-    if scan is not None:
-        verdict = "no raw NIR" if not scan.findings else f"{len(scan.findings)} raw NIR(s)"
-        terminalreporter.write_line(f"raw-NIR scan: {scan.records} records on "
-                                    f"{scan.partitions} partitions of every topic: {verdict}")
+    """Say what the closing checks read, so that a session shows they ran, and on what."""
+    for line in config.stash.get(_CHECKS, []):
+        terminalreporter.write_line(line)
 
 
 @pytest.fixture

@@ -95,13 +95,15 @@ class ChainBreak:
         return f"audit partition {self.partition}, offset {self.offset}: {self.reason}"
 
 
-def verify_chain(partition: int, records: Iterable[tuple[int, dict[str, Any]]]) -> list[ChainBreak]:
-    """Check a chain read in offset order: every hash recomputes and links to the previous one.
+def verify_chain(partition: int, records: Iterable[tuple[int, dict[str, Any]]],
+                 previous: str = GENESIS) -> list[ChainBreak]:
+    """Check a chain read in offset order: every hash recomputes and links to the previous one
+    (``previous`` before the first: the genesis, or the hash of the record before them when a
+    chain is checked from the middle).
 
     A changed record fails its own hash; a removed or reordered one breaks the link of the next.
     """
     breaks = []
-    previous = GENESIS
     for offset, record in records:
         if record["previous_hash"] != previous:
             breaks.append(ChainBreak(partition, offset, "does not link to the previous record "

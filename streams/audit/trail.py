@@ -31,8 +31,9 @@ class Verification:
     breaks: list[ChainBreak]
 
 
-async def read_chains(settings: Settings) -> Chains:
-    """Every audit record, per partition, in offset order, up to the end offsets seen now."""
+async def read_chains(settings: Settings, since: dict[int, int] | None = None) -> Chains:
+    """Every audit record, per partition, in offset order, up to the end offsets seen now;
+    from the offsets ``since`` names (per partition) instead of the beginning."""
     serde = AvroSerde(SchemaRegistry(settings.schema_registry_url))
     reader = Catalog.load().bus_record("audit").latest.parsed
     partitions = await topic_partitions(settings, [AUDIT])
@@ -42,8 +43,13 @@ async def read_chains(settings: Settings) -> Chains:
     try:
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
+        starts = await consumer.beginning_offsets(partitions)
+        for tp in partitions:
+            if since and since.get(tp.partition, 0) > starts[tp]:
+                consumer.seek(tp, since[tp.partition])
         ends = await consumer.end_offsets(partitions)
-        pending = {tp for tp in partitions if ends[tp] > 0}
+        pending = {tp for tp in partitions
+                   if ends[tp] > max(starts[tp], (since or {}).get(tp.partition, 0))}
         while pending:
             for tp, records in (await consumer.getmany(*pending, timeout_ms=1000,
                                                        max_records=50_000)).items():
@@ -54,6 +60,32 @@ async def read_chains(settings: Settings) -> Chains:
     finally:
         await consumer.stop()
     return chains
+
+
+async def audit_ends(settings: Settings) -> dict[int, int]:
+    """The end offset of every audit chain now: where the records written from now on begin."""
+    partitions = await topic_partitions(settings, [AUDIT], missing_ok=True)
+    consumer = clients.consumer(settings, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        return {tp.partition: offset for tp, offset in
+                (await consumer.end_offsets(partitions)).items()} if partitions else {}
+    finally:
+        await consumer.stop()
+
+
+async def verify_since(settings: Settings, since: dict[int, int]) -> Verification:
+    """Check the records written to every chain since the offsets ``since`` names: each links
+    to the one before it and its hash recomputes (the first of each chain is the anchor)."""
+    chains = await read_chains(settings, {p: max(o - 1, 0) for p, o in since.items()})
+    breaks: list[ChainBreak] = []
+    for partition, records in sorted(chains.items()):
+        if since.get(partition, 0) > 0 and records:
+            anchor, *records = records
+            breaks += verify_chain(partition, records, anchor[1]["record_hash"])
+        else:
+            breaks += verify_chain(partition, records)
+    return Verification(len(chains), sum(len(r) for r in chains.values()), breaks)
 
 
 async def verify_trail(settings: Settings) -> Verification:

@@ -113,10 +113,6 @@ async def _sample(config: Settings, options: _Options) -> LagRun:
     """Sample with the display, the exporter and the signals the options ask for."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
-    exporter = (LagExporter.serve(options.serve_port, options.bind)
-                if options.serve_port is not None else None)
     live = (Live(console=console, auto_refresh=False, transient=False)
             if options.watch and not options.as_json else None)
     spinner = (errors.status("sampling consumer lag…")
@@ -125,13 +121,18 @@ async def _sample(config: Settings, options: _Options) -> LagRun:
     sampling = Sampling(options.subscriber, options.window, options.samples,
                         options.continuous, options.duration,
                         keep_snapshots=options.plot is not None)
+    exporter: LagExporter | None = None
 
     def on_sample(run: LagRun, taken: int) -> None:
         if exporter is not None:
             exporter.publish(run)
         _show_progress(run, options, taken, live, spinner)
 
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
     try:
+        if options.serve_port is not None:
+            exporter = LagExporter.serve(options.serve_port, options.bind)
         with live or contextlib.nullcontext(), spinner or contextlib.nullcontext():
             return await monitor_lag(config, sampling, stop, on_sample)
     finally:

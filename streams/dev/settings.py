@@ -61,13 +61,20 @@ class LocalStackSettings(BaseSettings):
         return f"http://127.0.0.1:{self.local_registry_port}/apis/ccompat/v7"
 
     def bus_settings(self) -> Settings:
-        """The bus's settings pointed at this stack (same cache folder, hence the same local
-        secret); every other setting as the environment gives it."""
-        return Settings(kafka_bootstrap=self.kafka_bootstrap,
-                        schema_registry_url=self.schema_registry_url, cache_dir=self.cache_dir)
+        """The bus's settings pointed at this stack, except where the environment names other
+        addresses explicitly (it wins, as everywhere); everything else as it gives it."""
+        configured = Settings()
+        return configured.model_copy(update={
+            name: value for name, value in self._addresses().items()
+            if name not in configured.model_fields_set})
 
     def bus_environment(self) -> dict[str, str]:
-        """The variables that point a ``circulation`` process at this stack."""
-        return {"CIRCULATION_KAFKA_BOOTSTRAP": self.kafka_bootstrap,
-                "CIRCULATION_SCHEMA_REGISTRY_URL": self.schema_registry_url,
-                "CIRCULATION_CACHE_DIR": str(self.cache_dir)}
+        """The variables that point a ``circulation`` process as :meth:`bus_settings` does."""
+        chosen = self.bus_settings()
+        return {"CIRCULATION_KAFKA_BOOTSTRAP": chosen.kafka_bootstrap,
+                "CIRCULATION_SCHEMA_REGISTRY_URL": chosen.schema_registry_url,
+                "CIRCULATION_CACHE_DIR": str(chosen.cache_dir)}
+
+    def _addresses(self) -> dict[str, object]:
+        return {"kafka_bootstrap": self.kafka_bootstrap,
+                "schema_registry_url": self.schema_registry_url, "cache_dir": self.cache_dir}

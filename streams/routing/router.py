@@ -133,10 +133,11 @@ class Router:
             chain, event_id=event.id, contract_id=terms.contract_id, subscriber=subscriber,
             provider=provider, dataset=terms.dataset, subject_ref=event.subject,
             reason=decision.reason, fields_delivered=terms.fields, decided_at=routed_at)
-        self.tally.decision(subscriber, terms.contract_id, decision.reason)
-        return Outgoing(AUDIT, event.subject.encode(), self.serde.framed(
+        written = Outgoing(AUDIT, event.subject.encode(), self.serde.framed(
             AUDIT_SUBJECT, self._audit_schema, self._audit_encoder.encode(audit)), [],
             partition=chain)
+        self.tally.decision(subscriber, terms.contract_id, decision.reason)
+        return written
 
     def _checker(self, dataset: Dataset) -> Callable[[Any], None]:
         checker = self._checkers.get(dataset.id)

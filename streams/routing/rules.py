@@ -7,8 +7,8 @@ or only those of persons it enrolled (``enrolled``), the way the Belgian Crossro
 Social Security forwards a change only to institutions that hold a file on that person.
 
 Pure and synchronous: no Kafka, no clock of its own. The worker feeds it decoded events and the
-current :class:`~streams.state.follower.BusState`; property tests feed it anything. The order of the
-checks is the order an auditor reads them: is the contract in force, does the subscriber follow
+current :class:`~streams.state.bus_state.BusState`; property tests feed it anything. The order of
+the checks is the order an auditor reads them: is the contract in force, does the subscriber follow
 this person, does the person's consent allow it.
 """
 

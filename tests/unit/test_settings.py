@@ -78,3 +78,12 @@ def test_a_stack_on_other_ports_gives_its_own_addresses(monkeypatch: pytest.Monk
     assert local.bus_environment()["CIRCULATION_SCHEMA_REGISTRY_URL"] == (
         "http://127.0.0.1:28081/apis/ccompat/v7")
     assert Settings().kafka_bootstrap == "127.0.0.1:9092"  # the bus's own default stays put
+
+
+def test_an_address_set_explicitly_wins_over_the_stack_s(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CIRCULATION_LOCAL_KAFKA_PORT", "29092")
+    monkeypatch.setenv("CIRCULATION_KAFKA_BOOTSTRAP", "broker.example:9092")
+    local = LocalStackSettings()
+    assert local.bus_settings().kafka_bootstrap == "broker.example:9092"
+    assert local.bus_environment()["CIRCULATION_KAFKA_BOOTSTRAP"] == "broker.example:9092"
+    assert local.bus_settings().schema_registry_url == BUS["CIRCULATION_SCHEMA_REGISTRY_URL"]

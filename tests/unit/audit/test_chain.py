@@ -120,3 +120,11 @@ def test_an_audit_schema_with_other_fields_is_refused() -> None:
     raw["fields"][0], raw["fields"][1] = raw["fields"][1], raw["fields"][0]
     with pytest.raises(ValueError, match="not the ones AuditEncoder writes"):
         AuditEncoder(raw)
+
+
+def test_a_chain_checked_from_the_middle_links_to_the_record_before() -> None:
+    records = _chain(6)
+    assert verify_chain(1, records[3:], previous=records[2][1]["record_hash"]) == []
+    forked = verify_chain(1, records[3:], previous=records[1][1]["record_hash"])
+    assert [b.offset for b in forked] == [103]
+    assert "does not link" in forked[0].reason
