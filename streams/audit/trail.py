@@ -14,7 +14,7 @@ from schemas.registry import SchemaRegistry
 from schemas.serde import AvroSerde
 from streams.audit.chain import ChainBreak, verify_chain
 from streams.kafka import clients
-from streams.kafka.admin import topic_partitions
+from streams.kafka.admin import existing_topics, topic_partitions
 from streams.kafka.topics import AUDIT
 from streams.settings import Settings
 
@@ -62,9 +62,18 @@ async def read_chains(settings: Settings, since: dict[int, int] | None = None) -
     return chains
 
 
+async def _audit_exists(settings: Settings) -> bool:
+    """Whether ``bus.audit`` exists, asked without describing it: describing a topic that does
+    not exist may have a broker create it with its defaults (``auto.create.topics.enable``)."""
+    return AUDIT in await existing_topics(settings, AUDIT)
+
+
 async def audit_ends(settings: Settings) -> dict[int, int]:
-    """The end offset of every audit chain now: where the records written from now on begin."""
-    partitions = await topic_partitions(settings, [AUDIT], missing_ok=True)
+    """The end offset of every audit chain now: where the records written from now on begin
+    (none when no chain exists yet)."""
+    if not await _audit_exists(settings):
+        return {}
+    partitions = await topic_partitions(settings, [AUDIT])
     consumer = clients.consumer(settings, enable_auto_commit=False)
     await consumer.start()
     try:
@@ -77,6 +86,8 @@ async def audit_ends(settings: Settings) -> dict[int, int]:
 async def verify_since(settings: Settings, since: dict[int, int]) -> Verification:
     """Check the records written to every chain since the offsets ``since`` names: each links
     to the one before it and its hash recomputes (the first of each chain is the anchor)."""
+    if not await _audit_exists(settings):
+        return Verification(0, 0, [])
     chains = await read_chains(settings, {p: max(o - 1, 0) for p, o in since.items()})
     breaks: list[ChainBreak] = []
     for partition, records in sorted(chains.items()):
