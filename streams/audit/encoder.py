@@ -30,10 +30,9 @@ _Part = tuple[Callable[[Mapping[str, Any]], Any], tuple[str, ...], Any, bool, di
 class AuditEncoder:
     """The Avro body of audit records, written by parts that are mostly already encoded.
 
-    Avro writes a record as the
-    concatenation of its fields' encodings, so the record is written part by part
-    (:data:`AUDIT_PARTS`), each by fastavro under a schema made of exactly those fields of the
-    audit schema:
+    Avro writes a record as the concatenation of its fields' encodings, so the record is written
+    part by part (:data:`AUDIT_PARTS`), each by fastavro under a schema made of exactly those
+    fields of the audit schema:
 
     - a group (the contract and its subscriber, the provider and dataset, the verdict with its
       instant and fields) is encoded once and remembered;

@@ -12,9 +12,9 @@ from typing import Any
 from schemas.catalog import Catalog
 from schemas.registry import SchemaRegistry
 from schemas.serde import AvroSerde
-from streams.audit.chain import ChainBreak, verify_chain
+from streams.audit.chain import GENESIS, ChainBreak, verify_chain
 from streams.kafka import clients
-from streams.kafka.admin import existing_topics, topic_partitions
+from streams.kafka.admin import end_offsets, existing_topics, topic_partitions
 from streams.kafka.topics import AUDIT
 from streams.settings import Settings
 
@@ -73,14 +73,22 @@ async def audit_ends(settings: Settings) -> dict[int, int]:
     (none when no chain exists yet)."""
     if not await _audit_exists(settings):
         return {}
-    partitions = await topic_partitions(settings, [AUDIT])
-    consumer = clients.consumer(settings, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        return {tp.partition: offset for tp, offset in
-                (await consumer.end_offsets(partitions)).items()} if partitions else {}
-    finally:
-        await consumer.stop()
+    return {tp.partition: offset for tp, offset in (await end_offsets(settings, [AUDIT])).items()}
+
+
+def _verification(chains: Chains, since: dict[int, int]) -> Verification:
+    """Verify each chain; one read from the record before ``since`` (its offset there) starts
+    from that record, the anchor, which is not counted."""
+    breaks: list[ChainBreak] = []
+    checked = 0
+    for partition, records in sorted(chains.items()):
+        previous = GENESIS
+        if since.get(partition, 0) > 0 and records:
+            (_, anchor), *records = records
+            previous = anchor["record_hash"]
+        breaks += verify_chain(partition, records, previous)
+        checked += len(records)
+    return Verification(len(chains), checked, breaks)
 
 
 async def verify_since(settings: Settings, since: dict[int, int]) -> Verification:
@@ -89,20 +97,9 @@ async def verify_since(settings: Settings, since: dict[int, int]) -> Verificatio
     if not await _audit_exists(settings):
         return Verification(0, 0, [])
     chains = await read_chains(settings, {p: max(o - 1, 0) for p, o in since.items()})
-    breaks: list[ChainBreak] = []
-    for partition, records in sorted(chains.items()):
-        if since.get(partition, 0) > 0 and records:
-            anchor, *records = records
-            breaks += verify_chain(partition, records, anchor[1]["record_hash"])
-        else:
-            breaks += verify_chain(partition, records)
-    return Verification(len(chains), sum(len(r) for r in chains.values()), breaks)
+    return _verification(chains, since)
 
 
 async def verify_trail(settings: Settings) -> Verification:
     """Recompute every hash of every chain of ``bus.audit``."""
-    chains = await read_chains(settings)
-    breaks: list[ChainBreak] = []
-    for partition, records in sorted(chains.items()):
-        breaks += verify_chain(partition, records)
-    return Verification(len(chains), sum(len(r) for r in chains.values()), breaks)
+    return _verification(await read_chains(settings), {})

@@ -35,7 +35,7 @@ from streams.dev.localstack import LocalStack, StackError, start_showing
 from streams.dev.settings import LocalStackSettings
 from streams.dev.synthetic import companies, generate, people
 from streams.kafka import clients
-from streams.kafka.admin import topic_partitions
+from streams.kafka.admin import end_offsets
 from streams.kafka.topics import AUDIT
 from streams.settings import Settings
 from streams.state.contract import Contract
@@ -115,16 +115,6 @@ async def _audit_of(config: Settings, serde: AvroSerde, catalog: Catalog, ids: s
     return found
 
 
-async def _end_offsets(config: Settings, topic: str) -> dict[TopicPartition, int]:
-    partitions = await topic_partitions(config, [topic])
-    consumer = clients.consumer(config)
-    await consumer.start()
-    try:
-        return dict(await consumer.end_offsets(partitions))
-    finally:
-        await consumer.stop()
-
-
 async def _sample_delivery(config: Settings, serde: AvroSerde,
                            contract: Contract) -> dict[str, Any] | None:
     consumer = clients.consumer(config, contract.delivery_topic, auto_offset_reset="earliest",
@@ -165,7 +155,7 @@ async def _run(config: Settings, catalog: Catalog, console: Console) -> None:
     firms = companies(2026, 6)
     for line in await _enrol_and_consent(config, {c.id: c for c in contracts}, persons, firms):
         console.print(f"  · {line}")
-    starts = await _end_offsets(config, AUDIT)
+    starts = await end_offsets(config, [AUDIT])
     ids = await _publish(config, catalog, persons, firms, random.SystemRandom().randrange(2**31))
     console.print(f"published {len(ids)} change events from {len(catalog.providers())} "
                   "providers; routing…")

@@ -48,6 +48,19 @@ async def topic_partitions(settings: Settings, topics: list[str],
     return sorted(partitions)
 
 
+async def end_offsets(settings: Settings, topics: list[str]) -> dict[TopicPartition, int]:
+    """The end offset of every partition of ``topics`` now: where the next record will go."""
+    partitions = await topic_partitions(settings, topics)
+    if not partitions:
+        return {}
+    consumer = clients.consumer(settings, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        return dict(await consumer.end_offsets(partitions))
+    finally:
+        await consumer.stop()
+
+
 async def ensure_topics(settings: Settings, specs: list[TopicSpec]) -> list[str]:
     """Create the missing topics, align the configuration of the others; return those created."""
     if not specs:
