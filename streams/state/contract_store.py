@@ -54,6 +54,7 @@ from streams.kafka.topics import CONTRACTS, TopicSpec, bus_topics, spec
 from streams.settings import Settings
 from streams.state.contract import Contract
 from streams.state.fences import Positions, positions_after, raise_fences
+from streams.state.record_errors import record_error
 
 log = structlog.get_logger(__name__)
 
@@ -170,12 +171,14 @@ class ContractStore:
         if value is None:
             contracts.pop(key.decode("utf-8", "replace"), None)
             return
+        record = None
         try:
             _, datum = self._serde.decode(value, self._record.parsed)
-            contract = Contract.from_record(to_json(self._record.parsed, datum))
+            record = to_json(self._record.parsed, datum)
+            contract = Contract.from_record(record)
         except ValueError as exc:
             log.warning("unreadable contract record skipped", topic=self.topic, offset=offset,
-                        error=str(exc))
+                        error=record_error(exc, record))
             return
         contracts[contract.id] = contract
 
@@ -183,7 +186,7 @@ class ContractStore:
         """The recorded contract of that id; :class:`ContractNotFound` otherwise."""
         contract = (await self.load()).get(contract_id)
         if contract is None:
-            raise ContractNotFound(f"no contract {contract_id!r} on {self.topic}")
+            raise ContractNotFound(f"no contract of that id on {self.topic}")
         return contract
 
     async def apply(self, contracts: Sequence[Contract]) -> list[Applied]:
