@@ -5,15 +5,15 @@ several) and recorded on the compacted ``bus.contracts`` topic (see
 :mod:`streams.state.contract_store`). The file keys are the interface with operators::
 
     id: lyon-cantine-2026                # [a-z0-9-]{3,64}, unique
-    subscriber: ville-de-lyon            # [a-z0-9-]{3,64}
+    subscriber: ville-de-lyon            # [a-z0-9-]{3,64}, one SIRET for good
     subscriber_siret: "21690123100011"   # quoted: YAML would read it as a number
-    purpose: Tarification sociale de la restauration scolaire
-    legal_basis: CRPA art. L114-8 ; délibération n° 2026-114
+    purpose: Tarification sociale de la restauration scolaire   # at most 300 characters
+    legal_basis: CRPA art. L114-8 ; délibération n° 2026-114   # at most 1,000
     datasets:                            # dataset id -> the only fields delivered
       quotient_familial: [quotient_familial, annee, mois]
     consent: opt_in                      # opt_in | opt_out | not_required
     population: enrolled                 # enrolled | all
-    retention: P90D                      # ISO 8601 duration
+    retention: P90D                      # ISO 8601 duration, at most P10Y
     valid_from: 2026-01-01
     valid_until: 2027-12-31              # optional
 
