@@ -190,7 +190,7 @@ def _schema_files(root: Traversable) -> Iterator[tuple[str, str, SchemaVersion]]
             if not file.name.endswith(".avsc"):
                 continue
             where = f"{folder.name}/{file.name}"
-            match = _FILE_NAME.match(file.name)
+            match = _FILE_NAME.fullmatch(file.name)
             if match is None:
                 raise CatalogError(f"{where}: file name must be <name>.v<N>.avsc")
             version = _parse(where, file.read_text(encoding="utf-8"), int(match["version"]))
@@ -222,7 +222,7 @@ def _check_identity(where: str, folder: str, name: str, version: SchemaVersion) 
         return
     providers = meta.get("providers")
     if not isinstance(providers, list) or not all(
-        isinstance(p, str) and _IDENTIFIER.match(p) for p in providers
+        isinstance(p, str) and _IDENTIFIER.fullmatch(p) for p in providers
     ):
         raise CatalogError(f"{where}: 'providers' must be a list of provider ids")
     well_placed = len(providers) > 1 if folder == SHARED_FOLDER else providers == [folder]

@@ -307,7 +307,7 @@ def _date(value: Any, path: str, inbound: bool) -> Any:
         if not isinstance(value, date) or isinstance(value, datetime):
             raise ValidationError(path, f"expected a date, got {_describe(value)}")
         return value.isoformat()
-    if not isinstance(value, str) or not _DATE.match(value):
+    if not isinstance(value, str) or not _DATE.fullmatch(value):
         raise ValidationError(path, f"not a date {_shown(value)}")
     try:
         return date.fromisoformat(value)
@@ -329,7 +329,7 @@ def _instant(value: Any, path: str, inbound: bool) -> Any:
         if value.microsecond % 1000:
             raise ValidationError(path, "more precise than milliseconds")
         return rfc3339_millis(value)
-    match = _INSTANT.match(value) if isinstance(value, str) else None
+    match = _INSTANT.fullmatch(value) if isinstance(value, str) else None
     if match is None:
         raise ValidationError(path, f"not an RFC 3339 instant {_shown(value)}")
     if (match["fraction"] or "").ljust(3, "0")[3:].strip("0"):

@@ -59,7 +59,7 @@ def delivery_namespace(contract_id: str, dataset_id: str) -> str:
     if part[:1].isdigit():
         part = f"_{part}"
     for name in (part, dataset_id):
-        if not _AVRO_NAME.match(name):
+        if not _AVRO_NAME.fullmatch(name):
             raise ProjectionError(f"{name!r} cannot be part of an Avro namespace")
     return f"{DELIVERY_NAMESPACE}.{part}.{dataset_id}"
 

@@ -52,7 +52,8 @@ class SchemaRegistry:
     def __exit__(self, *_: object) -> None:
         self.close()
 
-    def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+    def _call(self, method: str, path: str, body: dict[str, Any] | None = None,
+              missing_ok: bool = False) -> Any:
         try:
             response = self._http.request(
                 method, path, json=body,
@@ -62,6 +63,8 @@ class SchemaRegistry:
             raise RegistryError(f"schema registry at {self.url} unreachable: {exc}") from exc
         if response.status_code == 404 and path.startswith("/schemas/ids/"):
             raise UnknownSchemaId(f"no schema with id {path.rsplit('/', 1)[-1]} in the registry")
+        if response.status_code == 404 and missing_ok:
+            return None
         if response.status_code >= 400:
             raise RegistryError(f"schema registry refused {method} {path}: "
                                 f"HTTP {response.status_code} {response.text[:500]}")
@@ -96,6 +99,14 @@ class SchemaRegistry:
     def versions(self, subject: str) -> list[int]:
         """The version numbers registered under ``subject``."""
         return [int(v) for v in self._call("GET", f"/subjects/{subject}/versions")]
+
+    def is_compatible(self, subject: str, schema: Any) -> bool:
+        """Whether registering ``schema`` under ``subject`` would pass the subject's
+        compatibility rule, asked without registering anything (true for a new subject)."""
+        answer = self._call("POST", f"/compatibility/subjects/{subject}/versions/latest",
+                            {"schema": canonical(schema), "schemaType": "AVRO"},
+                            missing_ok=True)
+        return answer is None or bool(answer.get("is_compatible"))
 
     def set_compatibility(self, subject: str, level: Compatibility) -> None:
         """Make the registry enforce ``level`` for every later registration under ``subject``."""

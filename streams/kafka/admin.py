@@ -61,8 +61,10 @@ async def end_offsets(settings: Settings, topics: list[str]) -> dict[TopicPartit
         await consumer.stop()
 
 
-async def ensure_topics(settings: Settings, specs: list[TopicSpec]) -> list[str]:
-    """Create the missing topics, align the configuration of the others; return those created."""
+async def ensure_topics(settings: Settings, specs: list[TopicSpec],
+                        align: bool = True) -> list[str]:
+    """Create the missing topics and, with ``align``, align the configuration of the others;
+    return those created."""
     if not specs:
         return []
     async with clients.admin(settings) as admin:
@@ -80,7 +82,7 @@ async def ensure_topics(settings: Settings, specs: list[TopicSpec]) -> list[str]
                 elif code != TopicAlreadyExistsError.errno:
                     raise TopicError(f"could not create topic {name}: error {code} {message}")
         await _wait_for_leaders(admin, created)
-        to_align = [s for s in specs if s.name not in created and s.config]
+        to_align = [s for s in specs if s.name not in created and s.config and align]
         if to_align:
             for answer in await admin.alter_configs([
                 ConfigResource(ConfigResourceType.TOPIC, s.name, configs=s.config)

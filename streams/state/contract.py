@@ -5,15 +5,15 @@ several) and recorded on the compacted ``bus.contracts`` topic (see
 :mod:`streams.state.contract_store`). The file keys are the interface with operators::
 
     id: lyon-cantine-2026                # [a-z0-9-]{3,64}, unique
-    subscriber: ville-de-lyon            # [a-z0-9-]{3,64}
+    subscriber: ville-de-lyon            # [a-z0-9-]{3,64}, one SIRET for good
     subscriber_siret: "21690123100011"   # quoted: YAML would read it as a number
-    purpose: Tarification sociale de la restauration scolaire
-    legal_basis: CRPA art. L114-8 ; délibération n° 2026-114
+    purpose: Tarification sociale de la restauration scolaire   # at most 300 characters
+    legal_basis: CRPA art. L114-8 ; délibération n° 2026-114   # at most 1,000
     datasets:                            # dataset id -> the only fields delivered
       quotient_familial: [quotient_familial, annee, mois]
     consent: opt_in                      # opt_in | opt_out | not_required
     population: enrolled                 # enrolled | all
-    retention: P90D                      # ISO 8601 duration
+    retention: P90D                      # ISO 8601 duration, at most P10Y
     valid_from: 2026-01-01
     valid_until: 2027-12-31              # optional
 
@@ -26,13 +26,18 @@ Retention is an ISO 8601 duration (``P90D``, ``P1Y``, ``P6M``, ``PT12H``, ``P1Y2
 turned into milliseconds for the delivery topic's ``retention.ms`` with a fixed convention:
 1Y = 365 days, 1M = 30 days, 1W = 7 days. Calendar-exact arithmetic would make the same
 contract's retention depend on the day it is applied; a convention keeps it reproducible.
+
+Every value is bounded (:data:`MAX_RETENTION`, :data:`MAX_PURPOSE`, :data:`MAX_LEGAL_BASIS`)
+and every pattern must match the whole value (a trailing newline is not a name). A refusal
+names the key and says what is expected, never repeating the value: an operator may paste an
+identifier in the wrong key.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
-from datetime import UTC, date, datetime
+from collections.abc import Collection, Mapping, Sequence
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import (
@@ -69,33 +74,52 @@ RECORD_ONLY_KEYS = ("revoked", "revoked_at")
 """Keys of the recorded contract that only ``contracts revoke`` sets."""
 YAML_SUFFIXES = (".yaml", ".yml")
 
-_NAME = re.compile(r"^[a-z0-9-]{3,64}$")
+_NAME = re.compile(r"[a-z0-9-]{3,64}")
 _DURATION = re.compile(
-    r"^P(?=[0-9]|T[0-9])(?:(?P<Y>[0-9]+)Y)?(?:(?P<M>[0-9]+)M)?(?:(?P<W>[0-9]+)W)?"
-    r"(?:(?P<D>[0-9]+)D)?(?:T(?=[0-9])(?:(?P<h>[0-9]+)H)?(?:(?P<m>[0-9]+)M)?(?:(?P<s>[0-9]+)S)?)?$"
+    r"P(?=[0-9]|T[0-9])(?:(?P<Y>[0-9]+)Y)?(?:(?P<M>[0-9]+)M)?(?:(?P<W>[0-9]+)W)?"
+    r"(?:(?P<D>[0-9]+)D)?(?:T(?=[0-9])(?:(?P<h>[0-9]+)H)?(?:(?P<m>[0-9]+)M)?(?:(?P<s>[0-9]+)S)?)?"
 )
+"""Matched with ``fullmatch`` only: ``$`` would also match before a final newline."""
 _DAY_MS = 86_400_000
 _UNIT_MS = {"Y": 365 * _DAY_MS, "M": 30 * _DAY_MS, "W": 7 * _DAY_MS, "D": _DAY_MS,
             "h": 3_600_000, "m": 60_000, "s": 1_000}
-_MAX_MS = 2**63 - 1
 _MINUTE_MS = 60_000
+
+MAX_RETENTION = timedelta(days=10 * 365)
+"""The longest retention a contract may set: ten years, with the file convention (3,650 days).
+
+Long enough for the longest periods for which administrations keep working files; short enough
+to catch a slip of the unit (``P90Y`` for ``P90D``). A delivery topic is where a subscriber
+collects its data, not an archive: keeping data longer is the subscriber's own processing,
+under its own retention rules.
+"""
+_MAX_RETENTION_MS = int(MAX_RETENTION.total_seconds() * 1000)
+MAX_PURPOSE = 300
+"""Characters of ``purpose``: a purpose is one sentence, as in a register of processing."""
+MAX_LEGAL_BASIS = 1000
+"""Characters of ``legal_basis``: the articles and texts cited, not the texts themselves.
+
+Both are written into the delivery schema's documentation, which every subscriber reads.
+"""
 
 
 def duration_ms(text: str) -> int:
     """Milliseconds of an ISO 8601 duration (1Y = 365 days, 1M = 30 days); positive only.
 
-    Raises ``ValueError`` for anything unparseable, zero, or beyond what Kafka can store.
+    Raises ``ValueError`` for anything unparseable, zero, or beyond :data:`MAX_RETENTION`; the
+    message never repeats the text.
     """
-    match = _DURATION.match(text) if isinstance(text, str) else None
+    match = _DURATION.fullmatch(text) if isinstance(text, str) else None
     if match is None:
-        raise ValueError(f"not an ISO 8601 duration {text!r} (e.g. P90D, P1Y, P6M, PT12H, "
-                         f"P1Y2M10DT2H30M; whole numbers, upper-case designators)")
+        raise ValueError("not an ISO 8601 duration (e.g. P90D, P1Y, P6M, PT12H, "
+                         "P1Y2M10DT2H30M; whole numbers, upper-case designators)")
     total = sum(int(value) * _UNIT_MS[unit] for unit, value in match.groupdict().items()
                 if value is not None)
     if total == 0:
-        raise ValueError(f"retention {text!r} is zero: data would be deleted on arrival")
-    if total > _MAX_MS:
-        raise ValueError(f"retention {text!r} is too long for Kafka's retention.ms")
+        raise ValueError("the retention is zero: data would be deleted on arrival")
+    if total > _MAX_RETENTION_MS:
+        raise ValueError(f"the retention must be at most {MAX_RETENTION.days} days "
+                         f"(P10Y, with 1Y = 365 days)")
     return total
 
 
@@ -119,13 +143,13 @@ class Contract(BaseModel):
     catalog has evolved since.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
 
     id: str
     subscriber: str
     subscriber_siret: str
-    purpose: str = Field(min_length=1)
-    legal_basis: str = Field(min_length=1)
+    purpose: str = Field(min_length=1, max_length=MAX_PURPOSE)
+    legal_basis: str = Field(min_length=1, max_length=MAX_LEGAL_BASIS)
     datasets: dict[str, tuple[str, ...]]
     consent: ConsentMode
     population: PopulationMode
@@ -143,8 +167,8 @@ class Contract(BaseModel):
     @field_validator("id", "subscriber")
     @classmethod
     def _name_pattern(cls, value: str) -> str:
-        if not _NAME.match(value):
-            raise ValueError(f"{value!r} must be 3 to 64 lower-case letters, digits or hyphens")
+        if not _NAME.fullmatch(value):
+            raise ValueError("must be 3 to 64 lower-case letters, digits or hyphens")
         return value
 
     @field_validator("subscriber_siret", mode="before")
@@ -167,20 +191,18 @@ class Contract(BaseModel):
 
     @field_validator("datasets")
     @classmethod
-    def _datasets(cls, value: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
-        reasons = [f"{key}: {reason}" for key, reason in shape_problems(value)]
-        if reasons:
-            raise ValueError("; ".join(reasons))
+    def _datasets(cls, value: dict[str, tuple[str, ...]], info: ValidationInfo,
+                  ) -> dict[str, tuple[str, ...]]:
+        _raise_problems(shape_problems(value), value, _context_catalog(info))
         return value
 
     @model_validator(mode="after")
     def _against_catalog(self, info: ValidationInfo) -> Contract:
         """With a catalog in the context, every dataset and field must exist in it."""
-        catalog = info.context.get("catalog") if isinstance(info.context, dict) else None
+        catalog = _context_catalog(info)
         if catalog is not None:
-            problems = catalog_problems(self.datasets, catalog, self.consent)
-            if problems:
-                raise ValueError("; ".join(f"{key}: {reason}" for key, reason in problems))
+            _raise_problems(catalog_problems(self.datasets, catalog, self.consent),
+                            self.datasets, catalog)
         return self
 
     @field_validator("retention")
@@ -197,7 +219,7 @@ class Contract(BaseModel):
             return value
         if isinstance(value, str) and re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", value):
             return value
-        raise ValueError(f"expected a date YYYY-MM-DD, got {value!r}")
+        raise ValueError("expected a date YYYY-MM-DD")
 
     @field_validator("valid_until")
     @classmethod
@@ -318,31 +340,88 @@ class Contract(BaseModel):
         return data
 
 
-def shape_problems(datasets: Any) -> list[tuple[str, str]]:
-    """(key, reason) for empty lists and repeated fields: they can only be mistakes.
+Place = tuple[str | int, ...]
+"""Where a problem is: keys and list positions from the document's root, as pydantic's ``loc``."""
+Problem = tuple[Place, str]
+"""A place and the reason, in operators' words, never repeating the value found there."""
+
+
+def place_name(place: Sequence[Any], document: Any = None,
+               known_datasets: Collection[str] = ()) -> str:
+    """A place as operators read it (``datasets.quotient_familial[1]``), naming only what the bus
+    defines: the keys of a contract file and the datasets of the catalog.
+
+    Any other key is input, and an operator may paste an identifier anywhere: it is shown by its
+    position instead (``datasets[2]``: the third dataset; ``[11]``: the twelfth key).
+    """
+    shown = ""
+    container = document
+    for depth, part in enumerate(place):
+        named = isinstance(part, str) and (
+            (depth == 0 and part in FILE_KEYS + RECORD_ONLY_KEYS)
+            or (depth == 1 and shown == "datasets" and part in known_datasets))
+        if named:
+            shown += f".{part}" if shown else str(part)
+        else:
+            shown += f"[{part if isinstance(part, int) else _position(container, part)}]"
+        container = _child(container, part)
+    return shown
+
+
+def _position(container: Any, key: Any) -> str:
+    """The position of ``key`` among a mapping's keys, or ``?`` when it is not one of them."""
+    keys = list(container) if isinstance(container, Mapping) else []
+    return str(keys.index(key)) if key in keys else "?"
+
+
+def _child(container: Any, part: Any) -> Any:
+    if isinstance(container, Mapping):
+        return container.get(part)
+    if isinstance(container, Sequence) and isinstance(part, int) and 0 <= part < len(container):
+        return container[part]
+    return None
+
+
+def _context_catalog(info: ValidationInfo) -> Catalog | None:
+    catalog = info.context.get("catalog") if isinstance(info.context, dict) else None
+    return catalog if isinstance(catalog, Catalog) else None
+
+
+def _raise_problems(problems: list[Problem], datasets: Any, catalog: Catalog | None) -> None:
+    """One ``ValueError`` listing ``problems`` (pydantic reports it under ``datasets``)."""
+    if problems:
+        known = [d.id for d in catalog.datasets()] if catalog is not None else []
+        raise ValueError("; ".join(f"{place_name(place, {'datasets': datasets}, known)}: "
+                                   f"{reason}" for place, reason in problems))
+
+
+def shape_problems(datasets: Any) -> list[Problem]:
+    """Empty lists and repeated fields: they can only be mistakes.
 
     Skips what it cannot read (pydantic reports wrong types), like :func:`catalog_problems`.
     """
     if not isinstance(datasets, Mapping):
         return []
     if not datasets:
-        return [("datasets", "names no dataset: a contract covers at least one")]
-    problems = []
+        return [(("datasets",), "names no dataset: a contract covers at least one")]
+    problems: list[Problem] = []
     for dataset_id, fields in datasets.items():
         if not isinstance(fields, Sequence) or isinstance(fields, str):
             continue
         if not fields:
-            problems.append((f"datasets.{dataset_id}", "lists no field"))
-        repeated = sorted({f for f in fields if list(fields).count(f) > 1})
-        if repeated:
-            problems.append((f"datasets.{dataset_id}",
-                             f"field {', '.join(map(repr, repeated))} listed twice"))
+            problems.append((("datasets", dataset_id), "lists no field"))
+        first: dict[str, int] = {}
+        for position, name in enumerate(fields):
+            if isinstance(name, str) and name in first:
+                problems.append((("datasets", dataset_id, position),
+                                 f"this field is listed twice (also at [{first[name]}])"))
+            elif isinstance(name, str):
+                first[name] = position
     return problems
 
 
-def catalog_problems(datasets: Any, catalog: Catalog, consent: Any = None,
-                     ) -> list[tuple[str, str]]:
-    """(key, reason) for each dataset or field the catalog does not know.
+def catalog_problems(datasets: Any, catalog: Catalog, consent: Any = None) -> list[Problem]:
+    """Each dataset or field the catalog does not know.
 
     Tolerates a malformed ``datasets`` value (it only checks the entries it can read), so that
     a file with several problems gets all of them reported. With ``consent``, also refuses a
@@ -350,21 +429,21 @@ def catalog_problems(datasets: Any, catalog: Catalog, consent: Any = None,
     """
     if not isinstance(datasets, Mapping):
         return []
-    problems = []
+    problems: list[Problem] = []
     for dataset_id, fields in datasets.items():
-        key = f"datasets.{dataset_id}"
         try:
             dataset = catalog.dataset(str(dataset_id))
         except UnknownDataset:
             known = ", ".join(d.id for d in catalog.datasets())
-            problems.append((key, f"unknown dataset {dataset_id!r} (known: {known})"))
+            problems.append((("datasets", dataset_id), f"unknown dataset (known: {known})"))
             continue
         known_fields = field_names(dataset.latest.raw)
-        for name in fields if isinstance(fields, list | tuple) else ():
+        for position, name in enumerate(fields if isinstance(fields, list | tuple) else ()):
             if isinstance(name, str) and name not in known_fields:
-                problems.append((key, f"unknown field {name!r} (dataset {dataset.id} "
-                                      f"v{dataset.latest.version} has: {', '.join(known_fields)})"))
+                problems.append((("datasets", dataset_id, position),
+                                 f"unknown field (dataset {dataset.id} v{dataset.latest.version} "
+                                 f"has: {', '.join(known_fields)})"))
         if consent in ("opt_in", "opt_out") and dataset.subject_kind == "company":
-            problems.append(("consent", f"{consent} needs a person's consent, but {dataset.id} "
-                                        f"is about companies: use not_required"))
+            problems.append((("consent",), f"{consent} needs a person's consent, but "
+                                           f"{dataset.id} is about companies: use not_required"))
     return problems

@@ -2,13 +2,20 @@
 
 An operator fixing a contract wants the whole list, each problem with its file, line, key and
 reason, not the first error of a parser: duplicate keys (YAML would silently keep the last),
-unreadable files, wrong types, unknown datasets or fields, repeated ids across files. Nothing
-here touches Kafka, so ``circulation contracts validate`` runs anywhere.
+unreadable files, wrong types, unknown datasets or fields, repeated ids across files, one
+subscriber id bound to two organisations. Nothing here touches Kafka, so
+``circulation contracts validate`` runs anywhere.
+
+A contract file is small, flat YAML, and the reader accepts nothing more: files up to
+:data:`MAX_FILE_BYTES`, nesting up to :data:`MAX_DEPTH`, string keys only, no anchors, aliases
+or explicit tags. Those YAML features are how a file of a few hundred bytes expands into
+gigabytes or builds objects the model was never meant to see; a contract needs none of them.
+Problems name places, never values (:func:`streams.state.contract.place_name`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,9 +29,22 @@ from streams.state.contract import (
     RECORD_ONLY_KEYS,
     YAML_SUFFIXES,
     Contract,
+    Place,
+    Problem,
     catalog_problems,
+    place_name,
     shape_problems,
 )
+from streams.state.subscribers import SubscriberBindings
+
+MAX_FILE_BYTES = 64 * 1024
+"""A contract file's largest size: a contract takes a few hundred bytes, with comments a few
+thousand; anything far larger is not a contract and is refused before it is parsed."""
+MAX_DEPTH = 8
+"""The deepest nesting of collections accepted: a contract nests three levels (the contract,
+its datasets, a field list); parsing deeper input recurses once per level."""
+_STR_TAG = "tag:yaml.org,2002:str"
+_NOT_A_STRING = "a key must be a string"
 
 
 @dataclass(frozen=True)
@@ -41,120 +61,183 @@ class ContractProblem:
         return f"{where}: {self.key or '(file)'}: {self.reason}"
 
 
+class _Refused(yaml.MarkedYAMLError):
+    """YAML a contract file may not use (an anchor, an alias, a tag, too deep a nesting)."""
+
+
 class _Loader(yaml.SafeLoader):
-    """PyYAML's safe loader, remembering duplicate keys instead of keeping the last silently."""
+    """PyYAML's safe loader, refusing what a contract never needs while it composes the file:
+    nothing is built from an anchor, an alias or a tag, and no nesting exceeds the bound."""
 
     def __init__(self, stream: str) -> None:
         super().__init__(stream)
-        self.duplicates: list[tuple[str, int]] = []
+        self._depth = 0
 
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: set[Any] = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            if isinstance(key, str) and key in seen:
-                self.duplicates.append((key, key_node.start_mark.line + 1))
-            seen.add(key)
-        return super().construct_mapping(node, deep=deep)
-
-
-def _key_lines(node: yaml.Node, prefix: str = "") -> dict[str, int]:
-    """Line of every mapping key, as dotted paths (``datasets.quotient_familial``)."""
-    lines: dict[str, int] = {}
-    if isinstance(node, yaml.MappingNode):
-        for key_node, value_node in node.value:
-            path = f"{prefix}{key_node.value}"
-            lines.setdefault(path, key_node.start_mark.line + 1)
-            lines.update({k: v for k, v in _key_lines(value_node, f"{path}.").items()
-                          if k not in lines})
-    return lines
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        event = self.peek_event()  # type: ignore[no-untyped-call]  # untyped in the stubs
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+            raise _Refused(problem="anchors and aliases are not allowed in a contract file",
+                           problem_mark=event.start_mark)
+        if getattr(event, "tag", None) is not None:
+            raise _Refused(problem="explicit tags are not allowed in a contract file",
+                           problem_mark=event.start_mark)
+        nests = isinstance(event, yaml.SequenceStartEvent | yaml.MappingStartEvent)
+        if nests and self._depth >= MAX_DEPTH:
+            raise _Refused(problem=f"nested deeper than {MAX_DEPTH} levels",
+                           problem_mark=event.start_mark)
+        self._depth += nests
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= nests
 
 
-def load_file(path: Path) -> tuple[Any, dict[str, int], list[ContractProblem]]:
-    """Parse one YAML file: (document, key → line, problems). Never raises for bad content."""
+@dataclass
+class _Layout:
+    """What the composed tree says before anything is built: the line of every place, and the
+    keys that are not strings or appear twice in one mapping."""
+
+    lines: dict[Place, int]
+    problems: list[tuple[Place, str, int]]
+
+    @classmethod
+    def of(cls, node: yaml.Node) -> _Layout:
+        layout = cls({}, [])
+        layout._walk(node, ())
+        return layout
+
+    def _walk(self, node: yaml.Node, place: Place) -> None:
+        if isinstance(node, yaml.SequenceNode):
+            for position, item in enumerate(node.value):
+                self.lines.setdefault((*place, position), item.start_mark.line + 1)
+                self._walk(item, (*place, position))
+        elif isinstance(node, yaml.MappingNode):
+            seen: set[str] = set()
+            for key_node, value_node in node.value:
+                line = key_node.start_mark.line + 1
+                if not (isinstance(key_node, yaml.ScalarNode) and key_node.tag == _STR_TAG):
+                    self.problems.append((place, _NOT_A_STRING, line))
+                    continue
+                key = str(key_node.value)
+                if key in seen:
+                    self.problems.append(((*place, key),
+                                          "duplicate key (YAML would keep only the last)", line))
+                seen.add(key)
+                self.lines.setdefault((*place, key), line)
+                self._walk(value_node, (*place, key))
+
+
+def _read(path: Path) -> str | ContractProblem:
+    """The file's text, or why it cannot be read (too large, not UTF-8, not there)."""
     name = str(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        return None, {}, [ContractProblem(name, "", f"cannot read: {exc}")]
+        with path.open("rb") as file:
+            data = file.read(MAX_FILE_BYTES + 1)
+        if len(data) > MAX_FILE_BYTES:
+            return ContractProblem(name, "", f"file too large: a contract file holds at most "
+                                             f"{MAX_FILE_BYTES // 1024} KiB")
+        return data.decode("utf-8")
+    except OSError as exc:
+        return ContractProblem(name, "", f"cannot read: {exc.strerror or type(exc).__name__}")
+    except UnicodeDecodeError as exc:
+        return ContractProblem(name, "", f"not UTF-8 text (byte {exc.start})")
+
+
+def load_file(path: Path, known_datasets: Collection[str] = (),
+              ) -> tuple[Any, dict[Place, int], list[ContractProblem]]:
+    """Parse one YAML file: (document, place → line, problems). Never raises for bad content;
+    the document is None when the file cannot be read as a contract at all. Places name the
+    datasets in ``known_datasets``, any other key by its position."""
+    name = str(path)
+    text = _read(path)
+    if isinstance(text, ContractProblem):
+        return None, {}, [text]
     loader = _Loader(text)
     try:
         node = loader.get_single_node()
-        document = loader.construct_document(node) if node is not None else None
+        if node is None:
+            return None, {}, []
+        layout = _Layout.of(node)
+        buildable = not any(reason == _NOT_A_STRING for _, reason, _ in layout.problems)
+        document = loader.construct_document(node) if buildable else None
+        return document, layout.lines, [
+            ContractProblem(name, place_name(place, document, known_datasets), reason, line)
+            for place, reason, line in layout.problems]
+    except _Refused as exc:
+        return None, {}, [ContractProblem(name, "", str(exc.problem), _mark_line(exc))]
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark else None
         reason = f"YAML syntax error: {exc.problem or exc.context}"
-        return None, {}, [ContractProblem(name, "", reason, line)]
+        return None, {}, [ContractProblem(name, "", reason, _mark_line(exc))]
     except yaml.YAMLError as exc:
-        return None, {}, [ContractProblem(name, "", f"YAML error: {exc}")]
+        return None, {}, [ContractProblem(name, "", f"YAML error: {type(exc).__name__}")]
     finally:
         loader.dispose()
-    lines = _key_lines(node) if node is not None else {}
-    problems = [ContractProblem(name, key, "duplicate key (YAML would keep only the last)", line)
-                for key, line in loader.duplicates]
-    return document, lines, problems
+
+
+def _mark_line(exc: yaml.MarkedYAMLError) -> int | None:
+    mark = exc.problem_mark or exc.context_mark
+    return mark.line + 1 if mark else None
 
 
 def check_document(document: Any, file: str, catalog: Catalog,
-                   lines: Mapping[str, int] | None = None,
+                   lines: Mapping[Place, int] | None = None,
                    ) -> tuple[Contract | None, list[ContractProblem]]:
     """Validate one parsed contract document; every problem found, not just the first."""
     lines = lines or {}
+    known = [d.id for d in catalog.datasets()]
 
-    def problem(key: str, reason: str) -> ContractProblem:
-        return ContractProblem(file, key, reason, _line_of(key, lines))
+    def problem(place: Place, reason: str) -> ContractProblem:
+        return ContractProblem(file, place_name(place, document, known), reason,
+                               _line_of(place, lines))
 
     if document is None:
-        return None, [problem("", "empty file: expected one contract")]
+        return None, [problem((), "empty file: expected one contract")]
     if not isinstance(document, dict):
-        return None, [problem("", f"a contract is a mapping of keys, got "
+        return None, [problem((), f"a contract is a mapping of keys, got "
                                   f"{type(document).__name__}")]
-    problems = [problem(str(key), "set by `circulation contracts revoke`, not in a contract file")
+    problems = [problem((key,), "set by `circulation contracts revoke`, not in a contract file")
                 for key in RECORD_ONLY_KEYS if key in document]
     fields = {k: v for k, v in document.items() if k not in RECORD_ONLY_KEYS}
     contract = None
     try:
         contract = Contract.model_validate(fields)
     except PydanticValidationError as exc:
-        problems += [problem(*_pydantic_problem(error)) for error in exc.errors()
+        problems += [problem(*_pydantic_problem(error))
+                     for error in exc.errors(include_input=False, include_url=False)
                      if not _is_shape_error(error)]
     datasets = fields.get("datasets")
-    problems += [problem(key, reason) for key, reason in
+    problems += [problem(place, reason) for place, reason in
                  shape_problems(datasets)
                  + catalog_problems(datasets, catalog, fields.get("consent"))]
     problems.sort(key=lambda p: p.line if p.line is not None else 1 << 30)
     return (contract if not problems else None), problems
 
 
-def _line_of(key: str, lines: Mapping[str, int]) -> int | None:
-    """The line of ``key`` or of its closest enclosing key."""
-    while key:
-        if key in lines:
-            return lines[key]
-        key = key.rpartition(".")[0]
+def _line_of(place: Place, lines: Mapping[Place, int]) -> int | None:
+    """The line of ``place`` or of its closest enclosing place."""
+    while place:
+        if place in lines:
+            return lines[place]
+        place = place[:-1]
     return None
 
 
 def _is_shape_error(error: Mapping[str, Any]) -> bool:
-    """The model's own dataset-shape error, reported key by key by :func:`shape_problems`."""
+    """The model's own dataset-shape error, reported place by place by :func:`shape_problems`."""
     return tuple(error["loc"]) == ("datasets",) and error["type"] == "value_error"
 
 
-def _pydantic_problem(error: Mapping[str, Any]) -> tuple[str, str]:
-    """(key, reason) from one pydantic error, in operator's words."""
-    key = ".".join(str(part) for part in error["loc"][:2])
-    key += "".join(f"[{part}]" for part in error["loc"][2:])
+def _pydantic_problem(error: Mapping[str, Any]) -> Problem:
+    """(place, reason) from one pydantic error (read without its input), in operators' words."""
+    place: Place = tuple(error["loc"])
     kind = error["type"]
     if kind == "missing":
-        return key, "missing key"
+        return place, "missing key"
     if kind == "extra_forbidden":
-        return key, f"unknown key (allowed: {', '.join(FILE_KEYS)})"
+        return place, f"unknown key (allowed: {', '.join(FILE_KEYS)})"
     if kind == "value_error":
-        return key, str(error["ctx"]["error"])
-    given = error.get("input")
-    shown = f" (got {given!r})" if isinstance(given, str | int | float | bool) else ""
-    return key, f"{error['msg']}{shown}"
+        return place, str(error["ctx"]["error"])
+    return place, str(error["msg"])
 
 
 def contract_files(paths: Iterable[Path]) -> tuple[list[Path], list[ContractProblem]]:
@@ -179,23 +262,30 @@ def validate_paths(paths: Iterable[Path], catalog: Catalog,
                    ) -> tuple[list[Contract], list[ContractProblem]]:
     """Check every contract file under ``paths``; (valid contracts, every problem found).
 
-    Ids must be unique across everything checked together; no Kafka, no registry involved.
+    Ids must be unique across everything checked together, and one subscriber id must name
+    one organisation (one SIRET); no Kafka, no registry involved.
     """
     files, problems = contract_files(paths)
+    known = [d.id for d in catalog.datasets()]
     contracts: list[Contract] = []
     first_file: dict[str, str] = {}
+    bindings = SubscriberBindings()
     for file in files:
-        document, lines, found = load_file(file)
+        document, lines, found = load_file(file, known)
         contract, more = (None, []) if document is None and found else check_document(
             document, str(file), catalog, lines)
         problems += found + more
-        identity = document.get("id") if isinstance(document, dict) else None
-        if isinstance(identity, str) and identity in first_file:
-            problems.append(ContractProblem(str(file), "id", f"duplicate id {identity!r} (also "
-                                            f"in {first_file[identity]})", lines.get("id")))
+        if contract is None or found:
             continue
-        if isinstance(identity, str):
-            first_file[identity] = str(file)
-        if contract is not None and not found:
-            contracts.append(contract)
+        if contract.id in first_file:
+            problems.append(ContractProblem(str(file), "id", f"duplicate id {contract.id!r} (also "
+                                            f"in {first_file[contract.id]})", lines.get(("id",))))
+            continue
+        first_file[contract.id] = str(file)
+        conflict = bindings.bind(contract, str(file))
+        if conflict is not None:
+            problems.append(ContractProblem(str(file), "subscriber_siret", conflict,
+                                            lines.get(("subscriber_siret",))))
+            continue
+        contracts.append(contract)
     return contracts, problems

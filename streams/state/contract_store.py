@@ -27,13 +27,24 @@ Re-applying the same file therefore changes nothing: same topic configuration, t
 recognises the schema it already holds (no new version), no new record. A revoked contract is
 never revived by re-applying its file (revocation is a decision of its own, e.g. by the data
 protection officer): a new contract id is needed. Nor may a contract change subscriber, since
-its delivery topic is named after it.
+its delivery topic is named after it, nor a subscriber id change organisation
+(:mod:`streams.state.subscribers`).
+
+``apply`` never leaves a contract half-applied. Everything that can be refused is checked for
+every contract before anything is written: the recorded transition, the subscriber's binding,
+the delivery topic's name, and whether the registry's compatibility rule accepts the delivery
+schema. The writes then go from invisible to visible: new delivery topics and schemas (nothing
+routes to them before the record), then the records, then the configuration of topics whose
+contract was already recorded (a shorter retention deletes data: not before the record says
+so), then the fences. A failure part-way leaves what routers see as it was, or recorded with its
+delivery side ready; running the same ``apply`` again completes it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -45,6 +56,7 @@ from aiokafka.structs import RecordMetadata
 
 from schemas.catalog import Catalog
 from schemas.codec import to_json
+from schemas.projection import DeliverySchema, ProjectionError
 from schemas.registration import value_subject
 from schemas.registry import SchemaRegistry
 from schemas.serde import AvroSerde
@@ -54,10 +66,14 @@ from streams.kafka.topics import CONTRACTS, TopicSpec, bus_topics, spec
 from streams.settings import Settings
 from streams.state.contract import Contract
 from streams.state.fences import Positions, positions_after, raise_fences
+from streams.state.record_errors import record_error
+from streams.state.subscribers import SubscriberBindings
 
 log = structlog.get_logger(__name__)
 
 _READ_TIMEOUT = 30.0
+_KAFKA_TOPIC = re.compile(r"[a-zA-Z0-9._-]{1,249}")
+"""The names Kafka accepts for a topic."""
 
 
 class ContractStoreError(RuntimeError):
@@ -170,12 +186,14 @@ class ContractStore:
         if value is None:
             contracts.pop(key.decode("utf-8", "replace"), None)
             return
+        record = None
         try:
             _, datum = self._serde.decode(value, self._record.parsed)
-            contract = Contract.from_record(to_json(self._record.parsed, datum))
+            record = to_json(self._record.parsed, datum)
+            contract = Contract.from_record(record)
         except ValueError as exc:
             log.warning("unreadable contract record skipped", topic=self.topic, offset=offset,
-                        error=str(exc))
+                        error=record_error(exc, record))
             return
         contracts[contract.id] = contract
 
@@ -183,35 +201,71 @@ class ContractStore:
         """The recorded contract of that id; :class:`ContractNotFound` otherwise."""
         contract = (await self.load()).get(contract_id)
         if contract is None:
-            raise ContractNotFound(f"no contract {contract_id!r} on {self.topic}")
+            raise ContractNotFound(f"no contract of that id on {self.topic}")
         return contract
 
     async def apply(self, contracts: Sequence[Contract]) -> list[Applied]:
         """Prepare each contract's delivery topic and schema, then record it; idempotent.
 
-        Every contract is checked against what is recorded before anything is changed, so a
-        refused one does not leave the others half-applied.
+        Every contract is checked against what is recorded and what the registry accepts
+        before anything is changed, so a refused one leaves the bus as it was, and the writes
+        are ordered so that a failure part-way is completed by running the same call again.
         """
         await ensure_topics(self.settings, [contracts_topic_spec(self.settings, self.topic)])
         recorded = await self.load()
-        for contract in contracts:
-            _check_transition(recorded.get(contract.id), contract)
+        schemas = self._checked(recorded, contracts)
         done = []
         async with self._producer() as producer:
-            written: list[RecordMetadata] = []
-            for contract in contracts:
-                previous = recorded.get(contract.id)
-                created = await ensure_topics(self.settings,
-                                              [delivery_topic_spec(self.settings, contract)])
-                schema_id = self.registry.register(contract.delivery_subject,
-                                                   contract.delivery_schema(self.catalog))
-                if previous != contract:
-                    written.append(await self._write(producer, contract))
-                done.append(Applied(contract, previous, bool(created), schema_id))
-                log.info("contract applied", contract=contract.id, outcome=done[-1].outcome,
-                         topic=contract.delivery_topic, schema_id=schema_id)
+            for contract, schema in zip(contracts, schemas, strict=True):
+                specs = [delivery_topic_spec(self.settings, contract)]
+                created = await ensure_topics(self.settings, specs,
+                                              align=contract.id not in recorded)
+                schema_id = self.registry.register(contract.delivery_subject, schema)
+                done.append(Applied(contract, recorded.get(contract.id), bool(created),
+                                    schema_id))
+            written = [await self._write(producer, a.contract) for a in done
+                       if a.outcome != "unchanged"]
+            await ensure_topics(self.settings, [delivery_topic_spec(self.settings, c)
+                                                for c in contracts if c.id in recorded])
             await self._fence(producer, written)
+        for applied in done:
+            log.info("contract applied", contract=applied.contract.id, outcome=applied.outcome,
+                     topic=applied.contract.delivery_topic, schema_id=applied.schema_id)
         return done
+
+    def _checked(self, recorded: dict[str, Contract], contracts: Sequence[Contract],
+                 ) -> list[DeliverySchema]:
+        """Each contract's delivery schema, once every check that could refuse one of them
+        passed; :class:`ContractStoreError` naming the contract otherwise. Writes nothing."""
+        bindings = SubscriberBindings()
+        for contract in recorded.values():
+            bindings.record(contract, f"contract {contract.id} on {self.topic}")
+        schemas = []
+        for contract in contracts:
+            _check_transition(recorded.get(contract.id), contract)
+            conflict = bindings.bind(contract, f"contract {contract.id} in this call")
+            if conflict is not None:
+                raise ContractStoreError(f"contract {contract.id}: {conflict}")
+            if not _KAFKA_TOPIC.fullmatch(contract.delivery_topic):
+                raise ContractStoreError(f"contract {contract.id}: its delivery topic name is "
+                                         f"not one Kafka accepts")
+            schemas.append(self._delivery_schema(contract))
+        return schemas
+
+    def _delivery_schema(self, contract: Contract) -> DeliverySchema:
+        """The contract's delivery schema, if the registry would accept it under its subject."""
+        try:
+            schema = contract.delivery_schema(self.catalog)
+        except ProjectionError as exc:
+            raise ContractStoreError(f"contract {contract.id}: no delivery schema: "
+                                     f"{exc}") from None
+        if not self.registry.is_compatible(contract.delivery_subject, schema):
+            level = self.registry.compatibility(contract.delivery_subject)
+            raise ContractStoreError(
+                f"contract {contract.id}: the registry would refuse its delivery schema under "
+                f"{contract.delivery_subject} (compatibility {level} with the versions it "
+                f"holds); nothing was applied")
+        return schema
 
     async def revoke(self, contract_id: str, at: datetime | None = None) -> Contract:
         """Record the contract as revoked (at ``at``, default now); already revoked: unchanged.

@@ -29,6 +29,7 @@ from streams.kafka.topics import BUS_RECORD_TOPICS
 from streams.settings import Settings
 from streams.state.bus_state import BusState
 from streams.state.fences import Positions
+from streams.state.record_errors import record_error
 
 log = structlog.get_logger(__name__)
 
@@ -89,7 +90,8 @@ class StateFollower:
             batches = await consumer.getmany(timeout_ms=200, max_records=5000)
             for partition, records in batches.items():
                 for record in records:
-                    self._apply(partition.topic, record.key, record.value)
+                    self._apply(partition.topic, record.key, record.value,
+                                partition.partition, record.offset)
                 if records:
                     self._positions[partition] = records[-1].offset + 1
             await self._notify()
@@ -109,18 +111,23 @@ class StateFollower:
             error = None if self._task.cancelled() else self._task.exception()
             raise StateFollowerStopped(f"the state follower stopped: {error!r}")
 
-    def _apply(self, topic: str, key: bytes | None, value: bytes | None) -> None:
+    def _apply(self, topic: str, key: bytes | None, value: bytes | None,
+               partition: int | None = None, offset: int | None = None) -> None:
         """Fold one record in; one that cannot be read or does not hold (a contract that no
-        longer validates) is logged and skipped rather than stopping every later one."""
+        longer validates) is logged, by place and never by value, and skipped rather than
+        stopping every later one."""
         if value is None:
             if key is not None:
                 self.state.forget(topic, key.decode("utf-8", errors="replace"))
             return
+        record = None
         try:
             _, datum = self._serde.decode(value, self._readers[topic])
-            self.state.apply(topic, to_json(self._readers[topic], datum))
+            record = to_json(self._readers[topic], datum)
+            self.state.apply(topic, record)
         except (ValueError, KeyError, TypeError) as exc:
-            log.error("state record unreadable, skipped", topic=topic, error=str(exc))
+            log.error("state record unreadable, skipped", topic=topic, partition=partition,
+                      offset=offset, error=record_error(exc, record))
 
     def reached(self, positions: Positions) -> bool:
         """Whether every position named on the state topics has been applied. Other topics (a

@@ -27,7 +27,7 @@ from schemas.registration import value_subject
 from schemas.registry import SchemaRegistry, canonical
 from streams.cli import contracts as contracts_cli
 from streams.kafka import clients
-from streams.kafka.admin import topic_partitions
+from streams.kafka.admin import existing_topics, topic_partitions
 from streams.settings import Settings
 from streams.state.contract import Contract
 from streams.state.contract_store import ContractNotFound, ContractStore, ContractStoreError
@@ -237,3 +237,77 @@ def test_the_command_line_applies_lists_shows_and_revokes(
     refused = runner.invoke(contracts_cli.app, ["show", f"absent-{suffix}"])
     assert refused.exit_code == 1
     assert "no contract" in refused.output
+
+
+def _variant(contract: Contract, **changes: Any) -> Contract:
+    return Contract.checked({**contract.to_file(), **changes}, CATALOG)
+
+
+async def _bus_as_it_is(store: ContractStore, settings: Settings, registry: SchemaRegistry,
+                        contracts: list[Contract]) -> dict[str, Any]:
+    """What apply may change: the recorded contracts, and each contract's topic and subject."""
+    subjects = set(registry.subjects())
+    topics = set(await existing_topics(settings, "deliver."))  # listing creates nothing
+    sides = {}
+    for contract in contracts:
+        exists = contract.delivery_topic in topics
+        config = _delivery_config(await _topic_config(settings, contract.delivery_topic)) \
+            if exists else None
+        versions = registry.versions(contract.delivery_subject) \
+            if contract.delivery_subject in subjects else []
+        sides[contract.id] = (config, versions)
+    return {"records": sorted(await _records(settings, store.topic)), "sides": sides}
+
+
+async def test_a_subscriber_id_stays_bound_to_its_siret(
+        store: ContractStore, settings: Settings, registry: SchemaRegistry, suffix: str) -> None:
+    lyon = _deployed("lyon-cantine-2026", suffix)
+    await store.apply([lyon])
+    await store.revoke(lyon.id)
+    other = _variant(lyon, id=f"autre-{suffix}", subscriber_siret="22690001700014")
+    before = await _bus_as_it_is(store, settings, registry, [lyon, other])
+    with pytest.raises(ContractStoreError, match="bound to SIRET 21690123100011") as refused:
+        await store.apply([other])
+    assert lyon.subscriber in str(refused.value)
+    assert await _bus_as_it_is(store, settings, registry, [lyon, other]) == before
+    assert before["sides"][other.id] == (None, [])
+    again = _variant(lyon, id=f"encore-{suffix}")
+    (applied,) = await store.apply([again])
+    assert applied.outcome == "created", "the same organisation may hold more contracts"
+
+
+async def test_apply_refuses_two_sirets_for_one_subscriber_in_one_call(
+        store: ContractStore, suffix: str) -> None:
+    lyon = _deployed("lyon-cantine-2026", suffix)
+    other = _variant(lyon, id=f"autre-{suffix}", subscriber_siret="22690001700014")
+    with pytest.raises(ContractStoreError, match="bound to SIRET"):
+        await store.apply([lyon, other])
+    assert await store.load() == {}
+
+
+async def test_a_contract_failing_late_leaves_the_bus_as_it_was(
+        store: ContractStore, settings: Settings, registry: SchemaRegistry, suffix: str) -> None:
+    """A schema the registry will refuse, last in the call: found before anything is written,
+    and the same call completes once the registry accepts it."""
+    updated = _deployed("cd69-aide-etudiants", suffix)
+    await store.apply([updated])
+    shorter = _deployed("cd69-aide-etudiants", suffix, retention="PT12H")
+    new = _deployed("lyon-cantine-2026", suffix)
+    refused = _deployed("ugap-marches-publics", suffix)
+    registry.register(refused.delivery_subject, '"string"')
+    registry.set_compatibility(refused.delivery_subject, "BACKWARD")
+    contracts = [shorter, new, refused]
+    before = await _bus_as_it_is(store, settings, registry, contracts)
+
+    with pytest.raises(ContractStoreError, match=refused.id):
+        await store.apply(contracts)
+    assert await _bus_as_it_is(store, settings, registry, contracts) == before
+    assert before["sides"][new.id] == (None, [])
+    assert before["sides"][updated.id][0]["retention.ms"] == str(180 * DAY)
+
+    registry.set_compatibility(refused.delivery_subject, "NONE")
+    done = await store.apply(contracts)
+    assert [a.outcome for a in done] == ["updated", "created", "created"]
+    assert await store.load() == {c.id: c for c in contracts}
+    config = _delivery_config(await _topic_config(settings, shorter.delivery_topic))
+    assert config["retention.ms"] == str(12 * 3_600_000)

@@ -143,9 +143,9 @@ def test_contract_is_frozen() -> None:
 # --- catalog checks ---------------------------------------------------------------------------
 
 def test_checked_refuses_what_the_catalog_does_not_know() -> None:
-    with pytest.raises(ValidationError, match="unknown field 'revenu'"):
+    with pytest.raises(ValidationError, match=r"datasets\.quotient_familial\[0\]: unknown field"):
         Contract.checked(_lyon(datasets={"quotient_familial": ["revenu"]}), CATALOG)
-    with pytest.raises(ValidationError, match="unknown dataset 'inconnu'"):
+    with pytest.raises(ValidationError, match=r"datasets\[0\]: unknown dataset"):
         Contract.checked(_lyon(datasets={"inconnu": ["x"]}), CATALOG)
 
 
@@ -226,12 +226,12 @@ def test_a_valid_file_gives_its_contract(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("changes", "key", "reason"), [
-    ({"datasets": {"inconnu": ["x"]}}, "datasets.inconnu", "unknown dataset 'inconnu'"),
-    ({"datasets": {"quotient_familial": ["revenu"]}}, "datasets.quotient_familial",
-     "unknown field 'revenu'"),
+    ({"datasets": {"inconnu": ["x"]}}, "datasets[0]", "unknown dataset (known: "),
+    ({"datasets": {"quotient_familial": ["revenu"]}}, "datasets.quotient_familial[0]",
+     "unknown field (dataset quotient_familial v1 has: "),
     ({"datasets": {"quotient_familial": []}}, "datasets.quotient_familial", "lists no field"),
-    ({"datasets": {"quotient_familial": ["mois", "mois"]}}, "datasets.quotient_familial",
-     "listed twice"),
+    ({"datasets": {"quotient_familial": ["mois", "mois"]}}, "datasets.quotient_familial[1]",
+     "listed twice (also at [0])"),
     ({"datasets": {}}, "datasets", "names no dataset"),
     ({"datasets": ["quotient_familial"]}, "datasets", "dictionary"),
     ({"retention": "90 days"}, "retention", "not an ISO 8601 duration"),
@@ -241,7 +241,7 @@ def test_a_valid_file_gives_its_contract(tmp_path: Path) -> None:
     ({"subscriber_siret": "2169012310001"}, "subscriber_siret", "14 digits"),
     ({"subscriber_siret": 21690123100011}, "subscriber_siret", "quoted string"),
     ({"purpose": ...}, "purpose", "missing key"),
-    ({"colour": "blue"}, "colour", "unknown key"),
+    ({"colour": "blue"}, "[11]", "unknown key"),
     ({"revoked": True}, "revoked", "set by `circulation contracts revoke`"),
     ({"valid_until": date(2025, 12, 31)}, "valid_until", "before valid_from"),
     ({"valid_from": 20260101}, "valid_from", "expected a date"),
@@ -281,8 +281,8 @@ def test_every_problem_of_a_file_is_reported_at_once_with_its_line(tmp_path: Pat
     problems = _problems(tmp_path, text)
     found = {(p.key, p.line) for p in problems}
     assert found == {
-        ("id", 1), ("subscriber_siret", 3), ("datasets.quotient_familial", 6),
-        ("datasets.inconnu", 7), ("retention", 10), ("valid_until", 12), ("extra", 13),
+        ("id", 1), ("subscriber_siret", 3), ("datasets.quotient_familial[1]", 6),
+        ("datasets[1]", 7), ("retention", 10), ("valid_until", 12), ("[10]", 13),
         ("legal_basis", None),
     }
     assert str(problems[0]).startswith(f"{tmp_path / 'c.yaml'}:1: id: ")
@@ -370,7 +370,7 @@ def test_cli_apply_refuses_invalid_files_before_touching_kafka(tmp_path: Path) -
     _write(tmp_path, "a.yaml", _lyon(datasets={"inconnu": ["x"]}))
     result = CliRunner().invoke(contracts_cli.app, ["apply", str(tmp_path)])
     assert result.exit_code == 1
-    assert "unknown dataset 'inconnu'" in result.output
+    assert "datasets[0]: unknown dataset" in result.output
 
 
 def test_durations_in_shipped_contracts_are_what_operators_expect() -> None:
