@@ -56,7 +56,11 @@ def test_a_fence_reads_back_what_was_written() -> None:
 
 @pytest.mark.parametrize("value", [None, b"", b"not json", b"[1, 2]", b'{"bus.consents": 3}',
                                    b'{"bus.consents": {"zero": 3}}',
-                                   b'{"bus.consents": {"0": "many"}}'])
+                                   b'{"bus.consents": {"0": "many"}}',
+                                   b"[" * 100_000,
+                                   b'{"bus.consents": {"0": ' + b"9" * 5000 + b"}}"],
+                         ids=["none", "empty", "text", "list", "flat", "named", "word", "deep",
+                              "huge"])
 def test_an_unreadable_fence_reads_as_none(value: bytes | None) -> None:
     assert read_fence(value) is None
 
