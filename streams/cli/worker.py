@@ -8,10 +8,10 @@ from typing import Annotated
 import typer
 
 from schemas.catalog import Catalog
-from streams.cli.console import secret, settings
+from streams.cli.console import fail, settings
 from streams.ops import metrics
 from streams.privacy.pseudonyms import Pseudonymiser
-from streams.privacy.secret import pseudonym_secret
+from streams.privacy.secret import SecretRefused, pseudonym_secret
 from streams.worker.app import WorkerProcess, create_app, prepare_topics
 
 
@@ -20,7 +20,10 @@ def worker(
 ) -> None:
     """Route every provider topic under the applied contracts, until interrupted."""
     config = settings()
-    pseudonyms = Pseudonymiser(secret(pseudonym_secret, config))
+    try:  # refused before anything touches the broker
+        pseudonyms = Pseudonymiser(pseudonym_secret(config))
+    except SecretRefused as exc:
+        fail(str(exc))
     catalog = Catalog.load()
     asyncio.run(prepare_topics(config, catalog))
     asyncio.set_event_loop(asyncio.new_event_loop())

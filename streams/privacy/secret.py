@@ -42,7 +42,6 @@ __all__ = ["MIN_SECRET_BITS", "SecretRefused", "pseudonym_secret", "subject_secr
 
 MIN_SECRET_BITS: Final = 128
 _ESTIMATED_LENGTH: Final = 72  # zxcvbn's own limit; a longer secret is judged on its start
-_OWN_WORDS: Final = ("circulation", "subject", "pseudonym", "secret", "bus")
 _MAKE_ONE: Final = ("use 32 random bytes, e.g. "
                     "python -c 'import secrets; print(secrets.token_urlsafe(32))'")
 
@@ -103,7 +102,7 @@ def _estimated_bits(value: str) -> float:
     """zxcvbn's estimate of the guesses ``value`` takes, in bits."""
     from zxcvbn import zxcvbn  # its dictionaries take a while to load: only when a secret is read
 
-    estimate = zxcvbn(value[:_ESTIMATED_LENGTH], user_inputs=list(_OWN_WORDS))
+    estimate = zxcvbn(value[:_ESTIMATED_LENGTH])
     return float(estimate["guesses_log10"]) * math.log2(10)
 
 

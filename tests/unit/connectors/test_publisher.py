@@ -12,13 +12,15 @@ from typing import Any
 
 import pytest
 from pydantic import SecretStr
+from typer.testing import CliRunner
 
 from connectors.publisher import Publisher
 from schemas.catalog import Catalog
+from streams.cli import app as cli
 from streams.dev.synthetic import generate
 from streams.privacy.pseudonyms import Pseudonymiser, SubjectReferences, SubscriberPseudonyms
 from streams.privacy.secret import SecretRefused, pseudonym_secret, subject_secret
-from streams.settings import Settings
+from streams.settings import Settings, get_settings
 from tests.unit.memory_registry import MemoryRegistry
 from tests.unit.object_graph import held_by
 
@@ -71,3 +73,22 @@ def test_a_publisher_without_its_secret_does_not_start(tmp_path: Path) -> None:
     with pytest.raises(SecretRefused) as caught:
         _publisher(settings)
     assert caught.value.setting == "CIRCULATION_SUBJECT_SECRET"
+
+
+def test_the_publish_command_refuses_a_guessable_secret_in_one_line(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)  # no .env file
+    for name, value in {"CIRCULATION_CACHE_DIR": str(tmp_path),
+                        "CIRCULATION_KAFKA_BOOTSTRAP": "127.0.0.1:1",
+                        "CIRCULATION_SUBJECT_SECRET": "a" * 32}.items():
+        monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+    try:
+        result = CliRunner().invoke(cli, ["publish", "-"], input="{}\n")
+    finally:
+        get_settings.cache_clear()
+    assert result.exit_code == 1, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: CIRCULATION_SUBJECT_SECRET: too guessable")
+    assert "a" * 8 not in result.stderr

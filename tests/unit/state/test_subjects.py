@@ -86,3 +86,17 @@ def test_a_subject_command_without_the_subject_secret_refuses_in_one_line(
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("error: CIRCULATION_SUBJECT_SECRET: ")
     assert NIR not in result.output + result.stderr
+
+
+@pytest.mark.usefixtures("fresh_settings")
+def test_one_value_for_both_secrets_is_refused_in_one_line(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    same = _strong().get_secret_value()
+    for name, value in {"CIRCULATION_CACHE_DIR": str(tmp_path),
+                        "CIRCULATION_SUBJECT_SECRET": same,
+                        "CIRCULATION_PSEUDONYM_SECRET": same}.items():
+        monkeypatch.setenv(name, value)
+    result = CliRunner().invoke(cli, ["population", "remove", LYON.id, NIR])
+    assert result.exit_code == 1, result.output
+    assert result.stderr.strip().splitlines() == [
+        "error: CIRCULATION_PSEUDONYM_SECRET must differ from CIRCULATION_SUBJECT_SECRET"]
