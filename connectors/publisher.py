@@ -28,7 +28,7 @@ from streams.kafka import clients
 from streams.kafka.admin import ensure_topics
 from streams.kafka.topics import spec
 from streams.privacy.pseudonyms import SubjectReferences
-from streams.privacy.secret import bus_secret
+from streams.privacy.secret import subject_secret
 from streams.settings import Settings
 
 PUBLISH_LINGER_MS = 5
@@ -65,14 +65,18 @@ def _pydantic_refusal(error: pydantic.ValidationError) -> PublishRefused:
 
 
 class Publisher:
-    """Validates and sends a provider's events; use ``async with Publisher(settings)``."""
+    """Validates and sends a provider's events; use ``async with Publisher(settings)``.
+
+    It reads the subject secret only (a provider must not hold what keys subscribers'
+    pseudonyms); :class:`~streams.privacy.secret.SecretRefused` when that one is refused.
+    """
 
     def __init__(self, settings: Settings, catalog: Catalog | None = None,
                  registry: SchemaRegistry | None = None) -> None:
         self.settings = settings
         self.catalog = catalog or Catalog.load()
         self.registry = registry or SchemaRegistry(settings.schema_registry_url)
-        self._references = SubjectReferences(bus_secret(settings))
+        self._references = SubjectReferences(subject_secret(settings))
         self._serde = AvroSerde(self.registry)
         self._registered: set[str] = set()
         self._topics_ready: set[str] = set()

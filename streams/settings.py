@@ -12,7 +12,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
@@ -28,7 +28,8 @@ class Settings(BaseSettings):
     """Connection, security, secrets, logging and tuning (environment prefix ``CIRCULATION_``)."""
 
     model_config = SettingsConfigDict(
-        env_prefix="CIRCULATION_", env_file=".env", extra="ignore", validate_default=True
+        env_prefix="CIRCULATION_", env_file=".env", extra="ignore", validate_default=True,
+        hide_input_in_errors=True,  # a refused setting may be a secret: never repeat it
     )
 
     kafka_bootstrap: str = Field(
@@ -53,10 +54,19 @@ class Settings(BaseSettings):
 
     subject_secret: SecretStr | None = Field(
         None,
-        description="Bus secret keying subject references and pseudonyms. When unset, a random "
-        "local secret is generated once under cache_dir (development only; "
-        "streams.privacy.secret).",
+        description="Secret keying subject references (sr1_), held by the edge: publishers and "
+        "the population and consent commands. When it and its file are unset, a random local "
+        "one is generated once under cache_dir, on a PLAINTEXT bus only (streams.privacy.secret).",
     )
+    subject_secret_file: Path | None = Field(
+        None, description="File holding the subject secret, readable by its owner only.")
+    pseudonym_secret: SecretStr | None = Field(
+        None,
+        description="Secret keying subscribers' pseudonyms (ps2_), held by the routing workers "
+        "and the commands that show or send pseudonyms. Unset: as for subject_secret.",
+    )
+    pseudonym_secret_file: Path | None = Field(
+        None, description="File holding the pseudonym secret, readable by its owner only.")
 
     log_format: LogFormat = Field(
         "auto", description="json for machines, console for people, auto picks by terminal."
@@ -76,6 +86,18 @@ class Settings(BaseSettings):
         description="Where a development machine keeps the bus's generated local secret (and "
         "the local stack its jars, data and logs).",
     )
+
+
+    @model_validator(mode="after")
+    def _secrets_apart(self) -> Settings:
+        """One value for both secrets would give whoever holds the subject secret every
+        pseudonym again. Only values given inline are compared: files are read by the
+        component that needs them, never here."""
+        if (self.subject_secret is not None and self.pseudonym_secret is not None
+                and self.subject_secret == self.pseudonym_secret):
+            raise ValueError("CIRCULATION_PSEUDONYM_SECRET must differ from "
+                             "CIRCULATION_SUBJECT_SECRET")
+        return self
 
 
 @lru_cache(maxsize=1)

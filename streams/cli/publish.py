@@ -18,6 +18,7 @@ from rich.table import Table
 from connectors.publisher import Publisher, PublishRefused
 from schemas.registry import RegistryError
 from streams.cli.console import console, errors, fail, settings
+from streams.privacy.secret import SecretRefused
 
 _REPORT_EVERY = 500
 
@@ -92,11 +93,15 @@ def publish(
     config = settings()
     if file != "-" and not Path(file).is_file():
         fail(f"no such file: {file}")
+    try:
+        edge = Publisher(config)
+    except SecretRefused as exc:
+        fail(str(exc))
 
     async def run() -> PublishReport:
         progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                             TimeElapsedColumn(), console=console, transient=True)
-        async with Publisher(config) as publisher:
+        async with edge as publisher:
             with progress:
                 if file == "-":
                     return await publish_stream(sys.stdin, publisher, progress)

@@ -11,11 +11,19 @@ import typer
 from schemas.identifiers import InvalidIdentifier
 from streams.cli.console import console, fail, settings
 from streams.ops import metrics
+from streams.privacy.secret import SecretRefused
 from streams.settings import Settings
 from streams.state.bus_state import ConsentStatus
 from streams.state.contract import Contract
 from streams.state.ledger import Channel
-from streams.state.subjects import Subject, find_contract, resolve, set_consent, set_population
+from streams.state.subjects import (
+    Subject,
+    find_contract,
+    pseudonyms,
+    resolve,
+    set_consent,
+    set_population,
+)
 
 population_app = typer.Typer(help="The persons (or companies) a subscriber follows.",
                              no_args_is_help=True)
@@ -26,11 +34,13 @@ SubjectsArg = Annotated[list[str], typer.Argument(help="NIRs (persons) or SIRENs
 
 
 def _resolved(contract_id: str, raw: list[str]) -> tuple[Settings, Contract, list[Subject]]:
+    """The subjects' references first (the subject secret is checked before the broker is
+    asked anything), then the recorded contract."""
     config = settings()
     try:
-        contract = asyncio.run(find_contract(config, contract_id))
-        return config, contract, resolve(config, contract, raw)
-    except (LookupError, InvalidIdentifier) as exc:
+        subjects = resolve(config, raw)
+        return config, asyncio.run(find_contract(config, contract_id)), subjects
+    except (LookupError, InvalidIdentifier, SecretRefused) as exc:
         fail(str(exc))
 
 
@@ -38,10 +48,14 @@ def _resolved(contract_id: str, raw: list[str]) -> tuple[Settings, Contract, lis
 def add(contract: ContractArg, subjects: SubjectsArg) -> None:
     """Enrol subjects; prints each one's pseudonym for this subscriber as JSON lines."""
     config, found, resolved = _resolved(contract, subjects)
+    try:
+        shown = pseudonyms(config, found, resolved)
+    except SecretRefused as exc:
+        fail(str(exc))
     asyncio.run(set_population(config, found, resolved, enrolled=True))
     metrics.record_population_changes(found.id, True, len(resolved))
-    for subject in resolved:
-        print(json.dumps({"subject": subject.given, "pseudonym": subject.pseudonym}))
+    for subject, pseudonym in zip(resolved, shown, strict=True):
+        print(json.dumps({"subject": subject.given, "pseudonym": pseudonym}))
 
 
 @population_app.command()
@@ -56,7 +70,11 @@ def remove(contract: ContractArg, subjects: SubjectsArg) -> None:
 def _consent(contract: str, subjects: list[str], status: ConsentStatus,
              channel: Channel, collected_by: str | None, evidence: str | None) -> None:
     config, found, resolved = _resolved(contract, subjects)
-    asyncio.run(set_consent(config, found, resolved, status, channel, collected_by, evidence))
+    try:
+        asyncio.run(set_consent(config, found, resolved, status, channel, collected_by,
+                                evidence))
+    except SecretRefused as exc:  # a withdrawal's notices: refused before anything is written
+        fail(str(exc))
     metrics.record_consent_changes(found.id, status, len(resolved))
     console.print(f"consent {status} for {len(resolved)} subject(s) under {contract}")
 

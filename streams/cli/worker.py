@@ -8,8 +8,10 @@ from typing import Annotated
 import typer
 
 from schemas.catalog import Catalog
-from streams.cli.console import settings
+from streams.cli.console import fail, settings
 from streams.ops import metrics
+from streams.privacy.pseudonyms import Pseudonymiser
+from streams.privacy.secret import SecretRefused, pseudonym_secret
 from streams.worker.app import WorkerProcess, create_app, prepare_topics
 
 
@@ -18,10 +20,14 @@ def worker(
 ) -> None:
     """Route every provider topic under the applied contracts, until interrupted."""
     config = settings()
+    try:  # refused before anything touches the broker
+        pseudonyms = Pseudonymiser(pseudonym_secret(config))
+    except SecretRefused as exc:
+        fail(str(exc))
     catalog = Catalog.load()
     asyncio.run(prepare_topics(config, catalog))
     asyncio.set_event_loop(asyncio.new_event_loop())
-    app = create_app(config, catalog, exit_on_failure=True)
+    app = create_app(config, catalog, exit_on_failure=True, pseudonymiser=pseudonyms)
     if config.metrics_port is not None:
         metrics.serve(config.metrics_port, metrics.REGISTRY, config.metrics_bind)
     WorkerProcess(app, loglevel).execute_from_commandline()

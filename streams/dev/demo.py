@@ -64,14 +64,14 @@ async def _enrol_and_consent(config: Settings, by_id: dict[str, Contract],
     lyon, idfm, cd69 = (by_id["lyon-cantine-2026"], by_id["idfm-tarif-solidarite"],
                         by_id["cd69-aide-etudiants"])
     for contract, followed in ((lyon, persons[:8]), (idfm, persons[4:12]), (cd69, persons[:10])):
-        await set_population(config, contract, resolve(config, contract, followed), True)
+        await set_population(config, contract, resolve(config, followed), True)
         story.append(f"{contract.subscriber} follows {len(followed)} persons under {contract.id}")
-    await set_consent(config, lyon, resolve(config, lyon, persons[:6]), "granted",
+    await set_consent(config, lyon, resolve(config, persons[:6]), "granted",
                       "online_portal")
-    await set_consent(config, lyon, resolve(config, lyon, persons[5:6]), "withdrawn",
+    await set_consent(config, lyon, resolve(config, persons[5:6]), "withdrawn",
                       "online_portal")
     story.append("6 families consented to the canteen pricing online; 1 then withdrew")
-    await set_consent(config, cd69, resolve(config, cd69, persons[9:10]), "withdrawn", "counter")
+    await set_consent(config, cd69, resolve(config, persons[9:10]), "withdrawn", "counter")
     story.append("1 student objected at the département's counter")
     story.append(f"the public buyer follows all companies ({len(firms)} in this demo)")
     return story

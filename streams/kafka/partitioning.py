@@ -14,7 +14,7 @@ from functools import lru_cache
 
 from aiokafka.partitioner import murmur2
 
-_HMAC_PREFIXES = (b"sr1_", b"ps1_")
+_HMAC_PREFIXES = (b"sr1_", b"ps2_")
 
 
 @lru_cache(maxsize=65_536)

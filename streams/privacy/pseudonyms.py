@@ -1,21 +1,25 @@
 """Subject references and pairwise pseudonyms: no raw NIR on any topic, no join across subscribers.
 
-Two keyed transformations, both HMAC-SHA256 under the bus secret:
+Two keyed transformations, both HMAC-SHA256, under two secrets held by different components
+(:mod:`streams.privacy.secret`):
 
-1. **Subject reference** (at the edge, once per published event). A person's NIR becomes
-   ``sr1_`` + 64 lowercase hex characters of ``HMAC(secret, "circulation/subject/v1/" + NIR)``.
-   It is stable, so the bus can key topics, tables and consents by it, and it cannot be reversed
-   or recomputed without the secret (a NIR has too little entropy for an unkeyed hash). A
-   company's SIREN is public and passes through unchanged.
-2. **Pairwise pseudonym** (per delivery). Subscriber ``s`` receives ``ps1_`` + hex of
-   ``HMAC(k_s, subject_reference)`` with ``k_s = HMAC(secret, "circulation/pseudonym/v1/" + s)``,
-   so two administrations holding deliveries about the same person hold different pseudonyms and
-   cannot join on them (FranceConnect's pairwise ``sub``), while each one sees a stable value.
+1. **Subject reference** (at the edge, once per published event), under the subject secret. A
+   person's NIR becomes ``sr1_`` + 64 lowercase hex characters of
+   ``HMAC(subject_secret, "circulation/subject/v1/" + NIR)``. It is stable, so the bus can key
+   topics, tables and consents by it, and it cannot be reversed or recomputed without the secret
+   (a NIR has too little entropy for an unkeyed hash). A company's SIREN is public and passes
+   through unchanged.
+2. **Pairwise pseudonym** (per delivery), under the pseudonym secret. Subscriber ``s`` receives
+   ``ps2_`` + hex of ``HMAC(k_s, subject_reference)`` with
+   ``k_s = HMAC(pseudonym_secret, "circulation/pseudonym/v2/" + s)``, so two administrations
+   holding deliveries about the same person hold different pseudonyms and cannot join on them
+   (FranceConnect's pairwise ``sub``), while each one sees a stable value. A provider holds the
+   subject secret only, so it cannot compute them either.
 
-The ``sr1_``/``ps1_`` prefixes version the scheme, so a key rotation or a new construction can
-run beside the old one. The message prefixes keep the two uses of the secret apart.
+The prefixes version the scheme: ``ps1_`` pseudonyms were keyed by the single secret of earlier
+releases, which every provider held; ``ps2_`` ones come from the pseudonym secret alone.
 
-The secret arrives as a pydantic ``SecretStr`` and is never stored in clear: only prepared HMAC
+A secret arrives as a pydantic ``SecretStr`` and is never stored in clear: only prepared HMAC
 objects are kept, the reprs show no key material, and these objects cannot be pickled.
 """
 
@@ -45,26 +49,26 @@ __all__ = [
 SubjectKind = Literal["person", "company"]
 
 SUBJECT_REFERENCE_PREFIX: Final = "sr1_"
-PSEUDONYM_PREFIX: Final = "ps1_"
+PSEUDONYM_PREFIX: Final = "ps2_"
 MIN_SECRET_BYTES: Final = 32
 
 _SUBJECT_DOMAIN: Final = b"circulation/subject/v1/"
-_PSEUDONYM_DOMAIN: Final = b"circulation/pseudonym/v1/"
+_PSEUDONYM_DOMAIN: Final = b"circulation/pseudonym/v2/"
 _REFERENCE_SHAPE: Final = re.compile(r"sr1_[0-9a-f]{64}")
 _SIREN_SHAPE: Final = re.compile(r"[0-9]{9}")
 
 
 def _secret_key(secret: SecretStr) -> bytes:
-    """The key bytes, refusing a plain ``str`` (it would leak in reprs) or a guessable secret.
+    """The key bytes, refusing a plain ``str`` (it would leak in reprs) or a short secret.
 
-    The NIR space is small enough to enumerate, so the secret is the only thing standing between
-    a subject reference and the person: it must carry at least 256 bits.
+    How guessable a configured secret is gets judged where it is read
+    (:mod:`streams.privacy.secret`); here only what no caller may get wrong.
     """
     if not isinstance(secret, SecretStr):
-        raise TypeError("the bus secret must be a pydantic SecretStr, never a plain string")
+        raise TypeError("a secret must be a pydantic SecretStr, never a plain string")
     key = secret.get_secret_value().encode("utf-8")
     if len(key) < MIN_SECRET_BYTES:
-        raise ValueError(f"the bus secret must be at least {MIN_SECRET_BYTES} bytes long")
+        raise ValueError(f"a secret must be at least {MIN_SECRET_BYTES} bytes long")
     return key
 
 
@@ -140,7 +144,7 @@ class SubscriberPseudonyms:
 
 
 class Pseudonymiser:
-    """Derives and caches each subscriber's pseudonym key from the bus secret."""
+    """Derives and caches each subscriber's pseudonym key from the pseudonym secret."""
 
     __slots__ = ("_master", "_subscribers")
 

@@ -5,6 +5,10 @@ here, and never written anywhere: only references (persons) or SIRENs (companies
 A withdrawal also sends the subscriber an erasure notice under its own pseudonym of the person,
 so it deletes what it already holds.
 
+Each step reads only the secret it needs (:mod:`streams.privacy.secret`): making references
+takes the subject secret; only showing a subscriber's pseudonyms (``population add``) and the
+erasure notices of a withdrawal take the pseudonym secret, read before anything is written.
+
 Ordering guarantee: these writes return once every replica has them and a fence stands behind
 them on every provider partition (:mod:`streams.state.fences`), so an event published after a
 ``withdraw`` or ``remove`` returned is routed under the new state.
@@ -24,7 +28,7 @@ from schemas.registry import SchemaRegistry
 from schemas.serde import AvroSerde
 from streams.kafka import clients
 from streams.privacy.pseudonyms import Pseudonymiser, SubjectReferences
-from streams.privacy.secret import bus_secret
+from streams.privacy.secret import pseudonym_secret, subject_secret
 from streams.settings import Settings
 from streams.state.bus_state import ConsentStatus
 from streams.state.contract import Contract
@@ -38,7 +42,6 @@ class Subject:
 
     given: str
     reference: str
-    pseudonym: str
 
 
 async def find_contract(settings: Settings, contract_id: str) -> Contract:
@@ -52,18 +55,24 @@ async def find_contract(settings: Settings, contract_id: str) -> Contract:
         registry.close()
 
 
-def resolve(settings: Settings, contract: Contract, raw: Sequence[str]) -> list[Subject]:
-    """Validate each raw identifier (SIREN when 9 digits, else NIR) and pseudonymise it."""
-    references = SubjectReferences(bus_secret(settings))
-    pseudonyms = Pseudonymiser(bus_secret(settings)).for_subscriber(contract.subscriber)
+def resolve(settings: Settings, raw: Sequence[str]) -> list[Subject]:
+    """Validate each raw identifier (SIREN when 9 digits, else NIR) and make its reference."""
+    references = SubjectReferences(subject_secret(settings))
     subjects = []
     for position, given in enumerate(raw, start=1):
         compact = "".join(given.split())
         kind: Literal["person", "company"] = (
             "company" if len(compact) == 9 and compact.isdigit() else "person")
-        reference = references.reference(given, kind, field=f"subject #{position}")
-        subjects.append(Subject(given, reference, pseudonyms.pseudonym(reference)))
+        subjects.append(Subject(given, references.reference(given, kind,
+                                                            field=f"subject #{position}")))
     return subjects
+
+
+def pseudonyms(settings: Settings, contract: Contract,
+               subjects: Sequence[Subject]) -> list[str]:
+    """The contract's subscriber's pseudonym of each subject (a SIREN as is)."""
+    mine = Pseudonymiser(pseudonym_secret(settings)).for_subscriber(contract.subscriber)
+    return [mine.pseudonym(subject.reference) for subject in subjects]
 
 
 async def set_population(settings: Settings, contract: Contract, subjects: Sequence[Subject],
@@ -78,22 +87,24 @@ async def set_consent(settings: Settings, contract: Contract, subjects: Sequence
                       status: ConsentStatus, channel: Channel,
                       collected_by: str | None = None, evidence_ref: str | None = None) -> None:
     """Record grants or withdrawals; a withdrawal also sends erasure notices."""
+    notified = pseudonyms(settings, contract, subjects) if status == "withdrawn" else []
     catalog = Catalog.load()
     serde = AvroSerde(SchemaRegistry(settings.schema_registry_url))
     async with SubjectLedger(settings, serde, catalog) as ledger:
         await ledger.record_consent(contract.id, [s.reference for s in subjects], status,
                                     collected_by or contract.subscriber_siret, channel,
                                     evidence_ref)
-    if status == "withdrawn":
-        await send_erasure_notices(settings, serde, catalog, contract, subjects,
+    if notified:
+        await send_erasure_notices(settings, serde, catalog, contract, notified,
                                    "consent_withdrawn")
 
 
 async def send_erasure_notices(settings: Settings, serde: AvroSerde, catalog: Catalog,
-                               contract: Contract, subjects: Sequence[Subject],
+                               contract: Contract, notified: Sequence[str],
                                reason: Literal["consent_withdrawn", "contract_ended",
                                                "retention_expired"]) -> None:
-    """Tell the subscriber, under its pseudonyms, to erase what it holds on these subjects."""
+    """Tell the subscriber, under its pseudonyms (``notified``), to erase what it holds on
+    these subjects."""
     schema = catalog.bus_record("erasure_notice").latest
     subject = f"{contract.delivery_topic}-erasure_notice"
     now = datetime.now(UTC)
@@ -101,15 +112,15 @@ async def send_erasure_notices(settings: Settings, serde: AvroSerde, catalog: Ca
     await producer.start()
     try:
         sends = []
-        for each in subjects:
+        for pseudonym in notified:
             value = serde.encode_datum(subject, schema, {
-                "contract_id": contract.id, "subject_pseudonym": each.pseudonym,
+                "contract_id": contract.id, "subject_pseudonym": pseudonym,
                 "reason": reason, "issued_at": now})
             message = to_kafka({"id": str(uuid.uuid4()), "source": "circulation",
-                                "type": "erasure_notice", "subject": each.pseudonym,
-                                "time": now, "contract": contract.id}, value, each.pseudonym)
+                                "type": "erasure_notice", "subject": pseudonym,
+                                "time": now, "contract": contract.id}, value, pseudonym)
             sends.append(await producer.send(contract.delivery_topic, value,
-                                             key=each.pseudonym.encode(),
+                                             key=pseudonym.encode(),
                                              headers=kafka_headers(message)))
         for sent in sends:
             await sent

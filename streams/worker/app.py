@@ -28,7 +28,9 @@ from streams.kafka import clients
 from streams.kafka.admin import ensure_topics
 from streams.kafka.topics import bus_topics, spec
 from streams.logs import reclaim_standard_logging
+from streams.privacy.pseudonyms import Pseudonymiser
 from streams.privacy.redaction import redacted_error
+from streams.privacy.secret import pseudonym_secret
 from streams.settings import Settings
 from streams.worker.batches import take_batches
 from streams.worker.intake import RoutingApp
@@ -119,13 +121,17 @@ class WorkerProcess(faust.Worker):
 
 
 def create_app(settings: Settings, catalog: Catalog | None = None,
-               exit_on_failure: bool = False) -> faust.App:
+               exit_on_failure: bool = False,
+               pseudonymiser: Pseudonymiser | None = None) -> faust.App:
     """The Faust app of a routing worker (web server off: it would expose table contents).
 
     ``exit_on_failure`` is for the ``circulation worker`` process; tests that drive the agent in
-    process keep Faust's own handling.
+    process keep Faust's own handling. The worker holds the pseudonym secret and never the
+    subject secret: events reach it with their subject reference already made. Without
+    ``pseudonymiser`` it reads that secret here (:class:`~streams.privacy.secret.SecretRefused`).
     """
     catalog = catalog or Catalog.load()
+    pseudonymiser = pseudonymiser or Pseudonymiser(pseudonym_secret(settings))
     app = RoutingApp(
         APP_ID,
         fetch_max_wait_ms=settings.fetch_max_wait_ms,
@@ -142,7 +148,8 @@ def create_app(settings: Settings, catalog: Catalog | None = None,
         broker_max_poll_records=2000,
     )
     service = RoutingService(app, settings, catalog,
-                             exit_on_routing_failure if exit_on_failure else _log_failure)
+                             exit_on_routing_failure if exit_on_failure else _log_failure,
+                             pseudonymiser)
     source = app.topic(*catalog.provider_topics(), key_serializer="raw", value_serializer="raw")
 
     @app.agent(source, concurrency=1)

@@ -25,7 +25,6 @@ from schemas.serde import AvroSerde
 from streams.audit.heads import ChainHeads
 from streams.ops import metrics
 from streams.privacy.pseudonyms import Pseudonymiser
-from streams.privacy.secret import bus_secret
 from streams.routing.records import SourceRecord
 from streams.routing.router import Router
 from streams.routing.tally import RoutingTally
@@ -57,11 +56,12 @@ class RoutingService:
     """Owns the router, the state follower and the in-flight batches of one worker process."""
 
     def __init__(self, app: faust.App, settings: Settings, catalog: Catalog,
-                 on_failure: Callable[[BaseException], None]) -> None:
+                 on_failure: Callable[[BaseException], None],
+                 pseudonymiser: Pseudonymiser) -> None:
         self.app = app
         self.settings = settings
         self.serde = AvroSerde(SchemaRegistry(settings.schema_registry_url))
-        self.router = Router(catalog, self.serde, Pseudonymiser(bus_secret(settings)))
+        self.router = Router(catalog, self.serde, pseudonymiser)
         self.heads = ChainHeads(settings, self.serde, catalog.bus_record("audit").latest.parsed,
                                 self.router.chains)
         self.follower = StateFollower(settings, self.serde, catalog)

@@ -63,7 +63,7 @@ from streams.kafka.admin import topic_partitions
 from streams.kafka.partitioning import subject_partition
 from streams.kafka.topics import AUDIT, CONTRACTS, DLQ
 from streams.privacy.pseudonyms import Pseudonymiser, SubjectReferences
-from streams.privacy.secret import bus_secret
+from streams.privacy.secret import pseudonym_secret, subject_secret
 from streams.settings import Settings
 from streams.state.contract import Contract
 from streams.state.contract_store import Applied, ContractStore
@@ -376,8 +376,8 @@ class Bus:
 
     def __post_init__(self) -> None:
         self.serde = AvroSerde(self.registry)
-        self.references = SubjectReferences(bus_secret(self.settings))
-        self.pseudonyms = Pseudonymiser(bus_secret(self.settings))
+        self.references = SubjectReferences(subject_secret(self.settings))
+        self.pseudonyms = Pseudonymiser(pseudonym_secret(self.settings))
 
     # subjects
 

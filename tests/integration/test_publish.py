@@ -41,7 +41,7 @@ from schemas.registry import SchemaRegistry
 from streams.dev.synthetic import generate
 from streams.kafka.admin import ensure_topics
 from streams.kafka.topics import spec
-from streams.privacy.secret import bus_secret
+from streams.privacy.secret import subject_secret
 from streams.settings import Settings
 from tests.conftest import Services
 from tests.integration.plain_consumer import PlainDecoder, json_form
@@ -301,7 +301,7 @@ async def test_publish_file_of_every_dataset_with_bad_lines(
     assert sum(event_id_of(r) in ours for r in records) == len(events), "missing or duplicated"
     assert set(ours) == {e["id"] for e in events}
 
-    secret = bus_secret(settings).get_secret_value()
+    secret = subject_secret(settings).get_secret_value()
     latest_ids: dict[str, int] = {}
     for event in events:
         record = ours[event["id"]]
@@ -397,7 +397,7 @@ async def test_publisher_round_trip(settings: Settings, decoder: PlainDecoder, s
     records = {event_id_of(r): r for r in
                await read_between(settings.kafka_bootstrap, before, after)}
     assert {first, second} <= set(records)
-    secret = bus_secret(settings).get_secret_value()
+    secret = subject_secret(settings).get_secret_value()
     for event_id, event in ((first, with_amount), (second, without_id)):
         record = records[event_id]
         assert record.key == expected_reference(secret, event["subject"]).encode()

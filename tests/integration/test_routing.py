@@ -152,15 +152,15 @@ async def _record_subjects(bus: Bus, contract: Contract, profiles: list[Profile]
             row = json.loads(line)
             printed[row["subject"]] = row["pseudonym"]
     else:
-        await set_population(settings, contract, resolve(settings, contract, to_enrol), True)
+        await set_population(settings, contract, resolve(settings, to_enrol), True)
     released = [p.person.nir for p in profiles if p.population == "released"]
-    await set_population(settings, contract, resolve(settings, contract, released), False)
+    await set_population(settings, contract, resolve(settings, released), False)
     for step in range(2):
         for status in ("granted", "withdrawn"):
             nirs = [p.person.nir for p in profiles
                     if len(p.consents) > step and p.consents[step] == status]
             if nirs:
-                await set_consent(settings, contract, resolve(settings, contract, nirs),
+                await set_consent(settings, contract, resolve(settings, nirs),
                                   status, "online_portal")
     return printed
 

@@ -89,9 +89,9 @@ async def test_contracts_outside_their_validity_window_deliver_nothing(bus: Bus)
     persons = await bus.people_on_every_partition(BOURSIER)
     # Enrolled and consenting under the pending contract: only its window can withhold.
     await set_population(bus.settings, pending,
-                         resolve(bus.settings, pending, [p.nir for p in persons]), True)
+                         resolve(bus.settings, [p.nir for p in persons]), True)
     await set_consent(bus.settings, pending,
-                      resolve(bus.settings, pending, [p.nir for p in persons]), "granted",
+                      resolve(bus.settings, [p.nir for p in persons]), "granted",
                       "counter")
     start = await audit_start(bus.settings)
     sent = await bus.publish([event_for(BOURSIER, p) for p in persons])
@@ -115,9 +115,9 @@ async def test_a_change_recorded_before_publishing_applies_to_that_event(bus: Bu
     await bus.apply(consent, population)
     persons = fresh_people(ROUNDS)
     nirs = [p.nir for p in persons]
-    await set_consent(bus.settings, consent, resolve(bus.settings, consent, nirs), "granted",
+    await set_consent(bus.settings, consent, resolve(bus.settings, nirs), "granted",
                       "online_portal")
-    await set_population(bus.settings, population, resolve(bus.settings, population, nirs), True)
+    await set_population(bus.settings, population, resolve(bus.settings, nirs), True)
     start = await audit_start(bus.settings)
     first = await bus.publish([event_for(BOURSIER, p) for p in persons])
     await bus.decisions(start, first, [consent, population])  # both delivered (checked below)
@@ -129,7 +129,7 @@ async def test_a_change_recorded_before_publishing_applies_to_that_event(bus: Bu
             code, _, err = await bus.run_cli("consent", "withdraw", consent.id, person.nir)
             assert code == 0, err
         else:
-            await set_consent(bus.settings, consent, resolve(bus.settings, consent, [person.nir]),
+            await set_consent(bus.settings, consent, resolve(bus.settings, [person.nir]),
                               "withdrawn", "online_portal")
         after_withdrawal += await bus.publish([event_for(BOURSIER, person)])
         if index == 1:
@@ -137,7 +137,7 @@ async def test_a_change_recorded_before_publishing_applies_to_that_event(bus: Bu
             assert code == 0, err
         else:
             await set_population(bus.settings, population,
-                                 resolve(bus.settings, population, [person.nir]), False)
+                                 resolve(bus.settings, [person.nir]), False)
         after_release += await bus.publish([event_for(BOURSIER, person)])
 
     decisions = await bus.decisions(start, first + after_withdrawal + after_release,
@@ -186,7 +186,7 @@ async def test_every_change_of_state_is_fenced_on_every_provider_partition(bus: 
                             population="enrolled")
     await bus.apply(contract)
     (person,) = fresh_people(1)
-    subjects = resolve(bus.settings, contract, [person.nir])
+    subjects = resolve(bus.settings, [person.nir])
     changes: list[tuple[str, Awaitable[object]]] = [
         (CONSENTS, set_consent(bus.settings, contract, subjects, "withdrawn", "online_portal")),
         (POPULATION, set_population(bus.settings, contract, subjects, False)),

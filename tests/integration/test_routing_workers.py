@@ -31,7 +31,7 @@ from schemas.serde import AvroSerde
 from streams.kafka import clients
 from streams.kafka.topics import DLQ
 from streams.privacy.pseudonyms import Pseudonymiser
-from streams.privacy.secret import bus_secret
+from streams.privacy.secret import pseudonym_secret
 from streams.routing.records import SourceRecord
 from streams.routing.router import Router
 from streams.state.bus_state import BusState
@@ -183,7 +183,7 @@ async def test_bad_records_become_dead_letters_and_routing_goes_on(bus: Bus) -> 
 def router(services: Services) -> Router:
     settings = services.settings()
     return Router(Catalog.load(), AvroSerde(SchemaRegistry(services.registry_url)),
-                  Pseudonymiser(bus_secret(settings)))
+                  Pseudonymiser(pseudonym_secret(settings)))
 
 
 def _record(key: bytes, value: bytes, headers: list[tuple[str, bytes]]) -> SourceRecord:

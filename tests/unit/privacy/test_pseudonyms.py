@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import pickle
 import re
+import secrets
 
 import pytest
 from hypothesis import given
@@ -21,8 +22,9 @@ from streams.privacy.pseudonyms import (
     subject_kind,
 )
 
-SECRET = "correct horse battery staple, 32+ bytes of it"
-OTHER_SECRET = "another bus, another secret, also long enough"
+SECRET = "7c4f0f1e2a9b4d6e8f01a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f7"
+OTHER_SECRET = "0d9e8f7a6b5c4d3e2f1a0b9c8d7e6f5a4b3c2d1e0f9a8b7c6d5e4f3a2b1c0d9e"
+PSEUDONYM_SECRET = "Jx3q9Vt0pLm2Rw8sKd5fHa7Zc1Ny4Ub6Eo0Gi3Qk9Tv"
 NIR = "184127645108946"
 SIREN = "732829320"
 
@@ -48,7 +50,7 @@ def references() -> SubjectReferences:
 
 @pytest.fixture(scope="module")
 def pseudonymiser() -> Pseudonymiser:
-    return Pseudonymiser(SecretStr(SECRET))
+    return Pseudonymiser(SecretStr(PSEUDONYM_SECRET))
 
 
 # --- subject references ------------------------------------------------------------------------
@@ -117,12 +119,12 @@ def test_secret_never_shows_and_cannot_be_pickled(make: type) -> None:
 
 
 @pytest.mark.parametrize("make", [SubjectReferences, Pseudonymiser])
-def test_weak_or_plain_secrets_are_refused(make: type) -> None:
+def test_short_or_plain_secrets_are_refused(make: type) -> None:
     with pytest.raises(ValueError, match=f"at least {MIN_SECRET_BYTES} bytes"):
         make(SecretStr("x" * (MIN_SECRET_BYTES - 1)))
     with pytest.raises(TypeError, match="SecretStr"):
         make(SECRET)
-    make(SecretStr("x" * MIN_SECRET_BYTES))  # exactly the minimum is enough
+    make(SecretStr(secrets.token_hex(MIN_SECRET_BYTES // 2)))  # exactly the minimum length
 
 
 # --- pairwise pseudonyms -----------------------------------------------------------------------
@@ -132,9 +134,24 @@ def test_pseudonym_is_the_documented_construction(
     references: SubjectReferences, pseudonymiser: Pseudonymiser
 ) -> None:
     reference = references.for_person(NIR)
-    key = hmac.new(SECRET.encode(), b"circulation/pseudonym/v1/ville-lyon", hashlib.sha256).digest()
+    key = hmac.new(PSEUDONYM_SECRET.encode(), b"circulation/pseudonym/v2/ville-lyon",
+                   hashlib.sha256).digest()
     expected = hmac.new(key, reference.encode(), hashlib.sha256).hexdigest()
-    assert pseudonymiser.for_subscriber("ville-lyon").pseudonym(reference) == "ps1_" + expected
+    assert pseudonymiser.for_subscriber("ville-lyon").pseudonym(reference) == "ps2_" + expected
+
+
+@given(nirs, subscriber_ids)
+def test_the_subject_secret_alone_does_not_give_the_pseudonym(nir: str, subscriber: str) -> None:
+    """Whoever holds only the edge's secret (a provider) cannot compute what a subscriber sees,
+    under the old construction or the new one."""
+    reference = SubjectReferences(SecretStr(SECRET)).for_person(nir)
+    delivered = Pseudonymiser(SecretStr(PSEUDONYM_SECRET)).pseudonym(subscriber, reference)
+    from_the_edge = Pseudonymiser(SecretStr(SECRET)).pseudonym(subscriber, reference)
+    old_key = hmac.new(SECRET.encode(), b"circulation/pseudonym/v1/" + subscriber.encode(),
+                       hashlib.sha256).digest()
+    old = hmac.new(old_key, reference.encode(), hashlib.sha256).hexdigest()
+    assert delivered.startswith("ps2_")
+    assert delivered not in (from_the_edge, "ps1_" + old, "ps2_" + old)
 
 
 @given(nirs, subscriber_ids, subscriber_ids)
@@ -142,19 +159,19 @@ def test_subscribers_get_different_pseudonyms_for_the_same_person(
     nir: str, first: str, second: str
 ) -> None:
     reference = SubjectReferences(SecretStr(SECRET)).for_person(nir)
-    pseudonymiser = Pseudonymiser(SecretStr(SECRET))
+    pseudonymiser = Pseudonymiser(SecretStr(PSEUDONYM_SECRET))
     one = pseudonymiser.for_subscriber(first).pseudonym(reference)
     two = pseudonymiser.for_subscriber(second).pseudonym(reference)
     assert (one == two) == (first == second)
-    assert re.fullmatch(r"ps1_[0-9a-f]{64}", one)
+    assert re.fullmatch(r"ps2_[0-9a-f]{64}", one)
     assert one != reference
 
 
 @given(nirs, subscriber_ids)
 def test_pseudonym_is_stable_per_subscriber(nir: str, subscriber: str) -> None:
     reference = SubjectReferences(SecretStr(SECRET)).for_person(nir)
-    first = Pseudonymiser(SecretStr(SECRET)).pseudonym(subscriber, reference)
-    again = Pseudonymiser(SecretStr(SECRET)).for_subscriber(subscriber)
+    first = Pseudonymiser(SecretStr(PSEUDONYM_SECRET)).pseudonym(subscriber, reference)
+    again = Pseudonymiser(SecretStr(PSEUDONYM_SECRET)).for_subscriber(subscriber)
     assert again.pseudonym(reference) == first
     assert again.pseudonym(reference) == first  # the prepared key is not consumed by use
     assert Pseudonymiser(SecretStr(OTHER_SECRET)).pseudonym(subscriber, reference) != first
@@ -174,7 +191,8 @@ def test_subject_kind_tells_persons_from_companies(references: SubjectReferences
 
 @pytest.mark.parametrize(
     "subject",
-    [NIR, "1 84 12 76 451 089 46", "sr1_" + "A" * 64, "sr1_" + "0" * 63, "ps1_" + "0" * 64, "", 42],
+    [NIR, "1 84 12 76 451 089 46", "sr1_" + "A" * 64, "sr1_" + "0" * 63, "ps1_" + "0" * 64,
+     "ps2_" + "0" * 64, "", 42],
 )
 def test_raw_nirs_and_malformed_subjects_are_refused(
     pseudonymiser: Pseudonymiser, subject: object

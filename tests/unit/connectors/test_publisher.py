@@ -1,0 +1,94 @@
+"""The publisher holds the subject secret and nothing else: a provider's process can turn NIRs
+into subject references, never into what a subscriber receives.
+
+These run without a broker (the publisher is never entered) and with an in-memory registry.
+"""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import SecretStr
+from typer.testing import CliRunner
+
+from connectors.publisher import Publisher
+from schemas.catalog import Catalog
+from streams.cli import app as cli
+from streams.dev.synthetic import generate
+from streams.privacy.pseudonyms import Pseudonymiser, SubjectReferences, SubscriberPseudonyms
+from streams.privacy.secret import SecretRefused, pseudonym_secret, subject_secret
+from streams.settings import Settings, get_settings
+from tests.unit.memory_registry import MemoryRegistry
+from tests.unit.object_graph import held_by
+
+CATALOG = Catalog.load()
+EVENT = next(iter(generate("quotient_familial", 1, 7)))
+
+
+class Registry(MemoryRegistry):
+    """The in-memory registry, taking the compatibility level registration sets."""
+
+    def set_compatibility(self, subject: str, level: str) -> None:
+        pass
+
+
+def _publisher(settings: Settings) -> Publisher:
+    return Publisher(settings, CATALOG, Registry())  # type: ignore[arg-type]
+
+
+def _strong() -> SecretStr:
+    return SecretStr(secrets.token_urlsafe(32))
+
+
+def test_an_edge_holding_both_secrets_cannot_compute_a_pseudonym(tmp_path: Path) -> None:
+    settings = Settings(cache_dir=tmp_path, subject_secret=_strong(),
+                        pseudonym_secret=_strong())
+    publisher = _publisher(settings)
+    reference = publisher.prepare(EVENT).key.decode()
+    delivered = Pseudonymiser(pseudonym_secret(settings)).pseudonym("ville-de-lyon", reference)
+
+    held: list[Any] = list(held_by(publisher))
+    assert any(isinstance(each, SubjectReferences) for each in held)
+    assert not any(isinstance(each, Pseudonymiser | SubscriberPseudonyms) for each in held)
+    # The key it does hold gives no pseudonym a subscriber receives.
+    from_the_edge = Pseudonymiser(subject_secret(settings)).pseudonym("ville-de-lyon", reference)
+    assert from_the_edge != delivered
+
+
+def test_a_publisher_needs_only_the_subject_secret(tmp_path: Path) -> None:
+    """On a production bus a missing pseudonym secret is refused by whatever reads it: the
+    publisher starts, so it never does; nor does it make a development one."""
+    settings = Settings(cache_dir=tmp_path, security_protocol="SASL_PLAINTEXT",
+                        subject_secret=_strong())
+    assert _publisher(settings).prepare(EVENT).key.startswith(b"sr1_")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_publisher_without_its_secret_does_not_start(tmp_path: Path) -> None:
+    settings = Settings(cache_dir=tmp_path, security_protocol="SASL_PLAINTEXT",
+                        pseudonym_secret=_strong())
+    with pytest.raises(SecretRefused) as caught:
+        _publisher(settings)
+    assert caught.value.setting == "CIRCULATION_SUBJECT_SECRET"
+
+
+def test_the_publish_command_refuses_a_guessable_secret_in_one_line(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)  # no .env file
+    for name, value in {"CIRCULATION_CACHE_DIR": str(tmp_path),
+                        "CIRCULATION_KAFKA_BOOTSTRAP": "127.0.0.1:1",
+                        "CIRCULATION_SUBJECT_SECRET": "a" * 32}.items():
+        monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+    try:
+        result = CliRunner().invoke(cli, ["publish", "-"], input="{}\n")
+    finally:
+        get_settings.cache_clear()
+    assert result.exit_code == 1, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: CIRCULATION_SUBJECT_SECRET: too guessable")
+    assert "a" * 8 not in result.stderr

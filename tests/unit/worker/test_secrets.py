@@ -1,0 +1,64 @@
+"""A routing worker holds the pseudonym secret and nothing else: it never needs a NIR's subject
+reference (events arrive with one), so it never reads the subject secret; without its own
+secret it refuses to start, in one line, before it touches the broker."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from pydantic import SecretStr
+from typer.testing import CliRunner
+
+from streams.cli import app as cli
+from streams.privacy.secret import SecretRefused
+from streams.settings import Settings, get_settings
+from streams.worker.app import create_app
+
+
+def _strong() -> SecretStr:
+    return SecretStr(secrets.token_urlsafe(32))
+
+
+@pytest.fixture
+def fresh_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+    """The command's settings read afresh from this test's environment."""
+    monkeypatch.chdir(tmp_path)  # no .env file
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
+
+
+def test_a_worker_needs_only_the_pseudonym_secret(tmp_path: Path) -> None:
+    """On a production bus a missing subject secret is refused by whatever reads it: the worker
+    is built, so it never does; nor does it make a development one."""
+    create_app(Settings(cache_dir=tmp_path, security_protocol="SASL_PLAINTEXT",
+                        pseudonym_secret=_strong()))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_worker_given_only_the_subject_secret_does_not_start(tmp_path: Path) -> None:
+    with pytest.raises(SecretRefused) as caught:
+        create_app(Settings(cache_dir=tmp_path, security_protocol="SASL_PLAINTEXT",
+                            subject_secret=_strong()))
+    assert caught.value.setting == "CIRCULATION_PSEUDONYM_SECRET"
+
+
+@pytest.mark.usefixtures("fresh_settings")
+def test_the_worker_command_refuses_in_one_line_before_touching_the_broker(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    weak = "a" * 32
+    for name, value in {"CIRCULATION_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+                        "CIRCULATION_KAFKA_BOOTSTRAP": "127.0.0.1:1",
+                        "CIRCULATION_CACHE_DIR": str(tmp_path),
+                        "CIRCULATION_PSEUDONYM_SECRET": weak}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("CIRCULATION_SUBJECT_SECRET", raising=False)
+    result = CliRunner().invoke(cli, ["worker"])
+    assert result.exit_code == 1, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: CIRCULATION_PSEUDONYM_SECRET: ")
+    assert weak not in result.output + result.stderr
