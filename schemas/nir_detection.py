@@ -26,7 +26,7 @@ that finds no run of digits long enough; only such runs are split and checked.
 from __future__ import annotations
 
 import re
-from collections.abc import Container, Iterator, Mapping
+from collections.abc import Container, Mapping
 from typing import Final
 
 from schemas.identifiers import nir_key
@@ -44,8 +44,14 @@ _HASH_RUN: Final = 20
 _BOUNDARIES: Final = frozenset({1, 3, 5, 7, 10, 13})
 """Where INSEE's grouping splits a NIR: sex, year, month, département, commune, order, key."""
 _SEPARATORS: Final = r"[\s._/-]"
-_RUN: Final = re.compile(rf"[0-9](?:{_SEPARATORS}{{0,3}}[0-9]|(?<=2)[ABab])*")
-"""Digits joined by at most three separators; ``A``/``B`` only right after a ``2`` (Corsica)."""
+_PREFILTER: Final = re.compile(r"[0-9][0-9ABab\s._/-]{12}")
+"""Thirteen characters a NIR's spelling is made of, from a digit on: one character class
+repeated, which the regular-expression engine scans fast; most texts fail it."""
+_RUN: Final = re.compile(rf"[0-9](?:{_SEPARATORS}{{0,3}}[0-9]|(?<=2)[ABab]){{12,}}")
+"""Runs of at least 13 NIR characters, joined by at most three separators, ``A``/``B`` only
+right after a ``2`` (Corsica)."""
+_UUID: Final = re.compile(r"[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}")
+"""An event id's usual form: its digits never line up into a NIR under the rules above."""
 _GROUP: Final = re.compile(r"[0-9ABab]+")
 _SHAPE: Final = re.compile(r"[1278][0-9]{2}(?:0[1-9]|1[0-2]|[2-9][0-9])"
                            r"(?:0[1-9]|[1-9][0-9]|2[AB])[0-9]{6}(?:[0-9]{2})?")
@@ -78,7 +84,9 @@ def contains_nir(data: str | bytes) -> bool:
     """
     if isinstance(data, bytes | bytearray | memoryview):
         return _bytes_hold_nir(bytes(data))
-    return len(data) >= _SHORTEST and any(_run_holds_nir(data, run) for run in _runs(data))
+    if len(data) < _SHORTEST or _PREFILTER.search(data) is None or _UUID.fullmatch(data):
+        return False
+    return any(_run_holds_nir(data, run) for run in _RUN.finditer(data))
 
 
 def _bytes_hold_nir(data: bytes) -> bool:
@@ -91,13 +99,6 @@ def _bytes_hold_nir(data: bytes) -> bool:
         return False
     return any(contains_nir(data[offset:len(data) - (len(data) - offset) % 2]
                             .decode("utf-16-le", errors="replace")) for offset in (0, 1))
-
-
-def _runs(text: str) -> Iterator[re.Match[str]]:
-    """Runs of digits long enough to hold a NIR with its separators."""
-    for run in _RUN.finditer(text):
-        if run.end() - run.start() >= _SHORTEST:
-            yield run
 
 
 def _run_holds_nir(text: str, run: re.Match[str]) -> bool:
