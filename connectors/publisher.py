@@ -1,10 +1,11 @@
 """Publishing change events: the provider's way in, from code or from a JSON-lines file.
 
 Every event is checked before anything is sent: the provider may publish the dataset, the subject
-is a valid NIR or SIREN, the data fits the dataset's schema. The person's NIR is replaced here, at
-the edge, by its subject reference, so no raw NIR reaches any topic. Valid events are encoded in
-Avro (Confluent wire format, schema registered under ``<topic>-value``) and sent with the
-CloudEvents Kafka binding; refused ones never reach Kafka.
+is a valid NIR or SIREN, the data fits the dataset's schema, and no NIR hides anywhere else (the
+id, a free-text field). The person's NIR is replaced here, at the edge, by its subject
+reference, so no raw NIR reaches any topic. A refusal names the field, never what it held.
+Valid events are encoded in Avro (Confluent wire format, schema registered under
+``<topic>-value``) and sent with the CloudEvents Kafka binding; refused ones never reach Kafka.
 """
 
 from __future__ import annotations
@@ -17,10 +18,12 @@ from typing import Any
 import pydantic
 from aiokafka import AIOKafkaProducer
 
-from schemas.catalog import Catalog, Dataset, NotPublishedBy, UnknownDataset
+from schemas.catalog import Catalog, Dataset, NotPublishedBy, SchemaVersion, UnknownDataset
 from schemas.cloudevent import PublishedEvent, kafka_headers, to_kafka
 from schemas.codec import ValidationError, from_json
+from schemas.constraints import company_identifier_paths
 from schemas.identifiers import InvalidIdentifier
+from schemas.nir_detection import TooDeep, nir_locations
 from schemas.registration import register_versions, value_subject
 from schemas.registry import SchemaRegistry
 from schemas.serde import AvroSerde
@@ -57,9 +60,16 @@ class OutgoingEvent:
     headers: list[tuple[str, bytes]]
 
 
+_ATTRIBUTES = ", ".join(PublishedEvent.model_fields)
+NIR_REASON = "holds what looks like a NIR: a person's number may only be the event's subject"
+
+
 def _pydantic_refusal(error: pydantic.ValidationError) -> PublishRefused:
-    """The first problem, by field path; pydantic's message, never the offending value."""
+    """The first problem, by field path; pydantic's message, never the offending value, nor an
+    unknown attribute's name (it is the provider's input, and may be anything)."""
     first = error.errors(include_input=False)[0]
+    if first["type"] == "extra_forbidden":
+        return PublishRefused("event", f"an unknown attribute (known: {_ATTRIBUTES})")
     field = ".".join(str(part) for part in first["loc"]) or "event"
     return PublishRefused(field, first["msg"])
 
@@ -79,6 +89,7 @@ class Publisher:
         self._references = SubjectReferences(subject_secret(settings))
         self._serde = AvroSerde(self.registry)
         self._registered: set[str] = set()
+        self._unscanned: dict[tuple[str, int], frozenset[str]] = {}
         self._topics_ready: set[str] = set()
         self._sender: AIOKafkaProducer | None = None
 
@@ -115,6 +126,7 @@ class Publisher:
             datum = from_json(schema.parsed, published.data)
         except (InvalidIdentifier, ValidationError) as exc:
             raise PublishRefused(exc.field, exc.reason) from None
+        self._refuse_hidden_nirs(published, dataset, schema)
         self._register(topic, dataset)
         value = self._serde.encode_datum(value_subject(topic), schema, datum)
         attributes = {"id": published.id, "source": published.source, "type": published.type,
@@ -124,12 +136,35 @@ class Publisher:
                              kafka_headers(message))
 
     def _topic(self, event: PublishedEvent) -> str:
+        """The provider topic; a refusal names the catalog's datasets or publishers, never what
+        the provider wrote."""
         try:
             return self.catalog.topic_for(event.source, event.type)
-        except UnknownDataset as exc:
-            raise PublishRefused("type", str(exc)) from None
-        except NotPublishedBy as exc:
-            raise PublishRefused("source", str(exc)) from None
+        except UnknownDataset:
+            known = ", ".join(d.id for d in self.catalog.datasets())
+            raise PublishRefused("type", f"unknown dataset (known: {known})") from None
+        except NotPublishedBy:
+            publishers = ", ".join(self.catalog.dataset(event.type).providers)
+            raise PublishRefused("source", f"this provider does not publish {event.type} "
+                                           f"(published by: {publishers})") from None
+
+    def _refuse_hidden_nirs(self, event: PublishedEvent, dataset: Dataset,
+                            schema: SchemaVersion) -> None:
+        """Refuse a NIR anywhere but the subject: the id, and every string of the data (its
+        fields are the schema's, already checked) but those typed as SIREN or SIRET.
+
+        ``source`` and ``type`` are catalog ids by now, and the time a parsed instant.
+        """
+        key = (dataset.id, schema.version)
+        if key not in self._unscanned:
+            self._unscanned[key] = company_identifier_paths(schema.raw)
+        try:
+            found = nir_locations({"id": event.id, "data": event.data},
+                                  skip=self._unscanned[key])
+        except TooDeep as exc:
+            raise PublishRefused(exc.field, exc.reason) from None
+        if found:
+            raise PublishRefused(found[0], NIR_REASON)
 
     def _register(self, topic: str, dataset: Dataset) -> None:
         """Register every version of the dataset under ``<topic>-value``, once per topic.

@@ -9,7 +9,10 @@ constraint, so the check per event touches those fields alone (often none).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from typing import Any
 
 from schemas.codec import check_field_constraints
@@ -113,3 +116,58 @@ class _Compiler:
                 item(value, f"{path}.{key}")
 
         return check
+
+
+
+_COMPANY_IDENTIFIER = re.compile(r"\^?(?:\[0-9\]|\\d)\{(?:9|14)\}\$?")
+"""A ``pattern`` accepting exactly a SIREN's 9 or a SIRET's 14 digits: how the catalog types
+them (``"pattern": "^[0-9]{14}$"``)."""
+
+
+def company_identifier_paths(schema: Mapping[str, Any], root: str = "data") -> frozenset[str]:
+    """Paths of the fields a record schema (JSON form) types as SIREN or SIRET.
+
+    Those identifiers are public and never NIRs, yet their digits are what a NIR scan looks at,
+    so callers of :func:`schemas.nir_detection.nir_locations` skip them. The paths are the ones
+    it walks: dotted from ``root``, ``*`` standing for an array's items; the values of Avro maps
+    are not followed (no dataset types a company identifier there).
+    """
+    found: set[str] = set()
+    _IdentifierPaths(found).walk(schema, root, frozenset())
+    return frozenset(found)
+
+
+@dataclass
+class _IdentifierPaths:
+    """Walks records, unions and arrays, resolving named records as it meets them."""
+
+    found: set[str]
+    named: dict[str, Any] = dataclass_field(default_factory=dict)
+
+    def walk(self, node: Any, path: str, active: frozenset[str]) -> None:
+        """``active``: the records being walked above, so a recursive type ends the walk."""
+        if isinstance(node, str):
+            if node in self.named and node not in active:
+                self.walk(self.named[node], path, active)
+        elif isinstance(node, list):
+            for branch in node:
+                self.walk(branch, path, active)
+        elif isinstance(node, Mapping):
+            kind = node.get("type")
+            if kind == "record":
+                self._record(node, path, active)
+            elif kind == "array":
+                self.walk(node["items"], f"{path}.*", active)
+            elif isinstance(kind, list | Mapping):
+                self.walk(kind, path, active)
+
+    def _record(self, node: Mapping[str, Any], path: str, active: frozenset[str]) -> None:
+        names = {str(node["name"])}
+        if node.get("namespace"):
+            names.add(f"{node['namespace']}.{node['name']}")
+        self.named.update(dict.fromkeys(names, node))
+        for item in node["fields"]:
+            where = f"{path}.{item['name']}"
+            if _COMPANY_IDENTIFIER.fullmatch(str(item.get("pattern", ""))):
+                self.found.add(where)
+            self.walk(item["type"], where, active | names)

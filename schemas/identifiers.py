@@ -211,21 +211,3 @@ def validate_siret(value: object, field: str = "subscriber_siret") -> str:
         raise InvalidIdentifier(field, f"invalid SIRET {siret} (its SIREN {siret[:9]} is invalid)")
     return siret
 
-
-_NIR_CANDIDATE = re.compile(rb"[12378][0-9]{4}(?:[0-9]{2}|2[ABab])[0-9]{8}")
-
-
-def contains_nir(data: bytes) -> bool:
-    """Whether ``data`` holds something that is a valid NIR (key included), anywhere in it.
-
-    Used to keep raw identifiers out of the places the bus copies foreign bytes to (dead
-    letters): a 15-character candidate must also pass the control key, so random binary and
-    hex digests rarely trigger it.
-    """
-    for match in _NIR_CANDIDATE.finditer(data):
-        try:
-            validate_nir(match.group().decode("ascii"))
-        except InvalidIdentifier:
-            continue
-        return True
-    return False

@@ -21,6 +21,9 @@ from streams.cli.console import console, errors, fail, settings
 from streams.privacy.secret import SecretRefused
 
 _REPORT_EVERY = 500
+MAX_LINE_CHARS = 1_000_000
+"""Longest line read, newline excluded: a published event is a few kilobytes, and a longer line
+is refused unread rather than held in memory."""
 
 
 @dataclass
@@ -32,17 +35,33 @@ class PublishReport:
     failed: list[tuple[int, str]] = field(default_factory=list)
 
 
-def _lines(stream: IO[str]) -> Iterator[tuple[int, str]]:
-    for number, line in enumerate(stream, start=1):
-        if line.strip():
+def _lines(stream: IO[str]) -> Iterator[tuple[int, str | None]]:
+    """Numbered non-blank lines; ``None`` for a line longer than :data:`MAX_LINE_CHARS`, whose
+    rest is skipped in bounded pieces."""
+    number = 0
+    while line := stream.readline(MAX_LINE_CHARS + 1):
+        number += 1
+        if len(line) > MAX_LINE_CHARS and not line.endswith("\n"):
+            while (rest := stream.readline(MAX_LINE_CHARS)) and not rest.endswith("\n"):
+                pass
+            yield number, None
+        elif line.strip():
             yield number, line
 
 
-def _parse(line: str) -> dict[str, Any]:
+def _parse(line: str | None) -> dict[str, Any]:
+    """A JSON object, or a refusal of the whole line saying why (never quoting it)."""
+    if line is None:
+        raise PublishRefused("line", f"longer than {MAX_LINE_CHARS:,} characters "
+                                     f"(a published event is a few kilobytes)")
     try:
         event = json.loads(line)
     except json.JSONDecodeError as exc:
         raise PublishRefused("line", f"not JSON ({exc.msg} at column {exc.colno})") from None
+    except ValueError:  # Python refuses to read integers beyond its digit limit
+        raise PublishRefused("line", "a number has too many digits") from None
+    except RecursionError:
+        raise PublishRefused("line", "nested too deeply") from None
     if not isinstance(event, dict):
         raise PublishRefused("line", "a published event is a JSON object")
     return event

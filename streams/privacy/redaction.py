@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from schemas.identifiers import contains_nir
+from schemas.nir_detection import contains_nir
 from streams.privacy.pseudonyms import is_subject_reference
 
 

@@ -235,7 +235,7 @@ def _bad_lines(seed: int) -> list[tuple[str, str, str | None]]:
 
     add({**boursier[0], "subject": _wrong_nir_key(boursier[0]["subject"])}, "subject")
     add({**boursier[1], "data": {**boursier[1]["data"], "champ_inconnu": 1}},
-        "data.champ_inconnu")
+        "data")
     add({**qf, "source": "cnous"}, "source")
     add({**boursier[2], "data": {**boursier[2]["data"], "date_debut_droits": "2026-02-30"}},
         "data.date_debut_droits")
@@ -446,7 +446,7 @@ REFUSALS: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
     "SIREN for a person": (_set("subject", "732829320"), "subject"),
     "provider not allowed": (_set("source", "cnaf"), "source"),
     "unknown dataset": (_set("type", "statut_etudiant_boursiere"), "type"),
-    "unknown data field": (_set("data.champ_inconnu", 1), "data.champ_inconnu"),
+    "unknown data field": (_set("data.champ_inconnu", 1), "data"),
     "missing data field": (_drop("data.ville_etudes"), "data.ville_etudes"),
     "impossible date": (_set("data.date_fin_droits", "2027-02-30"), "data.date_fin_droits"),
     "date of wrong shape": (_set("data.date_fin_droits", "30/06/2027"), "data.date_fin_droits"),
@@ -455,7 +455,7 @@ REFUSALS: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
     "enum": (_set("data.statut", "annule"), "data.statut"),
     "wrong type": (_set("data.est_boursier", "oui"), "data.est_boursier"),
     "naive time": (_set("time", "2026-09-01T10:00:00"), "time"),
-    "unknown attribute": (_set("extension", "x"), "extension"),
+    "unknown attribute": (_set("extension", "x"), "event"),
     "spec version": (_set("specversion", "0.3"), "specversion"),
     "missing source": (_drop("source"), "source"),
 }

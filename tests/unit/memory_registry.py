@@ -14,6 +14,7 @@ class MemoryRegistry:
     def __init__(self) -> None:
         self._ids: dict[tuple[str, str], int] = {}
         self._schemas: dict[int, Any] = {}
+        self.compatibility: dict[str, str] = {}
 
     def register(self, subject: str, schema: Any) -> int:
         text = canonical(schema)
@@ -24,3 +25,6 @@ class MemoryRegistry:
 
     def schema(self, schema_id: int) -> Any:
         return self._schemas[schema_id]
+
+    def set_compatibility(self, subject: str, level: str) -> None:
+        self.compatibility[subject] = level

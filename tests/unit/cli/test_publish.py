@@ -1,0 +1,102 @@
+"""``circulation publish``: a hostile line is a refused line, and the other lines still go out.
+
+The real publisher checks and encodes every line (registry in memory); only the producer is
+replaced, by one that accepts everything at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import secrets
+from typing import Any
+
+import pytest
+from pydantic import SecretStr
+
+from connectors.publisher import OutgoingEvent, Publisher
+from schemas.catalog import Catalog
+from streams.cli.publish import MAX_LINE_CHARS, publish_stream
+from streams.dev.synthetic import generate
+from streams.settings import Settings
+from tests.unit.memory_registry import MemoryRegistry
+
+
+class _Accepting(Publisher):
+    """A publisher whose sends succeed at once: what is sent is kept, nothing is produced."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings, Catalog.load(), MemoryRegistry())  # type: ignore[arg-type]
+        self.sent: list[OutgoingEvent] = []
+
+    async def send(self, outgoing: OutgoingEvent) -> asyncio.Future[Any]:
+        self.sent.append(outgoing)
+        done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        return done
+
+
+@pytest.fixture
+def publisher(tmp_path: Any) -> _Accepting:
+    return _Accepting(Settings(subject_secret=SecretStr(secrets.token_hex(32)),
+                               cache_dir=tmp_path))
+
+
+def _valid(count: int) -> list[dict[str, Any]]:
+    return list(generate("statut_etudiant_boursier", count, seed=10))
+
+
+def _with(event: dict[str, Any], **changes: Any) -> str:
+    return json.dumps({**event, **changes})
+
+
+def _hostile_lines(event: dict[str, Any]) -> dict[str, tuple[str, str]]:
+    """Each hostile line and the field its refusal must name."""
+    data = event["data"]
+    return {
+        "integer of 5,000 digits": (_with(event, data={**data, "montant_annuel_centimes": 0})
+                                    .replace('"montant_annuel_centimes": 0',
+                                             '"montant_annuel_centimes": ' + "9" * 5000),
+                                    "line"),
+        "nesting beyond the parser": ('{"data": ' + "[" * 100_000 + "]" * 100_000 + "}", "line"),
+        "nesting the parser reads": (_with(event, data={**data, "ville_etudes":
+                                                         json.loads("[" * 500 + "]" * 500)}),
+                                     "data.ville_etudes"),
+        "epoch time": (_with(event, time=1772612130), "time"),
+        "epoch time as text": (_with(event, time="1772612130"), "time"),
+        "time whose UTC form overflows": (_with(event, time="9999-12-31T23:00-12:00"), "time"),
+        "time without seconds": (_with(event, time="2026-09-01T10:00Z"), "time"),
+        "overlong line": (_with(event, data={**data, "ville_etudes": "x" * MAX_LINE_CHARS}),
+                          "line"),
+        "huge line without end": ("{" + " " * (3 * MAX_LINE_CHARS), "line"),
+    }
+
+
+async def test_every_hostile_line_is_refused_and_the_others_published(
+        publisher: _Accepting) -> None:
+    valid = _valid(4)
+    hostile = _hostile_lines(valid[0])
+    lines = [json.dumps(valid[0])]
+    expected: dict[int, str] = {}
+    for index, (line, field) in enumerate(hostile.values()):
+        lines.append(line)
+        expected[len(lines)] = field
+        lines.append(json.dumps(valid[1 + index % 3] | {"id": f"ok-{index}"}))
+    report = await publish_stream(io.StringIO("\n".join(lines) + "\n"), publisher)
+    assert report.published == len(lines) - len(hostile)
+    assert report.failed == []
+    assert [number for number, _ in report.refused] == sorted(expected)
+    for number, reason in report.refused:
+        assert reason.startswith(f"{expected[number]}: "), (number, reason)
+        assert len(reason) < 300
+    assert len(publisher.sent) == report.published
+
+
+async def test_a_line_just_under_the_bound_is_read_whole(publisher: _Accepting) -> None:
+    event = _valid(1)[0]
+    line = _with(event, data={**event["data"], "ville_etudes": "x"})
+    padded = line[:-1] + " " * (MAX_LINE_CHARS - len(line)) + "}"
+    assert len(padded) == MAX_LINE_CHARS
+    report = await publish_stream(io.StringIO(padded + "\n" + line), publisher)
+    assert (report.published, report.refused) == (2, [])

@@ -1,0 +1,157 @@
+"""The publisher's refusals: a NIR anywhere but the subject is refused, and no refusal repeats
+what the provider sent (registry in memory, nothing produced)."""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import secrets
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pydantic import SecretStr
+
+from connectors.publisher import Publisher, PublishRefused
+from schemas.catalog import Catalog
+from schemas.identifiers import nir_key
+from schemas.nir_detection import contains_nir
+from streams.dev.synthetic import DATASETS, generate
+from streams.settings import Settings
+from tests.unit.memory_registry import MemoryRegistry
+
+CATALOG = Catalog.load()
+NIR = "184127645108946"
+SPELLINGS = [NIR, "1 84 12 76 451 089 46", "1.84.12.76.451.089", "1841276451089",
+             "1\u00a084\u00a012\u00a076\u00a0451\u00a0089\u00a046", "2 85 07 2A 004 012 " +
+             f"{nir_key('285072A004012'):02d}"]
+
+
+@pytest.fixture(scope="module")
+def publisher(tmp_path_factory: pytest.TempPathFactory) -> Publisher:
+    config = Settings(subject_secret=SecretStr(secrets.token_hex(32)),
+                      cache_dir=tmp_path_factory.mktemp("cache"))
+    return Publisher(config, CATALOG, MemoryRegistry())  # type: ignore[arg-type]
+
+
+def _event(dataset_id: str = "statut_etudiant_boursier", seed: int = 18) -> dict[str, Any]:
+    return json.loads(json.dumps(next(generate(dataset_id, 1, seed))))
+
+
+def _refused(publisher: Publisher, event: dict[str, Any]) -> PublishRefused:
+    with pytest.raises(PublishRefused) as refused:
+        publisher.prepare(event)
+    return refused.value
+
+
+def _dotted(field: str) -> str:
+    """The codec names list items ``[i]``, the NIR scan ``.i``: compare them alike."""
+    return re.sub(r"\[(\d+)\]", r".\1", field)
+
+
+def test_a_valid_event_with_a_nir_subject_is_accepted(publisher: Publisher) -> None:
+    for dataset_id in DATASETS:
+        outgoing = publisher.prepare(_event(dataset_id))
+        assert not contains_nir(outgoing.key)
+        assert not contains_nir(outgoing.value)
+        assert not any(contains_nir(value) for _, value in outgoing.headers)
+
+
+@pytest.mark.parametrize("spelling", SPELLINGS)
+def test_a_nir_in_the_id_is_refused(publisher: Publisher, spelling: str) -> None:
+    event = _event() | {"id": f"dossier-{spelling}"}
+    refusal = _refused(publisher, event)
+    assert refusal.field == "id"
+    assert not contains_nir(str(refusal))
+
+
+@pytest.mark.parametrize("spelling", SPELLINGS)
+@pytest.mark.parametrize(("dataset_id", "path"), [
+    ("statut_etudiant_boursier", ["ville_etudes"]),
+    ("quotient_familial", ["allocataires", 0, "prenoms"]),
+    ("quotient_familial", ["allocataires", 0, "nom_naissance"]),
+])
+def test_a_nir_in_free_text_is_refused_naming_the_field(
+        publisher: Publisher, spelling: str, dataset_id: str, path: list[Any]) -> None:
+    event = _event(dataset_id)
+    target = event["data"]
+    for step in path[:-1]:
+        target = target[step]
+    target[path[-1]] = f"voir {spelling}"
+    refusal = _refused(publisher, event)
+    assert refusal.field == ".".join(["data", *map(str, path)])
+    assert "NIR" in refusal.reason
+    assert not contains_nir(str(refusal))
+
+
+def test_a_nir_as_a_data_key_is_not_repeated(publisher: Publisher) -> None:
+    event = _event()
+    event["data"][NIR] = "x"
+    refusal = _refused(publisher, event)
+    assert refusal.field == "data"
+    assert "unknown field" in refusal.reason
+    assert NIR not in str(refusal)
+    assert not contains_nir(str(refusal))
+
+
+@pytest.mark.parametrize(("attribute", "field"), [
+    ("type", "type"), ("source", "source"), (NIR, "event"), ("extension", "event"),
+])
+def test_a_nir_in_the_envelope_is_not_repeated(publisher: Publisher, attribute: str,
+                                               field: str) -> None:
+    event = _event() | {attribute: NIR}
+    refusal = _refused(publisher, event)
+    assert refusal.field == field
+    assert NIR not in str(refusal)
+    assert not contains_nir(str(refusal))
+    assert attribute == field or attribute not in str(refusal)
+
+
+def test_refusals_of_the_envelope_repeat_only_catalog_constants(publisher: Publisher) -> None:
+    unknown = _refused(publisher, _event() | {"type": "statut_inconnu_xyz"})
+    assert "statut_inconnu_xyz" not in str(unknown)
+    assert "statut_etudiant_boursier" in str(unknown)
+    foreign = _refused(publisher, _event() | {"source": "fournisseur_xyz"})
+    assert "fournisseur_xyz" not in str(foreign)
+    assert "cnous" in str(foreign)
+
+
+def _string_paths(value: Any, path: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
+    if isinstance(value, str):
+        yield path
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _string_paths(item, (*path, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _string_paths(item, (*path, index))
+
+
+EVENTS = {dataset_id: _event(dataset_id, seed=7) for dataset_id in DATASETS}
+POSITIONS = sorted((dataset_id, path) for dataset_id, event in EVENTS.items()
+                   for path in _string_paths(event) if path != ("subject",))
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(position=st.sampled_from(POSITIONS), spelling=st.sampled_from(SPELLINGS),
+       before=st.sampled_from(["", "n° ", "dossier-", "x_"]),
+       after=st.sampled_from(["", " ", ".", " fin"]))
+def test_a_nir_hidden_in_any_string_is_refused_and_never_repeated(
+        publisher: Publisher, position: tuple[str, tuple[Any, ...]], spelling: str,
+        before: str, after: str) -> None:
+    dataset_id, path = position
+    event = copy.deepcopy(EVENTS[dataset_id])
+    target = event
+    for step in path[:-1]:
+        target = target[step]
+    target[path[-1]] = f"{before}{spelling}{after}"
+    refusal = _refused(publisher, event)
+    where = ".".join(map(str, path))
+    assert _dotted(refusal.field) in (where, "event", "data") or where.startswith(
+        _dotted(refusal.field) + "."), (refusal.field, where)
+    assert not contains_nir(str(refusal))
+    assert spelling not in str(refusal)
+
