@@ -56,11 +56,11 @@ def _hash_v2(record: Mapping[str, Any]) -> str:
 
 def _hash_v1(record: Mapping[str, Any]) -> str:
     """The first form, rebuilt exactly from a decoded record (instants as epoch milliseconds)."""
-    values = [record[name] for name in HASHED_FIELDS_V1]
-    values[7] = values[7] or ""
-    values[8] = str(int(values[8].timestamp() * 1000))  # timestamp-millis, as stored
-    values[9] = ",".join(values[9])
-    canonical = "\x1f".join(values)
+    text = {name: record[name] for name in HASHED_FIELDS_V1} | {
+        "reason": record["reason"] or "",
+        "decided_at": str(int(record["decided_at"].timestamp() * 1000)),  # as stored
+        "fields_delivered": ",".join(record["fields_delivered"])}
+    canonical = "\x1f".join(text[name] for name in HASHED_FIELDS_V1)
     return hashlib.sha256(f"{record['previous_hash']}\x1e{canonical}".encode()).hexdigest()
 
 
@@ -82,7 +82,7 @@ def record_hash(record: Mapping[str, Any]) -> str:
     names; :class:`UnknownHashedForm` for any other."""
     form = _FORMS.get(hashed_form(record))
     if form is None:
-        raise UnknownHashedForm(f"written in an unknown hashed form ({record['hash_version']})")
+        raise UnknownHashedForm("its hash_version names no hashed form this verifier knows")
     return form({**record, "fields_delivered": tuple(record["fields_delivered"])})
 
 

@@ -60,7 +60,7 @@ class ChainHeads:
 
 async def recover_heads(settings: Settings, serde: AvroSerde, reader: Any,
                         partitions: list[int], topic: str = AUDIT) -> dict[int, str]:
-    """The ``record_hash`` of the last record of each audit partition (GENESIS when empty).
+    """The ``record_hash`` of the last record of each audit partition (GENESIS when it has none).
 
     Whatever hashed form that record uses, the next record links to its hash; the chain's
     form changes with the first record this worker writes.
@@ -76,29 +76,30 @@ async def recover_heads(settings: Settings, serde: AvroSerde, reader: Any,
         heads = {}
         for tp in wanted:
             heads[tp.partition] = GENESIS
-            if ends[tp] > starts[tp]:
-                head = await _last_record(consumer, tp, starts[tp], ends[tp])
+            head = await _last_record(consumer, tp, starts[tp], ends[tp])
+            if head is not None:
                 heads[tp.partition] = _head_hash(serde, reader, head)
         return heads
     finally:
         await consumer.stop()
 
 
-async def _last_record(consumer: Any, tp: TopicPartition, start: int, end: int) -> Any:
-    """The last record before ``end``. The last offsets may be transaction markers, which take
-    offsets but are never returned, so the read starts one offset back, then twice as far each
-    time it finds nothing, and ends at the consumer's position, not at a record."""
+async def _last_record(consumer: Any, tp: TopicPartition, start: int, end: int) -> Any | None:
+    """The last record before ``end``, None when there is none. The last offsets may be
+    transaction markers, which take offsets but are never returned, so the read starts one
+    offset back, then twice as far each time it finds nothing, and ends at the consumer's
+    position, not at a record."""
     back = 1
-    while True:
+    while end > start:
         first = max(start, end - back)
         consumer.seek(tp, first)
         found = await _read_to(consumer, tp, end)
         if found:
             return found[-1]
         if first == start:
-            raise AuditChainError(f"the audit chain {tp.partition} holds no record before "
-                                  f"offset {end} to link to")
+            break
         back *= 2
+    return None
 
 
 async def _read_to(consumer: Any, tp: TopicPartition, end: int) -> list[Any]:

@@ -264,9 +264,10 @@ def test_an_unknown_hashed_form_is_a_break_naming_it() -> None:
     records = _mixed_chain("22")
     records[1][1]["hash_version"] = 7
     (problem,) = verify_chain(0, records)
-    assert (problem.offset, problem.reason) == (1, "written in an unknown hashed form (7)")
+    unknown = "its hash_version names no hashed form this verifier knows"
+    assert (problem.offset, problem.reason) == (1, unknown)
     records[1][1]["hash_version"] = 0
-    assert [b.reason for b in verify_chain(0, records)] == ["written in an unknown hashed form (0)"]
+    assert [b.reason for b in verify_chain(0, records)] == [unknown]
 
 
 def test_offsets_holding_no_audit_record_are_breaks_and_the_chain_links_across_them() -> None:
