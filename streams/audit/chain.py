@@ -13,45 +13,77 @@ over recovers the chain's head from the last record of that audit partition befo
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cache
 from typing import Any
+
+from schemas.catalog import Catalog
+from streams.audit.encoder import AuditEncoder
 
 GENESIS = "0" * 64
 """The ``previous_hash`` of the first record of a chain."""
 
+HASH_VERSION = 2
+"""The hashed form writers use (a record's ``hash_version``).
 
-HASHED_FIELDS = ("event_id", "contract_id", "subscriber", "provider", "dataset", "subject_ref",
-                 "decision", "reason", "decided_at", "fields_delivered")
-"""The fields a record's hash covers, in this order (both hashes excluded)."""
+Form 2 hashes the record's own Avro binary encoding (audit schema version 2) of every field but
+``record_hash``, ``previous_hash`` and ``hash_version`` included. Avro writes every string and
+array with its length or count first, the union branch and enum symbol as indexes, and the
+fields in a fixed order, so two different records never give the same bytes; and any Avro
+library recomputes the form from the registered schema alone, with nothing of the bus's own to
+specify or reimplement. Form 1 joined the fields with separators, which field values may
+contain: it is only read, for the records written before their chain switched to form 2. Those
+were written before records said their form: they read with ``hash_version`` null.
+"""
 
-
-def _millis(instant: datetime) -> int:
-    return int(instant.timestamp() * 1000)  # timestamp-millis, as stored
-
-
-def _digest(previous_hash: str, event_id: str, contract_id: str, subscriber: str, provider: str,
-            dataset: str, subject_ref: str, decision: str, reason: str | None, decided_ms: int,
-            fields_delivered: Iterable[str]) -> str:
-    """SHA-256 of the previous hash and the fields in :data:`HASHED_FIELDS` order: the one
-    definition of the canonical form, used to write (typed values on the hot path) and to verify
-    (values decoded from the topic)."""
-    canonical = "\x1f".join((event_id, contract_id, subscriber, provider, dataset, subject_ref,
-                             decision, reason or "", str(decided_ms), ",".join(fields_delivered)))
-    return hashlib.sha256(f"{previous_hash}\x1e{canonical}".encode()).hexdigest()
+HASHED_FIELDS_V1 = ("event_id", "contract_id", "subscriber", "provider", "dataset", "subject_ref",
+                    "decision", "reason", "decided_at", "fields_delivered")
+"""The fields the first hashed form covers, in this order (after ``previous_hash``)."""
 
 
-def record_hash(previous_hash: str, content: dict[str, Any]) -> str:
-    """SHA-256 over the previous hash and the record's fields, unit-separated, in a fixed order.
+@cache
+def _hashed_form() -> AuditEncoder:
+    """The encoder of form 2: pinned to audit schema version 2, whatever later versions add."""
+    return AuditEncoder(Catalog.load().bus_record("audit").version(HASH_VERSION).raw)
 
-    The form is rebuilt exactly from a decoded record (instants as epoch milliseconds), so a
-    verifier recomputes every hash from the topic alone.
-    """
-    return _digest(previous_hash, content["event_id"], content["contract_id"],
-                   content["subscriber"], content["provider"], content["dataset"],
-                   content["subject_ref"], content["decision"], content["reason"],
-                   _millis(content["decided_at"]), content["fields_delivered"])
+
+def _hash_v2(record: Mapping[str, Any]) -> str:
+    """SHA-256 of the Avro encoding of every field of ``record`` but ``record_hash``."""
+    return hashlib.sha256(_hashed_form().hashed(record)).hexdigest()
+
+
+def _hash_v1(record: Mapping[str, Any]) -> str:
+    """The first form, rebuilt exactly from a decoded record (instants as epoch milliseconds)."""
+    text = {name: record[name] for name in HASHED_FIELDS_V1} | {
+        "reason": record["reason"] or "",
+        "decided_at": str(int(record["decided_at"].timestamp() * 1000)),  # as stored
+        "fields_delivered": ",".join(record["fields_delivered"])}
+    canonical = "\x1f".join(text[name] for name in HASHED_FIELDS_V1)
+    return hashlib.sha256(f"{record['previous_hash']}\x1e{canonical}".encode()).hexdigest()
+
+
+_FORMS = {1: _hash_v1, 2: _hash_v2}
+
+
+class UnknownHashedForm(ValueError):
+    """A record names a hashed form this verifier does not know."""
+
+
+def hashed_form(record: Mapping[str, Any]) -> int:
+    """The hashed form ``record`` says it uses: its ``hash_version``, 1 when null."""
+    version = record["hash_version"]
+    return 1 if version is None else int(version)
+
+
+def record_hash(record: Mapping[str, Any]) -> str:
+    """The hash of ``record`` (``record_hash`` itself aside) in the form its ``hash_version``
+    names; :class:`UnknownHashedForm` for any other."""
+    form = _FORMS.get(hashed_form(record))
+    if form is None:
+        raise UnknownHashedForm("its hash_version names no hashed form this verifier knows")
+    return form({**record, "fields_delivered": tuple(record["fields_delivered"])})
 
 
 @dataclass
@@ -71,16 +103,14 @@ class AuditChains:
         """The audit record of one contract's verdict on one event, linked to the head of
         ``chain``: delivered (with the fields it received) when ``reason`` is None, withheld
         for ``reason`` otherwise."""
-        verdict = "delivered" if reason is None else "withheld"
-        fields = fields_delivered if reason is None else ()
-        previous = self.heads.get(chain, GENESIS)
-        digest = _digest(previous, event_id, contract_id, subscriber, provider, dataset,
-                         subject_ref, verdict, reason, _millis(decided_at), fields)
-        self.heads[chain] = digest
-        return {"event_id": event_id, "contract_id": contract_id, "subscriber": subscriber,
-                "provider": provider, "dataset": dataset, "subject_ref": subject_ref,
-                "decision": verdict, "reason": reason, "decided_at": decided_at,
-                "fields_delivered": fields, "previous_hash": previous, "record_hash": digest}
+        record = {"event_id": event_id, "contract_id": contract_id, "subscriber": subscriber,
+                  "provider": provider, "dataset": dataset, "subject_ref": subject_ref,
+                  "decision": "delivered" if reason is None else "withheld", "reason": reason,
+                  "decided_at": decided_at,
+                  "fields_delivered": fields_delivered if reason is None else (),
+                  "hash_version": HASH_VERSION, "previous_hash": self.heads.get(chain, GENESIS)}
+        record["record_hash"] = self.heads[chain] = _hash_v2(record)
+        return record
 
 
 @dataclass(frozen=True)
@@ -95,22 +125,57 @@ class ChainBreak:
         return f"audit partition {self.partition}, offset {self.offset}: {self.reason}"
 
 
-def verify_chain(partition: int, records: Iterable[tuple[int, dict[str, Any]]],
-                 previous: str = GENESIS) -> list[ChainBreak]:
-    """Check a chain read in offset order: every hash recomputes and links to the previous one
-    (``previous`` before the first: the genesis, or the hash of the record before them when a
-    chain is checked from the middle).
+@dataclass(frozen=True)
+class NotARecord:
+    """An offset of a chain that holds no audit record a verifier can read, and why (never the
+    bytes found there)."""
 
-    A changed record fails its own hash; a removed or reordered one breaks the link of the next.
+    reason: str
+
+
+Entry = tuple[int, Mapping[str, Any] | NotARecord]
+"""One offset of a chain as read: its decoded record, or why there is none."""
+
+
+def verify_chain(partition: int, entries: Iterable[Entry], previous: str | None = GENESIS,
+                 newest_form: int = 1) -> list[ChainBreak]:
+    """Check a chain read in offset order: every hash recomputes in its record's form and links
+    to the previous one; no record uses an older form than one before it.
+
+    ``previous`` and ``newest_form`` describe what came before the first entry: the genesis and
+    form 1, or the record before them when a chain is checked from the middle (None when that
+    record could not be read: the first link is then taken as it is).
+
+    A changed record fails its own hash; a removed or reordered one breaks the link of the next;
+    an offset holding no record is a break of its own, and the next record still links across
+    it, to the last record read.
     """
     breaks = []
-    for offset, record in records:
-        if record["previous_hash"] != previous:
-            breaks.append(ChainBreak(partition, offset, "does not link to the previous record "
-                                     "(a record was removed, inserted or reordered)"))
-        content = {name: record[name] for name in HASHED_FIELDS}
-        if record_hash(record["previous_hash"], content) != record["record_hash"]:
-            breaks.append(ChainBreak(partition, offset, "its hash does not match its content "
-                                     "(the record was changed)"))
-        previous = record["record_hash"]
+    for offset, entry in entries:
+        if isinstance(entry, NotARecord):
+            breaks.append(ChainBreak(partition, offset, entry.reason))
+            continue
+        breaks += [ChainBreak(partition, offset, reason)
+                   for reason in _problems(entry, previous, newest_form)]
+        previous = entry["record_hash"]
+        if hashed_form(entry) in _FORMS:
+            newest_form = max(newest_form, hashed_form(entry))
     return breaks
+
+
+def _problems(record: Mapping[str, Any], previous: str | None, newest_form: int) -> list[str]:
+    """What is wrong with one record, given the hash and the newest form before it."""
+    problems = []
+    if previous is not None and record["previous_hash"] != previous:
+        problems.append("does not link to the previous record (a record was removed, inserted "
+                        "or reordered)")
+    try:
+        if record_hash(record) != record["record_hash"]:
+            problems.append("its hash does not match its content (the record was changed)")
+    except UnknownHashedForm as exc:
+        problems.append(str(exc))
+    else:
+        if hashed_form(record) < newest_form:
+            problems.append(f"written in hashed form {hashed_form(record)} after its chain "
+                            f"switched to form {newest_form} (a chain never switches back)")
+    return problems

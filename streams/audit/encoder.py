@@ -17,10 +17,13 @@ from schemas.codec import encode
 from schemas.projection import field_names, project_schema
 
 AUDIT_PARTS = (("event_id",), ("contract_id", "subscriber"), ("provider", "dataset"),
-               ("subject_ref",), ("decision", "reason", "decided_at", "fields_delivered"),
+               ("subject_ref",),
+               ("decision", "reason", "decided_at", "fields_delivered", "hash_version"),
                ("previous_hash",), ("record_hash",))
 """The audit record's fields in schema order, in the parts :class:`AuditEncoder` writes: one
-string field alone, or a group whose values repeat (per contract, per topic, per verdict)."""
+string field alone, or a group whose values repeat (per contract, per topic, per verdict). The
+last part, ``record_hash``, is the hash of the encoding of all the others
+(:meth:`AuditEncoder.hashed`)."""
 PART_MEMO_SIZE = 4096
 """Encoded groups remembered per part before its memo starts afresh (bounds its memory)."""
 
@@ -41,7 +44,8 @@ class AuditEncoder:
       length, then its UTF-8 bytes: Avro's prefix of a string is its length and nothing else.
 
     The result is byte for byte fastavro's encoding of the whole record; a property test holds
-    it to that.
+    it to that. Since ``record_hash`` comes last, the encoding of everything before it is the
+    record's hashed form (:meth:`hashed`), written by the same parts.
     """
 
     def __init__(self, schema: Mapping[str, Any]) -> None:
@@ -58,8 +62,17 @@ class AuditEncoder:
     def encode(self, record: Mapping[str, Any]) -> bytes:
         """The Avro body of ``record`` (the mapping :meth:`~streams.audit.chain.AuditChains.record`
         returns; its values must be hashable, so ``fields_delivered`` is a tuple)."""
+        return b"".join(self._written(record, self._parts))
+
+    def hashed(self, record: Mapping[str, Any]) -> bytes:
+        """The Avro encoding of every field of ``record`` but ``record_hash``: the bytes its
+        hash covers (in the form the schema's ``hash_version`` 2 names)."""
+        return b"".join(self._written(record, self._parts[:-1]))
+
+    @staticmethod
+    def _written(record: Mapping[str, Any], parts: list[_Part]) -> list[bytes]:
         body: list[bytes] = []
-        for key_of, names, schema, is_string, memo in self._parts:
+        for key_of, names, schema, is_string, memo in parts:
             if is_string:
                 value = key_of(record).encode()
                 prefix = memo.get(len(value))
@@ -74,7 +87,7 @@ class AuditEncoder:
                     memo.clear()
                 encoded = memo[key] = encode(schema, {name: record[name] for name in names})
             body.append(encoded)
-        return b"".join(body)
+        return body
 
 
 def _length_prefix(schema: Any, name: str, length: int) -> bytes:

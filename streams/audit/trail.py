@@ -6,20 +6,32 @@ verification covers a fixed trail while workers go on writing.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from aiokafka import ConsumerRecord, TopicPartition
+
 from schemas.catalog import Catalog
+from schemas.codec import DecodeError
 from schemas.registry import SchemaRegistry
 from schemas.serde import AvroSerde
-from streams.audit.chain import GENESIS, ChainBreak, verify_chain
+from streams.audit.chain import (
+    GENESIS,
+    ChainBreak,
+    Entry,
+    NotARecord,
+    hashed_form,
+    verify_chain,
+)
 from streams.kafka import clients
 from streams.kafka.admin import end_offsets, existing_topics, topic_partitions
 from streams.kafka.topics import AUDIT
 from streams.settings import Settings
 
-Chains = dict[int, list[tuple[int, dict[str, Any]]]]
-"""Decoded audit records per chain (partition), as (offset, record) in offset order."""
+Chains = dict[int, list[Entry]]
+"""Every offset of each chain (partition) as read, in offset order: its decoded audit record,
+or why it holds none."""
 
 
 @dataclass(frozen=True)
@@ -31,35 +43,89 @@ class Verification:
     breaks: list[ChainBreak]
 
 
-async def read_chains(settings: Settings, since: dict[int, int] | None = None) -> Chains:
-    """Every audit record, per partition, in offset order, up to the end offsets seen now;
-    from the offsets ``since`` names (per partition) instead of the beginning."""
+class _ChainReader:
+    """Reads chains to fixed end offsets, turning what is not an audit record into an entry
+    that says why, so that one bad offset is a break to report, not the end of the check."""
+
+    def __init__(self, serde: AvroSerde, reader: Any, ends: Mapping[TopicPartition, int],
+                 firsts: Mapping[TopicPartition, int]) -> None:
+        self._serde = serde
+        self._reader = reader
+        self.ends = ends
+        self.expected = dict(firsts)
+        """Per partition, the next offset a record would have if no offset were skipped."""
+        self.chains: Chains = {tp.partition: [] for tp in firsts}
+
+    def add(self, tp: TopicPartition, records: list[ConsumerRecord[Any, Any]]) -> None:
+        """Take ``records`` read from ``tp`` (those past its end offset belong to a later
+        verification)."""
+        for record in records:
+            if record.offset >= self.ends[tp]:
+                return
+            self._skip_to(tp, record.offset)
+            self.chains[tp.partition].append((record.offset, self._entry(record.value)))
+            self.expected[tp] = record.offset + 1
+
+    def finish(self, tp: TopicPartition) -> None:
+        """``tp`` was read up to its end offset: what remains unseen before it is a gap."""
+        self._skip_to(tp, self.ends[tp])
+
+    def _skip_to(self, tp: TopicPartition, offset: int) -> None:
+        """Offsets before ``offset`` that no record came from: on an append-only topic never
+        compacted, control records (transaction markers), which the bus never writes there."""
+        first = self.expected[tp]
+        if offset <= first:
+            return
+        what = ("at this offset (a transaction marker" if offset - first == 1 else
+                f"at this offset and the {offset - first - 1} after it (transaction markers")
+        self.chains[tp.partition].append((first, NotARecord(
+            f"no record a consumer reads {what}: something other than the bus wrote to the "
+            "audit trail)")))
+
+    def _entry(self, value: bytes | None) -> Mapping[str, Any] | NotARecord:
+        if value is None:
+            return NotARecord("an empty value (a tombstone), not an audit record")
+        try:
+            return dict(self._serde.decode(value, self._reader)[1])
+        except DecodeError:  # its message may quote the bytes: only the kind is said
+            return NotARecord("not an audit record: its value cannot be decoded as one")
+
+
+async def read_chains(settings: Settings, since: dict[int, int] | None = None,
+                      topic: str = AUDIT) -> Chains:
+    """Every offset of every chain of ``topic``, in offset order, up to the end offsets seen
+    now; from the offsets ``since`` names (per partition) instead of the beginning.
+
+    Reading stops at a partition once the consumer's position reaches its end offset, not its
+    last record's: the last offsets may be transaction markers, which no consumer ever sees.
+    Aborted records are read too (``read_uncommitted``): they sit in the log like any other,
+    and must prove themselves or show as breaks.
+    """
     serde = AvroSerde(SchemaRegistry(settings.schema_registry_url))
     reader = Catalog.load().bus_record("audit").latest.parsed
-    partitions = await topic_partitions(settings, [AUDIT])
-    consumer = clients.consumer(settings, enable_auto_commit=False)
+    partitions = await topic_partitions(settings, [topic])
+    consumer = clients.consumer(settings, enable_auto_commit=False,
+                                isolation_level="read_uncommitted")
     await consumer.start()
-    chains: Chains = {tp.partition: [] for tp in partitions}
     try:
         consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
         starts = await consumer.beginning_offsets(partitions)
-        for tp in partitions:
-            if since and since.get(tp.partition, 0) > starts[tp]:
-                consumer.seek(tp, since[tp.partition])
-        ends = await consumer.end_offsets(partitions)
-        pending = {tp for tp in partitions
-                   if ends[tp] > max(starts[tp], (since or {}).get(tp.partition, 0))}
+        firsts = {tp: max(starts[tp], (since or {}).get(tp.partition, 0)) for tp in partitions}
+        for tp, first in firsts.items():
+            consumer.seek(tp, first)
+        chains = _ChainReader(serde, reader, await consumer.end_offsets(partitions), firsts)
+        pending = {tp for tp in partitions if chains.ends[tp] > firsts[tp]}
         while pending:
             for tp, records in (await consumer.getmany(*pending, timeout_ms=1000,
                                                        max_records=50_000)).items():
-                chains[tp.partition] += [(r.offset, serde.decode(r.value, reader)[1])
-                                         for r in records]
-                if records and records[-1].offset + 1 >= ends[tp]:
+                chains.add(tp, records)
+            for tp in list(pending):
+                if await consumer.position(tp) >= chains.ends[tp]:
+                    chains.finish(tp)
                     pending.discard(tp)
     finally:
         await consumer.stop()
-    return chains
+    return chains.chains
 
 
 async def _audit_exists(settings: Settings) -> bool:
@@ -77,17 +143,23 @@ async def audit_ends(settings: Settings) -> dict[int, int]:
 
 
 def _verification(chains: Chains, since: dict[int, int]) -> Verification:
-    """Verify each chain; one read from the record before ``since`` (its offset there) starts
-    from that record, the anchor, which is not counted."""
+    """Verify each chain; one read from the offset before ``since`` starts from what is there,
+    the anchor, which is not counted: the record the first checked one must link to, or a break
+    of its own when it is none (the first link is then taken as it is)."""
     breaks: list[ChainBreak] = []
     checked = 0
-    for partition, records in sorted(chains.items()):
-        previous = GENESIS
-        if since.get(partition, 0) > 0 and records:
-            (_, anchor), *records = records
-            previous = anchor["record_hash"]
-        breaks += verify_chain(partition, records, previous)
-        checked += len(records)
+    for partition, entries in sorted(chains.items()):
+        previous: str | None = GENESIS
+        newest_form = 1
+        if since.get(partition, 0) > 0 and entries:
+            (offset, anchor), *entries = entries
+            if isinstance(anchor, NotARecord):
+                breaks.append(ChainBreak(partition, offset, anchor.reason))
+                previous = None
+            else:
+                previous, newest_form = anchor["record_hash"], hashed_form(anchor)
+        breaks += verify_chain(partition, entries, previous, newest_form)
+        checked += len(entries)
     return Verification(len(chains), checked, breaks)
 
 
@@ -100,6 +172,7 @@ async def verify_since(settings: Settings, since: dict[int, int]) -> Verificatio
     return _verification(chains, since)
 
 
-async def verify_trail(settings: Settings) -> Verification:
-    """Recompute every hash of every chain of ``bus.audit``."""
-    return _verification(await read_chains(settings), {})
+async def verify_trail(settings: Settings, topic: str = AUDIT) -> Verification:
+    """Recompute every hash of every chain of ``topic`` (the audit trail, unless a test points
+    it at a topic of its own)."""
+    return _verification(await read_chains(settings, topic=topic), {})

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import fastavro
 import pytest
 import yaml
 from hypothesis import given
@@ -13,7 +15,16 @@ from hypothesis import strategies as st
 
 from schemas.catalog import Catalog
 from schemas.codec import decode, encode
-from streams.audit.chain import GENESIS, AuditChains, verify_chain
+from schemas.projection import field_names, project_schema
+from streams.audit.chain import (
+    GENESIS,
+    HASH_VERSION,
+    AuditChains,
+    NotARecord,
+    hashed_form,
+    record_hash,
+    verify_chain,
+)
 from streams.audit.encoder import AuditEncoder
 from streams.routing.rules import ContractTerms, Decision
 from streams.state.contract import Contract
@@ -21,6 +32,8 @@ from streams.state.contract import Contract
 CATALOG = Catalog.load()
 SCHEMA = CATALOG.bus_record("audit").latest.parsed
 ENCODER = AuditEncoder(CATALOG.bus_record("audit").latest.raw)
+RECORD_HASH_ONLY = fastavro.parse_schema(project_schema(
+    CATALOG.bus_record("audit").latest.raw, ["record_hash"], namespace="test", doc="test"))
 """One encoder for every test below, as in a worker: its memos carry over from record to
 record, and each record must still come out as fastavro writes it whole."""
 LYON = Contract.checked(
@@ -95,12 +108,15 @@ def _audit_records(draw: st.DrawFn) -> dict[str, Any]:
         "subject_ref": draw(_TEXT),
         "decision": "delivered" if delivered else "withheld",
         "reason": None if delivered else draw(st.sampled_from(
-            ["not_enrolled", "no_consent", "objection", "contract_inactive"])),
+            ["not_enrolled", "no_consent", "objection", "contract_inactive",
+             "contract_invalid"])),
         "decided_at": draw(st.datetimes(min_value=datetime(2000, 1, 1),
                                         max_value=datetime(2100, 1, 1), timezones=st.just(UTC))
                            ).replace(microsecond=0),
         "fields_delivered": tuple(draw(st.lists(pooled(["quotient_familial", "annee"]),
                                                 max_size=4))) if delivered else (),
+        "hash_version": draw(st.one_of(st.just(HASH_VERSION), st.none(),
+                                       st.integers(-2**31, 2**31 - 1))),
         "previous_hash": draw(st.one_of(_HASH, _TEXT)),
         "record_hash": draw(st.one_of(_HASH, _TEXT)),
     }
@@ -111,6 +127,9 @@ def test_records_encoded_by_parts_are_fastavros_encoding(records: list[dict[str,
     for record in records:
         whole = encode(SCHEMA, {**record, "fields_delivered": list(record["fields_delivered"])})
         assert ENCODER.encode(record) == whole
+        assert whole.startswith(ENCODER.hashed(record))
+        assert whole[len(ENCODER.hashed(record)):] == encode(
+            RECORD_HASH_ONLY, {"record_hash": record["record_hash"]})
         assert decode(SCHEMA, SCHEMA, ENCODER.encode(record))["record_hash"] == \
             record["record_hash"]
 
@@ -128,3 +147,144 @@ def test_a_chain_checked_from_the_middle_links_to_the_record_before() -> None:
     forked = verify_chain(1, records[3:], previous=records[1][1]["record_hash"])
     assert [b.offset for b in forked] == [103]
     assert "does not link" in forked[0].reason
+
+
+# --- The hashed form: unambiguous, versioned, never downgraded. ---
+
+def _decided(**overrides: Any) -> dict[str, Any]:
+    """One delivered decision's arguments to :meth:`AuditChains.record`, some overridden."""
+    arguments: dict[str, Any] = {
+        "event_id": "x", "contract_id": LYON.id, "subscriber": LYON.subscriber,
+        "provider": "cnaf", "dataset": TERMS.dataset, "subject_ref": "sr1_" + "ab" * 32,
+        "reason": None, "fields_delivered": ("q", "annee"),
+        "decided_at": datetime(2026, 11, 28, 10, 0, tzinfo=UTC)}
+    return arguments | overrides
+
+
+@pytest.mark.parametrize(("one", "other"), [
+    ({"event_id": "x\x1fA", "contract_id": "B"}, {"event_id": "x", "contract_id": "A\x1fB"}),
+    ({"subscriber": "s\x1f", "provider": "p"}, {"subscriber": "s", "provider": "\x1fp"}),
+    ({"fields_delivered": ("q", "annee")}, {"fields_delivered": ("q,annee",)}),
+    ({"fields_delivered": ()}, {"fields_delivered": ("",)}),
+], ids=["separator-across-fields", "separator-at-a-boundary", "comma-in-a-field-name",
+        "no-field-or-one-empty-name"])
+def test_records_that_differ_never_hash_alike(one: dict[str, Any], other: dict[str, Any]) -> None:
+    first = AuditChains().record(0, **_decided(**one))
+    second = AuditChains().record(0, **_decided(**other))
+    assert first["previous_hash"] == second["previous_hash"] == GENESIS
+    assert first["record_hash"] != second["record_hash"]
+
+
+def test_records_are_written_in_the_current_hashed_form() -> None:
+    written = AuditChains().record(0, **_decided())
+    assert written["hash_version"] == HASH_VERSION == 2
+    assert record_hash(written) == written["record_hash"]
+
+
+def test_the_current_hashed_form_is_the_avro_encoding_of_every_other_field() -> None:
+    """Recomputed with plain fastavro from the schema alone, as any auditor's Avro library can."""
+    written = AuditChains().record(0, **_decided())
+    v2 = CATALOG.bus_record("audit").version(2).raw
+    hashed = [name for name in field_names(v2) if name != "record_hash"]
+    schema = fastavro.parse_schema(project_schema(v2, hashed, namespace=v2["namespace"],
+                                                  doc="test"))
+    content = {name: written[name] for name in hashed} | {
+        "fields_delivered": list(written["fields_delivered"])}
+    assert hashlib.sha256(encode(schema, content)).hexdigest() == written["record_hash"]
+
+
+def _v1_record(previous: str, index: int) -> dict[str, Any]:
+    """A record as a writer of the first hashed form wrote it (read back under the current
+    schema, which gives it ``hash_version`` null)."""
+    record = {"event_id": f"old-{index}", "contract_id": LYON.id, "subscriber": LYON.subscriber,
+              "provider": "cnaf", "dataset": TERMS.dataset, "subject_ref": "sr1_" + "cd" * 32,
+              "decision": "withheld", "reason": "no_consent",
+              "decided_at": datetime(2026, 11, 1, 9, 0, index, tzinfo=UTC),
+              "fields_delivered": [], "hash_version": None, "previous_hash": previous}
+    return record | {"record_hash": record_hash(record)}
+
+
+def _mixed_chain(forms: str) -> list[tuple[int, dict[str, Any]]]:
+    """A linked chain whose records use the hashed forms ``forms`` names ("1122": two records
+    in the first form, then two in the current one), at offsets 0, 1…"""
+    chains = AuditChains()
+    records = []
+    for index, form in enumerate(forms):
+        if form == "1":
+            record = _v1_record(chains.heads.get(0, GENESIS), index)
+            chains.heads[0] = record["record_hash"]
+        else:
+            record = chains.record(0, **_decided(event_id=f"new-{index}"))
+        written = {**record, "fields_delivered": list(record["fields_delivered"])}
+        records.append((index, decode(SCHEMA, SCHEMA, encode(SCHEMA, written))))
+    return records
+
+
+def test_a_chain_switches_from_the_first_hashed_form_to_the_current_one() -> None:
+    records = _mixed_chain("11122")
+    assert [r["hash_version"] for _, r in records] == [None, None, None, 2, 2]
+    assert verify_chain(0, records) == []
+
+
+def test_a_record_in_the_first_form_is_read_as_such_under_the_current_schema() -> None:
+    v1 = CATALOG.bus_record("audit").version(1).parsed
+    old = _v1_record(GENESIS, 0)
+    written = encode(v1, {k: v for k, v in old.items() if k != "hash_version"})
+    read = decode(v1, SCHEMA, written)
+    assert read["hash_version"] is None
+    assert verify_chain(0, [(0, read)]) == []
+
+
+def test_a_chain_never_switches_back_to_the_first_form() -> None:
+    records = _mixed_chain("1121")
+    breaks = verify_chain(0, records)
+    assert [b.offset for b in breaks] == [3]
+    assert "hashed form 1 after its chain switched to form 2" in breaks[0].reason
+
+
+def test_a_chain_checked_from_a_record_in_the_current_form_refuses_the_first() -> None:
+    records = _mixed_chain("1221")
+    anchor = records[2][1]
+    rest = records[3:]
+    assert verify_chain(0, rest, anchor["record_hash"]) == [], "form 1 alone is accepted"
+    switched = verify_chain(0, rest, anchor["record_hash"], newest_form=hashed_form(anchor))
+    assert [b.offset for b in switched] == [3]
+
+
+@pytest.mark.parametrize("claimed", [None, 1])
+def test_a_record_claiming_the_first_form_for_current_content_is_found(claimed: int | None,
+                                                                       ) -> None:
+    """A downgrade of one record's claimed form does not verify under either form."""
+    records = _mixed_chain("12")
+    records[1][1]["hash_version"] = claimed
+    assert [b.offset for b in verify_chain(0, records)] == [1]
+
+
+def test_an_unknown_hashed_form_is_a_break_naming_it() -> None:
+    records = _mixed_chain("22")
+    records[1][1]["hash_version"] = 7
+    (problem,) = verify_chain(0, records)
+    unknown = "its hash_version names no hashed form this verifier knows"
+    assert (problem.offset, problem.reason) == (1, unknown)
+    records[1][1]["hash_version"] = 0
+    assert [b.reason for b in verify_chain(0, records)] == [unknown]
+
+
+def test_offsets_holding_no_audit_record_are_breaks_and_the_chain_links_across_them() -> None:
+    records = _mixed_chain("222")
+    entries: list[tuple[int, dict[str, Any] | NotARecord]] = [
+        records[0], (1, NotARecord("not an audit record: its value cannot be decoded")),
+        (2, NotARecord("an empty value (a tombstone)")), (3, records[1][1]), (4, records[2][1])]
+    breaks = verify_chain(0, entries)
+    assert [(b.offset, b.reason) for b in breaks] == [
+        (1, "not an audit record: its value cannot be decoded"),
+        (2, "an empty value (a tombstone)")]
+    assert str(breaks[0]) == ("audit partition 0, offset 1: not an audit record: its value "
+                              "cannot be decoded")
+
+
+def test_a_chain_checked_after_an_unreadable_anchor_checks_its_first_link_no_more() -> None:
+    records = _mixed_chain("222")
+    assert verify_chain(0, records[1:], previous=None) == []
+    records[1][1]["event_id"] = "changed"
+    assert [b.offset for b in verify_chain(0, records[1:], previous=None)] == [1]

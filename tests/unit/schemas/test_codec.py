@@ -139,6 +139,7 @@ BUS_SAMPLES: dict[str, dict[str, Any]] = {
         "reason": "no_consent",
         "decided_at": "2026-03-04T08:15:30.125Z",
         "fields_delivered": [],
+        "hash_version": 2,
         "previous_hash": "0" * 64,
         "record_hash": HASH,
     },

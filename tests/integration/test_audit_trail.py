@@ -1,0 +1,196 @@
+"""``audit verify`` and chain-head recovery on the real broker, against hostile audit partitions.
+
+Each test writes to a one-partition audit topic of its own (the bus's ``bus.audit`` is shared
+with every other test, and the session's closing checks verify it): valid chained records, and
+what the bus never writes there (values that are no audit record, tombstones, records written in
+transactions, whose markers take offsets no consumer ever sees).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from schemas.catalog import Catalog, SchemaVersion
+from schemas.codec import encode
+from schemas.registration import COMPATIBILITY, register_versions, value_subject
+from schemas.registry import SchemaRegistry
+from schemas.serde import AvroSerde
+from streams.audit.chain import GENESIS, AuditChains, record_hash
+from streams.audit.encoder import AuditEncoder
+from streams.audit.heads import AuditChainError, recover_heads
+from streams.audit.trail import Verification, read_chains, verify_trail
+from streams.kafka import clients
+from streams.kafka.admin import ensure_topics
+from streams.kafka.topics import TopicSpec
+from streams.settings import Settings
+from tests.conftest import Services
+
+AUDIT = Catalog.load().bus_record("audit")
+READER = AUDIT.latest.parsed
+VERIFY_TIMEOUT_S = 60
+"""Far longer than reading a few records takes; a read that never ends fails the test."""
+UNREGISTERED_SCHEMA_ID = 987_655
+KEY = ("sr1_" + "ab" * 32).encode()
+"""Audit records are keyed by their subject reference (a tombstone needs a key)."""
+
+
+class AuditPartition:
+    """A one-partition audit topic of a test's own, and what it writes there, in order."""
+
+    def __init__(self, settings: Settings, topic: str) -> None:
+        self.settings = settings
+        self.topic = topic
+        self.serde = AvroSerde(SchemaRegistry(settings.schema_registry_url))
+        self.chains = AuditChains()
+        self._encoder = AuditEncoder(AUDIT.latest.raw)
+        self._decided = datetime(2026, 11, 28, 10, 0, tzinfo=UTC)
+
+    async def create(self) -> None:
+        await ensure_topics(self.settings, [TopicSpec(self.topic, 1, 1, {
+            "cleanup.policy": "delete", "retention.ms": "-1"})])
+
+    def current(self) -> bytes:
+        """The next record of the chain, as a worker writes it now."""
+        self._decided += timedelta(seconds=1)
+        record = self.chains.record(
+            0, event_id=str(uuid.uuid4()), contract_id="lyon-cantine-2026",
+            subscriber="ville-de-lyon", provider="cnaf", dataset="quotient_familial",
+            subject_ref="sr1_" + "ab" * 32, reason=None,
+            fields_delivered=("quotient_familial", "annee"), decided_at=self._decided)
+        return self._framed(AUDIT.latest, self._encoder.encode(record))
+
+    def first_form(self) -> bytes:
+        """The next record of the chain as a writer of audit schema version 1 wrote it."""
+        self._decided += timedelta(seconds=1)
+        record: dict[str, Any] = {
+            "event_id": str(uuid.uuid4()), "contract_id": "lyon-cantine-2026",
+            "subscriber": "ville-de-lyon", "provider": "cnaf", "dataset": "quotient_familial",
+            "subject_ref": "sr1_" + "cd" * 32, "decision": "withheld", "reason": "no_consent",
+            "decided_at": self._decided, "fields_delivered": [], "hash_version": None,
+            "previous_hash": self.chains.heads.get(0, GENESIS)}
+        record["record_hash"] = self.chains.heads[0] = record_hash(record)
+        del record["hash_version"]
+        return self._framed(AUDIT.version(1), encode(AUDIT.version(1).parsed, record))
+
+    def _framed(self, schema: SchemaVersion, body: bytes) -> bytes:
+        return self.serde.framed(value_subject(self.topic), schema, body)
+
+    async def write(self, *values: bytes | None) -> None:
+        """Append ``values`` one after the other, as a bus producer does."""
+        producer = clients.producer(self.settings)
+        await producer.start()
+        try:
+            for value in values:
+                await producer.send_and_wait(self.topic, value, KEY, partition=0)
+        finally:
+            await producer.stop()
+
+    async def write_in_a_transaction(self, value: bytes, *, commit: bool) -> None:
+        """Append ``value`` in a transaction, committed or aborted: its marker follows it."""
+        producer = AIOKafkaProducer(**clients.connection_options(self.settings),
+                                    transactional_id=f"{self.topic}.{uuid.uuid4().hex[:8]}")
+        await producer.start()
+        try:
+            await producer.begin_transaction()
+            await producer.send_and_wait(self.topic, value, KEY, partition=0)
+            if commit:
+                await producer.commit_transaction()
+            else:
+                await producer.abort_transaction()
+        finally:
+            await producer.stop()
+
+    async def verify(self) -> Verification:
+        return await asyncio.wait_for(verify_trail(self.settings, topic=self.topic),
+                                      VERIFY_TIMEOUT_S)
+
+    async def head(self) -> str:
+        heads = await recover_heads(self.settings, self.serde, READER, [0], topic=self.topic)
+        return heads[0]
+
+
+@pytest.fixture
+async def partition(services: Services, topic_name: str) -> AuditPartition:
+    created = AuditPartition(services.settings(), topic_name)
+    await created.create()
+    return created
+
+
+def _breaks(found: Verification) -> list[tuple[int, str]]:
+    assert all(b.partition == 0 for b in found.breaks)
+    return [(b.offset, b.reason) for b in found.breaks]
+
+
+UNDECODABLE = "not an audit record: its value cannot be decoded as one"
+TOMBSTONE = "an empty value (a tombstone), not an audit record"
+MARKER = ("no record a consumer reads at this offset (a transaction marker: something other "
+          "than the bus wrote to the audit trail)")
+
+
+async def test_values_that_are_no_audit_record_are_breaks_at_their_offsets(
+        partition: AuditPartition) -> None:
+    unregistered = b"\x00" + struct.pack(">I", UNREGISTERED_SCHEMA_ID) + b"\x02"
+    await partition.write(partition.current(), partition.current(), b"garbage", None,
+                          partition.current(), unregistered, partition.current())
+    found = await partition.verify()
+    assert _breaks(found) == [(2, UNDECODABLE), (3, TOMBSTONE), (5, UNDECODABLE)]
+    assert (found.chains, found.records) == (1, 7)
+
+
+async def test_transaction_markers_are_breaks_and_the_read_ends_on_them(
+        partition: AuditPartition) -> None:
+    await partition.write(partition.current())
+    committed = partition.current()
+    await partition.write_in_a_transaction(committed, commit=True)  # offsets 1, marker 2
+
+    # The last offset is a marker: reading up to it ends, and the head is the record before it.
+    assert _breaks(await partition.verify()) == [(2, MARKER)]
+    assert await asyncio.wait_for(partition.head(), VERIFY_TIMEOUT_S) == \
+        partition.chains.heads[0]
+
+    await partition.write(partition.current())  # 3, linked to 1 across the marker
+    await partition.write_in_a_transaction(b"garbage", commit=False)  # 4, marker 5
+    found = await partition.verify()
+    assert _breaks(found) == [(2, MARKER), (4, UNDECODABLE), (5, MARKER)]
+    assert found.records == 6
+    with pytest.raises(AuditChainError, match="offset 4"):
+        await asyncio.wait_for(partition.head(), VERIFY_TIMEOUT_S)
+
+
+async def test_a_chain_in_the_first_hashed_form_switches_once_and_never_back(
+        partition: AuditPartition) -> None:
+    await partition.write(partition.first_form(), partition.first_form())
+    head = partition.chains.heads[0]
+
+    # A worker taking the chain over links its first record to the last one in form 1.
+    taken_over = AuditPartition(partition.settings, partition.topic)
+    taken_over.chains.heads[0] = await partition.head()
+    assert taken_over.chains.heads[0] == head
+    await taken_over.write(taken_over.current(), taken_over.current())
+    assert _breaks(await partition.verify()) == []
+    read = (await read_chains(partition.settings, topic=partition.topic))[0]
+    assert [(offset, record["hash_version"]) for offset, record in read] == [  # type: ignore[index]
+        (0, None), (1, None), (2, 2), (3, 2)]
+
+    taken_over.chains.heads[0] = await taken_over.head()
+    await taken_over.write(taken_over.first_form())
+    (problem,) = (await partition.verify()).breaks
+    assert problem.offset == 4
+    assert "hashed form 1 after its chain switched to form 2" in problem.reason
+
+
+def test_the_registry_s_rule_for_bus_records_accepts_every_audit_version(
+        services: Services, topic_name: str) -> None:
+    subject = value_subject(topic_name)
+    with SchemaRegistry(services.registry_url) as registry:
+        done = register_versions(registry, subject, AUDIT.versions)
+        assert registry.compatibility(subject) == COMPATIBILITY == "BACKWARD_TRANSITIVE"
+        assert [r.version for r in done] == sorted(AUDIT.versions) == [1, 2]
+        assert registry.versions(subject) == [1, 2]
