@@ -127,6 +127,22 @@ SAMPLES: dict[str, dict[str, Any]] = {
 }
 
 HASH = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+DEAD_LETTER_V1: dict[str, Any] = {
+    "error": "data.mois: 13 is above the maximum 12",
+    "origin_topic": "provider.cnaf.quotient_familial",
+    "origin_partition": 3,
+    "origin_offset": 1048576,
+    "origin_timestamp": "2026-03-04T08:15:29.999Z",
+    "failed_at": "2026-03-04T08:15:30.004Z",
+    "key": "c3JfM3EyeDdrcTljMW01",
+    "value": None,
+    "headers": [
+        {"key": "ce_type", "value": "ZnIuZ291di5jaXJjdWxhdGlvbi5xdW90aWVudF9mYW1pbGlhbA=="},
+        {"key": "ce_empty", "value": None},
+    ],
+}
+"""A dead letter as the first version wrote them (bytes and all), for the bytes conversions."""
+
 BUS_SAMPLES: dict[str, dict[str, Any]] = {
     "audit": {
         "event_id": "0192f7a4-6a2e-7c3b-9d1e-3f5b8a2c4d6e",
@@ -168,18 +184,15 @@ BUS_SAMPLES: dict[str, dict[str, Any]] = {
         "revoked_at": None,
     },
     "dead_letter": {
-        "error": "data.mois: 13 is above the maximum 12",
+        "error": "ValidationError: data.mois: above the maximum 12",
+        "field": "data.mois",
         "origin_topic": "provider.cnaf.quotient_familial",
         "origin_partition": 3,
         "origin_offset": 1048576,
         "origin_timestamp": "2026-03-04T08:15:29.999Z",
         "failed_at": "2026-03-04T08:15:30.004Z",
-        "key": "c3JfM3EyeDdrcTljMW01",
-        "value": None,
-        "headers": [
-            {"key": "ce_type", "value": "ZnIuZ291di5jaXJjdWxhdGlvbi5xdW90aWVudF9mYW1pbGlhbA=="},
-            {"key": "ce_empty", "value": None},
-        ],
+        "schema_id": 12,
+        "header_names": ["ce_type", "other"],
     },
     "erasure_notice": {
         "contract_id": "lyon-cantine-2026",
@@ -225,7 +238,7 @@ def test_bus_record_sample_round_trips_through_avro_bytes(name: str) -> None:
 def test_from_json_gives_python_dates_instants_and_bytes() -> None:
     datum = from_json(_schema("quotient_familial"), SAMPLES["quotient_familial"])
     assert datum["enfants"][1]["date_naissance"] == date(2019, 2, 3)
-    dead = from_json(CATALOG.bus_record("dead_letter").latest.parsed, BUS_SAMPLES["dead_letter"])
+    dead = from_json(CATALOG.bus_record("dead_letter").version(1).parsed, DEAD_LETTER_V1)
     assert dead["failed_at"] == datetime(2026, 3, 4, 8, 15, 30, 4000, tzinfo=UTC)
     assert dead["key"] == b"sr_3q2x7kq9c1m5"
 
@@ -415,8 +428,8 @@ def test_map_values_and_bytes_are_validated_with_their_path() -> None:
     bad_map = _set(BUS_SAMPLES["contract"], ["datasets", "quotient_familial", 1], 7)
     with pytest.raises(ValidationError, match=r"^data\.datasets\['quotient_familial'\]\[1\]: "):
         from_json(contract, bad_map)
-    dead = CATALOG.bus_record("dead_letter").latest.parsed
-    bad_bytes = _set(BUS_SAMPLES["dead_letter"], ["headers", 0, "value"], "not base64!")
+    dead = CATALOG.bus_record("dead_letter").version(1).parsed
+    bad_bytes = _set(DEAD_LETTER_V1, ["headers", 0, "value"], "not base64!")
     with pytest.raises(ValidationError, match=r"^data\.headers\[0\]\.value: not base64"):
         from_json(dead, bad_bytes)
 
