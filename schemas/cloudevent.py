@@ -26,7 +26,7 @@ def _new_id() -> str:
     return str(uuid.uuid4())
 
 
-_EVENT_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+EVENT_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 """A UUID (its usual form) or a provider's own short token: nothing else to hide a value in."""
 _RFC3339 = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,6})?"
                       r"(?:[Zz]|[+-][0-9]{2}:[0-9]{2})")
@@ -37,7 +37,7 @@ LATEST_TIME = datetime(2100, 1, 1, tzinfo=UTC)
 
 
 def _event_id(value: str) -> str:
-    if not _EVENT_ID.fullmatch(value):
+    if not EVENT_ID.fullmatch(value):
         raise ValueError("must be a UUID or 1 to 64 letters, digits, dots, underscores or "
                          "hyphens")
     return value

@@ -26,7 +26,7 @@ from collections.abc import Iterable, Sequence
 from typing import Protocol
 from wsgiref.simple_server import WSGIServer
 
-from prometheus_client import CollectorRegistry, Counter, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
 from prometheus_client.core import HistogramMetricFamily, Metric
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
@@ -50,12 +50,17 @@ DELIVERIES = Counter(
 WITHHELD = Counter(
     "circulation_withheld_total",
     "Routing decisions that withheld an event from a contract, by contract and reason "
-    "(not_enrolled, no_consent, objection, contract_inactive).",
+    "(not_enrolled, no_consent, objection, contract_inactive, contract_invalid).",
     ["subscriber", "contract", "reason"], registry=REGISTRY)
 DEAD_LETTERS = Counter(
     "circulation_dead_letters_total",
     "Provider records written to the dead-letter topic (undecodable or invalid), by the "
     "provider topic they came from.", ["topic"], registry=REGISTRY)
+INVALID_CONTRACTS = Gauge(
+    "circulation_contracts_invalid",
+    "Recorded contracts this routing worker cannot compile against its catalog (a dataset or "
+    "field removed since): their events are withheld (contract_invalid) until they are fixed.",
+    registry=REGISTRY)
 CONSENT_CHANGES = Counter(
     "circulation_consent_changes_total",
     "Consent decisions recorded (granted or withdrawn), by contract.",
@@ -147,6 +152,7 @@ def record_batch(tally: RoutingTally, records: Sequence[RoutedRecord],
         WITHHELD.labels(subscriber, contract, reason).inc(count)
     for topic, count in tally.dead_letters.items():
         DEAD_LETTERS.labels(topic).inc(count)
+    INVALID_CONTRACTS.set(tally.invalid_contracts)
     ROUTING_LATENCY.observe_many(max(done_at - record.timestamp_ms / 1000, 0.0)
                                  for record in records if record.timestamp_ms is not None)
 

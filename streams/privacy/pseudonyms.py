@@ -28,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
+import uuid
 from typing import Final, Literal
 
 from pydantic import SecretStr
@@ -141,6 +142,21 @@ class SubscriberPseudonyms:
             return PSEUDONYM_PREFIX + mac.hexdigest()
         subject_kind(subject)  # a SIREN passes, anything else raises
         return subject
+
+    def event_id(self, source: str, event_id: str) -> str:
+        """This subscriber's own id for a provider's event, as a UUID.
+
+        Stable, so a replayed event keeps its id and the subscriber still deduplicates; different
+        for every subscriber, so two administrations cannot join their deliveries on it (the
+        provider's id would be an exact join key beside their unlinkable pseudonyms). Its input
+        starts with a zero byte, which no subject reference does: it never equals a pseudonym's.
+        """
+        mac = self._mac.copy()
+        mac.update(b"\x00event\x00%s\x00%s" % (source.encode(), event_id.encode()))
+        digest = bytearray(mac.digest()[:16])
+        digest[6] = digest[6] & 0x0F | 0x80  # RFC 9562 version 8, "custom"
+        digest[8] = digest[8] & 0x3F | 0x80  # RFC 9562 variant
+        return str(uuid.UUID(bytes=bytes(digest)))
 
 
 class Pseudonymiser:

@@ -1,49 +1,111 @@
 """What a subscriber receives: the CloudEvent of a delivery, its headers and its expiry.
 
-A delivery is a CloudEvent in the Kafka binary mode: the original event id, source, type and
-time; the subscriber's pseudonym (or the company's SIREN) as subject; the contract, purpose,
-legal basis and expiry as extension attributes; the value is the event's data projected on the
-contract's fields, Avro-encoded with the contract's delivery schema. The key is the pseudonym,
-so one person's changes stay in order for the subscriber.
+A delivery is a CloudEvent in the Kafka binary mode. Nothing in it is copied from the provider's
+headers as they came: the source and type are the ones the topic stands for, the id is the
+subscriber's own id for the event, the time is the event's day, the subject is the subscriber's
+pseudonym (or the company's SIREN), and the contract, purpose, legal basis and expiry travel as
+extension attributes. The value is the event's data projected on the contract's fields,
+Avro-encoded with the contract's delivery schema. The key is the pseudonym, so one person's changes
+stay in order for the subscriber.
+
+So two subscribers of one event share no value the bus adds that could join their deliveries: not
+the id, not a time finer than the day (ARCHITECTURE.md, threat model).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Final
 
-from schemas.codec import rfc3339_millis
+from schemas.cloudevent import AVRO_CONTENT_TYPE, EVENT_ID
+from schemas.nir_detection import contains_nir
 from streams.privacy.pseudonyms import SubscriberPseudonyms
+from streams.routing.records import UnroutableRecord
 from streams.state.contract import Contract
 
+_READ: Final = frozenset({"ce_specversion", "ce_id", "ce_source", "ce_type", "ce_subject",
+                          "ce_time"})
+"""The provider's headers the router reads; every other header is ignored, never passed on."""
+_REQUIRED: Final = ("ce_specversion", "ce_id", "ce_source", "ce_type", "ce_subject")
+_MAX_TIME_LENGTH: Final = 40
 
-@dataclass(frozen=True)
+
+@dataclass(frozen=True, slots=True)
 class EventHeaders:
-    """The CloudEvents attributes of a provider record, read straight from its ``ce_`` headers.
+    """The CloudEvents attributes of a provider record the router relies on, checked.
 
-    The published headers come from the ``cloudevents`` SDK's Kafka binding; a delivery reuses
-    them as they are (id, source, type, time, specversion, content type) and only replaces the
-    subject and adds the contract's extension attributes, which keeps the router's hot path free
-    of per-delivery event construction.
+    Read from the record's ``ce_`` headers, each at most once and with a value: a header given
+    twice is ambiguous (which one would a subscriber's library read?) and a null one is legal in
+    Kafka but means nothing here, so either makes the record a dead letter, as does a source or
+    type other than the topic's.
     """
 
-    headers: tuple[tuple[str, bytes], ...]
     id: str
+    source: str
+    type: str
     subject: str
+    day: bytes | None
+    """The event's ``time`` reduced to its day (UTC), as a delivery carries it; None without."""
 
     @classmethod
-    def read(cls, headers: list[tuple[str, bytes]]) -> EventHeaders:
-        found = dict(headers)
+    def read(cls, headers: list[tuple[str, bytes | None]], provider: str,
+             dataset: str) -> EventHeaders:
+        """The attributes of a record read on ``provider``'s topic for ``dataset``."""
+        found = _attributes(headers)
         missing = [name for name in _REQUIRED if name not in found]
         if missing:
-            raise ValueError(f"not a CloudEvent: missing header(s) {', '.join(missing)}")
-        kept = tuple((k, v) for k, v in headers if k in _PASSED_THROUGH)
-        return cls(kept, found["ce_id"].decode(), found["ce_subject"].decode())
+            raise UnroutableRecord(missing[0], "missing header: not a CloudEvent")
+        if found["ce_specversion"] != "1.0":
+            raise UnroutableRecord("ce_specversion", "unsupported CloudEvents version "
+                                   "(expected 1.0)")
+        if found["ce_source"] != provider:
+            raise UnroutableRecord("ce_source", "does not name the provider of its topic")
+        if found["ce_type"] != dataset:
+            raise UnroutableRecord("ce_type", "does not name the dataset of its topic")
+        event_id = found["ce_id"]
+        if EVENT_ID.fullmatch(event_id) is None:  # as at the edge: a writer may bypass it
+            raise UnroutableRecord("ce_id", "not an event id (a UUID, or 1 to 64 letters, "
+                                   "digits, dots, underscores or hyphens)")
+        if contains_nir(event_id):
+            raise UnroutableRecord("ce_id", "holds a personal identifier (a NIR)")
+        when = found.get("ce_time")
+        return cls(event_id, provider, dataset, found["ce_subject"],
+                   None if when is None else _day(when))
 
 
-_REQUIRED = ("ce_specversion", "ce_id", "ce_source", "ce_type", "ce_subject")
-_PASSED_THROUGH = frozenset({"ce_specversion", "ce_id", "ce_source", "ce_type", "ce_time",
-                             "content-type"})
+def _attributes(headers: list[tuple[str, bytes | None]]) -> dict[str, str]:
+    """The headers the router reads, decoded, each present at most once and with a value."""
+    found: dict[str, str] = {}
+    for name, value in headers:
+        if name not in _READ:
+            continue
+        if name in found:
+            raise UnroutableRecord(name, "header given more than once")
+        if value is None:
+            raise UnroutableRecord(name, "header without a value")
+        try:
+            found[name] = value.decode("utf-8")
+        except UnicodeDecodeError:
+            raise UnroutableRecord(name, "header value is not UTF-8 text") from None
+    return found
+
+
+def _day(text: str) -> bytes:
+    """An RFC 3339 instant reduced to its day in UTC, as an RFC 3339 instant at midnight."""
+    try:
+        if len(text) > _MAX_TIME_LENGTH:
+            raise ValueError
+        instant = datetime.fromisoformat(text)
+        if instant.tzinfo is None:
+            raise ValueError
+        return _midnight(instant.astimezone(UTC).date())
+    except (ValueError, OverflowError):
+        raise UnroutableRecord("ce_time", "not an RFC 3339 instant with a time zone") from None
+
+
+def _midnight(day: date) -> bytes:
+    return datetime.combine(day, time(), UTC).strftime("%Y-%m-%dT%H:%M:%SZ").encode()
 
 
 def extension_headers(contract: Contract) -> tuple[tuple[str, bytes], ...]:
@@ -63,13 +125,21 @@ class DeliveryChannel:
     extensions: tuple[tuple[str, bytes], ...]
 
     def expiry(self, routed_at: datetime) -> bytes:
-        """The ``expiresat`` of what is delivered at ``routed_at`` (once per batch)."""
-        return rfc3339_millis(routed_at + self.retention).encode()
+        """The ``expiresat`` of what is delivered at ``routed_at`` (once per batch): the start of
+        the day the retention ends on, so it tells no instant finer than the day and never
+        lets a subscriber keep an event longer than its contract allows."""
+        return _midnight((routed_at + self.retention).astimezone(UTC).date())
 
     def headers(self, event: EventHeaders, pseudonym: bytes,
                 expires: bytes) -> list[tuple[str, bytes]]:
-        """Binary-mode headers of a delivery: the event's, its new subject, the extensions."""
-        return [*event.headers, ("ce_subject", pseudonym), *self.extensions,
-                ("ce_expiresat", expires)]
+        """Binary-mode headers of a delivery, built by the bus alone (see the module's doc)."""
+        headers = [("ce_specversion", b"1.0"),
+                   ("ce_id", self.pseudonyms.event_id(event.source, event.id).encode()),
+                   ("ce_source", event.source.encode()), ("ce_type", event.type.encode())]
+        if event.day is not None:
+            headers.append(("ce_time", event.day))
+        return [*headers, ("content-type", _CONTENT_TYPE), ("ce_subject", pseudonym),
+                *self.extensions, ("ce_expiresat", expires)]
 
 
+_CONTENT_TYPE: Final = AVRO_CONTENT_TYPE.encode()

@@ -20,7 +20,8 @@ class SourceRecord:
     timestamp_ms: int | None
     key: bytes | None
     value: bytes | None
-    headers: list[tuple[str, bytes]]
+    headers: list[tuple[str, bytes | None]]
+    """As the client gives them: a header's value may be null (Kafka allows it)."""
 
 
 class Outgoing(NamedTuple):
@@ -33,3 +34,13 @@ class Outgoing(NamedTuple):
     headers: list[tuple[str, bytes]]
     partition: int | None = None
     """Explicit partition (audit chains); None lets the key decide."""
+
+
+class UnroutableRecord(ValueError):
+    """A provider record the router refuses (it becomes a dead letter): ``field`` names the
+    culprit (a header, or a path in the data), ``reason`` says what is wrong, never its value."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason

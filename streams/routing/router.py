@@ -3,8 +3,14 @@
 For each event: decode (Confluent wire format, the dataset's latest schema as reader), validate
 (the catalog's constraints), check the subject is pseudonymous, then for every contract naming
 the dataset decide, project, pseudonymise, encode and stamp; every decision also gives an audit
-record. Anything that cannot be decoded or validated becomes a dead letter with its origin, and
-the batch goes on.
+record. Anything wrong with one record (undecodable, invalid, headers that are missing, null,
+repeated or that claim another provider or dataset than the topic's, a subject of the wrong kind)
+makes it a dead letter with its origin, and the batch goes on.
+
+A contract that no longer compiles (a recorded contract naming a dataset or field the catalog no
+longer has) is logged once and left out, and every event it would have decided is audited as
+withheld for ``contract_invalid``: nothing is silent, the other contracts keep routing, and the
+events can be routed again once the contract is fixed.
 
 Everything per contract (terms, delivery schema and union branch, per-subscriber HMAC key) is
 compiled once per contract change, not per event. Nothing is logged per decision: the audit
@@ -20,11 +26,12 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import fastavro
+import structlog
 
-from schemas.catalog import Catalog, Dataset
-from schemas.codec import DecodeError, ValidationError, encode
-from schemas.constraints import compile_checker
-from schemas.identifiers import InvalidIdentifier
+from schemas.catalog import Catalog, CatalogError, Dataset
+from schemas.codec import encode
+from schemas.constraints import company_identifier_paths, compile_checker
+from schemas.nir_detection import nir_locations
 from schemas.projection import delivery_schema, full_name, project_datum, union_value
 from schemas.registration import value_subject
 from schemas.registry import canonical
@@ -35,12 +42,21 @@ from streams.kafka.topics import AUDIT
 from streams.privacy.pseudonyms import Pseudonymiser, subject_kind
 from streams.routing.dead_letters import DeadLetters
 from streams.routing.delivery import DeliveryChannel, EventHeaders, extension_headers
-from streams.routing.records import Outgoing, SourceRecord
+from streams.routing.records import Outgoing, SourceRecord, UnroutableRecord
 from streams.routing.rules import ContractTerms, Decision, decide_all, terms_by_dataset
 from streams.routing.tally import RoutingTally
 from streams.state.bus_state import BusState
+from streams.state.contract import Contract
 
+log = structlog.get_logger(__name__)
 AUDIT_SUBJECT = value_subject(AUDIT)
+RECORD_FAULTS = (ValueError, LookupError, TypeError, ArithmeticError, EOFError, RecursionError)
+"""What reading, checking or projecting one record may raise because of that record alone: it
+becomes a dead letter. Anything else (the registry unreachable, a bug) is the bus's own failure
+and stops the batch, which is replayed: turning it into dead letters would lose valid events."""
+CONTRACT_FAULTS = (LookupError, ValueError, TypeError, CatalogError)
+"""What compiling a recorded contract against today's catalog may raise when it no longer fits
+it (a dataset or field removed since)."""
 
 class Router:
     """Routes provider records under the current contracts, consents and populations."""
@@ -56,8 +72,11 @@ class Router:
         self._generation = -1
         self._compiled_on: date | None = None
         self._terms: dict[str, tuple[ContractTerms, ...]] = {}
+        self.invalid_contracts: frozenset[str] = frozenset()
+        """Recorded contracts that no longer compile against the catalog (for the metrics)."""
         self._plans: dict[tuple[str, str], _DeliveryPlan] = {}
         self._checkers: dict[str, Callable[[Any], None]] = {}
+        self._company_paths: dict[str, frozenset[str]] = {}
         self._expiries: dict[str, bytes] = {}
         self.tally = RoutingTally()
         """Decisions and dead letters since the worker last took them (for the metrics)."""
@@ -66,22 +85,40 @@ class Router:
         """Rebuild per-contract plans when the contracts changed (or the day did)."""
         if (state.generation, day) == (self._generation, self._compiled_on):
             return
-        self._terms = terms_by_dataset(state.contracts, day)
+        terms = terms_by_dataset(state.contracts, day)
         self._plans = {}
-        for contract in state.contracts.values():
-            records = contract.projected_records(self.catalog)
-            schema = _DeliverySchema.of(canonical(delivery_schema(records)))
-            channel = DeliveryChannel(
-                topic=contract.delivery_topic, subject=contract.delivery_subject,
-                retention=timedelta(milliseconds=contract.retention_ms),
-                pseudonyms=self.pseudonymiser.for_subscriber(contract.subscriber),
-                extensions=extension_headers(contract),
-            )
-            for (dataset, fields), record in zip(contract.datasets.items(), records, strict=True):
-                self._plans[(contract.id, dataset)] = _DeliveryPlan.of(
-                    channel, schema, full_name(record), fields)
+        invalid = set()
+        for contract_id in {t.contract_id for candidates in terms.values() for t in candidates}:
+            contract = state.contracts[contract_id]
+            try:
+                self._plans.update(self._contract_plans(contract))
+            except CONTRACT_FAULTS as exc:
+                invalid.add(contract_id)
+                log.error("a recorded contract no longer compiles against the catalog: its "
+                          "events are audited as withheld (contract_invalid) until it is fixed",
+                          contract=contract_id, error=type(exc).__name__)
+        self._terms = {dataset: tuple(t.invalidated() if t.contract_id in invalid else t
+                                      for t in candidates)
+                       for dataset, candidates in terms.items()}
+        self.invalid_contracts = frozenset(invalid)
+        self.tally.invalid_contracts = len(invalid)
         self._generation = state.generation
         self._compiled_on = day
+
+    def _contract_plans(self, contract: Contract) -> dict[tuple[str, str], _DeliveryPlan]:
+        """How ``contract`` delivers each of its datasets (raises when it no longer compiles)."""
+        records = contract.projected_records(self.catalog)
+        schema = _DeliverySchema.of(canonical(delivery_schema(records)))
+        channel = DeliveryChannel(
+            topic=contract.delivery_topic, subject=contract.delivery_subject,
+            retention=timedelta(milliseconds=contract.retention_ms),
+            pseudonyms=self.pseudonymiser.for_subscriber(contract.subscriber),
+            extensions=extension_headers(contract),
+        )
+        return {(contract.id, dataset): _DeliveryPlan.of(channel, schema, full_name(record),
+                                                         fields)
+                for (dataset, fields), record in zip(contract.datasets.items(), records,
+                                                     strict=True)}
 
     def route(self, records: Iterable[SourceRecord], state: BusState,
               now: datetime | None = None) -> list[Outgoing]:
@@ -94,8 +131,7 @@ class Router:
         for record in records:
             try:
                 out.extend(self._route_one(record, state, routed_at))
-            except (DecodeError, ValidationError, InvalidIdentifier, LookupError,
-                    ValueError) as exc:
+            except RECORD_FAULTS as exc:
                 self.tally.dead_letter(record.topic)
                 out.append(self._dead_letters.letter(record, exc, routed_at))
         return out
@@ -108,12 +144,18 @@ class Router:
     def _route_one(self, record: SourceRecord, state: BusState,
                    routed_at: datetime) -> list[Outgoing]:
         if record.value is None:
-            raise DecodeError("empty value (tombstone) on a provider topic")
+            raise UnroutableRecord("value", "empty (a tombstone) on a provider topic")
         provider, dataset = self._dataset_of(record.topic)
-        event = EventHeaders.read(record.headers)
-        subject_kind(event.subject)  # a raw NIR here is a bug upstream: dead letter
+        event = EventHeaders.read(record.headers, provider, dataset.id)
+        kind = subject_kind(event.subject, "ce_subject")  # a raw NIR: a bug upstream
+        if kind != dataset.subject_kind:
+            raise UnroutableRecord("ce_subject", f"a {kind} subject on a dataset about a "
+                                   f"{dataset.subject_kind}")
         _, datum = self.serde.decode(record.value, dataset.latest.parsed)
         self._checker(dataset)(datum)  # the catalog's value constraints
+        hidden = nir_locations(datum, skip=self._unscanned(dataset), path="data")
+        if hidden:  # a provider writing without the edge, or free text it did not check
+            raise UnroutableRecord(hidden[0], "holds a personal identifier (a NIR)")
         out: list[Outgoing] = []
         chain = self.chains.chain_of(record.partition)
         bodies: dict[str, bytes] = {}  # this event's Avro body per delivery shape
@@ -138,6 +180,14 @@ class Router:
             partition=chain)
         self.tally.decision(subscriber, terms.contract_id, decision.reason)
         return written
+
+    def _unscanned(self, dataset: Dataset) -> frozenset[str]:
+        """The data paths typed SIREN or SIRET: public identifiers, not scanned for NIRs."""
+        paths = self._company_paths.get(dataset.id)
+        if paths is None:
+            paths = self._company_paths[dataset.id] = company_identifier_paths(
+                dataset.latest.raw)
+        return paths
 
     def _checker(self, dataset: Dataset) -> Callable[[Any], None]:
         checker = self._checkers.get(dataset.id)

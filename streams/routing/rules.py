@@ -15,14 +15,15 @@ this person, does the person's consent allow it.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from typing import Literal
 
 from streams.state.bus_state import BusState, ConsentStatus
 from streams.state.contract import ConsentMode, Contract, PopulationMode
 
-WithheldReason = Literal["not_enrolled", "no_consent", "objection", "contract_inactive"]
+WithheldReason = Literal["not_enrolled", "no_consent", "objection", "contract_inactive",
+                         "contract_invalid"]
 """Why a contract did not receive an event; every withheld decision is audited with one."""
 
 
@@ -49,10 +50,17 @@ class ContractTerms:
     contract: Contract
     dataset: str
     fields: tuple[str, ...]
+    invalid: bool = False
+    """The contract no longer compiles against the catalog: it decides nothing but
+    ``contract_invalid`` until it is fixed."""
 
     @property
     def contract_id(self) -> str:
         return self.contract.id
+
+    def invalidated(self) -> ContractTerms:
+        """These terms, for a contract found not to compile any more."""
+        return replace(self, invalid=True)
 
 
 @dataclass(frozen=True)
@@ -109,6 +117,8 @@ def decide(terms: ContractTerms, subject: str, state: BusState, day: date) -> De
     contract = terms.contract
     if not contract.is_active(day):
         return Decision(terms, "contract_inactive")
+    if terms.invalid:
+        return Decision(terms, "contract_invalid")
     key = (contract.id, subject)
     reason = population_reason(contract.population, key in state.enrolled)
     if reason is None:

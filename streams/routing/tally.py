@@ -13,12 +13,15 @@ from collections import Counter as Tally
 class RoutingTally:
     """A batch's decisions and dead letters, counted in plain dicts on the routing hot path."""
 
-    __slots__ = ("dead_letters", "delivered", "withheld")
+    __slots__ = ("dead_letters", "delivered", "invalid_contracts", "withheld")
 
     def __init__(self) -> None:
         self.delivered: Tally[tuple[str, str]] = Tally()
         self.withheld: Tally[tuple[str, str, str]] = Tally()
         self.dead_letters: Tally[str] = Tally()
+        self.invalid_contracts = 0
+        """Recorded contracts that do not compile against the catalog, as of this batch (a
+        level, not a count: taking the tally keeps it)."""
 
     def decision(self, subscriber: str, contract: str, reason: str | None) -> None:
         """One contract's verdict on one event: delivered when ``reason`` is None."""
@@ -37,6 +40,7 @@ class RoutingTally:
         taken.delivered, self.delivered = self.delivered, taken.delivered
         taken.withheld, self.withheld = self.withheld, taken.withheld
         taken.dead_letters, self.dead_letters = self.dead_letters, taken.dead_letters
+        taken.invalid_contracts = self.invalid_contracts
         return taken
 
     def summary(self) -> dict[str, dict[str, int]]:

@@ -119,7 +119,9 @@ def test_record_batch_counts_a_batch_once() -> None:
     for reason in (None, None, "not_enrolled"):
         tally.decision("idfm", "idfm-tarif-solidarite", reason)
     tally.dead_letter(topic)
+    tally.invalid_contracts = 2  # a level, not a count: taking the tally keeps it
     taken = tally.take()
+    assert tally.invalid_contracts == taken.invalid_contracts == 2
     assert not tally.delivered
     assert not tally.withheld
     assert not tally.dead_letters
@@ -128,6 +130,7 @@ def test_record_batch_counts_a_batch_once() -> None:
                                "dead_letters": {topic: 1}}
     metrics.record_batch(taken, [Routed(topic, 99_800), Routed(topic, 90_000),
                                  Routed(topic, None)], done_at=100.0)
+    assert value("circulation_contracts_invalid") == 2
     assert value("circulation_events_routed_total", topic=topic) == before["routed"] + 3
     assert value("circulation_deliveries_total", subscriber="idfm",
                  contract="idfm-tarif-solidarite") == before["delivered"] + 2

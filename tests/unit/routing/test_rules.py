@@ -242,8 +242,11 @@ def test_the_router_delivers_only_contract_fields_under_pairwise_pseudonyms(
         # Ended contracts are audited for a grace period, then leave the routing index.
         naming = [c for c in contracts.values()
                   if dataset in c.datasets and still_audited(c, DAY)]
-        mine = [o for o, i in zip(out, ids, strict=True) if i == event_id.encode()]
-        deliveries = [o for o in mine if o.topic != AUDIT]
+        source = record.topic.split(".")[1]
+        own_ids = {pseudonymiser.for_subscriber(c.subscriber).event_id(source, event_id).encode()
+                   for c in contracts.values()}  # each subscriber's own id for this event
+        deliveries = [o for o, i in zip(out, ids, strict=True)
+                      if o.topic != AUDIT and i in own_ids]
         audits = [o for o in out if o.topic == AUDIT and serde.decode(o.value)[1]["event_id"]
                   == event_id]
         assert len(audits) == len(naming), "one audit record per contract naming the dataset"
