@@ -391,6 +391,15 @@ class Bus:
         """What ``contract``'s subscriber must see as the subject."""
         return self.pseudonyms.pseudonym(contract.subscriber, self.reference(subject))
 
+    def delivery_id(self, contract: Contract, sent: Sent) -> str:
+        """The id ``contract``'s subscriber receives for ``sent`` (its own, keyed id)."""
+        return self.pseudonyms.for_subscriber(contract.subscriber).event_id(
+            str(sent.event["source"]), sent.id)
+
+    def by_delivery_id(self, contract: Contract, sent: Iterable[Sent]) -> dict[str, Sent]:
+        """The events of ``sent`` by the id ``contract``'s subscriber receives for each."""
+        return {self.delivery_id(contract, s): s for s in sent}
+
     async def partition_count(self, dataset: str) -> int:
         """Partitions of the dataset's provider topic(s) (the publisher creates them alike)."""
         topics = {CATALOG.topic_for(p, dataset) for p in CATALOG.dataset(dataset).providers}
@@ -550,13 +559,14 @@ async def audit_start(settings: Settings) -> Offsets:
     return await end_offsets(settings, [AUDIT])
 
 
-_EXPIRES = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
+_DAY = re.compile(r"(\d{4}-\d{2}-\d{2})T00:00:00Z")
 
 
-def parse_instant(text: str) -> datetime:
-    """An RFC 3339 UTC instant with milliseconds, as the bus writes ``ce_expiresat``."""
-    assert _EXPIRES.match(text), f"not an RFC 3339 UTC instant with milliseconds: {text!r}"
-    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+def parse_day(text: str) -> date:
+    """A day as the bus writes ``ce_time`` and ``ce_expiresat``: midnight UTC, nothing finer."""
+    found = _DAY.fullmatch(text)
+    assert found, f"not an RFC 3339 instant at midnight UTC: {text!r}"
+    return date.fromisoformat(found.group(1))
 
 
 # --- fixtures -------------------------------------------------------------------------------

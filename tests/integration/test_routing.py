@@ -21,9 +21,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections import Counter
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -42,7 +43,7 @@ from tests.integration.routing_harness import (
     fresh_companies,
     fresh_people,
     header,
-    parse_instant,
+    parse_day,
     published_json,
     today,
 )
@@ -207,18 +208,19 @@ def test_every_decision_is_audited_with_the_expected_reason(matrix: Matrix) -> N
     assert set(reasons) == {None, "not_enrolled", "no_consent", "objection"}
 
 
-def test_each_delivery_topic_holds_exactly_the_allowed_events(matrix: Matrix) -> None:
+def test_each_delivery_topic_holds_exactly_the_allowed_events(bus: Bus, matrix: Matrix) -> None:
     for contract in matrix.contracts:
-        delivered = [header(r, "ce_id") for r in matrix.deliveries(contract)]
+        by_id = bus.by_delivery_id(contract, matrix.sent)
+        delivered = [by_id[header(r, "ce_id") or ""].id for r in matrix.deliveries(contract)]
         assert set(delivered) == matrix.expected_delivered(contract), contract.id
         assert matrix.expected_delivered(contract), f"{contract.id} delivers nothing at all"
 
 
 def test_deliveries_carry_only_the_contract_fields_with_the_published_values(
         bus: Bus, matrix: Matrix) -> None:
-    by_id = {s.id: s for s in matrix.sent}
     dataset_fields = [f["name"] for f in CATALOG.dataset(BOURSIER).latest.raw["fields"]]
     for contract in matrix.contracts:
+        by_id = bus.by_delivery_id(contract, matrix.sent)
         fields = contract.datasets[BOURSIER]
         schema_id = bus.applied[contract.id].schema_id
         for record in matrix.deliveries(contract):
@@ -233,8 +235,8 @@ def test_deliveries_carry_only_the_contract_fields_with_the_published_values(
 
 def test_delivery_headers_are_cloudevents_with_the_contract_extensions(
         bus: Bus, matrix: Matrix) -> None:
-    by_id = {s.id: s for s in matrix.sent}
     for contract in matrix.contracts:
+        by_id = bus.by_delivery_id(contract, matrix.sent)
         for record in matrix.deliveries(contract):
             headers = dict(record.headers)
             assert set(headers) == DELIVERY_HEADERS
@@ -248,21 +250,24 @@ def test_delivery_headers_are_cloudevents_with_the_contract_extensions(
             assert header(record, "ce_type") == BOURSIER
             assert header(record, "ce_specversion") == "1.0"
             assert header(record, "content-type") == "application/avro"
-            assert datetime.fromisoformat(header(record, "ce_time") or "") == (
-                datetime.fromisoformat(sent.event["time"])), "the event's own time"
+            published_at = datetime.fromisoformat(sent.event["time"]).astimezone(UTC)
+            assert header(record, "ce_time") == f"{published_at.date()}T00:00:00Z", (
+                "the event's own day, no finer")
             assert header(record, "ce_contract") == contract.id
             assert header(record, "ce_purpose") == contract.purpose
             assert header(record, "ce_legalbasis") == contract.legal_basis
             decided = matrix.decisions[(sent.id, contract.id)]["decided_at"]
-            assert parse_instant(header(record, "ce_expiresat") or "") == decided + timedelta(
-                milliseconds=contract.retention_ms)
+            ends = decided + timedelta(milliseconds=contract.retention_ms)
+            assert header(record, "ce_expiresat") == f"{ends.date()}T00:00:00Z", (
+                "the start of the day the retention ends on")
 
 
 def test_subscribers_see_their_own_pseudonyms(bus: Bus, matrix: Matrix) -> None:
     by_person: dict[str, dict[str, set[bytes]]] = {}
     for contract in matrix.contracts:
+        by_id = bus.by_delivery_id(contract, matrix.sent)
         for record in matrix.deliveries(contract):
-            sent = next(s for s in matrix.sent if s.id == header(record, "ce_id"))
+            sent = by_id[header(record, "ce_id") or ""]
             by_person.setdefault(sent.event["subject"], {}).setdefault(
                 contract.subscriber, set()).add(record.key)
             assert not record.key.startswith(b"sr1_"), "a subject reference was delivered"
@@ -283,14 +288,16 @@ def test_subscribers_see_their_own_pseudonyms(bus: Bus, matrix: Matrix) -> None:
     assert all(both[header(r, "ce_id")] == r.key for r in common)
 
 
-def test_population_add_prints_the_pseudonym_the_subscriber_receives(matrix: Matrix) -> None:
+def test_population_add_prints_the_pseudonym_the_subscriber_receives(bus: Bus,
+                                                                     matrix: Matrix) -> None:
     contract = matrix.contracts[CLI_ENROLLED]
+    by_id = bus.by_delivery_id(contract, matrix.sent)
     enrolled = {p.person.nir for p in matrix.profiles if p.population != "never"}
     assert set(matrix.printed) == enrolled
     deliveries = matrix.deliveries(contract)
     assert deliveries
     for record in deliveries:
-        sent = next(s for s in matrix.sent if s.id == header(record, "ce_id"))
+        sent = by_id[header(record, "ce_id") or ""]
         assert matrix.printed[sent.event["subject"]] == header(record, "ce_subject")
 
 
@@ -311,7 +318,7 @@ def test_every_withdrawal_sent_an_erasure_notice(bus: Bus, matrix: Matrix) -> No
 async def test_consume_prints_the_deliveries_as_cloudevents(bus: Bus, matrix: Matrix) -> None:
     contract = matrix.contracts[0]
     records = matrix.topics[contract.id]
-    by_id = {s.id: s for s in matrix.sent}
+    by_id = bus.by_delivery_id(contract, matrix.sent)
     fields = contract.datasets[BOURSIER]
     for attempt in ("first run", "second run, same consumer group"):
         code, out, err = await bus.run_cli("consume", contract.id, "--from-beginning",
@@ -320,7 +327,8 @@ async def test_consume_prints_the_deliveries_as_cloudevents(bus: Bus, matrix: Ma
         lines = [json.loads(line) for line in out.splitlines()]
         assert len(lines) == len(records), f"{attempt}: {len(lines)} lines\n{err}"
         deliveries = [e for e in lines if e["type"] == BOURSIER]
-        assert {e["id"] for e in deliveries} == matrix.expected_delivered(contract), attempt
+        assert {by_id[e["id"]].id for e in deliveries} == matrix.expected_delivered(contract), (
+            attempt)
         for event in deliveries:
             sent = by_id[event["id"]]
             assert set(event) == {"specversion", "id", "source", "type", "subject", "time",
@@ -331,7 +339,9 @@ async def test_consume_prints_the_deliveries_as_cloudevents(bus: Bus, matrix: Ma
                 contract.id, contract.purpose, contract.legal_basis)
             published = published_json(sent.event)
             assert event["data"] == {f: published[f] for f in fields}
-            parse_instant(event["expiresat"])
+            decided = matrix.decisions[(sent.id, contract.id)]["decided_at"]
+            assert parse_day(event["expiresat"]) == (
+                decided + timedelta(milliseconds=contract.retention_ms)).date()
         notices = [e for e in lines if e["type"] == "erasure_notice"]
         assert len(notices) == len(matrix.notices(contract))
         assert all(e["data"]["reason"] == "consent_withdrawn" for e in notices)
@@ -374,19 +384,21 @@ async def company_case(bus: Bus) -> CompanyCase:
                        enrolled_records, [json.loads(line) for line in out.splitlines()])
 
 
-def test_companies_are_delivered_under_their_siren(company_case: CompanyCase) -> None:
+def test_companies_are_delivered_under_their_siren(bus: Bus, company_case: CompanyCase) -> None:
     case = company_case
     assert case.printed == [{"subject": case.sirens[0], "pseudonym": case.sirens[0]}]
-    assert {header(r, "ce_id") for r in case.union_records} == {s.id for s in case.sent}
+    by_id = bus.by_delivery_id(case.union, case.sent)
+    assert {header(r, "ce_id") for r in case.union_records} == set(by_id)
     for record in case.union_records:
-        sent = next(s for s in case.sent if s.id == header(record, "ce_id"))
+        sent = by_id[header(record, "ce_id") or ""]
         assert record.key == sent.event["subject"].encode()
         assert header(record, "ce_subject") == sent.event["subject"]
         assert sent.subject_ref == sent.event["subject"]
     (only,) = case.enrolled_records
     first = next(s for s in case.sent if s.event["subject"] == case.sirens[0]
                  and s.event["type"] == VIGILANCE)
-    assert (header(only, "ce_id"), only.key) == (first.id, case.sirens[0].encode())
+    assert (header(only, "ce_id"), only.key) == (bus.delivery_id(case.enrolled, first),
+                                                 case.sirens[0].encode())
     for sent in case.sent:
         audit = case.decisions[(sent.id, case.union.id)]
         assert (audit["decision"], audit["subject_ref"]) == ("delivered", sent.event["subject"])
@@ -403,7 +415,7 @@ def test_a_contract_on_two_datasets_delivers_the_union_of_their_projections(
     union_schema, _ = bus.decoder.writer(bus.applied[case.union.id].schema_id)
     assert isinstance(union_schema, list), "a two-dataset contract registers a union"
     names = {r["circulation"]["dataset"]: f"{r['namespace']}.{r['name']}" for r in union_schema}
-    by_id = {s.id: s for s in case.sent}
+    by_id = bus.by_delivery_id(case.union, case.sent)
     for record in case.union_records:
         sent = by_id[header(record, "ce_id") or ""]
         dataset = sent.event["type"]
@@ -421,7 +433,7 @@ async def test_consume_reads_a_union_delivery_topic(bus: Bus, company_case: Comp
                                        "--max", "5", "--timeout", "30")
     assert code == 0, err
     lines = [json.loads(line) for line in out.splitlines()]
-    by_id = {s.id: s for s in case.sent}
+    by_id = bus.by_delivery_id(case.union, case.sent)
     assert {e["id"] for e in lines} == set(by_id)
     for event in lines:
         sent = by_id[event["id"]]
@@ -429,3 +441,44 @@ async def test_consume_reads_a_union_delivery_topic(bus: Bus, company_case: Comp
         published = published_json(sent.event)
         assert event["data"] == {f: published[f] for f in fields}
         assert event["subject"] == sent.event["subject"]
+
+
+# --- unlinkability -----------------------------------------------------------------------------
+
+
+INSTANT = re.compile(r"\d{4}-\d{2}-\d{2}T(\d{2}:\d{2}:[\d.]+)(Z|[+-]\d{2}:\d{2})")
+"""A header value that is an RFC 3339 instant; the bus may only tell a day (midnight UTC)."""
+CONSTANT_HEADERS = {"ce_specversion", "ce_source", "ce_type", "content-type", "ce_contract",
+                    "ce_purpose", "ce_legalbasis"}
+"""What deliveries may carry alike: the CloudEvents version, the topic's provider and dataset,
+the content type (the catalog's constants), and two contracts' terms when they are worded
+alike (the contracts' constants, public acts)."""
+DAY_HEADERS = {"ce_time", "ce_expiresat"}
+
+
+def test_two_subscribers_share_no_value_the_bus_added(bus: Bus, matrix: Matrix) -> None:
+    """Two administrations holding deliveries of the same events cannot join them on anything
+    the bus added: not the key, not the id, not a time finer than the day. What they may share
+    is the catalog's constants, the day, and the event's data as their contracts name it; the
+    Kafka record timestamp and the moment of the push remain (ARCHITECTURE.md, threat model)."""
+    per_subscriber: dict[str, dict[str, Record]] = {}
+    for contract in matrix.contracts:
+        by_id = bus.by_delivery_id(contract, matrix.sent)
+        for record in matrix.deliveries(contract):
+            sent = by_id[header(record, "ce_id") or ""]
+            per_subscriber.setdefault(contract.subscriber, {})[sent.id] = record
+            for name, value in record.headers:
+                moment = INSTANT.fullmatch(value.decode())
+                assert moment is None or moment.groups() == ("00:00:00", "Z"), (
+                    f"{name} tells more than the day")
+    compared = 0
+    subscribers = sorted(per_subscriber)
+    for index, first in enumerate(subscribers):
+        for second in subscribers[index + 1:]:
+            for event_id in per_subscriber[first].keys() & per_subscriber[second].keys():
+                one, other = per_subscriber[first][event_id], per_subscriber[second][event_id]
+                assert one.key != other.key
+                shared = set(one.headers) & set(other.headers)
+                assert {name for name, _ in shared} <= CONSTANT_HEADERS | DAY_HEADERS, shared
+                compared += 1
+    assert compared, "no event reached two subscribers: the check above proved nothing"
