@@ -17,7 +17,8 @@ import structlog
 
 from schemas.catalog import Catalog
 from schemas.codec import encode, from_json
-from schemas.identifiers import complete_nir, contains_nir
+from schemas.identifiers import complete_nir
+from schemas.nir_detection import contains_nir
 from schemas.serde import AvroSerde
 from streams.kafka.topics import BUS_RECORD_TOPICS
 from streams.settings import Settings
