@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+import structlog
 
 from schemas.codec import encode, frame
 from schemas.identifiers import complete_nir
@@ -164,7 +165,10 @@ def test_a_contract_that_no_longer_compiles_is_audited_invalid_and_the_others_de
     removed_dataset = _contract("caluire", {"quotient_familial": ["quotient_familial"],
                                             "dataset_retire": ["statut"]}, checked=False)
     records = [_record(serde, "quotient_familial", PERSON, seed, seed)[0] for seed in (1, 2)]
-    out = router.route(records, _state(good, removed_field, removed_dataset), now=NOW)
+    with structlog.testing.capture_logs() as logs:
+        out = router.route(records, _state(good, removed_field, removed_dataset), now=NOW)
+    assert sorted(line["contract"] for line in logs if line["log_level"] == "error") == [
+        "bron", "caluire"], "each broken contract is logged, once"
     assert not _letters(serde, out)
     assert {o.topic for o in _delivered(out)} == {good.delivery_topic}
     assert len(_delivered(out)) == 2
