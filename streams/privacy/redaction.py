@@ -26,9 +26,10 @@ OTHER_HEADER = "other"
 
 _HEADER_NAME: Final = re.compile(r"ce_[a-z0-9]{1,20}|content-type")
 _WITH_MESSAGE: Final = frozenset({"aiokafka", "kafka", "httpx", "httpcore", "ssl",
-                                  "schemas.registry", "streams.kafka"})
-"""Modules whose errors are about the infrastructure (a broker, the registry, a certificate):
-their messages help an operator and hold no record content."""
+                                  "schemas.registry", "streams.kafka", "streams.audit"})
+"""Modules whose errors are about the infrastructure (a broker, the registry, a certificate, the
+audit trail's own records, which hold references and never a NIR): their messages help an
+operator and hold no provider record's content."""
 _DESCRIBED: Final = (
     (FramingError, "the value is not in the Confluent wire format (magic byte, schema id)"),
     (DecodeError, "the value cannot be read with the schema it names (unknown schema id, or "

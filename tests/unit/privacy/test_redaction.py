@@ -7,6 +7,7 @@ import pytest
 
 from schemas.codec import DecodeError, FramingError, ValidationError
 from schemas.identifiers import InvalidIdentifier, complete_nir
+from streams.audit.heads import AuditChainError
 from streams.privacy.redaction import OTHER_HEADER, error_cause, header_names, redacted_error
 from streams.routing.records import UnroutableRecord
 
@@ -67,3 +68,9 @@ def test_header_names_keep_cloudevents_attributes_and_hide_the_rest() -> None:
         ("x-custom", b"x")]
     assert header_names(headers) == ["ce_id", "content-type", OTHER_HEADER, OTHER_HEADER,
                                      OTHER_HEADER]
+
+
+def test_an_audit_trail_failure_keeps_its_message() -> None:
+    """A worker that cannot read its chain's head says which chain, for the operator."""
+    error = AuditChainError("cannot read the head of audit chain 3")
+    assert redacted_error(error) == "AuditChainError: cannot read the head of audit chain 3"
