@@ -258,6 +258,11 @@ def _floating(value: Any, path: str, _inbound: bool) -> float:
 
 def _string(value: Any, path: str, _inbound: bool) -> str:
     _expect(value, str, "a string", path)
+    if not value.isascii():
+        try:  # JSON may carry a lone surrogate ("\ud800"), which no Avro writer can encode
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValidationError(path, "not valid Unicode text (a lone surrogate)") from None
     return str(value)
 
 

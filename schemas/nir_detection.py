@@ -11,9 +11,9 @@ What counts as a NIR here:
   spaces (any Unicode white space, non-breaking and narrow ones included), dots, slashes,
   underscores or hyphens, one to three of them between two groups; a group may also be split
   where people split it, between the 13-character number and its key;
-* 15 characters whose key validates, or the 13 characters of the number alone: with no key to
-  check, the sex digit (1, 2, 7, 8), the month (01-12 or the pseudo-months 20-99) and the
-  département (01-99, 2A, 2B, either case) must be plausible, as they must be with a key;
+* the 13 characters of the number, alone or followed by any two for its key (a wrong key, a
+  typo, still leaves the person named): the sex digit (1, 2, 7, 8), the month (01-12 or the
+  pseudo-months 20-99) and the département (01-99, 2A, 2B, either case) must be plausible;
 * standing alone: not part of a longer run of digits (a SIRET, an IBAN, a telephone number
   are runs of their own), nor glued inside a long hexadecimal run (hashes, UUIDs, ``sr1_``/
   ``ps1_``/``ps2_`` references, which the bus generates and callers do not scan anyway).
@@ -29,8 +29,6 @@ import re
 from collections.abc import Container, Mapping
 from typing import Final
 
-from schemas.identifiers import nir_key
-
 __all__ = ["KEY_MARKER", "MAX_DEPTH", "TooDeep", "contains_nir", "nir_locations"]
 
 MAX_DEPTH: Final = 64
@@ -40,7 +38,9 @@ KEY_MARKER: Final = "<key>"
 
 _SHORTEST: Final = 13
 _LONGEST: Final = 15
-_HASH_RUN: Final = 20
+_HASH_RUN: Final = 32
+"""Shortest hexadecimal run taken for a hash (an MD5 or a UUID without its hyphens); a shorter
+one glued to digits is text a provider wrote, and is scanned like the rest."""
 _BOUNDARIES: Final = frozenset({1, 3, 5, 7, 10, 13})
 """Where INSEE's grouping splits a NIR: sex, year, month, département, commune, order, key."""
 _SEPARATORS: Final = r"[\s._/-]"
@@ -122,17 +122,9 @@ def _run_holds_nir(text: str, run: re.Match[str]) -> bool:
             if len(compact) > _LONGEST:
                 break
             whole = first == 0 and last == len(groups) - 1
-            if (whole or cuts <= _BOUNDARIES) and not _keyed_next(compact, groups, last) \
-                    and _is_nir(compact.upper()):
+            if (whole or cuts <= _BOUNDARIES) and _is_nir(compact.upper()):
                 return True
     return False
-
-
-def _keyed_next(compact: str, groups: list[tuple[int, str]], last: int) -> bool:
-    """Whether a 13-character number is followed by a 2-digit group: its key, which must then
-    validate (a 15-character NIR), so the number alone does not count."""
-    return (len(compact) == _SHORTEST and last + 1 < len(groups)
-            and len(groups[last + 1][1]) == _LONGEST - _SHORTEST)
 
 
 def _inside_hex(text: str, start: int, end: int) -> bool:
@@ -150,12 +142,12 @@ def _inside_hex(text: str, start: int, end: int) -> bool:
 
 
 def _is_nir(compact: str) -> bool:
-    """A plausible 13-character NIR number, or 15 characters whose key validates."""
-    if len(compact) not in (_SHORTEST, _LONGEST) or not _SHAPE.fullmatch(compact):
-        return False
-    if len(compact) == _SHORTEST:
-        return True
-    return nir_key(compact[:_SHORTEST]) == int(compact[_SHORTEST:])
+    """A plausible 13-character NIR number, with or without two more characters for its key.
+
+    The key is not required to validate: a NIR typed with a wrong key, or followed by any two
+    digits (an age, a telephone number), still names the person by its first 13 characters.
+    """
+    return len(compact) in (_SHORTEST, _LONGEST) and _SHAPE.fullmatch(compact) is not None
 
 
 def nir_locations(value: object, *, skip: Container[str] = frozenset(),
@@ -163,9 +155,10 @@ def nir_locations(value: object, *, skip: Container[str] = frozenset(),
     """Dotted paths of every string (or bytes) in ``value`` holding a NIR, in document order.
 
     ``value`` is JSON-like: mappings, lists and tuples, strings, bytes, numbers; an integer
-    counts when it is a 15-digit NIR whose key validates (a NIR typed as a number). List items
-    are numbered (``data.enfants.2.prenom``); a mapping key holding a NIR is reported as its
-    parent path plus :data:`KEY_MARKER`, never by itself. A path in ``skip`` is not scanned;
+    counts when it is a plausible 15-digit NIR (a NIR typed as a number; 13-digit integers are
+    left alone, as epoch milliseconds are that long). List items are numbered
+    (``data.enfants.2.prenom``); a mapping key holding a NIR is reported as its parent path
+    plus :data:`KEY_MARKER`, never by itself. A path in ``skip`` is not scanned;
     list items are matched there by ``*`` too (``data.sites.*.siret``), as
     :func:`schemas.constraints.company_identifier_paths` names them. Raises :class:`TooDeep`
     beyond :data:`MAX_DEPTH` levels instead of recursing.

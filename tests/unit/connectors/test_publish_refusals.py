@@ -155,3 +155,11 @@ def test_a_nir_hidden_in_any_string_is_refused_and_never_repeated(
     assert not contains_nir(str(refusal))
     assert spelling not in str(refusal)
 
+
+
+def test_a_lone_surrogate_is_a_refused_field_not_a_crash(publisher: Publisher) -> None:
+    """JSON may carry ``"\\ud800"``; no Avro writer can encode it, so it is refused by name."""
+    event = _event() | {"data": _event()["data"] | {"ville_etudes": "Lyon \ud800"}}
+    refusal = _refused(publisher, event)
+    assert refusal.field == "data.ville_etudes"
+    assert "surrogate" in refusal.reason

@@ -57,12 +57,13 @@ def test_known_nir_validates_and_is_normalised() -> None:
     assert nir_key(EXAMPLE_NIR[:13]) == 46
 
 
-def test_wrong_key_message_names_field_and_keys_only() -> None:
+def test_wrong_key_message_names_the_field_not_the_keys() -> None:
     with pytest.raises(InvalidIdentifier) as caught:
         validate_nir("184127645108912", field="beneficiaire")
-    assert str(caught.value) == "beneficiaire: invalid NIR (control key 12 does not match 46)"
+    assert str(caught.value) == "beneficiaire: invalid NIR (its control key does not match)"
     assert caught.value.field == "beneficiaire"
-    assert caught.value.reason == "invalid NIR (control key 12 does not match 46)"
+    assert "12" not in caught.value.reason
+    assert "46" not in caught.value.reason
 
 
 @given(nir_numbers)
@@ -91,7 +92,7 @@ def test_corsican_keys_use_19_and_18() -> None:
     assert validate_nir("1 80 05 2A 004 123 10") == "180052A00412310"
     # the same digits under the pre-1976 département 20 have another key
     assert nir_key("1800520004123") == 80
-    with pytest.raises(InvalidIdentifier, match="control key 80 does not match 10"):
+    with pytest.raises(InvalidIdentifier, match="its control key does not match"):
         validate_nir("180052A00412380")
 
 
