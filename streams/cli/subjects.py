@@ -15,7 +15,7 @@ from streams.privacy.secret import SecretRefused
 from streams.settings import Settings
 from streams.state.bus_state import ConsentStatus
 from streams.state.contract import Contract
-from streams.state.ledger import Channel, ConsentRefused
+from streams.state.ledger import Channel
 from streams.state.subjects import (
     Subject,
     find_contract,
@@ -73,7 +73,7 @@ def _consent(contract: str, subjects: list[str], status: ConsentStatus,
     try:
         asyncio.run(set_consent(config, found, resolved, status, channel, collected_by,
                                 evidence))
-    except (SecretRefused, ConsentRefused) as exc:  # refused before anything is written
+    except SecretRefused as exc:  # a withdrawal's notices: refused before anything is written
         fail(str(exc))
     metrics.record_consent_changes(found.id, status, len(resolved))
     console.print(f"consent {status} for {len(resolved)} subject(s) under {contract}")

@@ -36,7 +36,6 @@ identifier in the wrong key.
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections.abc import Collection, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
@@ -53,7 +52,6 @@ from pydantic import (
 from schemas.catalog import Catalog, UnknownDataset
 from schemas.codec import rfc3339_millis
 from schemas.identifiers import InvalidIdentifier, validate_siret
-from schemas.nir_detection import contains_nir
 from schemas.projection import (
     DeliverySchema,
     delivery_namespace,
@@ -134,18 +132,6 @@ def segment_ms(retention: int) -> int:
     return max(_MINUTE_MS, min(retention // 10, _DAY_MS))
 
 
-_INVISIBLE = frozenset({"Cc", "Cf", "Cs", "Co", "Cn"})
-"""Unicode control, format (bidirectional overrides, zero-width), surrogate, private-use and
-unassigned characters: a contract's texts are shown to people and sent as headers."""
-
-
-def _refuse_identifiers(value: str) -> None:
-    """A contract's words go into topic names, delivery headers and the audit trail, kept for
-    good: a NIR typed into one is refused (naming the field, never the value)."""
-    if contains_nir(value):
-        raise ValueError("holds a personal identifier (a NIR): contracts name no person")
-
-
 class Contract(BaseModel):
     """One contract as recorded on ``bus.contracts``; build it from a file or from a record.
 
@@ -183,7 +169,6 @@ class Contract(BaseModel):
     def _name_pattern(cls, value: str) -> str:
         if not _NAME.fullmatch(value):
             raise ValueError("must be 3 to 64 lower-case letters, digits or hyphens")
-        _refuse_identifiers(value)
         return value
 
     @field_validator("subscriber_siret", mode="before")
@@ -202,10 +187,6 @@ class Contract(BaseModel):
     def _text(cls, value: str) -> str:
         if not value.strip():
             raise ValueError("must not be blank")
-        if any(unicodedata.category(char) in _INVISIBLE for char in value):
-            raise ValueError("holds control or invisible formatting characters (it travels in "
-                             "every delivery's headers)")
-        _refuse_identifiers(value)
         return value.strip()
 
     @field_validator("datasets")

@@ -16,8 +16,6 @@ from typing import Literal
 from aiokafka.structs import RecordMetadata
 
 from schemas.catalog import Catalog
-from schemas.identifiers import InvalidIdentifier, validate_siret
-from schemas.nir_detection import contains_nir
 from schemas.registration import value_subject
 from schemas.serde import AvroSerde
 from streams.kafka import clients
@@ -29,36 +27,6 @@ from streams.state.fences import positions_after, raise_fences
 
 Channel = Literal["online_portal", "counter", "paper_form", "phone"]
 """How a consent decision was collected (kept with it, for the proof)."""
-
-
-MAX_EVIDENCE_REF = 200
-"""Longest evidence reference kept: a form number or a session id, not a document."""
-
-
-class ConsentRefused(ValueError):
-    """A consent's attributes the bus will not record; ``field`` names which, never its value."""
-
-    def __init__(self, field: str, reason: str) -> None:
-        super().__init__(f"{field}: {reason}")
-        self.field = field
-        self.reason = reason
-
-
-def checked_provenance(collected_by: str, evidence_ref: str | None) -> tuple[str, str | None]:
-    """The body that collected a consent (its SIRET) and the evidence's reference, checked:
-    both land on ``bus.consents`` for good, so neither may carry a person's identifier."""
-    try:
-        siret = validate_siret(collected_by, "collected_by")
-    except InvalidIdentifier as exc:
-        raise ConsentRefused(exc.field, exc.reason) from None
-    if evidence_ref is not None:
-        if len(evidence_ref) > MAX_EVIDENCE_REF or not evidence_ref.isprintable():
-            raise ConsentRefused("evidence_ref", f"must be at most {MAX_EVIDENCE_REF} printable "
-                                 "characters")
-        if contains_nir(evidence_ref):
-            raise ConsentRefused("evidence_ref", "holds a personal identifier (a NIR): give "
-                                 "the form's or session's reference instead")
-    return siret, evidence_ref
 
 
 class SubjectLedger:
@@ -88,7 +56,6 @@ class SubjectLedger:
                              status: ConsentStatus, collected_by: str,
                              channel: Channel, evidence_ref: str | None = None) -> int:
         """Record a grant or a withdrawal for each subject; returns how many were written."""
-        collected_by, evidence_ref = checked_provenance(collected_by, evidence_ref)
         now = datetime.now(UTC)
         sends = []
         for ref in subject_refs:

@@ -33,7 +33,7 @@ from streams.settings import Settings
 from streams.state.bus_state import ConsentStatus
 from streams.state.contract import Contract
 from streams.state.contract_store import ContractNotFound, ContractStore
-from streams.state.ledger import Channel, SubjectLedger, checked_provenance
+from streams.state.ledger import Channel, SubjectLedger
 
 
 @dataclass(frozen=True)
@@ -87,7 +87,6 @@ async def set_consent(settings: Settings, contract: Contract, subjects: Sequence
                       status: ConsentStatus, channel: Channel,
                       collected_by: str | None = None, evidence_ref: str | None = None) -> None:
     """Record grants or withdrawals; a withdrawal also sends erasure notices."""
-    checked_provenance(collected_by or contract.subscriber_siret, evidence_ref)  # before all
     notified = pseudonyms(settings, contract, subjects) if status == "withdrawn" else []
     catalog = Catalog.load()
     serde = AvroSerde(SchemaRegistry(settings.schema_registry_url))
