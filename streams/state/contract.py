@@ -47,6 +47,7 @@ from pydantic import (
 from schemas.catalog import Catalog, UnknownDataset
 from schemas.codec import rfc3339_millis
 from schemas.identifiers import InvalidIdentifier, validate_siret
+from schemas.nir_detection import TooDeep, nir_locations
 from schemas.projection import (
     DeliverySchema,
     delivery_namespace,
@@ -119,7 +120,7 @@ class Contract(BaseModel):
     catalog has evolved since.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
 
     id: str
     subscriber: str
@@ -134,6 +135,15 @@ class Contract(BaseModel):
     valid_until: date | None = None
     revoked: bool = False
     revoked_at: datetime | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nir(cls, data: Any) -> Any:
+        """No string of a contract may hold a NIR (:func:`nir_problems`)."""
+        problems = nir_problems(data)
+        if problems:
+            raise ValueError("; ".join(f"{key}: {reason}" for key, reason in problems))
+        return data
 
     @classmethod
     def checked(cls, data: Mapping[str, Any], catalog: Catalog) -> Contract:
@@ -368,3 +378,18 @@ def catalog_problems(datasets: Any, catalog: Catalog, consent: Any = None,
             problems.append(("consent", f"{consent} needs a person's consent, but {dataset.id} "
                                         f"is about companies: use not_required"))
     return problems
+
+
+def nir_problems(document: Any) -> list[tuple[str, str]]:
+    """(key, reason) for every string of a contract document that holds a NIR.
+
+    A contract is published to operators and subscribers alike (its texts go into the delivery
+    schema's documentation): a person's number has no place in it. The SIRET is not scanned.
+    """
+    if not isinstance(document, Mapping):
+        return []
+    try:
+        places = nir_locations(document, skip={"subscriber_siret"})
+    except TooDeep as exc:
+        return [(exc.field, exc.reason)]
+    return [(place, "holds what looks like a NIR: a contract names no person") for place in places]

@@ -23,6 +23,7 @@ from streams.state.contract import (
     YAML_SUFFIXES,
     Contract,
     catalog_problems,
+    nir_problems,
     shape_problems,
 )
 
@@ -110,6 +111,8 @@ def check_document(document: Any, file: str, catalog: Catalog,
     if not isinstance(document, dict):
         return None, [problem("", f"a contract is a mapping of keys, got "
                                   f"{type(document).__name__}")]
+    if found := nir_problems(document):  # first: the other checks may quote values
+        return None, [problem(key, reason) for key, reason in found]
     problems = [problem(str(key), "set by `circulation contracts revoke`, not in a contract file")
                 for key in RECORD_ONLY_KEYS if key in document]
     fields = {k: v for k, v in document.items() if k not in RECORD_ONLY_KEYS}

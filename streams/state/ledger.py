@@ -16,6 +16,7 @@ from typing import Literal
 from aiokafka.structs import RecordMetadata
 
 from schemas.catalog import Catalog
+from schemas.nir_detection import contains_nir
 from schemas.registration import value_subject
 from schemas.serde import AvroSerde
 from streams.kafka import clients
@@ -27,6 +28,24 @@ from streams.state.fences import positions_after, raise_fences
 
 Channel = Literal["online_portal", "counter", "paper_form", "phone"]
 """How a consent decision was collected (kept with it, for the proof)."""
+
+
+class ConsentRefused(ValueError):
+    """A consent record the bus will not write; ``field`` names the culprit, never its value."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason
+
+
+def check_consent_texts(collected_by: str, evidence_ref: str | None) -> None:
+    """Refuse a NIR in the texts an operator types about a consent: they land on
+    ``bus.consents`` as they are, where only subject references may name a person."""
+    for field, value in (("collected_by", collected_by), ("evidence_ref", evidence_ref)):
+        if value is not None and contains_nir(value):
+            raise ConsentRefused(field, "holds what looks like a NIR: a person is named by "
+                                        "the subjects given, nowhere else")
 
 
 class SubjectLedger:
@@ -55,7 +74,12 @@ class SubjectLedger:
     async def record_consent(self, contract_id: str, subject_refs: Iterable[str],
                              status: ConsentStatus, collected_by: str,
                              channel: Channel, evidence_ref: str | None = None) -> int:
-        """Record a grant or a withdrawal for each subject; returns how many were written."""
+        """Record a grant or a withdrawal for each subject; returns how many were written.
+
+        :class:`ConsentRefused` (nothing written) when ``collected_by`` or ``evidence_ref``
+        holds a NIR.
+        """
+        check_consent_texts(collected_by, evidence_ref)
         now = datetime.now(UTC)
         sends = []
         for ref in subject_refs:
