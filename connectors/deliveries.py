@@ -8,8 +8,10 @@ gives one CloudEvents JSON object per delivery, with only the data the contract 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from schemas.cloudevent import from_kafka
 from schemas.codec import rfc3339_millis, to_json
@@ -41,7 +43,12 @@ async def read_deliveries(settings: Settings, contract: Contract, emit: Callable
                           from_beginning: bool = False, max_events: int | None = None,
                           timeout: float = 10.0) -> int:
     """Hand each delivery of ``contract`` to ``emit`` until ``max_events`` or ``timeout``
-    seconds, committing the group's offsets as it goes; returns how many were emitted."""
+    seconds, committing the group's offsets as it goes; returns how many were emitted.
+
+    The commits are explicit: each partition's offset is just past the last delivery emitted
+    from it (or where this run started on it), so a record fetched but not emitted is read by
+    the group's next run, never skipped.
+    """
     serde = AvroSerde(SchemaRegistry(settings.schema_registry_url))
     consumer = clients.consumer(
         settings, contract.delivery_topic,
@@ -56,15 +63,32 @@ async def read_deliveries(settings: Settings, contract: Contract, emit: Callable
         if from_beginning:
             await consumer.seek_to_beginning()
         while time.monotonic() < deadline and (max_events is None or emitted < max_events):
-            batches = await consumer.getmany(timeout_ms=200)
-            for records in batches.values():
-                for record in records:
-                    emit(delivery_json(serde, list(record.headers), record.key, record.value))
-                    emitted += 1
-                    if max_events is not None and emitted >= max_events:
-                        break
+            left = None if max_events is None else max_events - emitted
+            batches = await consumer.getmany(timeout_ms=200, max_records=left)
             if batches:
-                await consumer.commit()
+                emitted += await _emit_and_commit(consumer, serde, batches, emit, left)
     finally:
         await consumer.stop()
     return emitted
+
+
+async def _emit_and_commit(consumer: AIOKafkaConsumer, serde: AvroSerde,
+                           batches: Mapping[TopicPartition, list[Any]],
+                           emit: Callable[[Any], None], left: int | None) -> int:
+    """Emit at most ``left`` of the fetched records, then commit exactly what was emitted
+    (also when ``emit`` fails half-way); returns how many were emitted."""
+    next_offsets = {partition: await consumer.position(partition)
+                    for partition in consumer.assignment() if partition not in batches}
+    emitted = 0
+    try:
+        for partition, records in batches.items():
+            next_offsets[partition] = records[0].offset
+            for record in records:
+                if left is not None and emitted >= left:
+                    return emitted
+                emit(delivery_json(serde, list(record.headers), record.key, record.value))
+                emitted += 1
+                next_offsets[partition] = record.offset + 1
+        return emitted
+    finally:
+        await consumer.commit(next_offsets)

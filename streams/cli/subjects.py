@@ -15,7 +15,7 @@ from streams.privacy.secret import SecretRefused
 from streams.settings import Settings
 from streams.state.bus_state import ConsentStatus
 from streams.state.contract import Contract
-from streams.state.ledger import Channel
+from streams.state.ledger import Channel, ConsentRefused, check_consent_texts
 from streams.state.subjects import (
     Subject,
     find_contract,
@@ -67,8 +67,15 @@ def remove(contract: ContractArg, subjects: SubjectsArg) -> None:
     console.print(f"removed {len(resolved)} subject(s) from {contract}")
 
 
+_CONSENT_OPTIONS = {"collected_by": "--collected-by", "evidence_ref": "--evidence"}
+
+
 def _consent(contract: str, subjects: list[str], status: ConsentStatus,
              channel: Channel, collected_by: str | None, evidence: str | None) -> None:
+    try:
+        check_consent_texts(collected_by, evidence)
+    except ConsentRefused as exc:
+        fail(f"{_CONSENT_OPTIONS[exc.field]}: {exc.reason}")
     config, found, resolved = _resolved(contract, subjects)
     try:
         asyncio.run(set_consent(config, found, resolved, status, channel, collected_by,

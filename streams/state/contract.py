@@ -36,6 +36,7 @@ identifier in the wrong key.
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Collection, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
@@ -52,6 +53,7 @@ from pydantic import (
 from schemas.catalog import Catalog, UnknownDataset
 from schemas.codec import rfc3339_millis
 from schemas.identifiers import InvalidIdentifier, validate_siret
+from schemas.nir_detection import TooDeep, contains_nir, nir_locations
 from schemas.projection import (
     DeliverySchema,
     delivery_namespace,
@@ -132,6 +134,20 @@ def segment_ms(retention: int) -> int:
     return max(_MINUTE_MS, min(retention // 10, _DAY_MS))
 
 
+NIR_REASON = "holds what looks like a NIR: a contract names no person"
+_INVISIBLE = frozenset({"Cc", "Cf", "Cs", "Co", "Cn"})
+"""Unicode control, format (bidirectional overrides, zero-width), surrogate, private-use and
+unassigned characters: a contract's texts are shown to people and sent as headers."""
+
+
+def _refuse_identifiers(value: str) -> None:
+    """A contract's words go into topic names, delivery headers and the audit trail, kept for
+    good: a NIR typed into one is refused, by field (contract files are scanned whole, first,
+    by :func:`nir_problems`)."""
+    if contains_nir(value):
+        raise ValueError(NIR_REASON)
+
+
 class Contract(BaseModel):
     """One contract as recorded on ``bus.contracts``; build it from a file or from a record.
 
@@ -169,6 +185,7 @@ class Contract(BaseModel):
     def _name_pattern(cls, value: str) -> str:
         if not _NAME.fullmatch(value):
             raise ValueError("must be 3 to 64 lower-case letters, digits or hyphens")
+        _refuse_identifiers(value)
         return value
 
     @field_validator("subscriber_siret", mode="before")
@@ -187,12 +204,18 @@ class Contract(BaseModel):
     def _text(cls, value: str) -> str:
         if not value.strip():
             raise ValueError("must not be blank")
+        if any(unicodedata.category(char) in _INVISIBLE for char in value):
+            raise ValueError("holds control or invisible formatting characters (it travels in "
+                             "every delivery's headers)")
+        _refuse_identifiers(value)
         return value.strip()
 
     @field_validator("datasets")
     @classmethod
     def _datasets(cls, value: dict[str, tuple[str, ...]], info: ValidationInfo,
                   ) -> dict[str, tuple[str, ...]]:
+        if nir_locations(value):  # dataset and field names become schema names and headers
+            raise ValueError(NIR_REASON)
         _raise_problems(shape_problems(value), value, _context_catalog(info))
         return value
 
@@ -447,3 +470,18 @@ def catalog_problems(datasets: Any, catalog: Catalog, consent: Any = None) -> li
             problems.append((("consent",), f"{consent} needs a person's consent, but "
                                            f"{dataset.id} is about companies: use not_required"))
     return problems
+
+
+def nir_problems(document: Any) -> list[tuple[str, str]]:
+    """(key, reason) for every string of a contract document that holds a NIR.
+
+    A contract is published to operators and subscribers alike (its texts go into the delivery
+    schema's documentation): a person's number has no place in it. The SIRET is not scanned.
+    """
+    if not isinstance(document, Mapping):
+        return []
+    try:
+        places = nir_locations(document, skip={"subscriber_siret"})
+    except TooDeep as exc:
+        return [(exc.field, exc.reason)]
+    return [(place, NIR_REASON) for place in places]

@@ -24,6 +24,7 @@ import yaml
 from pydantic import ValidationError as PydanticValidationError
 
 from schemas.catalog import Catalog
+from schemas.nir_detection import KEY_MARKER
 from streams.state.contract import (
     FILE_KEYS,
     RECORD_ONLY_KEYS,
@@ -32,6 +33,7 @@ from streams.state.contract import (
     Place,
     Problem,
     catalog_problems,
+    nir_problems,
     place_name,
     shape_problems,
 )
@@ -45,6 +47,15 @@ MAX_DEPTH = 8
 its datasets, a field list); parsing deeper input recurses once per level."""
 _STR_TAG = "tag:yaml.org,2002:str"
 _NOT_A_STRING = "a key must be a string"
+
+
+def _place(path: str) -> Place:
+    """A dotted path of the NIR scan as a place: list items by number; a key holding the NIR
+    (the scan's marker) is told by its parent, since the key itself is never shown."""
+    parts = path.split(".")
+    if parts[-1] == KEY_MARKER:
+        parts.pop()
+    return tuple(int(part) if part.isdigit() else part for part in parts if part)
 
 
 @dataclass(frozen=True)
@@ -195,6 +206,8 @@ def check_document(document: Any, file: str, catalog: Catalog,
     if not isinstance(document, dict):
         return None, [problem((), f"a contract is a mapping of keys, got "
                                   f"{type(document).__name__}")]
+    if found := nir_problems(document):  # first: the other checks may quote values
+        return None, [problem(_place(key), reason) for key, reason in found]
     problems = [problem((key,), "set by `circulation contracts revoke`, not in a contract file")
                 for key in RECORD_ONLY_KEYS if key in document]
     fields = {k: v for k, v in document.items() if k not in RECORD_ONLY_KEYS}

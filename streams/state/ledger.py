@@ -16,6 +16,8 @@ from typing import Literal
 from aiokafka.structs import RecordMetadata
 
 from schemas.catalog import Catalog
+from schemas.identifiers import InvalidIdentifier, validate_siret
+from schemas.nir_detection import contains_nir
 from schemas.registration import value_subject
 from schemas.serde import AvroSerde
 from streams.kafka import clients
@@ -27,6 +29,39 @@ from streams.state.fences import positions_after, raise_fences
 
 Channel = Literal["online_portal", "counter", "paper_form", "phone"]
 """How a consent decision was collected (kept with it, for the proof)."""
+
+
+class ConsentRefused(ValueError):
+    """A consent record the bus will not write; ``field`` names the culprit, never its value."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason
+
+
+MAX_EVIDENCE_REF = 200
+"""Longest evidence reference kept: a form number or a session id, not a document."""
+
+
+def check_consent_texts(collected_by: str | None, evidence_ref: str | None) -> None:
+    """Refuse a NIR in the texts an operator types about a consent: they land on
+    ``bus.consents`` as they are, where only subject references may name a person. The
+    collecting body is a SIRET (the schema says so; the Avro writer does not check patterns),
+    the evidence a short printable reference."""
+    for field, value in (("collected_by", collected_by), ("evidence_ref", evidence_ref)):
+        if value is not None and contains_nir(value):
+            raise ConsentRefused(field, "holds what looks like a NIR: a person is named by "
+                                        "the subjects given, nowhere else")
+    if collected_by is not None:
+        try:
+            validate_siret(collected_by, "collected_by")
+        except InvalidIdentifier as exc:
+            raise ConsentRefused(exc.field, exc.reason) from None
+    if evidence_ref is not None and (len(evidence_ref) > MAX_EVIDENCE_REF
+                                     or not evidence_ref.isprintable()):
+        raise ConsentRefused("evidence_ref", f"must be at most {MAX_EVIDENCE_REF} printable "
+                                             "characters")
 
 
 class SubjectLedger:
@@ -55,7 +90,12 @@ class SubjectLedger:
     async def record_consent(self, contract_id: str, subject_refs: Iterable[str],
                              status: ConsentStatus, collected_by: str,
                              channel: Channel, evidence_ref: str | None = None) -> int:
-        """Record a grant or a withdrawal for each subject; returns how many were written."""
+        """Record a grant or a withdrawal for each subject; returns how many were written.
+
+        :class:`ConsentRefused` (nothing written) when ``collected_by`` or ``evidence_ref``
+        holds a NIR.
+        """
+        check_consent_texts(collected_by, evidence_ref)
         now = datetime.now(UTC)
         sends = []
         for ref in subject_refs:

@@ -1,6 +1,6 @@
 """A NIR hidden anywhere, in any usual spelling, reaches no topic, log line, refusal, dead letter
-or audit record: the edge refuses it, and a record written past the edge is dead-lettered
-without it.
+or audit record: the edge refuses it (in an event, a consent or a contract), and a record written
+past the edge is dead-lettered without it.
 
 Hypothesis draws a valid NIR (Corsican ones included), a spelling (unbroken, spaced, dotted,
 slashed, underscored, with non-breaking spaces; with or without its key) and a place: any string
@@ -22,7 +22,7 @@ import pytest
 import structlog
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pydantic import SecretStr
+from pydantic import SecretStr, ValidationError
 
 from connectors.publisher import Publisher, PublishRefused
 from schemas.catalog import Catalog
@@ -37,6 +37,7 @@ from streams.routing.router import Router
 from streams.settings import Settings
 from streams.state.bus_state import BusState
 from streams.state.contract import Contract
+from streams.state.ledger import ConsentRefused, check_consent_texts
 from tests.unit.memory_registry import MemoryRegistry
 
 CATALOG = Catalog.load()
@@ -224,3 +225,58 @@ def test_a_nir_written_past_the_edge_reaches_no_record_or_log(
     hidden_in_payload = place not in ("traceparent", "<header name>", "<record key>")
     if hidden_in_payload:  # what the router reads: the record goes nowhere but the dead letters
         assert {o.topic for o in out} == {"bus.dlq"}, place
+
+
+CONTRACT = {"id": "lyon-cantine", "subscriber": "ville-de-lyon",
+            "subscriber_siret": "21690123100011", "purpose": "Tarification sociale",
+            "legal_basis": "CRPA art. L114-8", "datasets": {"quotient_familial": ["annee"]},
+            "consent": "opt_in", "population": "all", "retention": "P90D",
+            "valid_from": "2026-01-01"}
+
+
+@settings(max_examples=200, deadline=None)
+@given(field=st.sampled_from(["id", "subscriber", "purpose", "legal_basis"]), nir=spellings(),
+       glue=st.sampled_from(["-", " ", ""]))
+def test_a_contract_naming_a_nir_anywhere_is_refused_without_repeating_it(
+        field: str, nir: tuple[str, str], glue: str) -> None:
+    """A contract's words become topic names, delivery headers and audit records."""
+    spelling, compact = nir
+    if field in ("id", "subscriber"):  # names: lower-case letters, digits and hyphens only
+        spelling = compact.lower()
+    document = CONTRACT | {field: f"{CONTRACT[field]}{glue or '-'}{spelling}"}
+    with pytest.raises(ValidationError) as refused:
+        Contract.checked(document, CATALOG)
+    problems = refused.value.errors(include_input=False)
+    assert [problem["loc"] for problem in problems] == [(field,)]
+    _assert_nowhere(spelling, compact, str(refused.value), repr(problems))
+
+
+@settings(max_examples=200, deadline=None)
+@given(nir=spellings(), field=st.sampled_from(["collected_by", "evidence_ref"]))
+def test_a_consent_carrying_a_nir_is_refused_before_anything_is_written(
+        nir: tuple[str, str], field: str) -> None:
+    spelling, compact = nir
+    provenance = {"collected_by": "21690123100011", "evidence_ref": "formulaire 2026-118"}
+    provenance[field] = spelling if field == "collected_by" else f"dossier {spelling}"
+    with pytest.raises(ConsentRefused) as refused:
+        check_consent_texts(provenance["collected_by"], provenance["evidence_ref"])
+    assert refused.value.field == field
+    _assert_nowhere(spelling, compact, str(refused.value))
+
+
+@pytest.mark.parametrize(("collected_by", "evidence"), [
+    ("ville-de-lyon", None), ("21690123100012", None), (None, "x" * 201), (None, "a\nb")],
+    ids=["not-a-siret", "bad-luhn", "long-evidence", "unprintable-evidence"])
+def test_a_consent_s_provenance_is_a_siret_and_a_short_reference(
+        collected_by: str | None, evidence: str | None) -> None:
+    with pytest.raises(ConsentRefused) as refused:
+        check_consent_texts(collected_by, evidence)
+    assert refused.value.field == ("collected_by" if collected_by else "evidence_ref")
+
+
+@pytest.mark.parametrize("text", ["Tarification\u202eelaicos", "Tarif\x00sociale",
+                                  "Tarif\u200bsociale"], ids=["bidi", "nul", "zero-width"])
+def test_a_contract_text_with_invisible_characters_is_refused(text: str) -> None:
+    with pytest.raises(ValidationError) as refused:
+        Contract.checked(CONTRACT | {"purpose": text}, CATALOG)
+    assert [p["loc"] for p in refused.value.errors()] == [("purpose",)]
