@@ -171,3 +171,23 @@ class _IdentifierPaths:
             if _COMPANY_IDENTIFIER.fullmatch(str(item.get("pattern", ""))):
                 self.found.add(where)
             self.walk(item["type"], where, active | names)
+
+
+def holds_plain_numbers(schema: Any) -> bool:
+    """Whether a schema (JSON form) has a ``long`` that is not a timestamp: a number large
+    enough to be a NIR typed as one, which no scan of the encoded bytes can see (Avro writes it
+    in binary), so callers scanning for NIRs walk the decoded record instead."""
+    if schema == "long":
+        return True
+    if isinstance(schema, list):
+        return any(holds_plain_numbers(branch) for branch in schema)
+    if not isinstance(schema, Mapping):
+        return False
+    kind = schema.get("type")
+    if kind == "long":
+        return "logicalType" not in schema
+    if kind == "record":
+        return any(holds_plain_numbers(item["type"]) for item in schema["fields"])
+    if kind in ("array", "map"):
+        return holds_plain_numbers(schema["items" if kind == "array" else "values"])
+    return holds_plain_numbers(kind)

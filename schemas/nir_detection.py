@@ -29,7 +29,7 @@ import re
 from collections.abc import Container, Mapping
 from typing import Final
 
-__all__ = ["KEY_MARKER", "MAX_DEPTH", "TooDeep", "contains_nir", "nir_locations"]
+__all__ = ["KEY_MARKER", "MAX_DEPTH", "TooDeep", "contains_nir", "may_hold_nir", "nir_locations"]
 
 MAX_DEPTH: Final = 64
 """Deepest nesting :func:`nir_locations` walks; the catalog's schemas nest a few levels."""
@@ -64,6 +64,12 @@ _UTF16_HINT: Final = re.compile(rb"(?:[0-9ABab]\x00(?:(?![0-9]\x00)..){0,3}){12}
 """Thirteen NIR characters in UTF-16 (little-endian, or big-endian one byte further)."""
 
 
+_ENCODED_PREFILTER: Final = re.compile(rb"[0-9][0-9ABab\s\x00\x1c-\x1f._/\x80-\xff-]{12}")
+""":data:`_PREFILTER` for encoded text: any byte of a non-ASCII character (a non-breaking space
+is two bytes, a narrow one three) and NUL (UTF-16) may stand between two groups, so that a run
+of encoded bytes is never shorter than the run of characters it encodes."""
+
+
 class TooDeep(ValueError):
     """A value nests deeper than :data:`MAX_DEPTH`; ``field`` is where the walk stopped."""
 
@@ -87,6 +93,17 @@ def contains_nir(data: str | bytes) -> bool:
     if len(data) < _SHORTEST or _PREFILTER.search(data) is None or _UUID.fullmatch(data):
         return False
     return any(_run_holds_nir(data, run) for run in _RUN.finditer(data))
+
+
+def may_hold_nir(encoded: bytes) -> bool:
+    """Whether any text encoded in ``encoded`` (UTF-8 or UTF-16 strings, as in an Avro record)
+    could hold a NIR: False is certain, True only means "look closer".
+
+    One regular-expression scan of the raw bytes, so that a caller routing thousands of events
+    a second walks a decoded record's strings only when its bytes hold a run long enough. It
+    says nothing of numbers encoded in binary (an Avro long): callers check those apart.
+    """
+    return _ENCODED_PREFILTER.search(encoded) is not None
 
 
 def _bytes_hold_nir(data: bytes) -> bool:

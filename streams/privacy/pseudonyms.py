@@ -28,7 +28,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
-import uuid
 from typing import Final, Literal
 
 from pydantic import SecretStr
@@ -57,6 +56,8 @@ _SUBJECT_DOMAIN: Final = b"circulation/subject/v1/"
 _PSEUDONYM_DOMAIN: Final = b"circulation/pseudonym/v2/"
 _REFERENCE_SHAPE: Final = re.compile(r"sr1_[0-9a-f]{64}")
 _SIREN_SHAPE: Final = re.compile(r"[0-9]{9}")
+_VARIANT: Final = {digit: "89ab"[int(digit, 16) & 0x3] for digit in "0123456789abcdef"}
+"""The RFC 9562 variant digit (10xx in binary) keeping a hex digit's two low bits."""
 
 
 def _secret_key(secret: SecretStr) -> bytes:
@@ -153,10 +154,9 @@ class SubscriberPseudonyms:
         """
         mac = self._mac.copy()
         mac.update(b"\x00event\x00%s\x00%s" % (source.encode(), event_id.encode()))
-        digest = bytearray(mac.digest()[:16])
-        digest[6] = digest[6] & 0x0F | 0x80  # RFC 9562 version 8, "custom"
-        digest[8] = digest[8] & 0x3F | 0x80  # RFC 9562 variant
-        return str(uuid.UUID(bytes=bytes(digest)))
+        h = mac.hexdigest()
+        # RFC 9562 layout: version 8 ("custom") in the 13th digit, the variant in the 17th
+        return f"{h[:8]}-{h[8:12]}-8{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:32]}"
 
 
 class Pseudonymiser:

@@ -15,7 +15,7 @@ the id, not a time finer than the day (ARCHITECTURE.md, threat model).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Final
 
 from schemas.cloudevent import AVRO_CONTENT_TYPE, EVENT_ID
@@ -105,7 +105,7 @@ def _day(text: str) -> bytes:
 
 
 def _midnight(day: date) -> bytes:
-    return datetime.combine(day, time(), UTC).strftime("%Y-%m-%dT%H:%M:%SZ").encode()
+    return f"{day.isoformat()}T00:00:00Z".encode()
 
 
 def extension_headers(contract: Contract) -> tuple[tuple[str, bytes], ...]:

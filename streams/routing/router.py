@@ -30,8 +30,12 @@ import structlog
 
 from schemas.catalog import Catalog, CatalogError, Dataset
 from schemas.codec import encode
-from schemas.constraints import company_identifier_paths, compile_checker
-from schemas.nir_detection import nir_locations
+from schemas.constraints import (
+    company_identifier_paths,
+    compile_checker,
+    holds_plain_numbers,
+)
+from schemas.nir_detection import may_hold_nir, nir_locations
 from schemas.projection import delivery_schema, full_name, project_datum, union_value
 from schemas.registration import value_subject
 from schemas.registry import canonical
@@ -76,7 +80,8 @@ class Router:
         """Recorded contracts that no longer compile against the catalog (for the metrics)."""
         self._plans: dict[tuple[str, str], _DeliveryPlan] = {}
         self._checkers: dict[str, Callable[[Any], None]] = {}
-        self._company_paths: dict[str, frozenset[str]] = {}
+        self._scans: dict[str, tuple[frozenset[str], bool]] = {}
+        """Per dataset: the SIREN/SIRET paths a NIR scan skips, and whether it has numbers."""
         self._expiries: dict[str, bytes] = {}
         self.tally = RoutingTally()
         """Decisions and dead letters since the worker last took them (for the metrics)."""
@@ -153,7 +158,7 @@ class Router:
                                    f"{dataset.subject_kind}")
         _, datum = self.serde.decode(record.value, dataset.latest.parsed)
         self._checker(dataset)(datum)  # the catalog's value constraints
-        hidden = nir_locations(datum, skip=self._unscanned(dataset), path="data")
+        hidden = self._hidden_nirs(dataset, record.value, datum)
         if hidden:  # a provider writing without the edge, or free text it did not check
             raise UnroutableRecord(hidden[0], "holds a personal identifier (a NIR)")
         out: list[Outgoing] = []
@@ -181,13 +186,18 @@ class Router:
         self.tally.decision(subscriber, terms.contract_id, decision.reason)
         return written
 
-    def _unscanned(self, dataset: Dataset) -> frozenset[str]:
-        """The data paths typed SIREN or SIRET: public identifiers, not scanned for NIRs."""
-        paths = self._company_paths.get(dataset.id)
-        if paths is None:
-            paths = self._company_paths[dataset.id] = company_identifier_paths(
-                dataset.latest.raw)
-        return paths
+    def _hidden_nirs(self, dataset: Dataset, value: bytes, datum: Any) -> list[str]:
+        """Where the event's data holds a NIR. Its strings are walked only when its encoded
+        bytes hold a run long enough for one (or numbers Avro writes in binary): walking every
+        string of every event would cost as much as decoding it."""
+        scan = self._scans.get(dataset.id)
+        if scan is None:
+            scan = self._scans[dataset.id] = (company_identifier_paths(dataset.latest.raw),
+                                              holds_plain_numbers(dataset.latest.raw))
+        skip, numbers = scan
+        if not numbers and not may_hold_nir(value):
+            return []
+        return nir_locations(datum, skip=skip, path="data")
 
     def _checker(self, dataset: Dataset) -> Callable[[Any], None]:
         checker = self._checkers.get(dataset.id)

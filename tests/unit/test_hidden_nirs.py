@@ -27,8 +27,9 @@ from pydantic import SecretStr, ValidationError
 from connectors.publisher import Publisher, PublishRefused
 from schemas.catalog import Catalog
 from schemas.codec import encode, frame, from_json
+from schemas.constraints import holds_plain_numbers
 from schemas.identifiers import nir_key
-from schemas.nir_detection import contains_nir
+from schemas.nir_detection import contains_nir, may_hold_nir
 from schemas.serde import AvroSerde
 from streams.dev.synthetic import DATASETS, generate
 from streams.privacy.pseudonyms import Pseudonymiser
@@ -280,3 +281,24 @@ def test_a_contract_text_with_invisible_characters_is_refused(text: str) -> None
     with pytest.raises(ValidationError) as refused:
         Contract.checked(CONTRACT | {"purpose": text}, CATALOG)
     assert [p["loc"] for p in refused.value.errors()] == [("purpose",)]
+
+
+@settings(max_examples=500, deadline=None)
+@given(nir=spellings(), before=st.text(max_size=20), after=st.text(max_size=20),
+       encoding=st.sampled_from(["utf-8", "utf-16-le", "utf-16-be"]))
+def test_the_router_s_byte_prefilter_never_hides_a_nir(nir: tuple[str, str], before: str,
+                                                        after: str, encoding: str) -> None:
+    """The router walks an event's strings only when its encoded bytes may hold a NIR: that
+    prefilter must say so for every text the detector would flag, in every encoding."""
+    text = f"{before} {nir[0]} {after}"
+    assert contains_nir(text)
+    assert may_hold_nir(text.encode(encoding, errors="surrogatepass"))
+
+
+def test_datasets_with_plain_numbers_are_walked_whatever_their_bytes() -> None:
+    """A NIR typed as an Avro long is binary: no byte scan sees it, so those datasets are
+    always walked."""
+    numbers = {d.id for d in CATALOG.datasets() if holds_plain_numbers(d.latest.raw)}
+    assert numbers == {"paiements_france_travail", "statut_etudiant_boursier"}
+    assert not holds_plain_numbers({"type": "long", "logicalType": "timestamp-millis"})
+    assert holds_plain_numbers(["null", {"type": "array", "items": "long"}])
