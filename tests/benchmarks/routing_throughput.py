@@ -60,6 +60,8 @@ from streams.dev.synthetic import generate
 from streams.kafka import clients
 from streams.kafka.admin import ensure_topics
 from streams.kafka.topics import TopicSpec
+from streams.privacy.pseudonyms import Pseudonymiser
+from streams.privacy.secret import pseudonym_secret
 from streams.settings import Settings
 from streams.state.contract import Contract
 from streams.state.contract_store import ContractStore
@@ -220,7 +222,7 @@ async def latency(settings: Settings, rate: float, seconds: float, seed: int, lo
                                 auto_offset_reset="latest", enable_auto_commit=False)
     await consumer.start()
     samples: list[float] = []
-    measured_from = [datetime.max.replace(tzinfo=UTC)]
+    sent_at: dict[str, datetime] = {}
     try:
         await asyncio.sleep(15)  # the worker joins its group and reads the state topics
         async with Publisher(settings) as publisher:
@@ -233,10 +235,14 @@ async def latency(settings: Settings, rate: float, seconds: float, seed: int, lo
 
             warm_pool = prepared(int(rate * WARM_WINDOW_SECONDS), seed + 1)
             measured = prepared(int(rate * seconds), seed)
-            reader = asyncio.create_task(_read_latencies(consumer, samples, measured_from))
+            # A subscriber gets its own id for each event: the reader finds the provider's by it.
+            own_ids = Pseudonymiser(pseudonym_secret(settings)).for_subscriber(
+                contracts[0].subscriber)
+            provider_ids = {own_ids.event_id("cnaf", e.event_id): e.event_id for e in measured}
+            reader = asyncio.create_task(_read_latencies(consumer, samples, provider_ids,
+                                                         sent_at))
             warmed = await _warm_routing(publisher, warm_pool, rate, compiler)
-            measured_from[0] = datetime.now(UTC)
-            await _publish_at(publisher, measured, rate)
+            await _publish_at(publisher, measured, rate, sent_at)
             await publisher.flush()
             await asyncio.sleep(3)
             reader.cancel()
@@ -264,11 +270,16 @@ async def _warm_routing(publisher: Publisher, pool: list[OutgoingEvent], rate: f
                              WARM_UP_SECONDS)
 
 
-async def _publish_at(publisher: Publisher, events: list[OutgoingEvent], rate: float) -> None:
-    """Send ``events`` at ``rate`` a second, each stamped with the moment it is sent."""
+async def _publish_at(publisher: Publisher, events: list[OutgoingEvent], rate: float,
+                      sent_at: dict[str, datetime] | None = None) -> None:
+    """Send ``events`` at ``rate`` a second, each stamped with the moment it is sent (and that
+    moment noted in ``sent_at`` by event id: a delivery carries only the event's day)."""
     began = time.perf_counter()
     for index, outgoing in enumerate(events):
-        await publisher.send(stamped(outgoing, datetime.now(UTC)))
+        now = datetime.now(UTC)
+        if sent_at is not None:
+            sent_at[outgoing.event_id] = now
+        await publisher.send(stamped(outgoing, now))
         await asyncio.sleep(max(0.0, began + (index + 1) / rate - time.perf_counter()))
 
 
@@ -280,14 +291,15 @@ def stamped(outgoing: OutgoingEvent, now: datetime) -> OutgoingEvent:
 
 
 async def _read_latencies(consumer: AIOKafkaConsumer, samples: list[float],
-                          measured_from: list[datetime]) -> None:
+                          provider_ids: dict[str, str], sent_at: dict[str, datetime]) -> None:
+    """Latencies of the measured events as their deliveries are read (warm-up ones ignored)."""
     while True:
         for records in (await consumer.getmany(timeout_ms=100)).values():
             now = datetime.now(UTC)
             for record in records:
-                sent = datetime.fromisoformat(dict(record.headers)["ce_time"].decode()
-                                              .replace("Z", "+00:00"))
-                if sent >= measured_from[0]:
+                provider_id = provider_ids.get(dict(record.headers)["ce_id"].decode())
+                sent = sent_at.get(provider_id) if provider_id is not None else None
+                if sent is not None:
                     samples.append((now - sent).total_seconds() * 1000)
 
 
