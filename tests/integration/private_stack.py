@@ -22,13 +22,19 @@ from streams.dev.settings import LocalStackSettings
 from streams.settings import Settings
 
 CLI = [sys.executable, "-m", "streams.cli"]
+PRIVATE_PORTS = 20000
+PRIVATE_SLOTS = 1200
+"""Private stacks take three ports from 20000 + 10 × (pid mod 1200): all below 32768."""
 REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
 def stack_env(tmp_path: Path) -> Iterator[dict[str, str]]:
     """Environment of a private stack (not started: the test decides when); stopped after."""
-    base = 20000 + os.getpid() % 2000 * 10
+    # Below Linux's ephemeral range (32768 and up): there the port may be the local end of any
+    # client connection this session holds open (to the session's broker), which a listener
+    # then cannot bind, and the stack fails with "port in use" for as long as it stays open.
+    base = PRIVATE_PORTS + os.getpid() % PRIVATE_SLOTS * 10
     env = {
         **os.environ,
         "CIRCULATION_CACHE_DIR": str(LocalStackSettings().cache_dir),
