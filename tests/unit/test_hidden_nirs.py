@@ -15,7 +15,6 @@ from __future__ import annotations
 import copy
 import json
 import secrets
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -39,6 +38,7 @@ from streams.settings import Settings
 from streams.state.bus_state import BusState
 from streams.state.contract import Contract
 from streams.state.ledger import ConsentRefused, check_consent_texts
+from tests.unit.json_paths import string_paths
 from tests.unit.memory_registry import MemoryRegistry
 
 CATALOG = Catalog.load()
@@ -76,20 +76,9 @@ def _event(dataset_id: str) -> dict[str, Any]:
     return json.loads(json.dumps(next(generate(dataset_id, 1, 11))))
 
 
-def _string_paths(value: Any, path: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
-    if isinstance(value, str):
-        yield path
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            yield from _string_paths(item, (*path, key))
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            yield from _string_paths(item, (*path, index))
-
-
 EVENTS = {dataset_id: _event(dataset_id) for dataset_id in DATASETS}
 EDGE_PLACES = sorted({(dataset_id, path) for dataset_id, event in EVENTS.items()
-                      for path in _string_paths(event) if path != ("subject",)}
+                      for path in string_paths(event) if path != ("subject",)}
                      | {(d, ("<key>",)) for d in EVENTS} | {(d, ("data", "<key>")) for d in EVENTS})
 
 
@@ -114,7 +103,7 @@ def _free_text(dataset_id: str, path: tuple[Any, ...]) -> bool:
 
 
 DATA_PLACES = sorted((dataset_id, path) for dataset_id, event in EVENTS.items()
-                     for path in _string_paths(event["data"]) if _free_text(dataset_id, path))
+                     for path in string_paths(event["data"]) if _free_text(dataset_id, path))
 HEADERS = ["ce_id", "ce_source", "ce_type", "ce_time", "ce_subject", "traceparent",
            "<header name>", "<record key>"]
 

@@ -7,7 +7,6 @@ import copy
 import json
 import re
 import secrets
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -21,6 +20,7 @@ from schemas.identifiers import nir_key
 from schemas.nir_detection import contains_nir
 from streams.dev.synthetic import DATASETS, generate
 from streams.settings import Settings
+from tests.unit.json_paths import string_paths
 from tests.unit.memory_registry import MemoryRegistry
 
 CATALOG = Catalog.load()
@@ -119,20 +119,9 @@ def test_refusals_of_the_envelope_repeat_only_catalog_constants(publisher: Publi
     assert "cnous" in str(foreign)
 
 
-def _string_paths(value: Any, path: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
-    if isinstance(value, str):
-        yield path
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            yield from _string_paths(item, (*path, key))
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            yield from _string_paths(item, (*path, index))
-
-
 EVENTS = {dataset_id: _event(dataset_id, seed=7) for dataset_id in DATASETS}
 POSITIONS = sorted((dataset_id, path) for dataset_id, event in EVENTS.items()
-                   for path in _string_paths(event) if path != ("subject",))
+                   for path in string_paths(event) if path != ("subject",))
 
 
 @settings(max_examples=300, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -6,12 +6,10 @@ These run without a broker (the publisher is never entered) and with an in-memor
 
 from __future__ import annotations
 
-import secrets
 from pathlib import Path
 from typing import Any
 
 import pytest
-from pydantic import SecretStr
 from typer.testing import CliRunner
 
 from connectors.publisher import Publisher
@@ -21,6 +19,7 @@ from streams.dev.synthetic import generate
 from streams.privacy.pseudonyms import Pseudonymiser, SubjectReferences, SubscriberPseudonyms
 from streams.privacy.secret import SecretRefused, pseudonym_secret, subject_secret
 from streams.settings import Settings, get_settings
+from tests.unit.command_settings import strong_secret
 from tests.unit.memory_registry import MemoryRegistry
 from tests.unit.object_graph import held_by
 
@@ -39,13 +38,9 @@ def _publisher(settings: Settings) -> Publisher:
     return Publisher(settings, CATALOG, Registry())  # type: ignore[arg-type]
 
 
-def _strong() -> SecretStr:
-    return SecretStr(secrets.token_urlsafe(32))
-
-
 def test_an_edge_holding_both_secrets_cannot_compute_a_pseudonym(tmp_path: Path) -> None:
-    settings = Settings(cache_dir=tmp_path, subject_secret=_strong(),
-                        pseudonym_secret=_strong())
+    settings = Settings(cache_dir=tmp_path, subject_secret=strong_secret(),
+                        pseudonym_secret=strong_secret())
     publisher = _publisher(settings)
     reference = publisher.prepare(EVENT).key.decode()
     delivered = Pseudonymiser(pseudonym_secret(settings)).pseudonym("ville-de-lyon", reference)
@@ -62,14 +57,14 @@ def test_a_publisher_needs_only_the_subject_secret(tmp_path: Path) -> None:
     """On a production bus a missing pseudonym secret is refused by whatever reads it: the
     publisher starts, so it never does; nor does it make a development one."""
     settings = Settings(cache_dir=tmp_path, security_protocol="SASL_PLAINTEXT",
-                        subject_secret=_strong())
+                        subject_secret=strong_secret())
     assert _publisher(settings).prepare(EVENT).key.startswith(b"sr1_")
     assert list(tmp_path.iterdir()) == []
 
 
 def test_a_publisher_without_its_secret_does_not_start(tmp_path: Path) -> None:
     settings = Settings(cache_dir=tmp_path, security_protocol="SASL_PLAINTEXT",
-                        pseudonym_secret=_strong())
+                        pseudonym_secret=strong_secret())
     with pytest.raises(SecretRefused) as caught:
         _publisher(settings)
     assert caught.value.setting == "CIRCULATION_SUBJECT_SECRET"

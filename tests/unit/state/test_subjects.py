@@ -6,20 +6,20 @@ the pseudonym secret."""
 from __future__ import annotations
 
 import dataclasses
-import secrets
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from pydantic import SecretStr
 from typer.testing import CliRunner
 
 from schemas.catalog import Catalog
 from streams.cli import app as cli
 from streams.privacy.pseudonyms import Pseudonymiser
-from streams.settings import Settings, get_settings
+from streams.settings import Settings
 from streams.state.contract import Contract
 from streams.state.subjects import Subject, pseudonyms, resolve
+from tests.unit.command_settings import strong_secret
+
+pytest_plugins = ("tests.unit.command_settings",)  # the fresh_settings fixture
 
 CATALOG = Catalog.load()
 NIR = "184127645108946"
@@ -32,22 +32,9 @@ LYON = Contract.checked({
     "valid_from": "2026-01-01"}, CATALOG)
 
 
-def _strong() -> SecretStr:
-    return SecretStr(secrets.token_urlsafe(32))
-
-
-@pytest.fixture
-def fresh_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
-    """The command's settings read afresh from this test's environment."""
-    monkeypatch.chdir(tmp_path)  # no .env file
-    get_settings.cache_clear()
-    yield
-    get_settings.cache_clear()
-
-
 def test_resolving_typed_subjects_needs_only_the_subject_secret(tmp_path: Path) -> None:
     settings = Settings(cache_dir=tmp_path, security_protocol="SASL_PLAINTEXT",
-                        subject_secret=_strong())
+                        subject_secret=strong_secret())
     person, company = resolve(settings, [NIR, SIREN])
     assert person.reference.startswith("sr1_")
     assert company.reference == SIREN
@@ -56,9 +43,9 @@ def test_resolving_typed_subjects_needs_only_the_subject_secret(tmp_path: Path) 
 
 
 def test_a_subscriber_s_pseudonyms_need_only_the_pseudonym_secret(tmp_path: Path) -> None:
-    edge = Settings(cache_dir=tmp_path, subject_secret=_strong())
+    edge = Settings(cache_dir=tmp_path, subject_secret=strong_secret())
     subjects = resolve(edge, [NIR, SIREN])
-    secret = _strong()
+    secret = strong_secret()
     settings = Settings(cache_dir=tmp_path / "other", security_protocol="SASL_PLAINTEXT",
                         pseudonym_secret=secret)
     shown = pseudonyms(settings, LYON, subjects)
@@ -77,7 +64,7 @@ def test_a_subject_command_without_the_subject_secret_refuses_in_one_line(
                         "CIRCULATION_KAFKA_BOOTSTRAP": "127.0.0.1:1",
                         "CIRCULATION_SCHEMA_REGISTRY_URL": "http://127.0.0.1:1",
                         "CIRCULATION_CACHE_DIR": str(tmp_path),
-                        "CIRCULATION_PSEUDONYM_SECRET": _strong().get_secret_value()}.items():
+                        "CIRCULATION_PSEUDONYM_SECRET": strong_secret().get_secret_value()}.items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("CIRCULATION_SUBJECT_SECRET", raising=False)
     result = CliRunner().invoke(cli, [*command, LYON.id, NIR])
@@ -91,7 +78,7 @@ def test_a_subject_command_without_the_subject_secret_refuses_in_one_line(
 @pytest.mark.usefixtures("fresh_settings")
 def test_one_value_for_both_secrets_is_refused_in_one_line(
         monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    same = _strong().get_secret_value()
+    same = strong_secret().get_secret_value()
     for name, value in {"CIRCULATION_CACHE_DIR": str(tmp_path),
                         "CIRCULATION_SUBJECT_SECRET": same,
                         "CIRCULATION_PSEUDONYM_SECRET": same}.items():

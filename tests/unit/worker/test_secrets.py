@@ -4,45 +4,32 @@ secret it refuses to start, in one line, before it touches the broker."""
 
 from __future__ import annotations
 
-import secrets
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from pydantic import SecretStr
 from typer.testing import CliRunner
 
 from streams.cli import app as cli
 from streams.privacy.secret import SecretRefused
-from streams.settings import Settings, get_settings
+from streams.settings import Settings
 from streams.worker.app import create_app
+from tests.unit.command_settings import strong_secret
 
-
-def _strong() -> SecretStr:
-    return SecretStr(secrets.token_urlsafe(32))
-
-
-@pytest.fixture
-def fresh_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
-    """The command's settings read afresh from this test's environment."""
-    monkeypatch.chdir(tmp_path)  # no .env file
-    get_settings.cache_clear()
-    yield
-    get_settings.cache_clear()
+pytest_plugins = ("tests.unit.command_settings",)  # the fresh_settings fixture
 
 
 def test_a_worker_needs_only_the_pseudonym_secret(tmp_path: Path) -> None:
     """On a production bus a missing subject secret is refused by whatever reads it: the worker
     is built, so it never does; nor does it make a development one."""
     create_app(Settings(cache_dir=tmp_path, security_protocol="SASL_PLAINTEXT",
-                        pseudonym_secret=_strong()))
+                        pseudonym_secret=strong_secret()))
     assert list(tmp_path.iterdir()) == []
 
 
 def test_a_worker_given_only_the_subject_secret_does_not_start(tmp_path: Path) -> None:
     with pytest.raises(SecretRefused) as caught:
         create_app(Settings(cache_dir=tmp_path, security_protocol="SASL_PLAINTEXT",
-                            subject_secret=_strong()))
+                            subject_secret=strong_secret()))
     assert caught.value.setting == "CIRCULATION_PSEUDONYM_SECRET"
 
 
