@@ -42,7 +42,6 @@ __all__ = [
     "SubjectKind",
     "SubjectReferences",
     "SubscriberPseudonyms",
-    "is_subject_reference",
     "subject_kind",
 ]
 
@@ -72,11 +71,6 @@ def _secret_key(secret: SecretStr) -> bytes:
     if len(key) < MIN_SECRET_BYTES:
         raise ValueError(f"a secret must be at least {MIN_SECRET_BYTES} bytes long")
     return key
-
-
-def is_subject_reference(value: object) -> bool:
-    """Whether ``value`` has the shape of a current person subject reference."""
-    return isinstance(value, str) and _REFERENCE_SHAPE.fullmatch(value) is not None
 
 
 def subject_kind(subject: object, field: str = "subject") -> SubjectKind:
