@@ -15,7 +15,6 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from schemas.cloudevent import from_kafka
 from schemas.codec import rfc3339_millis, to_json
-from schemas.registry import SchemaRegistry
 from schemas.serde import AvroSerde
 from streams.kafka import clients
 from streams.settings import Settings
@@ -49,7 +48,7 @@ async def read_deliveries(settings: Settings, contract: Contract, emit: Callable
     from it (or where this run started on it), so a record fetched but not emitted is read by
     the group's next run, never skipped.
     """
-    serde = AvroSerde(SchemaRegistry(settings.schema_registry_url))
+    serde = AvroSerde(clients.schema_registry(settings))
     consumer = clients.consumer(
         settings, contract.delivery_topic,
         group_id=f"subscriber.{contract.subscriber}.{contract.id}",

@@ -85,7 +85,7 @@ class Publisher:
                  registry: SchemaRegistry | None = None) -> None:
         self.settings = settings
         self.catalog = catalog or Catalog.load()
-        self.registry = registry or SchemaRegistry(settings.schema_registry_url)
+        self.registry = registry or clients.schema_registry(settings)
         self._references = SubjectReferences(subject_secret(settings))
         self._serde = AvroSerde(self.registry)
         self._registered: set[str] = set()

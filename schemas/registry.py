@@ -8,6 +8,8 @@ millions of times and a consumer decodes by id on every record.
 from __future__ import annotations
 
 import json
+import ssl
+from pathlib import Path
 from typing import Any, Literal
 
 import httpx
@@ -36,9 +38,15 @@ def canonical(schema: Any) -> str:
 class SchemaRegistry:
     """Synchronous client; one per process is enough (it keeps a connection pool)."""
 
-    def __init__(self, url: str, timeout: float = 10.0) -> None:
+    def __init__(self, url: str, timeout: float = 10.0, auth: tuple[str, str] | None = None,
+                 cafile: Path | None = None) -> None:
+        """``auth`` is HTTP basic auth (a client of the registry's identity server);
+        ``cafile`` the CA an ``https`` registry's certificate must chain to (the system's
+        when unset)."""
         self.url = url.rstrip("/")
-        self._http = httpx.Client(base_url=self.url, timeout=timeout,
+        verify: ssl.SSLContext | bool = (ssl.create_default_context(cafile=str(cafile))
+                                         if cafile is not None else True)
+        self._http = httpx.Client(base_url=self.url, timeout=timeout, auth=auth, verify=verify,
                                   headers={"Accept": _CONTENT_TYPE})
         self._ids: dict[tuple[str, str], int] = {}
         self._schemas: dict[int, Any] = {}

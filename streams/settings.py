@@ -46,6 +46,18 @@ class Settings(BaseSettings):
     ssl_cafile: Path | None = None
     ssl_certfile: Path | None = None
     ssl_keyfile: Path | None = None
+    schema_registry_username: str | None = Field(
+        None, description="User name for the schema registry (HTTP basic auth, a client of the "
+        "identity server); sasl_username when unset: one credential per principal.")
+    schema_registry_password: SecretStr | None = Field(
+        None, description="Password for the schema registry; sasl_password when unset.")
+    schema_registry_cafile: Path | None = Field(
+        None, description="CA certificates the registry's TLS certificate must chain to; "
+        "ssl_cafile when unset.")
+    identity_url: str | None = Field(
+        None, description="The identity server's realm URL (OpenID Connect issuer) that holds "
+        "the registry's clients, for `circulation credentials`; unset where the registry has "
+        "no authentication.")
 
     topic_partitions: int = Field(
         3, ge=1, description="Partitions of topics the bus creates (provider and delivery topics)."
@@ -87,6 +99,19 @@ class Settings(BaseSettings):
         "the local stack its jars, data and logs).",
     )
 
+
+    def registry_credentials(self) -> tuple[str, str] | None:
+        """The registry's basic-auth user name and password: its own, or the principal's
+        Kafka credential, which ``circulation credentials`` sets for both."""
+        username = self.schema_registry_username or self.sasl_username
+        password = self.schema_registry_password or self.sasl_password
+        if username is None or password is None:
+            return None
+        return username, password.get_secret_value()
+
+    def registry_cafile(self) -> Path | None:
+        """The CA file the registry's certificate is checked against."""
+        return self.schema_registry_cafile or self.ssl_cafile
 
     @model_validator(mode="after")
     def _secrets_apart(self) -> Settings:

@@ -14,7 +14,6 @@ from aiokafka import ConsumerRecord, TopicPartition
 
 from schemas.catalog import Catalog
 from schemas.codec import DecodeError
-from schemas.registry import SchemaRegistry
 from schemas.serde import AvroSerde
 from streams.audit.chain import (
     GENESIS,
@@ -101,7 +100,7 @@ async def read_chains(settings: Settings, since: dict[int, int] | None = None,
     Aborted records are read too (``read_uncommitted``): they sit in the log like any other,
     and must prove themselves or show as breaks.
     """
-    serde = AvroSerde(SchemaRegistry(settings.schema_registry_url))
+    serde = AvroSerde(clients.schema_registry(settings))
     reader = Catalog.load().bus_record("audit").latest.parsed
     partitions = await topic_partitions(settings, [topic])
     consumer = clients.consumer(settings, enable_auto_commit=False,

@@ -19,8 +19,9 @@ from aiokafka.errors import KafkaError
 from rich.table import Table
 
 from schemas.catalog import Catalog
-from schemas.registry import RegistryError, SchemaRegistry
+from schemas.registry import RegistryError
 from streams.cli.console import console, errors, fail, settings
+from streams.kafka import clients
 from streams.kafka.admin import TopicError
 from streams.state.contract import Contract
 from streams.state.contract_files import ContractProblem, validate_paths
@@ -47,7 +48,7 @@ def _run(operation: Callable[[ContractStore], Coroutine[Any, Any, T]]) -> T:
     """Run ``operation`` against the configured cluster and registry; fail cleanly on errors."""
     current = settings()
     try:
-        with SchemaRegistry(current.schema_registry_url) as registry:
+        with clients.schema_registry(current) as registry:
             store = ContractStore(current, registry, Catalog.load())
             return asyncio.run(operation(store))
     except ContractNotFound as exc:

@@ -10,8 +10,9 @@ from rich.table import Table
 from schemas.catalog import Catalog
 from schemas.compatibility import check_catalog
 from schemas.registration import dataset_subjects, register_versions, value_subject
-from schemas.registry import RegistryError, SchemaRegistry
+from schemas.registry import RegistryError
 from streams.cli.console import console, errors, fail, settings
+from streams.kafka import clients
 from streams.kafka.topics import BUS_RECORD_TOPICS
 
 app = typer.Typer(help="The event catalog: check compatibility, register in the registry.",
@@ -45,7 +46,10 @@ def register(
     for column in ("subject", "versions", "schema ids"):
         table.add_column(column, overflow="fold")
     try:
-        with SchemaRegistry(url or settings().schema_registry_url) as registry:
+        current = settings()
+        if url is not None:
+            current = current.model_copy(update={"schema_registry_url": url})
+        with clients.schema_registry(current) as registry:
             for subject, versions in subjects:
                 done = register_versions(registry, subject, versions)
                 table.add_row(subject, ", ".join(f"v{r.version}" for r in done),

@@ -29,7 +29,6 @@ from connectors.deliveries import delivery_json
 from connectors.publisher import Publisher
 from schemas.catalog import Catalog
 from schemas.codec import to_json
-from schemas.registry import SchemaRegistry
 from schemas.serde import AvroSerde
 from streams.dev.localstack import LocalStack, StackError, start_showing
 from streams.dev.settings import LocalStackSettings
@@ -151,7 +150,7 @@ def _summary(contracts: list[Contract], audits: list[dict[str, Any]]) -> Table:
 
 async def _run(config: Settings, catalog: Catalog, console: Console) -> None:
     contracts = _contracts(catalog)
-    registry = SchemaRegistry(config.schema_registry_url)
+    registry = clients.schema_registry(config)
     serde = AvroSerde(registry)
     await ContractStore(config, registry, catalog).apply(contracts)
     console.print(f"applied {len(contracts)} contracts from {CONTRACTS_DIR}")

@@ -22,6 +22,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.client import AIOKafkaClient
 from aiokafka.helpers import create_ssl_context
 
+from schemas.registry import SchemaRegistry
 from streams.settings import Settings
 
 
@@ -83,3 +84,9 @@ async def admin(settings: Settings, **options: Any) -> AsyncIterator[AIOKafkaAdm
         yield client
     finally:
         await client.close()
+
+
+def schema_registry(settings: Settings) -> SchemaRegistry:
+    """A client of the bus's schema registry, with the principal's credential and CA."""
+    return SchemaRegistry(settings.schema_registry_url, auth=settings.registry_credentials(),
+                          cafile=settings.registry_cafile())

@@ -24,7 +24,6 @@ from typing import Literal
 
 from schemas.catalog import Catalog
 from schemas.cloudevent import kafka_headers, to_kafka
-from schemas.registry import SchemaRegistry
 from schemas.serde import AvroSerde
 from streams.kafka import clients
 from streams.privacy.pseudonyms import Pseudonymiser, SubjectReferences
@@ -46,7 +45,7 @@ class Subject:
 
 async def find_contract(settings: Settings, contract_id: str) -> Contract:
     """The recorded contract of that id; LookupError naming it otherwise."""
-    registry = SchemaRegistry(settings.schema_registry_url)
+    registry = clients.schema_registry(settings)
     try:
         return await ContractStore(settings, registry, Catalog.load()).get(contract_id)
     except ContractNotFound as exc:
@@ -78,7 +77,7 @@ def pseudonyms(settings: Settings, contract: Contract,
 async def set_population(settings: Settings, contract: Contract, subjects: Sequence[Subject],
                          enrolled: bool) -> None:
     """Enrol or release subjects; returns once the records are durably written."""
-    serde = AvroSerde(SchemaRegistry(settings.schema_registry_url))
+    serde = AvroSerde(clients.schema_registry(settings))
     async with SubjectLedger(settings, serde, Catalog.load()) as ledger:
         await ledger.record_population(contract.id, [s.reference for s in subjects], enrolled)
 
@@ -89,7 +88,7 @@ async def set_consent(settings: Settings, contract: Contract, subjects: Sequence
     """Record grants or withdrawals; a withdrawal also sends erasure notices."""
     notified = pseudonyms(settings, contract, subjects) if status == "withdrawn" else []
     catalog = Catalog.load()
-    serde = AvroSerde(SchemaRegistry(settings.schema_registry_url))
+    serde = AvroSerde(clients.schema_registry(settings))
     async with SubjectLedger(settings, serde, catalog) as ledger:
         await ledger.record_consent(contract.id, [s.reference for s in subjects], status,
                                     collected_by or contract.subscriber_siret, channel,

@@ -20,9 +20,9 @@ import structlog
 from faust.types import TP
 
 from schemas.catalog import Catalog
-from schemas.registry import SchemaRegistry
 from schemas.serde import AvroSerde
 from streams.audit.heads import ChainHeads
+from streams.kafka import clients
 from streams.ops import metrics
 from streams.privacy.pseudonyms import Pseudonymiser
 from streams.routing.records import SourceRecord
@@ -60,7 +60,7 @@ class RoutingService:
                  pseudonymiser: Pseudonymiser) -> None:
         self.app = app
         self.settings = settings
-        self.serde = AvroSerde(SchemaRegistry(settings.schema_registry_url))
+        self.serde = AvroSerde(clients.schema_registry(settings))
         self.router = Router(catalog, self.serde, pseudonymiser)
         self.heads = ChainHeads(settings, self.serde, catalog.bus_record("audit").latest.parsed,
                                 self.router.chains)
