@@ -81,7 +81,7 @@ def _load(settings: Settings, name: str, value: SecretStr | None,
                             f"CIRCULATION_SECURITY_PROTOCOL is {settings.security_protocol}: a "
                             "local secret is generated on a PLAINTEXT bus only")
     kept = settings.cache_dir / "secrets" / f"{name}-secret"
-    _create_development_secret(kept)
+    generate_secret_file(kept)
     return _strong(setting, _read_owner_only(setting, kept, "development secret"))
 
 
@@ -124,9 +124,9 @@ def _read_owner_only(setting: str, path: Path, what: str) -> SecretStr:
         raise SecretRefused(setting, f"the {what} {path} is not UTF-8 text") from None
 
 
-def _create_development_secret(path: Path) -> None:
-    """Create ``path`` (owner-only) with a random secret unless it exists; two processes
-    starting together agree on the one that was linked first."""
+def generate_secret_file(path: Path) -> None:
+    """Create ``path`` (owner-only) with a random secret (256 bits, hexadecimal) unless it
+    exists; two processes starting together agree on the one that was linked first."""
     if path.exists():
         return
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
