@@ -29,6 +29,10 @@ class UnknownSchemaId(RegistryError):
     """The registry holds no schema under that id: the record, not the registry, is at fault."""
 
 
+class RegistryRefused(RegistryError):
+    """The registry did not authenticate the caller (401) or does not let it do this (403)."""
+
+
 def canonical(schema: Any) -> str:
     """A stable text form of a schema, so that the same schema is recognised in the cache."""
     parsed = json.loads(schema) if isinstance(schema, str) else schema
@@ -73,6 +77,11 @@ class SchemaRegistry:
             raise UnknownSchemaId(f"no schema with id {path.rsplit('/', 1)[-1]} in the registry")
         if response.status_code == 404 and missing_ok:
             return None
+        if response.status_code in (401, 403):
+            why = ("the credential is unknown or wrong" if response.status_code == 401
+                   else "the credential may not do this")
+            raise RegistryRefused(f"schema registry refused {method} {path}: HTTP "
+                                  f"{response.status_code} ({why})")
         if response.status_code >= 400:
             raise RegistryError(f"schema registry refused {method} {path}: "
                                 f"HTTP {response.status_code} {response.text[:500]}")
@@ -86,6 +95,22 @@ class SchemaRegistry:
             return cached
         answer = self._call("POST", f"/subjects/{subject}/versions",
                             {"schema": text, "schemaType": "AVRO"})
+        schema_id = int(answer["id"])
+        self._ids[(subject, text)] = schema_id
+        self._schemas[schema_id] = json.loads(text)
+        return schema_id
+
+    def lookup(self, subject: str, schema: Any) -> int | None:
+        """The global id of ``schema`` if it is registered under ``subject``, else None: what a
+        principal that may only read the registry asks instead of registering."""
+        text = canonical(schema)
+        cached = self._ids.get((subject, text))
+        if cached is not None:
+            return cached
+        answer = self._call("POST", f"/subjects/{subject}", {"schema": text, "schemaType": "AVRO"},
+                            missing_ok=True)
+        if answer is None:
+            return None
         schema_id = int(answer["id"])
         self._ids[(subject, text)] = schema_id
         self._schemas[schema_id] = json.loads(text)

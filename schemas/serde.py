@@ -1,8 +1,9 @@
 """Confluent-framed Avro against the schema registry, both ways, with every id cached.
 
-Encoding registers (once) the writer schema under the record's subject and frames the payload
-with the registry id; decoding reads the id, fetches (once) the writer schema, and resolves it
-against the reader's schema, which is how an old reader keeps reading newer records.
+Encoding looks up (once) the writer schema's id under the record's subject, registering it only
+where it is missing and the caller may, and frames the payload with the id; decoding reads the
+id, fetches (once) the writer schema, and resolves it against the reader's schema, which is how
+an old reader keeps reading newer records.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any, Protocol
 import fastavro
 
 from schemas.codec import DecodeError, Schema, decode, encode, frame, from_json, unframe
-from schemas.registry import SchemaRegistry, UnknownSchemaId
+from schemas.registry import RegistryRefused, SchemaRegistry, UnknownSchemaId
 
 
 class WriterSchema(Protocol):
@@ -37,13 +38,27 @@ class AvroSerde:
         self._resolutions: dict[tuple[int, int], tuple[Schema, bool]] = {}
 
     def schema_id(self, subject: str, schema_text: str) -> int:
-        """The registry id of ``schema_text`` under ``subject``, registering it the first time."""
+        """The registry id of ``schema_text`` under ``subject``: looked up, and registered
+        only when it is not there yet. On a secured registry only the operator registers, so
+        a provider or a worker only ever looks up; for them an unregistered schema is an
+        error saying who must register it."""
         key = (subject, schema_text)
         cached = self._ids.get(key)
         if cached is None:
-            cached = self.registry.register(subject, schema_text)
+            cached = self.registry.lookup(subject, schema_text)
+            if cached is None:
+                cached = self._register(subject, schema_text)
             self._ids[key] = cached
         return cached
+
+    def _register(self, subject: str, schema_text: str) -> int:
+        try:
+            return self.registry.register(subject, schema_text)
+        except RegistryRefused as exc:
+            raise RegistryRefused(
+                f"{subject} has no such schema registered and this principal may not register "
+                "one: the operator registers the catalog (`circulation schemas register`) and "
+                f"the contracts (`circulation contracts apply`); {exc}") from None
 
     def encode_datum(self, subject: str, schema: WriterSchema, datum: Any) -> bytes:
         """Frame an Avro datum already in fastavro's form."""

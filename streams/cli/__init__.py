@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from streams.cli import (
+    acl,
     audit,
     consume,
     contracts,
@@ -28,6 +29,7 @@ app.add_typer(local.app, name="local")
 app.add_typer(schemas.app, name="schemas")
 app.add_typer(contracts.app, name="contracts")
 app.add_typer(audit.app, name="audit")
+app.add_typer(acl.app, name="acl")
 app.add_typer(subjects.population_app, name="population")
 app.add_typer(subjects.consent_app, name="consent")
 app.command()(worker.worker)

@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import shlex
 import time
 from typing import Annotated
 
 import typer
+from aiokafka.errors import KafkaError
 from rich.table import Table
 
+from schemas.registry import RegistryError
+from streams.cli.acl import sync_acls
 from streams.cli.console import console, fail, settings
+from streams.cli.schemas import prepare_catalog
 from streams.dev.localstack import ComponentStatus, LocalStack, StackError, start_showing
 from streams.dev.settings import LocalStackSettings
+from streams.kafka.admin import TopicError
+from streams.security.acls import AclError
+from streams.state.contract_store import ContractStoreError
 
 app = typer.Typer(help="Run a real Kafka broker and schema registry locally (no Docker needed).",
                   no_args_is_help=True)
@@ -35,28 +43,62 @@ def _show(statuses: list[ComponentStatus]) -> None:
     console.print(table)
 
 
-def _stack() -> LocalStack:
+def _stack(secure: bool | None = None) -> LocalStack:
     """The local stack as the environment sets it up (logging configured first)."""
     settings()
-    return LocalStack(LocalStackSettings())
+    return LocalStack(LocalStackSettings(), secure)
 
 
 @app.command()
 def up(
     fresh: Annotated[bool, typer.Option(
         help="Wipe the broker's topics and the registry's schemas before starting.")] = False,
+    secure: Annotated[bool, typer.Option(
+        "--secure", help="SASL_SSL only (SCRAM-SHA-512), ACLs enforced, registry behind an "
+        "identity server; `circulation local env` then gives a shell its operator.")] = False,
 ) -> None:
     """Start Kafka (KRaft) and the schema registry, and wait until both answer."""
-    stack = _stack()
+    stack = _stack(secure)
     began = time.monotonic()
     try:
         statuses = start_showing(stack, console, fresh=fresh)
+        if secure:
+            _prepare_secure(stack)
     except StackError as exc:
         fail(str(exc))
     _show(statuses)
-    console.print(f"ready in {time.monotonic() - began:.1f}s — "
-                  f"CIRCULATION_KAFKA_BOOTSTRAP={stack.kafka.address} "
-                  f"CIRCULATION_SCHEMA_REGISTRY_URL={stack.registry.address}")
+    if secure:
+        console.print(f"ready in {time.monotonic() - began:.1f}s — SASL_SSL on "
+                      f"{stack.kafka.address}; `eval \"$(circulation local env)\"` gives a "
+                      "shell the operator's credential")
+    else:
+        console.print(f"ready in {time.monotonic() - began:.1f}s — "
+                      f"CIRCULATION_KAFKA_BOOTSTRAP={stack.kafka.address} "
+                      f"CIRCULATION_SCHEMA_REGISTRY_URL={stack.registry.address}")
+
+
+def _prepare_secure(stack: LocalStack) -> None:
+    """The operator's first steps on a secure stack: every catalog topic created and schema
+    registered (providers may only look them up), and the ACLs the contracts entitle."""
+    admin = stack.admin_settings()
+    try:
+        prepare_catalog(admin)
+        plan = sync_acls(admin)
+    except (AclError, ContractStoreError, RegistryError, TopicError, KafkaError) as exc:
+        raise StackError(f"preparing the secure stack failed: {exc}") from exc
+    console.print(f"topics and schemas ready; ACLs: {len(plan.add)} added, "
+                  f"{len(plan.remove) + len(plan.foreign)} removed, {plan.kept} kept")
+
+
+@app.command()
+def env() -> None:
+    """Print the `export CIRCULATION_…=…` lines giving a shell the running stack's operator
+    (`eval "$(circulation local env)"`); a plain stack's lines unset the secure ones."""
+    stack = _stack()
+    if not all(status.running for status in stack.status()):
+        fail("the local stack is not running: start it with `circulation local up --secure`")
+    for name, value in stack.environment().items():
+        print(f"export {name}={shlex.quote(value)}" if value else f"unset {name}")
 
 
 @app.command()

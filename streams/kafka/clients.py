@@ -5,6 +5,10 @@ a lost acknowledgement is written once, so a delivery, an audit record, a consen
 notice is never doubled by the client itself, and records of one partition keep their order
 through retries. Callers may tune batching and sizes; they cannot weaken durability.
 
+The broker's own administration (SCRAM credentials, ACLs, incremental configurations) goes
+through confluent-kafka's ``AdminClient``, which has those calls and aiokafka does not; it is
+built from the same settings (:func:`cluster_admin`).
+
 Consumers and admin clients only carry the connection and security settings; what a consumer
 commits, and when, is its caller's decision (most of the bus's readers assign partitions and
 never commit). The Faust app builds its own clients from the same settings
@@ -21,6 +25,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.client import AIOKafkaClient
 from aiokafka.helpers import create_ssl_context
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient
 
 from schemas.registry import SchemaRegistry
 from streams.settings import Settings
@@ -90,3 +96,36 @@ def schema_registry(settings: Settings) -> SchemaRegistry:
     """A client of the bus's schema registry, with the principal's credential and CA."""
     return SchemaRegistry(settings.schema_registry_url, auth=settings.registry_credentials(),
                           cafile=settings.registry_cafile())
+
+
+def librdkafka_options(settings: Settings) -> dict[str, str]:
+    """The same connection and security settings, as librdkafka (confluent-kafka) names them."""
+    options = {"bootstrap.servers": settings.kafka_bootstrap,
+               "security.protocol": settings.security_protocol.lower()}
+    if settings.sasl_mechanism:
+        options["sasl.mechanism"] = settings.sasl_mechanism
+        options["sasl.username"] = settings.sasl_username or ""
+        options["sasl.password"] = (settings.sasl_password.get_secret_value()
+                                    if settings.sasl_password else "")
+    if settings.ssl_cafile:
+        options["ssl.ca.location"] = str(settings.ssl_cafile)
+    if settings.ssl_certfile:
+        options["ssl.certificate.location"] = str(settings.ssl_certfile)
+    if settings.ssl_keyfile:
+        options["ssl.key.location"] = str(settings.ssl_keyfile)
+    return options
+
+
+def cluster_admin(settings: Settings) -> AdminClient:
+    """confluent-kafka's admin client, for SCRAM credentials, ACLs and incremental configs."""
+    return AdminClient({**librdkafka_options(settings), "client.id": "circulation-admin",
+                        "log_level": 3})  # errors only: its notices are not the user's
+
+
+def refusal(exc: KafkaException) -> str:
+    """What the broker answered an admin request, by error name and message (a SCRAM or ACL
+    refusal names the request, never a password)."""
+    error = exc.args[0] if exc.args else None
+    if error is None or not hasattr(error, "name"):
+        return type(exc).__name__
+    return f"{error.name()}: {error.str()}"

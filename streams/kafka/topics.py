@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from schemas.catalog import Catalog
 from streams.settings import Settings
 
 CONTRACTS = "bus.contracts"
@@ -34,6 +35,12 @@ def bus_topics(settings: Settings) -> list[TopicSpec]:
         spec(settings, AUDIT, cleanup_policy="delete", retention_ms="-1"),
         spec(settings, DLQ, cleanup_policy="delete", retention_ms=str(90 * 86_400_000)),
     ]
+
+
+def catalog_topics(settings: Settings, catalog: Catalog) -> list[TopicSpec]:
+    """The bus's own topics and every provider topic of the catalog: what the operator creates
+    before providers publish and workers route (delivery topics come with their contracts)."""
+    return [*bus_topics(settings), *(spec(settings, t) for t in catalog.provider_topics())]
 
 
 @dataclass(frozen=True)

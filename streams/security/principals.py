@@ -27,7 +27,7 @@ COMPONENTS = (ADMIN, WORKER, GATEWAY, SINK)
 
 PROVIDER = "provider."
 SUBSCRIBER = "subscriber."
-_PARTY = re.compile(r"(provider|subscriber)\.([a-z0-9-]{2,64})")
+_PARTY = re.compile(r"(provider|subscriber)\.([a-z0-9_-]{2,64})")
 
 Kind = Literal["admin", "component", "provider", "subscriber"]
 
@@ -64,7 +64,7 @@ class Principal:
         if party is None:
             raise UnknownPrincipal(
                 "a principal is provider.<provider>, subscriber.<subscriber> (lower-case "
-                f"letters, digits and hyphens) or one of {', '.join(COMPONENTS)}")
+                f"letters, digits, hyphens, underscores) or one of {', '.join(COMPONENTS)}")
         return cls(name, "provider" if party.group(1) == "provider" else "subscriber")
 
 

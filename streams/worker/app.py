@@ -26,7 +26,7 @@ from faust.types import TP, StreamT
 from schemas.catalog import Catalog
 from streams.kafka import clients
 from streams.kafka.admin import ensure_topics
-from streams.kafka.topics import bus_topics, spec
+from streams.kafka.topics import catalog_topics
 from streams.logs import reclaim_standard_logging
 from streams.privacy.pseudonyms import Pseudonymiser
 from streams.privacy.redaction import redacted_error
@@ -50,9 +50,12 @@ shorter window gave the lower tail latency (``tests/benchmarks/HISTORY.md``)."""
 
 
 async def prepare_topics(settings: Settings, catalog: Catalog) -> None:
-    """Create the bus topics and every provider topic before the worker subscribes."""
-    await ensure_topics(settings, [*bus_topics(settings),
-                                   *(spec(settings, t) for t in catalog.provider_topics())])
+    """Create whichever bus or provider topic is missing before the worker subscribes.
+
+    Their configuration is the operator's (``circulation schemas register``): on a secured
+    cluster ``bus-worker`` may not change it, nor create a topic, so there every topic must
+    exist already and the worker only checks."""
+    await ensure_topics(settings, catalog_topics(settings, catalog), align=False)
 
 
 def broker_credentials(settings: Settings) -> Any:

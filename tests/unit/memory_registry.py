@@ -23,6 +23,9 @@ class MemoryRegistry:
             self._schemas[len(self._schemas) + 1] = json.loads(text)
         return self._ids[(subject, text)]
 
+    def lookup(self, subject: str, schema: Any) -> int | None:
+        return self._ids.get((subject, canonical(schema)))
+
     def schema(self, schema_id: int) -> Any:
         return self._schemas[schema_id]
 

@@ -4,18 +4,27 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import shutil
 import subprocess
 import uuid
 from pathlib import Path
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import TopicPartition
 from aiokafka.errors import KafkaError
+from pydantic import SecretStr
 
 from streams.dev.localstack.errors import StackError
 from streams.dev.localstack.fetch import kafka_classpath
 from streams.dev.localstack.process import ManagedProcess, java_binary
+from streams.dev.localstack.security import LocalSecurity
+from streams.dev.localstack.tls import SERVER_NAME
 from streams.dev.settings import LocalStackSettings
+from streams.kafka import clients
+from streams.kafka.admin import TopicError, ensure_topics
+from streams.kafka.topics import TopicSpec
+from streams.security.principals import ADMIN, WORKER
+from streams.settings import Settings
 
 _LOG4J2 = """status = warn
 appender.console.type = Console
@@ -33,16 +42,27 @@ logger.started.level = info
 """
 
 HEALTH_TOPIC = "__circulation_health"
+MECHANISM = "SCRAM-SHA-512"
+SCRAM_LOGIN = "org.apache.kafka.common.security.scram.ScramLoginModule"
 
 
 class KafkaBroker:
-    """A single-node KRaft cluster whose data survives restarts unless asked otherwise."""
+    """A single-node KRaft cluster whose data survives restarts unless asked otherwise.
+
+    Secure (``security`` given), it keeps its data apart from the plain stack's, listens with
+    SASL_SSL only (SCRAM-SHA-512) and authorises every request against ACLs, denying what no
+    ACL allows. Its controller listener takes TLS clients holding a certificate of the stack's
+    own CA, which only the broker itself has; ``bus-admin`` and ``bus-worker`` are written into
+    the metadata when the storage is formatted, so the first credential exists before any
+    client can connect.
+    """
 
     name = "kafka"
 
-    def __init__(self, settings: LocalStackSettings) -> None:
+    def __init__(self, settings: LocalStackSettings, security: LocalSecurity | None = None) -> None:
         self.settings = settings
-        self.home = settings.local_run_dir / "kafka"
+        self.security = security
+        self.home = (security.folder if security else settings.local_run_dir) / "kafka"
         self.process = ManagedProcess(self.name, self.home)
         self.data_dir = self.home / "data"
         self.port = settings.local_kafka_port
@@ -77,9 +97,40 @@ class KafkaBroker:
             "group.initial.rebalance.delay.ms": "0",
             "log.retention.check.interval.ms": "30000",
         }
+        if self.security is not None:
+            props |= self._secure_properties(controller)
         path = self.home / "server.properties"
-        path.write_text("".join(f"{k}={v}\n" for k, v in props.items()), encoding="utf-8")
+        path.unlink(missing_ok=True)  # it may hold the admin's password: owner-only from birth
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+            file.write("".join(f"{k}={v}\n" for k, v in props.items()))
         return path
+
+    def _secure_properties(self, controller: int) -> dict[str, str]:
+        assert self.security is not None
+        certificates = self.security.certificates
+        certificates.ensure()
+        admin = self.security.password(ADMIN)
+        jaas = (f'{SCRAM_LOGIN} required username="{ADMIN}" password="{admin}";')
+        return {
+            "listeners": f"BROKER://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{controller}",
+            "advertised.listeners": f"BROKER://127.0.0.1:{self.port}",
+            "inter.broker.listener.name": "BROKER",
+            "listener.security.protocol.map": "BROKER:SASL_SSL,CONTROLLER:SSL",
+            "sasl.enabled.mechanisms": MECHANISM,
+            "sasl.mechanism.inter.broker.protocol": MECHANISM,
+            "listener.name.broker.scram-sha-512.sasl.jaas.config": jaas,
+            "ssl.keystore.type": "PEM",
+            "ssl.keystore.location": str(certificates.server_keystore),
+            "ssl.truststore.type": "PEM",
+            "ssl.truststore.location": str(certificates.ca_file),
+            "listener.name.controller.ssl.client.auth": "required",
+            "ssl.principal.mapping.rules": "RULE:^CN=([^,]*),.*$/$1/,DEFAULT",
+            "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+            "allow.everyone.if.no.acl.found": "false",
+            "super.users": f"User:{ADMIN};User:{SERVER_NAME}",
+            "auto.create.topics.enable": "false",
+        }
 
     def _log_config(self) -> Path:
         path = self.home / "log4j2.properties"
@@ -114,11 +165,30 @@ class KafkaBroker:
 
     def _format(self, classpath: str, properties: Path) -> None:
         command = self._java(classpath, "kafka.tools.StorageTool", "format", "--ignore-formatted",
-                             "-t", str(uuid.uuid4().hex[:22]), "-c", str(properties))
+                             "-t", str(uuid.uuid4().hex[:22]), "-c", str(properties),
+                             *self._first_credentials())
         done = subprocess.run(command, capture_output=True, text=True, check=False, timeout=120)
         if done.returncode != 0:
             raise StackError(f"kafka: formatting {self.data_dir} failed:\n"
                              f"{(done.stdout + done.stderr).strip()[-2000:]}")
+
+    def _first_credentials(self) -> list[str]:
+        """``--add-scram`` arguments giving the bus's admin and worker their credentials."""
+        if self.security is None:
+            return []
+        return [argument for principal in (ADMIN, WORKER) for argument in (
+            "--add-scram",
+            f"{MECHANISM}=[name={principal},password={self.security.password(principal)}]")]
+
+    def client_settings(self) -> Settings:
+        """The bus's settings for this broker, as its admin when it is secure."""
+        settings = Settings(kafka_bootstrap=self.address, cache_dir=self.settings.cache_dir)
+        if self.security is None:
+            return settings
+        return settings.model_copy(update={
+            "security_protocol": "SASL_SSL", "sasl_mechanism": MECHANISM,
+            "sasl_username": ADMIN, "sasl_password": SecretStr(self.security.password(ADMIN)),
+            "ssl_cafile": self.security.certificates.ca_file})
 
     def healthy(self) -> bool:
         """A produce then consume round trip through the broker succeeds."""
@@ -126,23 +196,24 @@ class KafkaBroker:
         level = client_log.level
         client_log.setLevel(logging.CRITICAL)  # "topic not found yet" is expected while starting
         try:
-            return asyncio.run(asyncio.wait_for(_round_trip(self.address), timeout=20))
-        except (KafkaError, OSError, TimeoutError):
+            return asyncio.run(asyncio.wait_for(_round_trip(self.client_settings()), timeout=20))
+        except (KafkaError, TopicError, OSError, TimeoutError):
             return False
         finally:
             client_log.setLevel(level)
 
 
-async def _round_trip(bootstrap: str) -> bool:
+async def _round_trip(settings: Settings) -> bool:
     """Write one record to the health topic and read that very record back."""
     token = uuid.uuid4().hex.encode()
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, request_timeout_ms=5000)
+    await ensure_topics(settings, [TopicSpec(HEALTH_TOPIC, 1, 1)], align=False)
+    producer = clients.producer(settings, request_timeout_ms=5000)
     try:  # stop() also when start() fails, or the client is left unclosed
         await producer.start()
         sent = await producer.send_and_wait(HEALTH_TOPIC, token)
     finally:
         await producer.stop()
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    consumer = clients.consumer(settings, enable_auto_commit=False)
     try:
         await consumer.start()
         partition = TopicPartition(HEALTH_TOPIC, sent.partition)

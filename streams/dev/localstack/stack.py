@@ -11,9 +11,18 @@ from streams.dev.localstack.errors import StackError
 from streams.dev.localstack.kafka import KafkaBroker
 from streams.dev.localstack.process import ManagedProcess, port_answers
 from streams.dev.localstack.registry import SchemaRegistry
+from streams.dev.localstack.security import LocalSecurity
 from streams.dev.settings import LocalStackSettings
+from streams.security.principals import ADMIN
+from streams.settings import Settings
 
 Progress = Callable[[str], None]
+SECURE_VARIABLES = (
+    "CIRCULATION_SASL_MECHANISM", "CIRCULATION_SASL_USERNAME", "CIRCULATION_SASL_PASSWORD",
+    "CIRCULATION_SSL_CAFILE", "CIRCULATION_SCHEMA_REGISTRY_USERNAME",
+    "CIRCULATION_SCHEMA_REGISTRY_PASSWORD", "CIRCULATION_IDENTITY_URL",
+    "CIRCULATION_SUBJECT_SECRET_FILE", "CIRCULATION_PSEUDONYM_SECRET_FILE")
+"""What ``local env`` sets for a secure stack and unsets for a plain one."""
 State = Literal["running", "unhealthy", "stopped", "foreign"]
 
 
@@ -54,13 +63,56 @@ def _quiet(_: str) -> None:
 
 
 class LocalStack:
-    """The broker and the registry, started from the cache folder and known by pid files."""
+    """The broker and the registry, started from the cache folder and known by pid files.
 
-    def __init__(self, settings: LocalStackSettings) -> None:
+    Secure, it keeps its data, pid files and logs apart from the plain stack's (under
+    ``<run folder>/secure``), so switching between the two never opens a secure stack's topics
+    to unauthenticated clients. ``secure=None`` takes whichever of the two is running (the
+    plain one when neither is), which is what ``down``, ``status`` and ``env`` want.
+    """
+
+    def __init__(self, settings: LocalStackSettings, secure: bool | None = None) -> None:
         self.settings = settings
-        self.kafka = KafkaBroker(settings)
+        self.security = LocalSecurity(settings.local_run_dir)
+        if secure is None:
+            secure = KafkaBroker(settings, self.security).process.pid() is not None
+        self.secure = secure
+        self.kafka = KafkaBroker(settings, self.security if secure else None)
         self.registry = SchemaRegistry(settings)
         self.components: tuple[Component, ...] = (self.kafka, self.registry)
+
+    def environment(self) -> dict[str, str]:
+        """The ``CIRCULATION_*`` variables giving a shell this stack's operator: addresses and,
+        when secure, ``bus-admin``'s credential, the CA and the bus's two secrets (files,
+        generated in the run folder, owner-only). Empty values mean "unset it"."""
+        admin = self.admin_settings()
+        variables = {"CIRCULATION_KAFKA_BOOTSTRAP": admin.kafka_bootstrap,
+                     "CIRCULATION_SCHEMA_REGISTRY_URL": admin.schema_registry_url,
+                     "CIRCULATION_SECURITY_PROTOCOL": admin.security_protocol}
+        secure = dict.fromkeys(SECURE_VARIABLES, "")
+        if self.secure:
+            password = self.security.password(ADMIN)
+            secure |= {
+                "CIRCULATION_SASL_MECHANISM": str(admin.sasl_mechanism),
+                "CIRCULATION_SASL_USERNAME": ADMIN,
+                "CIRCULATION_SASL_PASSWORD": password,
+                "CIRCULATION_SSL_CAFILE": str(self.security.certificates.ca_file),
+                "CIRCULATION_SCHEMA_REGISTRY_USERNAME": ADMIN,
+                "CIRCULATION_SCHEMA_REGISTRY_PASSWORD": password,
+                "CIRCULATION_SUBJECT_SECRET_FILE": str(self.security.secret_file("subject")),
+                "CIRCULATION_PSEUDONYM_SECRET_FILE": str(self.security.secret_file("pseudonym")),
+            }
+        return variables | secure
+
+    def other_mode_running(self) -> bool:
+        """Whether the stack of the other mode (secure or plain) runs in this run folder."""
+        other = KafkaBroker(self.settings, None if self.secure else self.security)
+        return other.process.pid() is not None
+
+    def admin_settings(self) -> Settings:
+        """The bus's settings for this stack as its operator (``bus-admin`` when secure)."""
+        return self.kafka.client_settings().model_copy(update={
+            "schema_registry_url": self.registry.address})
 
     def status(self) -> list[ComponentStatus]:
         """Each component's state, by pid file, command-line marker and a live request."""
@@ -86,6 +138,10 @@ class LocalStack:
         the components this call started are stopped again and the error names the cause.
         ``progress`` gets passing news (a spinner's text), ``notice`` what must stay on screen.
         """
+        if self.other_mode_running():
+            running, asked = ("plain", "secure") if self.secure else ("secure", "plain")
+            raise StackError(f"a {running} stack runs in {self.settings.local_run_dir}: stop it "
+                             f"with `circulation local down` before starting a {asked} one")
         if fresh:
             self.down(progress)
         else:

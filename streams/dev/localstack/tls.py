@@ -22,6 +22,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 VALIDITY = timedelta(days=825)
 """How long the local certificates last (the longest a browser accepts for a server's)."""
 RENEW_BEFORE = timedelta(days=30)
+SERVER_NAME = "circulation-local-server"
+"""The servers' certificate's common name: the broker's principal on its controller listener."""
 
 
 @dataclass(frozen=True)
@@ -74,7 +76,7 @@ class LocalCertificates:
         server_key = ec.generate_private_key(ec.SECP256R1())
         server_name = x509.Name([
             x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Circulation local"),
-            x509.NameAttribute(NameOID.COMMON_NAME, "circulation-local-server")])
+            x509.NameAttribute(NameOID.COMMON_NAME, SERVER_NAME)])
         server = (_builder(server_name, ca_name, server_key.public_key(), now)
                   .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
                   .add_extension(x509.SubjectAlternativeName([

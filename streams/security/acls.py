@@ -1,0 +1,164 @@
+"""The broker's ACLs made equal to the grants the catalog and the contracts entitle.
+
+``circulation acl sync`` reads every ACL the broker holds, compares it with
+:func:`streams.security.access.entitlements` and adds what is missing and removes the rest: an
+ACL the bus did not derive (written by hand, left from a revoked contract past its retention, or
+for a principal that no longer exists) is an entitlement nobody can account for, so it goes.
+Deny rules and rules restricted to a host are never derived, so they are removed too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any, get_args
+
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import (
+    AclBinding,
+    AclBindingFilter,
+    AclOperation,
+    AclPermissionType,
+    AdminClient,
+    ResourcePatternType,
+    ResourceType,
+)
+
+from streams.kafka.clients import refusal
+from streams.security.access import Grant, Operation, PatternType
+from streams.security.access import ResourceType as Kind
+
+REQUEST_TIMEOUT = 30.0
+_PATTERNS = {"literal": ResourcePatternType.LITERAL, "prefix": ResourcePatternType.PREFIXED}
+_KINDS = {"topic": ResourceType.TOPIC, "group": ResourceType.GROUP,
+          "cluster": ResourceType.BROKER}
+
+
+class AclError(RuntimeError):
+    """The broker refused to list, create or delete ACLs; the message says which and why."""
+
+
+def _snake(operation: str) -> str:
+    """``DescribeConfigs`` as librdkafka's enum names it: ``DESCRIBE_CONFIGS``."""
+    return "".join(f"_{c}" if c.isupper() and i else c for i, c in enumerate(operation)).upper()
+
+
+_OPERATIONS = {name: AclOperation[_snake(name)] for name in get_args(Operation)}
+
+
+@dataclass(frozen=True)
+class AclPlan:
+    """What a sync adds and removes; bindings the bus cannot read as grants are removed."""
+
+    add: list[Grant] = field(default_factory=list)
+    remove: list[Grant] = field(default_factory=list)
+    foreign: list[AclBinding] = field(default_factory=list)
+    kept: int = 0
+
+    @property
+    def changes(self) -> int:
+        return len(self.add) + len(self.remove) + len(self.foreign)
+
+    def as_json(self) -> dict[str, object]:
+        return {"add": [_grant_json(g) for g in self.add],
+                "remove": [_grant_json(g) for g in self.remove]
+                + [_binding_json(b) for b in self.foreign],
+                "unchanged": self.kept}
+
+
+class BrokerAcls:
+    """The broker's ACLs through confluent-kafka's admin client (aiokafka has no ACL calls)."""
+
+    def __init__(self, admin: AdminClient) -> None:
+        self._admin = admin
+
+    def bindings(self) -> list[AclBinding]:
+        """Every ACL binding the broker holds."""
+        every = AclBindingFilter(  # None matches any name, principal and host
+            ResourceType.ANY, None, ResourcePatternType.ANY, None, None,  # type: ignore[arg-type]
+            AclOperation.ANY, AclPermissionType.ANY)
+        try:
+            return list(self._admin.describe_acls(every, request_timeout=REQUEST_TIMEOUT)
+                        .result())
+        except KafkaException as exc:
+            raise AclError(f"the broker did not list its ACLs: {refusal(exc)}") from None
+
+    def plan(self, wanted: Iterable[Grant]) -> AclPlan:
+        """What makes the broker hold exactly ``wanted``."""
+        wanted = set(wanted)
+        held: set[Grant] = set()
+        foreign: list[AclBinding] = []
+        for binding in self.bindings():
+            grant = as_grant(binding)
+            if grant is None:
+                foreign.append(binding)
+            else:
+                held.add(grant)
+        return AclPlan(add=sorted(wanted - held), remove=sorted(held - wanted),
+                       foreign=foreign, kept=len(held & wanted))
+
+    def apply(self, plan: AclPlan) -> None:
+        """Create what ``plan`` adds, then delete what it removes: a grant that stays is never
+        missing in between."""
+        if plan.add:
+            self._wait(self._admin.create_acls([as_binding(g) for g in plan.add],
+                                               request_timeout=REQUEST_TIMEOUT), "create")
+        removed = [_exact(as_binding(g)) for g in plan.remove] + [_exact(b) for b in plan.foreign]
+        if removed:
+            self._wait(self._admin.delete_acls(removed, request_timeout=REQUEST_TIMEOUT),
+                       "delete")
+
+    @staticmethod
+    def _wait(futures: Mapping[Any, Future[Any]], verb: str) -> None:
+        for future in futures.values():
+            try:
+                future.result()
+            except KafkaException as exc:
+                raise AclError(f"the broker did not {verb} an ACL: {refusal(exc)}") from None
+
+
+def as_binding(grant: Grant) -> AclBinding:
+    """The broker's binding for ``grant``: allowed from any host."""
+    return AclBinding(_KINDS[grant.resource_type], grant.resource, _PATTERNS[grant.pattern],
+                      grant.principal, "*", _OPERATIONS[grant.operation],
+                      AclPermissionType.ALLOW)
+
+
+def as_grant(binding: AclBinding) -> Grant | None:
+    """The grant ``binding`` expresses, or None when it is nothing the bus derives (a deny, a
+    host restriction, another resource type or operation)."""
+    kinds = {value: key for key, value in _KINDS.items()}
+    patterns = {value: key for key, value in _PATTERNS.items()}
+    operations = {value: key for key, value in _OPERATIONS.items()}
+    if (binding.permission_type != AclPermissionType.ALLOW or binding.host != "*"
+            or binding.restype not in kinds or binding.resource_pattern_type not in patterns
+            or binding.operation not in operations):
+        return None
+    kind: Kind = kinds[binding.restype]  # type: ignore[assignment]
+    pattern: PatternType = patterns[binding.resource_pattern_type]  # type: ignore[assignment]
+    operation: Operation = operations[binding.operation]
+    return Grant(binding.principal, kind, pattern, binding.name, operation)
+
+
+def _exact(binding: AclBinding) -> AclBindingFilter:
+    return AclBindingFilter(binding.restype, binding.name, binding.resource_pattern_type,
+                            binding.principal, binding.host, binding.operation,
+                            binding.permission_type)
+
+
+def _grant_json(grant: Grant) -> dict[str, str]:
+    return {"principal": grant.principal, "resource_type": grant.resource_type,
+            "pattern": grant.pattern, "resource": grant.resource, "operation": grant.operation}
+
+
+def _binding_json(binding: AclBinding) -> dict[str, str]:
+    return {"principal": binding.principal, "resource_type": _named(binding.restype),
+            "pattern": _named(binding.resource_pattern_type), "resource": binding.name,
+            "operation": _named(binding.operation), "host": binding.host,
+            "permission": _named(binding.permission_type)}
+
+
+def _named(value: object) -> str:
+    """An enum member of the client's (its annotations also allow str and int)."""
+    return str(getattr(value, "name", value)).lower()
