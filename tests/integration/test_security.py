@@ -1,0 +1,283 @@
+"""The secure stack: every party authenticated, authorised by its contracts, denied the rest.
+
+One private stack started with ``circulation local up --secure`` serves the module: SASL_SSL only,
+SCRAM-SHA-512, ACLs enforced and nothing allowed that no ACL allows. The operator (``bus-admin``,
+from ``circulation local env``) applies the example contracts, creates the parties' credentials
+and runs ``acl sync``; each test then acts as one party with its own credential, through the real
+broker, and checks what the broker lets it do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from aiokafka import TopicPartition
+from aiokafka.errors import GroupAuthorizationFailedError
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
+from confluent_kafka.admin import AdminClient
+
+from streams.kafka import clients
+from streams.kafka.clients import librdkafka_options
+from streams.settings import Settings
+from tests.integration.private_stack import CLI, PRIVATE_PORTS, PRIVATE_SLOTS, REPO, run_cli
+
+pytestmark = pytest.mark.integration
+
+CONTRACTS = REPO / "deploy" / "contracts"
+A, B = "ville-de-lyon", "departement-du-rhone"
+A_TOPIC, B_TOPIC = "deliver.ville-de-lyon.lyon-cantine-2026", \
+    "deliver.departement-du-rhone.cd69-aide-etudiants"
+BUS_TOPICS = ("bus.audit", "bus.dlq", "bus.consents", "bus.population", "bus.contracts")
+DENIED_TOPIC = KafkaError.TOPIC_AUTHORIZATION_FAILED
+DENIED_GROUP = KafkaError.GROUP_AUTHORIZATION_FAILED
+DENIED = (DENIED_GROUP, DENIED_TOPIC)
+"""Either refusal: the broker authorises a consumer's group before its topics."""
+
+
+class SecureStack:
+    """The operator's environment of the module's secure stack, and each party's."""
+
+    def __init__(self, operator: dict[str, str], run_dir: Path) -> None:
+        self.operator = operator
+        self.run_dir = run_dir
+        self.passwords: dict[str, str] = {}
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return run_cli(self.operator, *args)
+
+    def credential(self, principal: str) -> str:
+        """Create ``principal``'s credential (once) and return its password."""
+        if principal not in self.passwords:
+            made = self.cli("credentials", "create", principal)
+            assert made.returncode == 0, made.stderr[-2000:]
+            printed = json.loads(made.stdout)
+            assert printed["principal"] == printed["username"] == principal
+            self.passwords[principal] = printed["password"]
+        return self.passwords[principal]
+
+    def env_of(self, principal: str, password: str | None = None) -> dict[str, str]:
+        """The operator's environment with ``principal``'s credential instead of bus-admin's."""
+        password = password if password is not None else self.credential(principal)
+        return {**self.operator, "CIRCULATION_SASL_USERNAME": principal,
+                "CIRCULATION_SASL_PASSWORD": password,
+                "CIRCULATION_SCHEMA_REGISTRY_USERNAME": principal,
+                "CIRCULATION_SCHEMA_REGISTRY_PASSWORD": password}
+
+    def settings_of(self, principal: str, password: str | None = None) -> Settings:
+        env = self.env_of(principal, password)
+        return Settings(**{name.removeprefix("CIRCULATION_").lower(): value
+                           for name, value in env.items()
+                           if name.startswith("CIRCULATION_") and value
+                           and name.removeprefix("CIRCULATION_").lower() in Settings.model_fields})
+
+    def sync(self, *flags: str) -> dict[str, Any]:
+        done = self.cli("acl", "sync", "--json", *flags)
+        assert done.returncode == 0, done.stderr[-2000:]
+        plan: dict[str, Any] = json.loads(done.stdout)
+        return plan
+
+
+@pytest.fixture(scope="module")
+def secure(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureStack]:
+    """A private secure stack with the example contracts applied and the ACLs synchronised."""
+    run_dir = tmp_path_factory.mktemp("secure")
+    base = PRIVATE_PORTS + os.getpid() % PRIVATE_SLOTS * 10 + 5  # beside stack_env's ports
+    env = {**os.environ, "CIRCULATION_LOCAL_DATA_DIR": str(run_dir / "run"),
+           "CIRCULATION_LOCAL_KAFKA_PORT": str(base),
+           "CIRCULATION_LOCAL_CONTROLLER_PORT": str(base + 1),
+           "CIRCULATION_LOCAL_REGISTRY_PORT": str(base + 2),
+           "CIRCULATION_LOCAL_IDENTITY_PORT": str(base + 3),
+           "COLUMNS": "200", "PYTHONPATH": str(REPO)}
+    for name in [n for n in env if n.startswith("CIRCULATION_") and "LOCAL" not in n
+                 and n != "CIRCULATION_CACHE_DIR"]:
+        del env[name]  # the session's stack settings must not leak into the secure one
+    try:
+        up = run_cli(env, "local", "up", "--secure", timeout=600)
+        assert up.returncode == 0, up.stdout[-2000:] + up.stderr[-3000:]
+        printed = run_cli(env, "local", "env")
+        assert printed.returncode == 0, printed.stderr
+        operator = {**env, **_exports(printed.stdout)}
+        stack = SecureStack(operator, run_dir / "run")
+        applied = stack.cli("contracts", "apply", str(CONTRACTS))
+        assert applied.returncode == 0, applied.stderr[-2000:]
+        stack.sync()
+        yield stack
+    finally:
+        subprocess.run([*CLI, "local", "down"], env=env, capture_output=True, check=False)
+
+
+def _exports(printed: str) -> dict[str, str]:
+    """``export NAME=value`` lines as a mapping (values are shell-quoted)."""
+    import shlex
+
+    exported = {}
+    for line in printed.splitlines():
+        if line.startswith("export "):
+            name, _, value = line.removeprefix("export ").partition("=")
+            exported[name] = shlex.split(value)[0] if value else ""
+    return exported
+
+
+def _read_error(settings: Settings, topic: str, group: str | None = None) -> int | None:
+    """The error the broker gives ``settings``' principal subscribing to ``topic`` in
+    ``group`` and reading it (None: allowed, the end of a partition was reached)."""
+    consumer = Consumer({**librdkafka_options(settings), "enable.partition.eof": True,
+                         "group.id": group or f"{settings.sasl_username}.probe",
+                         "auto.offset.reset": "earliest", "enable.auto.commit": False,
+                         "log_level": 0})
+    try:
+        consumer.subscribe([topic])
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            message = consumer.poll(1.0)
+            if message is None or message.error() is None:
+                continue  # nothing yet, or a record: readable so far
+            if message.error().code() == KafkaError._PARTITION_EOF:
+                return None
+            return int(message.error().code())
+        raise AssertionError(f"no answer reading {topic} within 30 s")
+    finally:
+        consumer.close()
+
+
+def _eventually(check: Callable[[], Any], expected: Any, within: float = 15.0) -> None:
+    """ACL changes reach the authoriser through the metadata log: allow them a moment."""
+    deadline = time.monotonic() + within
+    while (got := check()) != expected:
+        assert time.monotonic() < deadline, f"got {got!r}, expected {expected!r}"
+        time.sleep(0.5)
+
+
+def _write_error(settings: Settings, topic: str) -> int | None:
+    """The error the broker gives ``settings``' principal writing one record to ``topic``."""
+    outcome: list[Any] = []
+    producer = Producer({**librdkafka_options(settings), "log_level": 0,
+                         "message.timeout.ms": 15000})
+    producer.produce(topic, b"probe", partition=0,
+                     on_delivery=lambda error, _: outcome.append(error))
+    producer.flush(20)
+    assert outcome, f"no delivery report writing to {topic}"
+    return None if outcome[0] is None else int(outcome[0].code())
+
+
+def _authentication_refused(settings: Settings) -> bool:
+    """Whether the broker refuses to authenticate ``settings``' credential."""
+    seen: list[KafkaError] = []
+    admin = AdminClient({**librdkafka_options(settings), "log_level": 0,
+                         "error_cb": seen.append})
+    with pytest.raises(KafkaException):
+        admin.list_topics(timeout=5)
+    admin.poll(1)  # error callbacks are served by poll
+    return any(error.code() == KafkaError._AUTHENTICATION for error in seen)
+
+
+def test_a_subscriber_reads_its_own_deliveries_and_nothing_else(secure: SecureStack) -> None:
+    a = secure.settings_of(f"subscriber.{A}")
+    assert _read_error(a, A_TOPIC, group=f"subscriber.{A}.client") is None
+    assert _read_error(a, B_TOPIC, group=f"subscriber.{A}.client") == DENIED_TOPIC
+    for topic in (*BUS_TOPICS, "provider.cnaf.quotient_familial"):
+        assert _read_error(a, topic, group=f"subscriber.{A}.client") == DENIED_TOPIC, topic
+
+
+def test_a_subscriber_cannot_join_or_commit_another_s_group(secure: SecureStack) -> None:
+    a = secure.settings_of(f"subscriber.{A}")
+    secure.credential(f"subscriber.{B}")
+    options = {**librdkafka_options(a), "group.id": f"subscriber.{B}.client", "log_level": 0,
+               "enable.auto.commit": False}
+    joiner = Consumer(options)
+    try:
+        joiner.subscribe([A_TOPIC])
+        errors = [m.error().code() for m in (joiner.poll(1.0) for _ in range(15))
+                  if m is not None and m.error() is not None]
+        assert DENIED_GROUP in errors
+    finally:
+        joiner.close()
+    with pytest.raises(GroupAuthorizationFailedError):
+        asyncio.run(_commit(a, f"subscriber.{B}.client", A_TOPIC))
+    asyncio.run(_commit(a, f"subscriber.{A}.client", A_TOPIC))  # its own group: allowed
+
+
+async def _commit(settings: Settings, group: str, topic: str) -> None:
+    """Commit offset 0 of ``topic``'s partition 0 for ``group``, as the bus's clients do."""
+    consumer = clients.consumer(settings, group_id=group, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        partition = TopicPartition(topic, 0)
+        consumer.assign([partition])  # aiokafka commits offsets of assigned partitions only
+        await consumer.commit({partition: 0})
+    finally:
+        await consumer.stop()
+
+
+def test_a_provider_writes_its_own_topics_only(secure: SecureStack) -> None:
+    cnaf = secure.settings_of("provider.cnaf")
+    assert _write_error(cnaf, "provider.cnaf.quotient_familial") is None
+    for topic in ("provider.msa.quotient_familial", A_TOPIC, *BUS_TOPICS):
+        assert _write_error(cnaf, topic) == DENIED_TOPIC, topic
+    # not even its own topic: any group it might use is denied before the topic is
+    assert _read_error(cnaf, "provider.cnaf.quotient_familial") in DENIED
+
+
+def test_wrong_unknown_and_rotated_credentials_are_refused(secure: SecureStack) -> None:
+    principal = "provider.msa"
+    first = secure.credential(principal)
+    assert not _authentication_refused_quietly(secure.settings_of(principal, first))
+    assert _authentication_refused(secure.settings_of(principal, first + "x"))
+    assert _authentication_refused(secure.settings_of("subscriber.nobody-here", first))
+    rotated = secure.cli("credentials", "rotate", principal)
+    assert rotated.returncode == 0, rotated.stderr
+    second = json.loads(rotated.stdout)["password"]
+    assert second != first
+    assert _authentication_refused(secure.settings_of(principal, first))
+    assert not _authentication_refused_quietly(secure.settings_of(principal, second))
+    secure.passwords[principal] = second
+    listed = secure.cli("credentials", "list", "--json")
+    assert listed.returncode == 0
+    assert principal in {h["principal"] for h in json.loads(listed.stdout)}
+    for password in (first, second):
+        assert password not in listed.stdout + listed.stderr
+
+
+def _authentication_refused_quietly(settings: Settings) -> bool:
+    """False when the credential authenticates (the broker answers a metadata request)."""
+    admin = AdminClient({**librdkafka_options(settings), "log_level": 0})
+    try:
+        admin.list_topics(timeout=10)
+    except KafkaException:
+        return True
+    return False
+
+
+def test_an_ended_contract_loses_its_access_at_the_first_sync_after_its_retention(
+        secure: SecureStack, tmp_path: Path) -> None:
+    """Active, then moved into the past beyond its retention: the dry run shows exactly the
+    subscriber's two grants going, the sync removes them, and the broker then refuses it."""
+    original = yaml.safe_load((CONTRACTS / "ugap-marches-publics.yaml").read_text())
+    topic = f"deliver.{original['subscriber']}.{original['id']}"
+    who = f"subscriber.{original['subscriber']}"
+    ugap = secure.settings_of(who)
+    _eventually(lambda: _read_error(ugap, topic, group=f"{who}.client"), None)
+    ended = {**original, "valid_from": "2024-01-01", "valid_until": "2024-06-30",
+             "retention": "P30D"}
+    path = tmp_path / "ugap.yaml"
+    path.write_text(yaml.safe_dump(ended, allow_unicode=True), encoding="utf-8")
+    assert secure.cli("contracts", "apply", str(path)).returncode == 0
+    plan = secure.sync("--dry-run")
+    assert plan["dry_run"] is True
+    assert plan["add"] == []
+    assert sorted((g["resource_type"], g["resource"], g["operation"]) for g in plan["remove"]) \
+        == [("group", f"{who}.", "Read"), ("topic", topic, "Read")]
+    assert {g["principal"] for g in plan["remove"]} == {f"User:{who}"}
+    assert _read_error(ugap, topic, group=f"{who}.client") is None, "the dry run changed ACLs"
+    assert secure.sync()["remove"] == plan["remove"]
+    _eventually(lambda: _read_error(ugap, topic, group=f"{who}.client") in DENIED, True)
+    assert secure.sync("--dry-run")["remove"] == []
