@@ -13,6 +13,7 @@ from streams.cli import (
     lag,
     local,
     publish,
+    render,
     schemas,
     subjects,
     worker,
@@ -28,6 +29,7 @@ app.add_typer(local.app, name="local")
 app.add_typer(schemas.app, name="schemas")
 app.add_typer(contracts.app, name="contracts")
 app.add_typer(audit.app, name="audit")
+app.add_typer(render.app, name="render")
 app.add_typer(subjects.population_app, name="population")
 app.add_typer(subjects.consent_app, name="consent")
 app.command()(worker.worker)
