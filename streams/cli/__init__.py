@@ -14,6 +14,7 @@ from streams.cli import (
     lag,
     local,
     publish,
+    render,
     schemas,
     subjects,
     worker,
@@ -30,6 +31,7 @@ app.add_typer(schemas.app, name="schemas")
 app.add_typer(contracts.app, name="contracts")
 app.add_typer(audit.app, name="audit")
 app.add_typer(acl.app, name="acl")
+app.add_typer(render.app, name="render")
 app.add_typer(subjects.population_app, name="population")
 app.add_typer(subjects.consent_app, name="consent")
 app.command()(worker.worker)

@@ -44,7 +44,7 @@ def _today() -> date:
     return datetime.now(UTC).date()
 
 
-def _run(operation: Callable[[ContractStore], Coroutine[Any, Any, T]]) -> T:
+def with_store(operation: Callable[[ContractStore], Coroutine[Any, Any, T]]) -> T:
     """Run ``operation`` against the configured cluster and registry; fail cleanly on errors."""
     current = settings()
     try:
@@ -68,7 +68,7 @@ def _report(problems: list[ContractProblem]) -> None:
                  f"{files} file{'s' * (files > 1)}", highlight=False)
 
 
-def _validated(paths: list[Path]) -> list[Contract]:
+def validated(paths: list[Path]) -> list[Contract]:
     """The contracts under ``paths``, or exit 1 after listing every problem."""
     contracts, problems = validate_paths(paths, Catalog.load())
     if problems:
@@ -105,7 +105,7 @@ def _contracts_table(title: str, contracts: list[Contract], on: date | None = No
 @app.command()
 def validate(paths: Paths) -> None:
     """Check contract files against the catalog, offline; list every problem (exit 1 if any)."""
-    contracts = _validated(paths)
+    contracts = validated(paths)
     for c in contracts:
         fields = "; ".join(f"{name}: {', '.join(f)}" for name, f in c.datasets.items())
         console.print(f"[green]valid[/] {c.id} → {c.delivery_topic} ({fields})",
@@ -132,8 +132,8 @@ def apply(paths: Paths) -> None:
 
     Idempotent: applying the same files again changes nothing.
     """
-    contracts = _validated(paths)
-    done = _run(lambda store: store.apply(contracts))
+    contracts = validated(paths)
+    done = with_store(lambda store: store.apply(contracts))
     console.print(_applied_table(done))
 
 
@@ -146,7 +146,7 @@ def list_contracts(
 ) -> None:
     """Every recorded contract, with its state: active, pending, expired or revoked."""
     day = on.date() if on else _today()
-    contracts = sorted(_run(lambda store: store.load()).values(), key=lambda c: c.id)
+    contracts = sorted(with_store(lambda store: store.load()).values(), key=lambda c: c.id)
     if active:
         contracts = [c for c in contracts if c.is_active(day)]
     console.print(_contracts_table(f"contracts on {day}", contracts, on=day))
@@ -159,7 +159,7 @@ def show(
         "--format", "-f", help="yaml (the contract file's format) or json.")] = "yaml",
 ) -> None:
     """Print one recorded contract as YAML (like its file) or JSON."""
-    contract = _run(lambda store: store.get(contract_id))
+    contract = with_store(lambda store: store.get(contract_id))
     data = contract.to_file()
     if output == "json":
         typer.echo(json.dumps(data, ensure_ascii=False, indent=2, default=str))
@@ -182,7 +182,7 @@ def revoke(
         before = await store.get(contract_id)
         return before, await store.revoke(contract_id)
 
-    before, after = _run(revoking)
+    before, after = with_store(revoking)
     if before.revoked:
         console.print(f"{contract_id} was already revoked at {after.revoked_at}",
                       highlight=False)

@@ -83,7 +83,7 @@ def entitlements(catalog: Catalog, contracts: Iterable[Contract],
     at = at or datetime.now(UTC)
     grants: set[Grant] = set()
     for provider_id in catalog.providers():
-        grants |= _provider(principals.provider(provider_id))
+        grants |= _provider(principals.provider(provider_id), provider_id)
     for contract in contracts:
         if entitles(contract, at):
             grants |= _subscriber(principals.subscriber(contract.subscriber), contract)
@@ -97,8 +97,9 @@ def _allow(who: Principal, kind: ResourceType, pattern: PatternType, name: str,
         yield Grant(who.kafka, kind, pattern, name, operation)
 
 
-def _provider(who: Principal) -> set[Grant]:
-    return set(_allow(who, "topic", "prefix", f"{who.name}.", "Write"))
+def _provider(who: Principal, provider_id: str) -> set[Grant]:
+    """The provider's topics are named by its catalog id, which its principal may respell."""
+    return set(_allow(who, "topic", "prefix", f"{PROVIDER_PREFIX}{provider_id}.", "Write"))
 
 
 def _subscriber(who: Principal, contract: Contract) -> set[Grant]:

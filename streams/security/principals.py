@@ -10,6 +10,11 @@ catalog and the contracts already use; the bus's own components have fixed names
     bus-gateway               writes provider topics and state for the callers it authenticates
     bus-sink                  reads delivery topics for the webhook and file sinks
     bus-admin                 the operator: topics, schemas, contracts, ACLs (a super user)
+
+A principal's name is also a Kubernetes resource name (Strimzi's ``KafkaUser`` and the Secret
+holding its password), which admits no underscore; catalog provider ids may have one
+(``france_travail``) and never a hyphen, so a provider's principal spells it with a hyphen
+(``provider.france-travail``) and two providers can never share one.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ COMPONENTS = (ADMIN, WORKER, GATEWAY, SINK)
 
 PROVIDER = "provider."
 SUBSCRIBER = "subscriber."
-_PARTY = re.compile(r"(provider|subscriber)\.([a-z0-9_-]{2,64})")
+_PARTY = re.compile(r"(provider|subscriber)\.([a-z0-9-]{2,64})")
 
 Kind = Literal["admin", "component", "provider", "subscriber"]
 
@@ -64,13 +69,13 @@ class Principal:
         if party is None:
             raise UnknownPrincipal(
                 "a principal is provider.<provider>, subscriber.<subscriber> (lower-case "
-                f"letters, digits, hyphens, underscores) or one of {', '.join(COMPONENTS)}")
+                f"letters, digits and hyphens) or one of {', '.join(COMPONENTS)}")
         return cls(name, "provider" if party.group(1) == "provider" else "subscriber")
 
 
 def provider(provider_id: str) -> Principal:
-    """The principal of provider ``provider_id``."""
-    return Principal.parse(PROVIDER + provider_id)
+    """The principal of catalog provider ``provider_id`` (underscores become hyphens)."""
+    return Principal.parse(PROVIDER + provider_id.replace("_", "-"))
 
 
 def subscriber(subscriber_id: str) -> Principal:

@@ -1,0 +1,214 @@
+"""The bus's own workloads: routing workers scaled by KEDA on their lag, and the lag exporter,
+both scraped by the Prometheus operator.
+
+Both connect as ``bus-worker`` (:mod:`streams.security.access` grants it what the exporter
+reads too): SCRAM-SHA-512 over TLS, the password and the cluster CA taken from the Secrets the
+Strimzi operators write. The pseudonym secret comes from a Secret the operator creates; the
+worker refuses a secret file that others may read, and Kubernetes mounts Secrets readable by
+the pod's group, so an init container copies it owner-only into memory first.
+
+Pods run as a fixed non-root user on a read-only root filesystem; ``/tmp`` is an in-memory
+volume and the working directory, where Faust keeps its data folder and libraries their
+caches (``HOME``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from streams.kubernetes.options import LAG, LAG_PORT, METRICS_PORT, WORKER, RenderOptions
+from streams.security.access import ROUTER_GROUP
+
+Resource = dict[str, Any]
+
+_UID = 10001
+_TMP = "/tmp"  # noqa: S108 - an emptyDir of the pod's own, not the host's /tmp
+_CA_DIR = "/etc/circulation/kafka-ca"
+_PSEUDONYM_IN = "/etc/circulation/pseudonym-in"
+_PSEUDONYM_DIR = "/run/circulation"
+PSEUDONYM_FILE = f"{_PSEUDONYM_DIR}/pseudonym-secret"
+WORKER_RESOURCES = {"requests": {"cpu": "500m", "memory": "512Mi"},
+                    "limits": {"memory": "1Gi"}}
+"""A starting point: a worker routes on one core; memory holds the followed state and the
+batches in flight. No CPU limit: throttling a worker only grows its lag."""
+LAG_RESOURCES = {"requests": {"cpu": "100m", "memory": "256Mi"},
+                 "limits": {"memory": "512Mi"}}
+LAG_COMMAND = ["circulation", "lag", "--serve", str(LAG_PORT), "--window", "60",
+               "--samples", "13"]
+"""As in ``deploy/observability/prometheus.yml``: a sample every 5 s, judged over a minute."""
+
+
+def _selector(name: str) -> dict[str, str]:
+    return {"app.kubernetes.io/name": name}
+
+
+def _connection_env(options: RenderOptions) -> list[dict[str, Any]]:
+    """The settings of a client of the bus connecting as ``bus-worker``."""
+    user = options.worker_user
+    return [
+        {"name": "CIRCULATION_KAFKA_BOOTSTRAP", "value": options.bootstrap},
+        {"name": "CIRCULATION_SECURITY_PROTOCOL", "value": "SASL_SSL"},
+        {"name": "CIRCULATION_SASL_MECHANISM", "value": "SCRAM-SHA-512"},
+        {"name": "CIRCULATION_SASL_USERNAME", "value": user},
+        {"name": "CIRCULATION_SASL_PASSWORD", "valueFrom": {"secretKeyRef": {
+            "name": options.user_secret(user), "key": "password"}}},
+        {"name": "CIRCULATION_SSL_CAFILE", "value": f"{_CA_DIR}/ca.crt"},
+        {"name": "CIRCULATION_SCHEMA_REGISTRY_URL", "value": options.registry_url},
+        {"name": "CIRCULATION_LOG_FORMAT", "value": "json"},
+        {"name": "HOME", "value": _TMP},
+    ]
+
+
+def _base_volumes(options: RenderOptions) -> list[dict[str, Any]]:
+    return [{"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": "64Mi"}},
+            {"name": "kafka-ca", "secret": {"secretName": options.cluster_ca_secret,
+                                            "items": [{"key": "ca.crt", "path": "ca.crt"}]}}]
+
+
+_BASE_MOUNTS = [{"name": "tmp", "mountPath": _TMP},
+                {"name": "kafka-ca", "mountPath": _CA_DIR, "readOnly": True}]
+_CONTAINER_SECURITY = {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                       "capabilities": {"drop": ["ALL"]}}
+_POD_SECURITY = {"runAsNonRoot": True, "runAsUser": _UID, "runAsGroup": _UID, "fsGroup": _UID,
+                 "seccompProfile": {"type": "RuntimeDefault"}}
+
+
+def _metrics_probe() -> dict[str, Any]:
+    return {"httpGet": {"path": "/metrics", "port": "metrics"}, "periodSeconds": 15}
+
+
+def _deployment(name: str, options: RenderOptions, pod: dict[str, Any],
+                replicas: int | None = None) -> Resource:
+    """A Deployment of one pod template, with the labels and securities every pod shares."""
+    spec: dict[str, Any] = {"selector": {"matchLabels": _selector(name)}, "template": {
+        "metadata": {"labels": {"app.kubernetes.io/part-of": "circulation", **_selector(name)}},
+        "spec": {"securityContext": _POD_SECURITY, "automountServiceAccountToken": False,
+                 **pod}}}
+    if replicas is not None:
+        spec["replicas"] = replicas
+    return {"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": options.metadata(name, **_selector(name)), "spec": spec}
+
+
+def worker_deployment(options: RenderOptions) -> Resource:
+    """``circulation worker`` processes. No replica count: KEDA owns it, and applying the
+    manifests again must not reset it. No liveness probe: a worker that cannot route exits
+    (status 70) for its restart, while its metrics thread would answer a probe regardless.
+    Time to stop: the batches in flight are settled before the process ends."""
+    container = {
+        "name": "worker", "image": options.image, "command": ["circulation", "worker"],
+        "workingDir": _TMP,
+        "env": [*_connection_env(options),
+                {"name": "CIRCULATION_METRICS_PORT", "value": str(METRICS_PORT)},
+                {"name": "CIRCULATION_PSEUDONYM_SECRET_FILE", "value": PSEUDONYM_FILE},
+                {"name": "CIRCULATION_TOPIC_PARTITIONS", "value": str(options.partitions)},
+                {"name": "CIRCULATION_TOPIC_REPLICATION", "value": str(options.replicas)}],
+        "ports": [{"name": "metrics", "containerPort": METRICS_PORT}],
+        "readinessProbe": _metrics_probe(),
+        "resources": WORKER_RESOURCES, "securityContext": _CONTAINER_SECURITY,
+        "volumeMounts": [*_BASE_MOUNTS, {"name": "pseudonym", "mountPath": _PSEUDONYM_DIR,
+                                         "readOnly": True}],
+    }
+    copy = {
+        "name": "pseudonym-secret", "image": options.image,
+        "command": ["install", "-m", "0400", f"{_PSEUDONYM_IN}/secret", PSEUDONYM_FILE],
+        "securityContext": _CONTAINER_SECURITY,
+        "resources": {"requests": {"cpu": "10m", "memory": "16Mi"},
+                      "limits": {"memory": "64Mi"}},
+        "volumeMounts": [{"name": "pseudonym-in", "mountPath": _PSEUDONYM_IN, "readOnly": True},
+                         {"name": "pseudonym", "mountPath": _PSEUDONYM_DIR}],
+    }
+    volumes = [*_base_volumes(options),
+               {"name": "pseudonym-in", "secret": {
+                   "secretName": options.pseudonym_secret_name, "defaultMode": 0o440,
+                   "items": [{"key": "secret", "path": "secret"}]}},
+               {"name": "pseudonym", "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}}]
+    return _deployment(WORKER, options, {"initContainers": [copy], "containers": [container],
+                                         "volumes": volumes,
+                                         "terminationGracePeriodSeconds": 60})
+
+
+def worker_budget(options: RenderOptions) -> Resource:
+    """At most one worker evicted at a time: each eviction is a rebalance of the group."""
+    return {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+            "metadata": options.metadata(WORKER, **_selector(WORKER)),
+            "spec": {"maxUnavailable": 1, "selector": {"matchLabels": _selector(WORKER)}}}
+
+
+def _metrics_service(name: str, port: int, options: RenderOptions) -> Resource:
+    """A headless Service naming the pods' metrics port, for the ServiceMonitor to find; its
+    name becomes the ``job`` label of their series."""
+    return {"apiVersion": "v1", "kind": "Service",
+            "metadata": options.metadata(name, **_selector(name)),
+            "spec": {"clusterIP": "None", "selector": _selector(name),
+                     "ports": [{"name": "metrics", "port": port, "targetPort": "metrics"}]}}
+
+
+def worker_service(options: RenderOptions) -> Resource:
+    """The workers' metrics, as the ``circulation-worker`` job the alert rules watch."""
+    return _metrics_service(WORKER, METRICS_PORT, options)
+
+
+def lag_service(options: RenderOptions) -> Resource:
+    """The lag exporter's metrics."""
+    return _metrics_service(LAG, LAG_PORT, options)
+
+
+def trigger_authentication(options: RenderOptions) -> Resource:
+    """How KEDA reads the routers' lag: as ``bus-worker``, the user name from the worker's own
+    environment, the password and CA from the Secrets Strimzi writes."""
+    user = options.worker_user
+    return {"apiVersion": "keda.sh/v1alpha1", "kind": "TriggerAuthentication",
+            "metadata": options.metadata(WORKER),
+            "spec": {"secretTargetRef": [
+                {"parameter": "password", "name": options.user_secret(user), "key": "password"},
+                {"parameter": "ca", "name": options.cluster_ca_secret, "key": "ca.crt"}],
+                "env": [{"parameter": "username", "name": "CIRCULATION_SASL_USERNAME",
+                         "containerName": "worker"}]}}
+
+
+def scaled_object(options: RenderOptions, provider_topics: Sequence[str],
+                  partitions: int) -> Resource:
+    """KEDA scales the workers on the routers' lag, one ``kafka`` trigger per provider topic
+    (the scaler watches one topic; the HPA follows the trigger that asks most).
+
+    Faust assigns partition *p* of every provider topic to the same worker, so ``partitions``
+    (of each provider topic) workers is where more would sit idle: ``maxReplicaCount``.
+    ``limitToPartitionsWithLag`` goes further: one lagging partition needs one worker.
+    ``offsetResetPolicy: earliest`` as the workers, so a partition they never committed counts
+    all its records as lag.
+    """
+    triggers = [{"type": "kafka", "authenticationRef": {"name": WORKER}, "metadata": {
+        "bootstrapServers": options.bootstrap, "consumerGroup": ROUTER_GROUP, "topic": topic,
+        "lagThreshold": str(options.lag_threshold), "offsetResetPolicy": "earliest",
+        "allowIdleConsumers": "false", "limitToPartitionsWithLag": "true",
+        "sasl": "scram_sha512", "tls": "enable"}} for topic in provider_topics]
+    return {"apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject",
+            "metadata": options.metadata(WORKER),
+            "spec": {"scaleTargetRef": {"name": WORKER}, "minReplicaCount": 1,
+                     "maxReplicaCount": partitions, "triggers": triggers}}
+
+
+def lag_deployment(options: RenderOptions) -> Resource:
+    """One lag exporter for the cluster (two would only sample the same groups twice)."""
+    container = {
+        "name": "lag", "image": options.image, "command": LAG_COMMAND, "workingDir": _TMP,
+        "env": _connection_env(options),
+        "ports": [{"name": "metrics", "containerPort": LAG_PORT}],
+        "readinessProbe": _metrics_probe(), "livenessProbe": _metrics_probe(),
+        "resources": LAG_RESOURCES, "securityContext": _CONTAINER_SECURITY,
+        "volumeMounts": _BASE_MOUNTS,
+    }
+    return _deployment(LAG, options, {"containers": [container],
+                                      "volumes": _base_volumes(options)}, replicas=1)
+
+
+def service_monitor(options: RenderOptions) -> Resource:
+    """Prometheus scrapes the workers and the lag exporter every 15 s, as
+    ``deploy/observability/prometheus.yml`` does (the exporter samples every 5 s)."""
+    return {"apiVersion": "monitoring.coreos.com/v1", "kind": "ServiceMonitor",
+            "metadata": options.metadata("circulation"),
+            "spec": {"selector": {"matchExpressions": [{
+                "key": "app.kubernetes.io/name", "operator": "In", "values": [WORKER, LAG]}]},
+                "endpoints": [{"port": "metrics", "path": "/metrics", "interval": "15s"}]}}

@@ -1,0 +1,239 @@
+"""``circulation render k8s``: the manifests validate, grant what ``entitlements`` grants, and
+scale the workers no further than partitions allow."""
+
+from __future__ import annotations
+
+import copy
+import os
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from schemas.catalog import Catalog
+from streams.cli import app
+from streams.kubernetes.acls import NotAGrant, grants_of, strimzi_acls
+from streams.kubernetes.manifests import HEADER, NotOurs, render, resources, write
+from streams.kubernetes.options import RenderOptions
+from streams.security import principals
+from streams.security.access import ROUTER_GROUP, Grant, entitlements
+from streams.state.contract import Contract
+from streams.state.contract_files import validate_paths
+from streams.worker.app import APP_ID
+from tests.unit.command_settings import fresh_settings, strong_secret  # noqa: F401
+from tests.unit.kubernetes.schemas import validate
+
+DEPLOY = Path(__file__).resolve().parents[3] / "deploy" / "contracts"
+AT = datetime(2026, 6, 1, 12, tzinfo=UTC)
+OPTIONS = RenderOptions(image="circulation:test")
+
+
+@pytest.fixture(scope="module")
+def catalog() -> Catalog:
+    return Catalog.load()
+
+
+@pytest.fixture(scope="module")
+def contracts(catalog: Catalog) -> list[Contract]:
+    found, problems = validate_paths([DEPLOY], catalog)
+    assert not problems
+    return found
+
+
+def _read(out: Path) -> list[dict[str, Any]]:
+    return [doc for path in sorted(out.glob("*.yaml"))
+            for doc in yaml.safe_load_all(path.read_text(encoding="utf-8"))]
+
+
+def _rendered(catalog: Catalog, contracts: Iterable[Contract], out: Path,
+              at: datetime = AT) -> list[dict[str, Any]]:
+    """The resources as written to ``out`` and read back: what kubectl would apply."""
+    write(render(catalog, contracts, OPTIONS, at), out)
+    return _read(out)
+
+
+def _of_kind(found: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [r for r in found if r["kind"] == kind]
+
+
+def _user_grants(found: list[dict[str, Any]]) -> set[Grant]:
+    return {grant for user in _of_kind(found, "KafkaUser")
+            for grant in grants_of(user["metadata"]["name"],
+                                   user["spec"].get("authorization", {}).get("acls", []))}
+
+
+def test_every_rendered_resource_validates(catalog: Catalog, contracts: list[Contract],
+                                           tmp_path: Path) -> None:
+    found = _rendered(catalog, contracts, tmp_path)
+    kinds = {r["kind"] for r in found}
+    assert kinds == {"Kafka", "KafkaNodePool", "KafkaTopic", "KafkaUser", "Deployment",
+                     "Service", "PodDisruptionBudget", "TriggerAuthentication",
+                     "ScaledObject", "ServiceMonitor"}
+    for resource in found:
+        validate(resource)
+
+
+@pytest.mark.parametrize(("kind", "change", "error"), [
+    ("KafkaTopic", lambda r: r["spec"].update(partitions="three"),
+     jsonschema.ValidationError),
+    ("KafkaUser", lambda r: r["spec"]["authorization"]["acls"][0].update(operations=["Eat"]),
+     jsonschema.ValidationError),
+    ("Kafka", lambda r: r["spec"]["kafka"].update(listners=[]), jsonschema.ValidationError),
+    ("ScaledObject", lambda r: r["spec"].update(maxReplicaCount="3"),
+     jsonschema.ValidationError),
+    ("ServiceMonitor", lambda r: r["spec"]["endpoints"][0].update(port=9464),
+     jsonschema.ValidationError),
+    ("Deployment", lambda r: r["spec"]["template"]["spec"].update(containers="worker"),
+     kubernetes_validate.ValidationError),
+    ("PodDisruptionBudget", lambda r: r["spec"].update(maxUnavailble=1),
+     kubernetes_validate.ValidationError),
+])
+def test_a_broken_resource_is_refused(catalog: Catalog, contracts: list[Contract],
+                                      kind: str, change: Any, error: type[Exception]) -> None:
+    """The validators are wired: a wrong type, an unknown enum value, a misspelt field fail.
+    (The last resource of a kind: for users, a subscriber, which has rules.)"""
+    resource = [r for r in resources(catalog, contracts, OPTIONS, AT) if r["kind"] == kind][-1]
+    validate(copy.deepcopy(resource))
+    change(resource)
+    with pytest.raises(error):
+        validate(resource)
+
+
+def test_rendered_acls_are_those_of_acl_sync(catalog: Catalog, contracts: list[Contract],
+                                             tmp_path: Path) -> None:
+    found = _rendered(catalog, contracts, tmp_path)
+    assert _user_grants(found) == entitlements(catalog, contracts, AT)
+    admin = next(u for u in _of_kind(found, "KafkaUser")
+                 if u["metadata"]["name"] == principals.ADMIN)
+    assert "authorization" not in admin["spec"]
+
+
+@pytest.mark.parametrize(("revoked_days_ago", "entitled"), [(10, True), (400, False)])
+def test_a_revoked_contract_entitles_within_its_retention_only(
+        catalog: Catalog, contracts: list[Contract], tmp_path: Path,
+        revoked_days_ago: int, entitled: bool) -> None:
+    """Inside its retention the subscriber still reads (erasure notices); past it, its user
+    stays with no rule, so applying the manifests withdraws its ACLs."""
+    lyon = next(c for c in contracts if c.id == "lyon-cantine-2026")
+    revoked = lyon.revoke(AT - timedelta(days=revoked_days_ago))
+    others = [c for c in contracts if c.id != lyon.id]
+    found = _rendered(catalog, [*others, revoked], tmp_path)
+    expected = entitlements(catalog, [*others, revoked], AT)
+    assert _user_grants(found) == expected
+    user = f"subscriber.{lyon.subscriber}"
+    reads = {g.resource for g in expected if g.principal == f"User:{user}"}
+    assert (lyon.delivery_topic in reads) is entitled
+    (kafka_user,) = [u for u in _of_kind(found, "KafkaUser") if u["metadata"]["name"] == user]
+    assert bool(kafka_user["spec"]["authorization"]["acls"]) is entitled
+    topics = {t["spec"]["topicName"] for t in _of_kind(found, "KafkaTopic")}
+    assert lyon.delivery_topic in topics
+
+
+def test_acl_rules_read_back_as_the_grants_they_came_from(catalog: Catalog,
+                                                          contracts: list[Contract]) -> None:
+    for user, grants in _by_user(entitlements(catalog, contracts, AT)).items():
+        assert grants_of(user, strimzi_acls(grants)) == grants
+    with pytest.raises(NotAGrant):
+        grants_of("bus-sink", [{"type": "deny", "resource": {"type": "topic", "name": "x"},
+                                "operations": ["Read"]}])
+
+
+def _by_user(grants: set[Grant]) -> dict[str, set[Grant]]:
+    users: dict[str, set[Grant]] = {}
+    for grant in grants:
+        users.setdefault(grant.principal.removeprefix("User:"), set()).add(grant)
+    return users
+
+
+def test_workers_never_outnumber_provider_partitions(catalog: Catalog,
+                                                     contracts: list[Contract],
+                                                     tmp_path: Path) -> None:
+    """Faust gives partition p of every provider topic to one worker: partitions per topic is
+    the most workers that all have work."""
+    options = RenderOptions(image="circulation:test", partitions=6)
+    write(render(catalog, contracts, options, AT), tmp_path)
+    found = _read(tmp_path)
+    provider = {t["spec"]["topicName"]: t["spec"]["partitions"]
+                for t in _of_kind(found, "KafkaTopic")
+                if t["spec"]["topicName"] in catalog.provider_topics()}
+    assert set(provider) == set(catalog.provider_topics())
+    (scaled,) = _of_kind(found, "ScaledObject")
+    assert scaled["spec"]["maxReplicaCount"] == max(provider.values()) == 6
+    triggers = scaled["spec"]["triggers"]
+    assert sorted(t["metadata"]["topic"] for t in triggers) == sorted(provider)
+    assert {t["metadata"]["consumerGroup"] for t in triggers} == {ROUTER_GROUP} == {APP_ID}
+
+
+def test_topics_are_configured_as_the_bus_configures_them(catalog: Catalog,
+                                                          contracts: list[Contract],
+                                                          tmp_path: Path) -> None:
+    found = _rendered(catalog, contracts, tmp_path)
+    topics = {t["spec"]["topicName"]: t["spec"] for t in _of_kind(found, "KafkaTopic")}
+    for contract in contracts:
+        spec = topics[contract.delivery_topic]
+        assert spec["config"] == {**contract.topic_config(), "min.insync.replicas": "2"}
+        assert (spec["partitions"], spec["replicas"]) == (3, 3)
+    assert topics["bus.contracts"]["config"]["cleanup.policy"] == "compact"
+    assert topics["bus.audit"]["config"]["retention.ms"] == "-1"
+
+
+def test_rendering_is_deterministic(catalog: Catalog, contracts: list[Contract],
+                                    tmp_path: Path) -> None:
+    first = [f.text() for f in render(catalog, contracts, OPTIONS, AT)]
+    assert first == [f.text() for f in render(catalog, reversed(contracts), OPTIONS, AT)]
+
+
+def test_only_its_own_files_are_replaced(catalog: Catalog, contracts: list[Contract],
+                                         tmp_path: Path) -> None:
+    files = render(catalog, contracts, OPTIONS, AT)
+    (tmp_path / "kustomization.yaml").write_text("resources: []\n")
+    (tmp_path / "99-gone.yaml").write_text(HEADER + "{}\n")
+    write(files, tmp_path)
+    assert (tmp_path / "kustomization.yaml").exists()
+    assert not (tmp_path / "99-gone.yaml").exists()
+    (tmp_path / files[0].name).write_text("# mine\n")
+    with pytest.raises(NotOurs, match=files[0].name):
+        write(files, tmp_path)
+    assert (tmp_path / files[0].name).read_text() == "# mine\n"
+
+
+@pytest.mark.usefixtures("fresh_settings")
+def test_the_command_renders_offline_and_writes_no_secret(tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch,
+                                                          ) -> None:
+    """Whatever secrets the operator's environment holds, no manifest carries one: passwords
+    come from the Secrets the operators write, the pseudonym secret from one of its own."""
+    secrets = {name: strong_secret().get_secret_value() for name in (
+        "CIRCULATION_SASL_PASSWORD", "CIRCULATION_SCHEMA_REGISTRY_PASSWORD",
+        "CIRCULATION_PSEUDONYM_SECRET", "CIRCULATION_SUBJECT_SECRET")}
+    for name, value in secrets.items():
+        monkeypatch.setenv(name, value)
+    out = tmp_path / "manifests"
+    result = CliRunner().invoke(app, ["render", "k8s", "--out", str(out),
+                                      "--contracts-from", str(DEPLOY), "--namespace", "bus"])
+    assert result.exit_code == 0, result.output
+    assert "04-kafkauser.yaml" in result.output
+    text = "".join(p.read_text(encoding="utf-8") for p in sorted(out.glob("*.yaml")))
+    assert {r["metadata"]["namespace"] for r in _read(out)} == {"bus"}
+    leaked = [name for name, value in {**secrets, **_circulation_env()}.items()
+              if ("SECRET" in name or "PASSWORD" in name) and value in text]
+    assert leaked == []
+
+
+def _circulation_env() -> dict[str, str]:
+    return {name: value for name, value in os.environ.items()
+            if name.startswith("CIRCULATION_") and value}
+
+
+def test_the_command_names_what_it_refuses(tmp_path: Path) -> None:
+    (tmp_path / "01-kafka.yaml").write_text("kind: Kafka\n")
+    result = CliRunner().invoke(app, ["render", "k8s", "--out", str(tmp_path),
+                                      "--contracts-from", str(DEPLOY)])
+    assert result.exit_code == 1
+    assert "01-kafka.yaml" in result.output
