@@ -16,6 +16,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from streams.settings import Settings, default_cache_dir
 
+IDENTITY_REALM = "circulation"
+"""The identity server's realm holding the registry's roles and one client per principal."""
+
 
 class LocalStackSettings(BaseSettings):
     """Where and how ``circulation local`` runs Kafka and the registry (prefix ``CIRCULATION_``)."""
@@ -37,6 +40,11 @@ class LocalStackSettings(BaseSettings):
     local_controller_port: int = Field(9093, ge=1, le=65535)
     local_registry_version: str = "3.0.9"
     local_registry_port: int = Field(8081, ge=1, le=65535)
+    local_keycloak_version: str = Field(
+        "26.5.6", description="Keycloak (org.keycloak:keycloak-quarkus-dist), the secure stack's "
+        "identity server.")
+    local_identity_port: int = Field(
+        8180, ge=1, le=65535, description="HTTPS port of the secure stack's identity server.")
     local_start_timeout: float = Field(
         120.0, gt=0, description="Seconds to wait for a local component to answer."
     )
@@ -46,6 +54,9 @@ class LocalStackSettings(BaseSettings):
     java_home: Path | None = Field(
         None, description="JDK used for the local stack; the java on PATH when unset."
     )
+    local_identity_java_home: Path | None = Field(
+        None, description="JDK 21 or later for the identity server (Keycloak 26 needs it); when "
+        "unset, java_home, the java on PATH or the newest JDK under /usr/lib/jvm that is 21+.")
 
     @property
     def local_run_dir(self) -> Path:
@@ -59,6 +70,11 @@ class LocalStackSettings(BaseSettings):
     @property
     def schema_registry_url(self) -> str:
         return f"http://127.0.0.1:{self.local_registry_port}/apis/ccompat/v7"
+
+    @property
+    def identity_url(self) -> str:
+        """The secure stack's realm on its identity server: the registry's OpenID Connect issuer."""
+        return f"https://127.0.0.1:{self.local_identity_port}/realms/{IDENTITY_REALM}"
 
     def bus_settings(self) -> Settings:
         """The bus's settings pointed at this stack, except where the environment names other

@@ -2,6 +2,7 @@
 
 Kafka is not one jar but ``kafka_2.13`` and its dependency tree, which only a dependency resolver
 can assemble faithfully; Apicurio Registry publishes its Quarkus application as an ``all`` zip.
+Keycloak, the secure stack's identity server, publishes its distribution as a zip too.
 Everything, Maven's own local repository included, goes under the cache folder so that the cache
 is self-contained and its size is the stack's footprint.
 """
@@ -104,3 +105,36 @@ def registry_app(cache_dir: Path, version: str, timeout: float) -> Path:
         raise StackError(f"the Apicurio Registry {version} bundle has no {runner.name}")
     (home / _COMPLETE).touch()
     return runner
+
+
+def identity_server_dist(cache_dir: Path, version: str, timeout: float) -> Path:
+    """Return Keycloak ``version``'s unpacked distribution folder, fetching it once.
+
+    The folder is shared by every run folder (like the other jars): nothing a stack writes goes
+    there, only the one-time build of its server configuration (see ``identity.py``).
+    """
+    home = cache_dir / f"keycloak-{version}"
+    dist = home / f"keycloak-{version}"
+    if (home / _COMPLETE).exists():
+        return dist
+    shutil.rmtree(home, ignore_errors=True)
+    home.mkdir(parents=True)
+    artifact = f"org.keycloak:keycloak-quarkus-dist:{version}:zip"
+    try:
+        _maven(
+            ["dependency:copy", f"-Dartifact={artifact}", f"-DoutputDirectory={home}"],
+            cache_dir, timeout, f"Keycloak {version} ({artifact})",
+        )
+    except StackError:
+        shutil.rmtree(home, ignore_errors=True)
+        raise
+    archive = home / f"keycloak-quarkus-dist-{version}.zip"
+    with zipfile.ZipFile(archive) as bundle:
+        bundle.extractall(home)
+    archive.unlink()
+    shutil.rmtree(cache_dir / "m2" / "org" / "keycloak" / "keycloak-quarkus-dist",
+                  ignore_errors=True)
+    if not (dist / "lib" / "quarkus-run.jar").exists():
+        raise StackError(f"the Keycloak {version} distribution has no lib/quarkus-run.jar")
+    (home / _COMPLETE).touch()
+    return dist

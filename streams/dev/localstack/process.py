@@ -12,7 +12,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,6 +44,10 @@ class ManagedProcess:
 
     name: str
     run_dir: Path
+    environment: Callable[[], Mapping[str, str]] | None = None
+    """Variables added to the process's environment when it starts: how a secret reaches it,
+    since ``/proc/<pid>/environ`` is readable by its owner alone while the command line is
+    readable by everyone. Called at start only, so building the component writes nothing."""
 
     @property
     def pid_file(self) -> Path:
@@ -76,13 +80,29 @@ class ManagedProcess:
     def start(self, command: Sequence[str], cwd: Path | None = None) -> int:
         """Start ``command`` detached from this terminal, logging to the log file."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        env = None if self.environment is None else {**os.environ, **self.environment()}
         with self.log_file.open("ab") as log:
             child = subprocess.Popen(
                 list(command), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                cwd=cwd, start_new_session=True,
+                cwd=cwd, start_new_session=True, env=env,
             )
         self.pid_file.write_text(f"{child.pid}\n", encoding="ascii")
+        self._await_exec(child)
         return child.pid
+
+    def _await_exec(self, child: subprocess.Popen[bytes], timeout: float = 2.0) -> None:
+        """Wait until the child's command line shows the marker. Popen returns as soon as the
+        kernel lets the parent go during ``exec``, before the new program's arguments are in
+        place: a :meth:`pid` right then reads an empty command line and takes our own process
+        for someone else's."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and child.poll() is None:
+            try:
+                if self.marker.encode() in Path(f"/proc/{child.pid}/cmdline").read_bytes():
+                    return
+            except OSError:
+                return
+            time.sleep(0.01)
 
     def exited(self) -> bool:
         """True when the process we started is gone (reaping it if it was our child)."""
