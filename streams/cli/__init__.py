@@ -9,6 +9,7 @@ from streams.cli import (
     audit,
     consume,
     contracts,
+    credentials,
     demo,
     generate,
     lag,
@@ -30,6 +31,7 @@ app.add_typer(local.app, name="local")
 app.add_typer(schemas.app, name="schemas")
 app.add_typer(contracts.app, name="contracts")
 app.add_typer(audit.app, name="audit")
+app.add_typer(credentials.app, name="credentials")
 app.add_typer(acl.app, name="acl")
 app.add_typer(render.app, name="render")
 app.add_typer(subjects.population_app, name="population")

@@ -112,10 +112,10 @@ class IdentityServer:
 
     def __init__(self, settings: LocalStackSettings) -> None:
         self.settings = settings
-        self.home = settings.local_run_dir / "identity"
+        self.security = LocalSecurity(settings.local_run_dir)
+        self.home = self.security.folder / "identity"
         self.keycloak_home = self.home / "home"
         self.data_dir = self.keycloak_home / "data"
-        self.security = LocalSecurity(settings.local_run_dir)
         self.process = ManagedProcess(self.name, self.home, environment=self._environment)
         self.port = settings.local_identity_port
 

@@ -46,7 +46,8 @@ class SchemaRegistry:
         self.settings = settings
         self.secure = secure
         self.security = LocalSecurity(settings.local_run_dir)
-        self.home = settings.local_run_dir / "registry"
+        self.home = ((LocalSecurity(settings.local_run_dir).folder if secure
+                      else settings.local_run_dir) / "registry")
         self.process = ManagedProcess(self.name, self.home)
         self.port = settings.local_registry_port
         self.storage_dir = self.home / "storage"

@@ -7,7 +7,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
+from pydantic import SecretStr
+
 from streams.dev.localstack.errors import StackError
+from streams.dev.localstack.identity import IdentityServer, secure_components
 from streams.dev.localstack.kafka import KafkaBroker
 from streams.dev.localstack.process import ManagedProcess, port_answers
 from streams.dev.localstack.registry import SchemaRegistry
@@ -78,8 +81,13 @@ class LocalStack:
             secure = KafkaBroker(settings, self.security).process.pid() is not None
         self.secure = secure
         self.kafka = KafkaBroker(settings, self.security if secure else None)
-        self.registry = SchemaRegistry(settings)
-        self.components: tuple[Component, ...] = (self.kafka, self.registry)
+        if secure:
+            self.identity: IdentityServer | None
+            self.identity, self.registry = secure_components(settings)
+            self.components: tuple[Component, ...] = (self.kafka, self.identity, self.registry)
+        else:
+            self.identity, self.registry = None, SchemaRegistry(settings)
+            self.components = (self.kafka, self.registry)
 
     def environment(self) -> dict[str, str]:
         """The ``CIRCULATION_*`` variables giving a shell this stack's operator: addresses and,
@@ -99,6 +107,7 @@ class LocalStack:
                 "CIRCULATION_SSL_CAFILE": str(self.security.certificates.ca_file),
                 "CIRCULATION_SCHEMA_REGISTRY_USERNAME": ADMIN,
                 "CIRCULATION_SCHEMA_REGISTRY_PASSWORD": password,
+                "CIRCULATION_IDENTITY_URL": self.settings.identity_url,
                 "CIRCULATION_SUBJECT_SECRET_FILE": str(self.security.secret_file("subject")),
                 "CIRCULATION_PSEUDONYM_SECRET_FILE": str(self.security.secret_file("pseudonym")),
             }
@@ -111,8 +120,12 @@ class LocalStack:
 
     def admin_settings(self) -> Settings:
         """The bus's settings for this stack as its operator (``bus-admin`` when secure)."""
-        return self.kafka.client_settings().model_copy(update={
-            "schema_registry_url": self.registry.address})
+        update: dict[str, object] = {"schema_registry_url": self.registry.address}
+        if self.secure:
+            update |= {"schema_registry_username": ADMIN,
+                       "schema_registry_password": SecretStr(self.security.password(ADMIN)),
+                       "identity_url": self.settings.identity_url}
+        return self.kafka.client_settings().model_copy(update=update)
 
     def status(self) -> list[ComponentStatus]:
         """Each component's state, by pid file, command-line marker and a live request."""
@@ -195,7 +208,7 @@ class LocalStack:
                     f"{component.name}: port {port} on 127.0.0.1 is already taken by a process "
                     "this stack did not start; stop it or choose other ports "
                     "(CIRCULATION_LOCAL_KAFKA_PORT, CIRCULATION_LOCAL_CONTROLLER_PORT, "
-                    "CIRCULATION_LOCAL_REGISTRY_PORT)"
+                    "CIRCULATION_LOCAL_REGISTRY_PORT, CIRCULATION_LOCAL_IDENTITY_PORT)"
                 )
         progress(f"{component.name}: fetching and preparing (first time downloads from Maven)")
         command = component.prepare(fresh)
