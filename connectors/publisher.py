@@ -25,7 +25,7 @@ from schemas.constraints import company_identifier_paths
 from schemas.identifiers import InvalidIdentifier
 from schemas.nir_detection import TooDeep, nir_locations
 from schemas.registration import register_versions, value_subject
-from schemas.registry import SchemaRegistry
+from schemas.registry import RegistryRefused, SchemaRegistry
 from schemas.serde import AvroSerde
 from streams.kafka import clients
 from streams.kafka.admin import ensure_topics
@@ -127,7 +127,7 @@ class Publisher:
         except (InvalidIdentifier, ValidationError) as exc:
             raise PublishRefused(exc.field, exc.reason) from None
         self._refuse_hidden_nirs(published, dataset, schema)
-        self._register(topic, dataset)
+        self._register(topic, dataset, schema)
         value = self._serde.encode_datum(value_subject(topic), schema, datum)
         attributes = {"id": published.id, "source": published.source, "type": published.type,
                       "subject": reference, "time": published.time}
@@ -166,16 +166,26 @@ class Publisher:
         if found:
             raise PublishRefused(found[0], NIR_REASON)
 
-    def _register(self, topic: str, dataset: Dataset) -> None:
-        """Register every version of the dataset under ``<topic>-value``, once per topic.
+    def _register(self, topic: str, dataset: Dataset, schema: SchemaVersion) -> None:
+        """Look the schema up under ``<topic>-value``, once per topic; register the dataset's
+        versions only where the operator has not (a development registry).
 
-        Oldest first, as ``schemas register`` does, so that publishing before registration never
-        leaves a subject whose versions are out of order or whose compatibility rule is unset;
-        the serde then finds each id in the registry client's cache.
+        A provider only looks schemas up: on a secured registry registration is the
+        operator's (``circulation schemas register``), and the refusal says so. Where it is
+        done here, every version goes oldest first, as ``schemas register`` does, so that no
+        subject gets its versions out of order or its compatibility rule unset.
         """
-        if topic not in self._registered:
-            register_versions(self.registry, value_subject(topic), dataset.versions)
-            self._registered.add(topic)
+        if topic in self._registered:
+            return
+        subject = value_subject(topic)
+        if self.registry.lookup(subject, schema.text) is None:
+            try:
+                register_versions(self.registry, subject, dataset.versions)
+            except RegistryRefused as exc:
+                raise RegistryRefused(
+                    f"{subject} is not registered and this principal may not register it: "
+                    f"the operator runs `circulation schemas register` first; {exc}") from None
+        self._registered.add(topic)
 
     async def send(self, outgoing: OutgoingEvent) -> asyncio.Future[Any]:
         """Hand a prepared event to the producer; the returned future resolves once written."""

@@ -10,21 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
 from aiokafka.errors import KafkaError
 from rich.table import Table
 
-from schemas.catalog import Catalog
 from schemas.registry import RegistryError
 from streams.cli.console import console, fail, settings
-from streams.kafka import clients
-from streams.security.access import entitlements
-from streams.security.acls import AclError, AclPlan, BrokerAcls
-from streams.settings import Settings
-from streams.state.contract_store import ContractStore, ContractStoreError
+from streams.security.acls import AclError, AclPlan, synchronise
+from streams.state.contract_store import ContractStoreError
 
 app = typer.Typer(help="Kafka ACLs derived from the catalog and the contracts.",
                   no_args_is_help=True)
@@ -39,7 +34,7 @@ def sync(
     """Add the ACLs the contracts entitle and remove every other one."""
     current = settings()
     try:
-        plan = sync_acls(current, dry_run)
+        plan = asyncio.run(synchronise(current, dry_run))
     except (AclError, ContractStoreError, RegistryError) as exc:
         fail(str(exc))
     except KafkaError as exc:
@@ -48,18 +43,6 @@ def sync(
         typer.echo(json.dumps({"dry_run": dry_run, **plan.as_json()}))
     else:
         _show(plan, dry_run)
-
-
-def sync_acls(current: Settings, dry_run: bool = False) -> AclPlan:
-    """Plan the ACLs the applied contracts entitle now and, unless ``dry_run``, apply them."""
-    catalog = Catalog.load()
-    with clients.schema_registry(current) as registry:
-        contracts = asyncio.run(ContractStore(current, registry, catalog).load())
-    acls = BrokerAcls(clients.cluster_admin(current))
-    plan = acls.plan(entitlements(catalog, contracts.values(), datetime.now(UTC)))
-    if not dry_run:
-        acls.apply(plan)
-    return plan
 
 
 def _show(plan: AclPlan, dry_run: bool) -> None:

@@ -2,23 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import shlex
 import time
 from typing import Annotated
 
 import typer
-from aiokafka.errors import KafkaError
 from rich.table import Table
 
-from schemas.registry import RegistryError
-from streams.cli.acl import sync_acls
 from streams.cli.console import console, fail, settings
-from streams.cli.schemas import prepare_catalog
 from streams.dev.localstack import ComponentStatus, LocalStack, StackError, start_showing
 from streams.dev.settings import LocalStackSettings
-from streams.kafka.admin import TopicError
-from streams.security.acls import AclError
-from streams.state.contract_store import ContractStoreError
 
 app = typer.Typer(help="Run a real Kafka broker and schema registry locally (no Docker needed).",
                   no_args_is_help=True)
@@ -78,14 +72,8 @@ def up(
 
 
 def _prepare_secure(stack: LocalStack) -> None:
-    """The operator's first steps on a secure stack: every catalog topic created and schema
-    registered (providers may only look them up), and the ACLs the contracts entitle."""
-    admin = stack.admin_settings()
-    try:
-        prepare_catalog(admin)
-        plan = sync_acls(admin)
-    except (AclError, ContractStoreError, RegistryError, TopicError, KafkaError) as exc:
-        raise StackError(f"preparing the secure stack failed: {exc}") from exc
+    """Provision the secure stack as its operator (:meth:`LocalStack.provision`)."""
+    plan = asyncio.run(stack.provision())
     console.print(f"topics and schemas ready; ACLs: {len(plan.add)} added, "
                   f"{len(plan.remove) + len(plan.foreign)} removed, {plan.kept} kept")
 

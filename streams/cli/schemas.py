@@ -11,12 +11,10 @@ from rich.table import Table
 
 from schemas.catalog import Catalog
 from schemas.compatibility import check_catalog
-from schemas.registration import dataset_subjects, register_versions, value_subject
 from schemas.registry import RegistryError
 from streams.cli.console import console, errors, fail, settings
-from streams.kafka import clients
-from streams.kafka.admin import TopicError, ensure_topics
-from streams.kafka.topics import BUS_RECORD_TOPICS, catalog_topics
+from streams.kafka.admin import TopicError
+from streams.kafka.provisioning import provision_catalog
 from streams.settings import Settings
 
 app = typer.Typer(help="The event catalog: check compatibility, register in the registry.",
@@ -55,20 +53,15 @@ def register(
 
 
 def prepare_catalog(current: Settings) -> Table:
-    """What providers and workers need before they start: every topic of the catalog and
-    every schema registered; the table of what the registry holds."""
-    catalog = Catalog.load()
-    created = asyncio.run(ensure_topics(current, catalog_topics(current, catalog)))
-    subjects = list(dataset_subjects(catalog))
-    subjects += [(value_subject(topic), catalog.bus_record(name).versions)
-                 for name, topic in BUS_RECORD_TOPICS.items()]
+    """Provision the catalog (:func:`~streams.kafka.provisioning.provision_catalog`); the
+    table of what the registry holds."""
+    done = asyncio.run(provision_catalog(current, Catalog.load()))
+    created = len(done.created_topics)
     table = Table(title="registered schemas",
-                  caption=f"{len(created)} topic{'s' * (len(created) != 1)} created")
+                  caption=f"{created} topic{'s' * (created != 1)} created")
     for column in ("subject", "versions", "schema ids"):
         table.add_column(column, overflow="fold")
-    with clients.schema_registry(current) as registry:
-        for subject, versions in subjects:
-            done = register_versions(registry, subject, versions)
-            table.add_row(subject, ", ".join(f"v{r.version}" for r in done),
-                          ", ".join(str(r.schema_id) for r in done))
+    for subject, versions in done.subjects.items():
+        table.add_row(subject, ", ".join(f"v{r.version}" for r in versions),
+                      ", ".join(str(r.schema_id) for r in versions))
     return table

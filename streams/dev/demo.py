@@ -1,6 +1,8 @@
 """The demo: the whole bus at work, from a provider's change to each administration.
 
-It starts what is missing (the local stack, one routing worker), applies the example contracts
+It starts what is missing (the secure local stack, one routing worker), gives each actor its own
+principal and credential (the operator, the gateway, each provider and subscriber, the worker),
+applies the example contracts
 of ``deploy/contracts`` (a commune's school canteen pricing, a transport authority's social
 pricing, a département's student aid, a public buyer's supplier checks), enrols the persons each
 administration follows, records consents and one withdrawal, publishes changes from every
@@ -11,6 +13,7 @@ what it started.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -30,12 +33,15 @@ from connectors.publisher import Publisher
 from schemas.catalog import Catalog
 from schemas.codec import to_json
 from schemas.serde import AvroSerde
+from streams.dev.actors import Actors, actors_of
 from streams.dev.localstack import LocalStack, StackError, start_showing
 from streams.dev.settings import LocalStackSettings
 from streams.dev.synthetic import companies, generate, people
 from streams.kafka import clients
 from streams.kafka.admin import end_offsets
+from streams.kafka.provisioning import provision_catalog
 from streams.kafka.topics import AUDIT
+from streams.security.acls import synchronise
 from streams.settings import Settings
 from streams.state.contract import Contract
 from streams.state.contract_files import validate_paths
@@ -76,17 +82,22 @@ async def _enrol_and_consent(config: Settings, by_id: dict[str, Contract],
     return story
 
 
-async def _publish(config: Settings, catalog: Catalog, persons: list[str],
+async def _publish(actors: Actors, catalog: Catalog, persons: list[str],
                    firms: list[str], seed: int) -> set[str]:
     """One change per dataset about each of the demo's persons and companies (so every
-    consent, population and withheld case of the story shows up); their event ids."""
+    consent, population and withheld case of the story shows up), each sent by its provider
+    on its own connection; their event ids."""
     ids: set[str] = set()
-    async with Publisher(config) as publisher:
+    publishers: dict[str, Publisher] = {}
+    async with contextlib.AsyncExitStack() as opened:
         for dataset in catalog.datasets():
             subjects = persons if dataset.subject_kind == "person" else firms
             for index, subject in enumerate(subjects):
                 for event in generate(dataset.id, 1, seed + index, subjects=[subject]):
-                    ids.add(await publisher.publish(event))
+                    if event["source"] not in publishers:
+                        publishers[event["source"]] = await opened.enter_async_context(
+                            Publisher(actors.provider(event["source"]), catalog))
+                    ids.add(await publishers[event["source"]].publish(event))
     return ids
 
 
@@ -148,53 +159,76 @@ def _summary(contracts: list[Contract], audits: list[dict[str, Any]]) -> Table:
     return table
 
 
-async def _run(config: Settings, catalog: Catalog, console: Console) -> None:
-    contracts = _contracts(catalog)
-    registry = clients.schema_registry(config)
-    serde = AvroSerde(registry)
-    await ContractStore(config, registry, catalog).apply(contracts)
+async def _prepare(stack: LocalStack, actors: Actors, contracts: list[Contract],
+                   console: Console) -> None:
+    """The operator's part: topics and schemas, the contracts, and on the secure stack the
+    ACLs the contracts entitle."""
+    operator = actors.operator
+    await provision_catalog(operator, Catalog.load())
+    with clients.schema_registry(operator) as registry:
+        await ContractStore(operator, registry, Catalog.load()).apply(contracts)
     console.print(f"applied {len(contracts)} contracts from {CONTRACTS_DIR}")
+    if stack.secure:
+        plan = await synchronise(operator)
+        console.print(f"each actor connects as itself ({', '.join(actors.principals)}); "
+                      f"ACLs from the contracts: {len(plan.add)} added, "
+                      f"{len(plan.remove) + len(plan.foreign)} removed, {plan.kept} kept")
+
+
+async def _run(actors: Actors, catalog: Catalog, contracts: list[Contract],
+               console: Console) -> None:
+    operator = actors.operator
     persons = [p.nir for p in people(2026, 14)]
     firms = companies(2026, 6)
-    for line in await _enrol_and_consent(config, {c.id: c for c in contracts}, persons, firms):
+    for line in await _enrol_and_consent(actors.gateway, {c.id: c for c in contracts},
+                                         persons, firms):
         console.print(f"  · {line}")
-    starts = await end_offsets(config, [AUDIT])
-    sampled = await end_offsets(config, [contracts[0].delivery_topic])
-    ids = await _publish(config, catalog, persons, firms, random.SystemRandom().randrange(2**31))
+    starts = await end_offsets(operator, [AUDIT])
+    sampled = await end_offsets(operator, [contracts[0].delivery_topic])
+    ids = await _publish(actors, catalog, persons, firms, random.SystemRandom().randrange(2**31))
     console.print(f"published {len(ids)} change events from {len(catalog.providers())} "
                   "providers; routing…")
     expected = sum(len(persons if catalog.dataset(d).subject_kind == "person" else firms)
                    for c in contracts for d in c.datasets)
-    audits = await _audit_of(config, serde, catalog, ids, {c.id for c in contracts}, expected,
-                             starts)
+    with clients.schema_registry(operator) as registry:
+        audits = await _audit_of(operator, AvroSerde(registry), catalog, ids,
+                                 {c.id for c in contracts}, expected, starts)
     console.print(_summary(contracts, audits))
     if len(audits) < expected:
         raise DemoError(f"only {len(audits)} of {expected} routing decisions arrived in time")
-    sample = await _sample_delivery(config, serde, sampled)
+    reader = actors.subscriber(contracts[0].subscriber)
+    with clients.schema_registry(reader) as registry:
+        sample = await _sample_delivery(reader, AvroSerde(registry), sampled)
     if sample is not None:
         console.print(f"one delivery to {contracts[0].subscriber}, as its Kafka client reads it "
                       "(pseudonymous subject, only the contract's fields):")
         console.print_json(json.dumps(sample, ensure_ascii=False))
-    registry.close()
 
 
 def run_demo(local: LocalStackSettings, console: Console) -> None:
     """Show the bus end to end on the local stack, telling the story on ``console``; stops
-    whatever it started. :class:`DemoError` (or the stack's :class:`StackError`) when the story
-    cannot be told."""
+    whatever it started. A stack already running is used as it is; otherwise the secure
+    stack is started, each actor on its own principal. :class:`DemoError` (or the stack's
+    :class:`StackError`) when the story cannot be told."""
     stack = LocalStack(local)
     started_stack = not all(s.running for s in stack.status())
+    if started_stack:
+        stack = LocalStack(local, secure=True)
     start_showing(stack, console)
-    environment = {**os.environ, **local.bus_environment()}
-    subprocess.run([sys.executable, "-m", "streams.cli", "schemas", "register"], check=True,
-                   capture_output=True, env=environment)
-    worker = subprocess.Popen([sys.executable, "-m", "streams.cli", "worker"], env=environment,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    catalog = Catalog.load()
+    contracts = _contracts(catalog)
+    worker: subprocess.Popen[bytes] | None = None
     try:
-        asyncio.run(_run(local.bus_settings(), Catalog.load(), console))
+        actors = actors_of(stack, catalog, [c.subscriber for c in contracts], dict(os.environ))
+        asyncio.run(_prepare(stack, actors, contracts, console))
+        worker = subprocess.Popen([sys.executable, "-m", "streams.cli", "worker"],
+                                  env=actors.worker, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL)
+        asyncio.run(_run(actors, catalog, contracts, console))
     finally:
-        worker.terminate()
-        worker.wait(60)
+        if worker is not None:
+            worker.terminate()
+            worker.wait(60)
         if started_stack:
             stack.down(progress=console.print)
 

@@ -16,7 +16,9 @@ the broker runs with ``allow.everyone.if.no.acl.found=false``.
   describes the subscribers' groups and reads the timestamp of the oldest record each has not
   consumed: hence read on the delivery topics, which the worker wrote in the first place.
 - ``bus-gateway`` writes provider topics and the consent and population topics on behalf of
-  the callers it authenticates, and reads those state topics and the contracts.
+  the callers it authenticates, and reads those state topics and the contracts. It also writes
+  delivery topics, never reading them: a consent withdrawn there sends the subscriber an
+  erasure notice at once.
 - ``bus-sink`` reads delivery topics through groups prefixed ``sink.``.
 - ``bus-admin`` is a super user of the broker: it needs no grant.
 
@@ -129,6 +131,7 @@ def _gateway() -> set[Grant]:
         *(grant for topic in (CONSENTS, POPULATION)
           for grant in _allow(who, "topic", "literal", topic, "Read", "Write")),
         *_allow(who, "topic", "literal", CONTRACTS, "Read"),
+        *_allow(who, "topic", "prefix", DELIVERY_PREFIX, "Write"),
     }
 
 

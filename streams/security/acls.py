@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, get_args
 
 from confluent_kafka import KafkaException
@@ -25,9 +26,13 @@ from confluent_kafka.admin import (
     ResourceType,
 )
 
+from schemas.catalog import Catalog
+from streams.kafka import clients
 from streams.kafka.clients import refusal
-from streams.security.access import Grant, Operation, PatternType
+from streams.security.access import Grant, Operation, PatternType, entitlements
 from streams.security.access import ResourceType as Kind
+from streams.settings import Settings
+from streams.state.contract_store import ContractStore
 
 REQUEST_TIMEOUT = 30.0
 _PATTERNS = {"literal": ResourcePatternType.LITERAL, "prefix": ResourcePatternType.PREFIXED}
@@ -116,6 +121,20 @@ class BrokerAcls:
                 future.result()
             except KafkaException as exc:
                 raise AclError(f"the broker did not {verb} an ACL: {refusal(exc)}") from None
+
+
+async def synchronise(settings: Settings, dry_run: bool = False,
+                      at: datetime | None = None) -> AclPlan:
+    """Plan the ACLs the contracts applied on the bus entitle at ``at`` (now) and, unless
+    ``dry_run``, make the broker hold exactly those."""
+    catalog = Catalog.load()
+    with clients.schema_registry(settings) as registry:
+        contracts = await ContractStore(settings, registry, catalog).load()
+    acls = BrokerAcls(clients.cluster_admin(settings))
+    plan = acls.plan(entitlements(catalog, contracts.values(), at or datetime.now(UTC)))
+    if not dry_run:
+        acls.apply(plan)
+    return plan
 
 
 def as_binding(grant: Grant) -> AclBinding:

@@ -94,6 +94,10 @@ class Credentials:
                                   "`circulation credentials create` first")
         return self._set(principal)
 
+    def renew(self, principal: Principal) -> Credential:
+        """A fresh credential, whether the principal had one or not (the demo's actors)."""
+        return self._set(principal)
+
     def holders(self) -> list[Holder]:
         """Every principal holding a credential, with its SCRAM mechanisms and iterations."""
         described = self._describe()

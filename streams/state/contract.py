@@ -281,6 +281,12 @@ class Contract(BaseModel):
         """Registry subject of the delivery topic's values (Confluent TopicNameStrategy)."""
         return value_subject(self.delivery_topic)
 
+    @property
+    def erasure_subject(self) -> str:
+        """Registry subject of the erasure notices on the delivery topic (a record of its own,
+        not a version of the delivery schema)."""
+        return f"{self.delivery_topic}-erasure_notice"
+
     def topic_config(self) -> dict[str, str]:
         """Delivery topic configuration: delete (never compact) what the retention expires."""
         retention = self.retention_ms

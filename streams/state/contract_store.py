@@ -221,6 +221,9 @@ class ContractStore:
                 created = await ensure_topics(self.settings, specs,
                                               align=contract.id not in recorded)
                 schema_id = self.registry.register(contract.delivery_subject, schema)
+                # registered here, by the operator, for whoever sends erasure notices later
+                self.registry.register(contract.erasure_subject,
+                                       self.catalog.bus_record("erasure_notice").latest.text)
                 done.append(Applied(contract, recorded.get(contract.id), bool(created),
                                     schema_id))
             written = [await self._write(producer, a.contract) for a in done

@@ -105,7 +105,7 @@ async def send_erasure_notices(settings: Settings, serde: AvroSerde, catalog: Ca
     """Tell the subscriber, under its pseudonyms (``notified``), to erase what it holds on
     these subjects."""
     schema = catalog.bus_record("erasure_notice").latest
-    subject = f"{contract.delivery_topic}-erasure_notice"
+    subject = contract.erasure_subject
     now = datetime.now(UTC)
     producer = clients.producer(settings)
     await producer.start()

@@ -7,8 +7,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
+from aiokafka.errors import KafkaError
 from pydantic import SecretStr
 
+from schemas.catalog import Catalog
+from schemas.registry import RegistryError
 from streams.dev.localstack.errors import StackError
 from streams.dev.localstack.identity import IdentityServer, secure_components
 from streams.dev.localstack.kafka import KafkaBroker
@@ -16,8 +19,12 @@ from streams.dev.localstack.process import ManagedProcess, port_answers
 from streams.dev.localstack.registry import SchemaRegistry
 from streams.dev.localstack.security import LocalSecurity
 from streams.dev.settings import LocalStackSettings
+from streams.kafka.admin import TopicError
+from streams.kafka.provisioning import provision_catalog
+from streams.security.acls import AclError, AclPlan, synchronise
 from streams.security.principals import ADMIN
 from streams.settings import Settings
+from streams.state.contract_store import ContractStoreError
 
 Progress = Callable[[str], None]
 SECURE_VARIABLES = (
@@ -112,6 +119,17 @@ class LocalStack:
                 "CIRCULATION_PSEUDONYM_SECRET_FILE": str(self.security.secret_file("pseudonym")),
             }
         return variables | secure
+
+    async def provision(self) -> AclPlan:
+        """The operator's first steps on a secure stack, before any provider publishes or
+        worker routes there: every catalog topic and schema (providers and workers only look
+        schemas up), and the ACLs the applied contracts entitle."""
+        admin = self.admin_settings()
+        try:
+            await provision_catalog(admin, Catalog.load())
+            return await synchronise(admin)
+        except (AclError, ContractStoreError, RegistryError, TopicError, KafkaError) as exc:
+            raise StackError(f"provisioning the secure stack failed: {exc}") from exc
 
     def other_mode_running(self) -> bool:
         """Whether the stack of the other mode (secure or plain) runs in this run folder."""
