@@ -18,7 +18,7 @@ from schemas.codec import rfc3339_millis, to_json
 from schemas.serde import AvroSerde
 from streams.kafka import clients
 from streams.settings import Settings
-from streams.state.contract import Contract
+from streams.state.contract import delivery_topic
 
 EXTENSIONS = ("contract", "purpose", "legalbasis", "expiresat")
 
@@ -38,11 +38,12 @@ def delivery_json(serde: AvroSerde, headers: list[tuple[str, bytes]], key: bytes
     return event
 
 
-async def read_deliveries(settings: Settings, contract: Contract, emit: Callable[[Any], None],
-                          from_beginning: bool = False, max_events: int | None = None,
-                          timeout: float = 10.0) -> int:
-    """Hand each delivery of ``contract`` to ``emit`` until ``max_events`` or ``timeout``
-    seconds, committing the group's offsets as it goes; returns how many were emitted.
+async def read_deliveries(settings: Settings, subscriber: str, contract_id: str,
+                          emit: Callable[[Any], None], from_beginning: bool = False,
+                          max_events: int | None = None, timeout: float = 10.0) -> int:
+    """Hand each delivery of ``subscriber``'s contract ``contract_id`` to ``emit`` until
+    ``max_events`` or ``timeout`` seconds, committing the group's offsets as it goes; returns
+    how many were emitted.
 
     The commits are explicit: each partition's offset is just past the last delivery emitted
     from it (or where this run started on it), so a record fetched but not emitted is read by
@@ -50,8 +51,8 @@ async def read_deliveries(settings: Settings, contract: Contract, emit: Callable
     """
     serde = AvroSerde(clients.schema_registry(settings))
     consumer = clients.consumer(
-        settings, contract.delivery_topic,
-        group_id=f"subscriber.{contract.subscriber}.{contract.id}",
+        settings, delivery_topic(subscriber, contract_id),
+        group_id=f"subscriber.{subscriber}.{contract_id}",
         auto_offset_reset="earliest" if from_beginning else "latest",
         enable_auto_commit=False,
     )

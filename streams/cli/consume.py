@@ -12,6 +12,8 @@ import typer
 
 from connectors.deliveries import read_deliveries
 from streams.cli.console import fail, settings
+from streams.security import principals
+from streams.security.principals import Principal, UnknownPrincipal
 from streams.state.subjects import find_contract
 
 
@@ -27,11 +29,28 @@ def consume(
                                                    help="Stop after N deliveries.")] = None,
     timeout: Annotated[float, typer.Option(help="Stop after S seconds.")] = 10.0,
 ) -> None:
-    """Print a contract's deliveries as CloudEvents JSON lines."""
+    """Print a contract's deliveries as CloudEvents JSON lines.
+
+    A subscriber's credential (``subscriber.<id>``) reads its own contract's topic, named
+    from the principal: it may read nothing else, not even the contracts. The operator's
+    finds the contract's subscriber on the bus."""
     config = settings()
-    try:
-        found = asyncio.run(find_contract(config, contract))
-    except LookupError as exc:
-        fail(str(exc))
-    asyncio.run(read_deliveries(config, found, _print, from_beginning, max_events, timeout))
+    subscriber = _subscriber_of(config.sasl_username)
+    if subscriber is None:
+        try:
+            subscriber = asyncio.run(find_contract(config, contract)).subscriber
+        except LookupError as exc:
+            fail(str(exc))
+    asyncio.run(read_deliveries(config, subscriber, contract, _print, from_beginning,
+                                max_events, timeout))
     sys.stdout.flush()
+
+
+def _subscriber_of(username: str | None) -> str | None:
+    """The subscriber a ``subscriber.<id>`` principal is; None for any other principal."""
+    if username is None or not username.startswith(principals.SUBSCRIBER):
+        return None
+    try:
+        return Principal.parse(username).party
+    except UnknownPrincipal:
+        return None

@@ -148,6 +148,12 @@ def _refuse_identifiers(value: str) -> None:
         raise ValueError(NIR_REASON)
 
 
+def delivery_topic(subscriber: str, contract_id: str) -> str:
+    """The delivery topic of a subscriber's contract, named without reading the contract: a
+    subscriber's client may read its deliveries and nothing else, not even ``bus.contracts``."""
+    return f"deliver.{subscriber}.{contract_id}"
+
+
 class Contract(BaseModel):
     """One contract as recorded on ``bus.contracts``; build it from a file or from a record.
 
@@ -274,7 +280,7 @@ class Contract(BaseModel):
     @property
     def delivery_topic(self) -> str:
         """``deliver.<subscriber>.<contract id>``: the only topic the subscriber reads."""
-        return f"deliver.{self.subscriber}.{self.id}"
+        return delivery_topic(self.subscriber, self.id)
 
     @property
     def delivery_subject(self) -> str:

@@ -24,7 +24,8 @@ from streams.settings import Settings
 CLI = [sys.executable, "-m", "streams.cli"]
 PRIVATE_PORTS = 20000
 PRIVATE_SLOTS = 1200
-"""Private stacks take three ports from 20000 + 10 × (pid mod 1200): all below 32768."""
+"""Private stacks take three ports (four when secure) from 20000 + 10 × (pid mod 1200): all
+below 32768."""
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -42,6 +43,7 @@ def stack_env(tmp_path: Path) -> Iterator[dict[str, str]]:
         "CIRCULATION_LOCAL_KAFKA_PORT": str(base),
         "CIRCULATION_LOCAL_CONTROLLER_PORT": str(base + 1),
         "CIRCULATION_LOCAL_REGISTRY_PORT": str(base + 2),
+        "CIRCULATION_LOCAL_IDENTITY_PORT": str(base + 3),  # a secure stack's only
         "COLUMNS": "200",
         "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
     }

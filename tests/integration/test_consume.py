@@ -82,9 +82,10 @@ async def test_consume_max_prints_n_and_commits_exactly_what_it_printed(
     written = await _write_deliveries(settings, services, contract)
     first: list[dict[str, Any]] = []
     second: list[dict[str, Any]] = []
-    assert await read_deliveries(settings, contract, first.append, from_beginning=True,
+    who = (contract.subscriber, contract.id)
+    assert await read_deliveries(settings, *who, first.append, from_beginning=True,
                                  max_events=PER_RUN, timeout=20) == PER_RUN
-    assert await read_deliveries(settings, contract, second.append, from_beginning=False,
+    assert await read_deliveries(settings, *who, second.append, from_beginning=False,
                                  max_events=PER_RUN, timeout=20) == PER_RUN
     assert len(first) == PER_RUN
     assert len(second) == PER_RUN

@@ -25,6 +25,7 @@ from aiokafka.errors import GroupAuthorizationFailedError
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient
 
+from streams.dev.synthetic import generate, people
 from streams.kafka import clients
 from streams.kafka.clients import librdkafka_options
 from streams.settings import Settings
@@ -281,3 +282,102 @@ def test_an_ended_contract_loses_its_access_at_the_first_sync_after_its_retentio
     assert secure.sync()["remove"] == plan["remove"]
     _eventually(lambda: _read_error(ugap, topic, group=f"{who}.client") in DENIED, True)
     assert secure.sync("--dry-run")["remove"] == []
+
+
+def _deliveries(secure: SecureStack, env: dict[str, str], contract: str,
+                wanted: int, within: float = 60.0) -> list[dict[str, Any]]:
+    """The contract's deliveries (erasure notices aside) read from the beginning with
+    ``circulation consume`` under ``env``'s credential, once ``wanted`` are there."""
+    deadline = time.monotonic() + within
+    while True:
+        read = run_cli(env, "consume", contract, "--from-beginning", "--timeout", "5")
+        assert read.returncode == 0, read.stderr[-2000:]
+        found = [json.loads(line) for line in read.stdout.splitlines() if line.strip()]
+        found = [event for event in found if event["type"] != "erasure_notice"]
+        if len(found) >= wanted or time.monotonic() > deadline:
+            return found
+
+
+def test_publish_route_consume_each_on_its_own_credential(
+        secure: SecureStack, tmp_path: Path) -> None:
+    """The gateway enrols a person, a provider publishes about them, the worker routes as
+    bus-worker, the subscriber reads with ``circulation consume``; after the contract is
+    revoked, the subscriber still reads (its retention runs) but nothing new arrives. No
+    password any of them used shows in any output, log or audit record."""
+    contract, dataset, provider = ("idfm-tarif-solidarite", "statut_demandeur_emploi",
+                                   "france_travail")
+    worker_password = (secure.run_dir / "secure" / "passwords" / "bus-worker").read_text().strip()
+    worker_env = {**secure.env_of("bus-worker", worker_password),
+                  "CIRCULATION_SUBJECT_SECRET_FILE": ""}
+    log = (tmp_path / "worker.log").open("w")
+    worker = subprocess.Popen([*CLI, "worker"], env=worker_env, stdout=log,
+                              stderr=subprocess.STDOUT)
+    outputs: list[str] = []
+    try:
+        person = people(4242, 1)[0]
+        gateway = {**secure.env_of("bus-gateway")}
+        enrolled = run_cli(gateway, "population", "add", contract, person.nir)
+        assert enrolled.returncode == 0, enrolled.stderr[-2000:]
+        provider_env = {**secure.env_of(f"provider.{provider.replace('_', '-')}"),
+                        "CIRCULATION_PSEUDONYM_SECRET_FILE": ""}
+        subscriber_env = secure.env_of("subscriber.idfm")
+        published = _publish(provider_env, tmp_path / "first.jsonl", dataset, provider, person, 1)
+        first = _deliveries(secure, subscriber_env, contract, 1)
+        assert [event["type"] for event in first] == [dataset]
+        assert first[0]["subject"].startswith("ps2_")
+        assert set(first[0]["data"]) == {"inscrit", "categorie"}
+        revoked = secure.cli("contracts", "revoke", contract, "--yes")
+        assert revoked.returncode == 0, revoked.stderr[-2000:]
+        plan = secure.sync()
+        assert plan["remove"] == [], "a revoked contract's subscriber lost access within retention"
+        again = _publish(provider_env, tmp_path / "second.jsonl", dataset, provider, person, 2)
+        time.sleep(5)  # the worker had its chance to route it
+        after = _deliveries(secure, subscriber_env, contract, 2, within=10)
+        assert [event["id"] for event in after] == [first[0]["id"]], "delivered after revocation"
+        outputs += [enrolled.stdout + enrolled.stderr, published, again]
+    finally:
+        worker.terminate()
+        worker.wait(60)
+        log.close()
+    outputs.append((tmp_path / "worker.log").read_text(errors="replace"))
+    admin_password = secure.operator["CIRCULATION_SASL_PASSWORD"]
+    outputs.append(_audit_bytes(secure.settings_of("bus-admin", admin_password)).decode("latin-1"))
+    used = [*secure.passwords.values(), worker_password, admin_password]
+    for text in outputs:
+        for password in used:
+            assert password not in text
+
+
+def _publish(env: dict[str, str], path: Path, dataset: str, provider: str, person: Any,
+             seed: int) -> str:
+    """``circulation publish`` of one synthetic event about ``person``; its output."""
+    events = list(generate(dataset, 1, seed, provider=provider, subjects=[person]))
+    path.write_text("".join(json.dumps(e) + "\n" for e in events), encoding="utf-8")
+    done = run_cli(env, "publish", str(path))
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    return done.stdout + done.stderr
+
+
+def _audit_bytes(settings: Settings) -> bytes:
+    """Every audit record's bytes, headers included, as the broker keeps them."""
+    consumer = Consumer({**librdkafka_options(settings), "group.id": "bus-admin.audit-scan",
+                         "enable.partition.eof": True, "auto.offset.reset": "earliest",
+                         "log_level": 0})
+    seen = b""
+    try:
+        consumer.subscribe(["bus.audit"])
+        ends = 0
+        deadline = time.monotonic() + 30
+        while ends < 3 and time.monotonic() < deadline:
+            message = consumer.poll(1.0)
+            if message is None:
+                continue
+            if message.error() is not None:
+                ends += message.error().code() == KafkaError._PARTITION_EOF
+                continue
+            seen += (message.value() or b"") + b"".join(
+                v or b"" for _, v in message.headers() or [])
+    finally:
+        consumer.close()
+    assert seen, "no audit record read"
+    return seen
