@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import socket
+import ssl
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -23,8 +25,17 @@ import yaml
 from aiokafka import TopicPartition
 from aiokafka.errors import GroupAuthorizationFailedError
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
-from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin import (
+    AclBinding,
+    AclOperation,
+    AclPermissionType,
+    AdminClient,
+    ResourcePatternType,
+    ResourceType,
+)
 
+from schemas.catalog import Catalog
+from schemas.registry import RegistryRefused
 from streams.dev.synthetic import generate, people
 from streams.kafka import clients
 from streams.kafka.clients import librdkafka_options
@@ -381,3 +392,84 @@ def _audit_bytes(settings: Settings) -> bytes:
         consumer.close()
     assert seen, "no audit record read"
     return seen
+
+
+def test_one_credential_opens_the_broker_and_the_registry_to_read_only(
+        secure: SecureStack) -> None:
+    """``credentials create`` sets the registry's side too: a provider reads schemas with its
+    password and may not register one; ``rotate`` refuses the old password there at once."""
+    principal = "provider.cnous"
+    first = secure.credential(principal)
+    reader = clients.schema_registry(secure.settings_of(principal, first))
+    subject = "provider.cnous.statut_etudiant_boursier-value"
+    schema_id = reader.versions(subject) and reader.lookup(
+        subject, Catalog.load().dataset("statut_etudiant_boursier").latest.text)
+    assert schema_id
+    assert reader.schema(schema_id)
+    with pytest.raises(RegistryRefused, match="HTTP 403"):
+        reader.register("provider.cnous.probe-value", {"type": "string"})
+    rotated = secure.cli("credentials", "rotate", principal)
+    assert rotated.returncode == 0, rotated.stderr
+    second = json.loads(rotated.stdout)["password"]
+    secure.passwords[principal] = second
+    with pytest.raises(RegistryRefused, match="HTTP 401"):
+        clients.schema_registry(secure.settings_of(principal, first)).subjects()
+    assert subject in clients.schema_registry(secure.settings_of(principal, second)).subjects()
+    kept = [path for path in secure.run_dir.rglob("*") if path.is_file()
+            and "identity" not in path.relative_to(secure.run_dir).parts]
+    for path in kept:
+        content = path.read_bytes()
+        assert first.encode() not in content, path
+        assert second.encode() not in content, path
+
+
+def test_the_broker_takes_no_plaintext_client_and_its_controller_no_stranger(
+        secure: SecureStack) -> None:
+    """Only SASL_SSL on the client port; the controller's port asks for a certificate of the
+    stack's own CA, which only the broker holds."""
+    plain = secure.settings_of("bus-admin", secure.operator["CIRCULATION_SASL_PASSWORD"]
+                               ).model_copy(update={"security_protocol": "SASL_PLAINTEXT"})
+    assert _authentication_refused_quietly(plain)
+    port = int(secure.operator["CIRCULATION_LOCAL_CONTROLLER_PORT"])
+    stranger = ssl.create_default_context(cafile=secure.operator["CIRCULATION_SSL_CAFILE"])
+    assert not _tls_session(port, stranger)
+    tls = secure.run_dir / "secure" / "tls"
+    broker = ssl.create_default_context(cafile=secure.operator["CIRCULATION_SSL_CAFILE"])
+    broker.load_cert_chain(tls / "server.pem", tls / "server-key.pem")
+    assert _tls_session(port, broker), "the probe cannot tell a refusal from a failure"
+    folder = secure.run_dir / "secure"
+    for path in (folder / "tls" / "ca-key.pem", folder / "tls" / "server-key.pem",
+                 folder / "kafka" / "server.properties", folder / "passwords" / "bus-admin"):
+        assert path.stat().st_mode & 0o077 == 0, path
+
+
+def _tls_session(port: int, context: ssl.SSLContext) -> bool:
+    """Whether the TLS server on ``port`` keeps a session with ``context``'s client open (with
+    TLS 1.3 a refused client certificate is only told after the handshake, on first read)."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as raw, \
+                context.wrap_socket(raw, server_hostname="127.0.0.1") as session:
+            session.settimeout(2)
+            try:
+                return session.recv(1) != b""
+            except TimeoutError:
+                return True  # nothing to say to a silent client, and no refusal either
+    except (ssl.SSLError, ConnectionResetError, BrokenPipeError):
+        return False
+
+
+def test_acl_sync_removes_what_no_contract_entitles(secure: SecureStack) -> None:
+    """An ACL written by hand (here: every topic to a subscriber) is an entitlement nobody
+    can account for: the dry run names it, the sync removes it."""
+    foreign = AclBinding(ResourceType.TOPIC, "bus.", ResourcePatternType.PREFIXED,
+                         f"User:subscriber.{A}", "*", AclOperation.READ, AclPermissionType.ALLOW)
+    admin = clients.cluster_admin(secure.settings_of(
+        "bus-admin", secure.operator["CIRCULATION_SASL_PASSWORD"]))
+    for future in admin.create_acls([foreign]).values():
+        future.result()
+    plan = secure.sync("--dry-run")
+    assert plan["add"] == []
+    assert [(g["principal"], g["resource"], g["operation"]) for g in plan["remove"]] == \
+        [(f"User:subscriber.{A}", "bus.", "Read")]
+    assert secure.sync()["remove"] == plan["remove"]
+    assert secure.sync("--dry-run")["remove"] == []
