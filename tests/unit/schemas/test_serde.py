@@ -8,8 +8,11 @@ defaults), including for the same reader object used on both.
 
 from __future__ import annotations
 
+import pytest
+
 from schemas.catalog import Catalog
 from schemas.codec import encode, frame, from_json
+from schemas.registry import RegistryRefused
 from schemas.serde import AvroSerde
 from streams.dev.synthetic import generate
 from tests.unit.memory_registry import MemoryRegistry
@@ -43,3 +46,23 @@ def test_an_older_record_is_still_resolved_to_the_reader_schema() -> None:
     as_read = serde.decode(older, reader)[1]
     assert "montant_annuel_centimes" not in as_written
     assert as_read == {**datum, "montant_annuel_centimes": None}
+
+
+class _ReadOnlyRegistry(MemoryRegistry):
+    """A registry that lets its caller look schemas up and refuses registrations (403), as a
+    secured registry treats every principal but the operator."""
+
+    def register(self, subject: str, schema: object) -> int:
+        raise RegistryRefused(f"schema registry refused POST /subjects/{subject}/versions: "
+                              "HTTP 403 (the credential may not do this)")
+
+
+def test_a_reader_only_looks_schemas_up_and_is_told_who_registers_the_missing() -> None:
+    dataset = Catalog.load().dataset("quotient_familial")
+    registry = _ReadOnlyRegistry()
+    MemoryRegistry.register(registry, "provider.cnaf.quotient_familial-value",
+                            dataset.latest.text)
+    serde = AvroSerde(registry)  # type: ignore[arg-type]
+    assert serde.schema_id("provider.cnaf.quotient_familial-value", dataset.latest.text) == 1
+    with pytest.raises(RegistryRefused, match="circulation schemas register"):
+        serde.schema_id("provider.msa.quotient_familial-value", dataset.latest.text)
