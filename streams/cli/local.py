@@ -99,7 +99,7 @@ def down() -> None:
 
 @app.command()
 def status() -> None:
-    """Show each component's state; exit 1 unless both are running and answering."""
+    """Show each component's state; exit 1 unless every one is running and answering."""
     statuses = _stack().status()
     _show(statuses)
     if not all(s.running for s in statuses):
@@ -108,7 +108,8 @@ def status() -> None:
 
 @app.command()
 def logs(
-    component: Annotated[str, typer.Argument(help="kafka or registry")] = "kafka",
+    component: Annotated[str, typer.Argument(
+        help="kafka, registry or identity (secure stack)")] = "kafka",
     lines: Annotated[int, typer.Option("--lines", "-n", help="How many last lines.")] = 50,
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing.")] = False,
 ) -> None:

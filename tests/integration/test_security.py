@@ -473,3 +473,14 @@ def test_acl_sync_removes_what_no_contract_entitles(secure: SecureStack) -> None
         [(f"User:subscriber.{A}", "bus.", "Read")]
     assert secure.sync()["remove"] == plan["remove"]
     assert secure.sync("--dry-run")["remove"] == []
+
+
+def test_a_plain_stack_is_refused_while_the_secure_one_runs(secure: SecureStack) -> None:
+    """Both kinds keep their data apart; starting the other kind in the same run folder is
+    refused, so that nobody restarts the secure stack's broker open by mistake."""
+    env = {name: value for name, value in secure.operator.items()
+           if "LOCAL" in name or not name.startswith("CIRCULATION_")}
+    plain = run_cli(env, "local", "up")
+    assert plain.returncode == 1
+    assert "a secure stack runs" in plain.stderr
+    assert run_cli(env, "local", "status").returncode == 0  # still the secure one, running
