@@ -30,6 +30,7 @@ from confluent_kafka.admin import (
     AclOperation,
     AclPermissionType,
     AdminClient,
+    NewTopic,
     ResourcePatternType,
     ResourceType,
 )
@@ -237,6 +238,11 @@ def test_a_provider_writes_its_own_topics_only(secure: SecureStack) -> None:
         assert _write_error(cnaf, topic) == DENIED_TOPIC, topic
     # not even its own topic: any group it might use is denied before the topic is
     assert _read_error(cnaf, "provider.cnaf.quotient_familial") in DENIED
+    admin = clients.cluster_admin(cnaf)  # kept: a destroyed client fails its futures
+    created = admin.create_topics([NewTopic("provider.cnaf.more", 1, 1)])
+    with pytest.raises(KafkaException) as refused:
+        created["provider.cnaf.more"].result(timeout=30)
+    assert refused.value.args[0].code() in (DENIED_TOPIC, KafkaError.CLUSTER_AUTHORIZATION_FAILED)
 
 
 def test_wrong_unknown_and_rotated_credentials_are_refused(secure: SecureStack) -> None:
@@ -345,6 +351,10 @@ def test_publish_route_consume_each_on_its_own_credential(
         time.sleep(5)  # the worker had its chance to route it
         after = _deliveries(secure, subscriber_env, contract, 2, within=10)
         assert [event["id"] for event in after] == [first[0]["id"]], "delivered after revocation"
+        lag = run_cli(worker_env, "lag", "--json", "--samples", "2", "--window", "1")
+        assert lag.returncode in (0, 1), lag.stderr[-2000:]  # 2: the cluster could not be asked
+        assert f"subscriber.idfm.{contract}" in lag.stdout  # the exporter sees the groups
+        outputs.append(lag.stdout + lag.stderr)
         outputs += [enrolled.stdout + enrolled.stderr, published, again]
     finally:
         worker.terminate()

@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from connectors.publisher import Publisher
 from schemas.catalog import Catalog
+from schemas.registry import RegistryRefused
 from streams.cli import app as cli
 from streams.dev.synthetic import generate
 from streams.privacy.pseudonyms import Pseudonymiser, SubjectReferences, SubscriberPseudonyms
@@ -87,3 +88,26 @@ def test_the_publish_command_refuses_a_guessable_secret_in_one_line(
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("error: CIRCULATION_SUBJECT_SECRET: too guessable")
     assert "a" * 8 not in result.stderr
+
+
+class ReadOnlyRegistry(Registry):
+    """A secured registry as a provider's credential sees it: lookups only (403 otherwise)."""
+
+    def register(self, subject: str, schema: Any) -> int:
+        raise RegistryRefused(f"schema registry refused POST /subjects/{subject}/versions: "
+                              "HTTP 403 (the credential may not do this)")
+
+
+def test_a_provider_only_looks_its_schema_up(tmp_path: Path) -> None:
+    """Registered by the operator: the event is encoded under the schema's id. Not registered:
+    a refusal saying who registers it, and nothing registered by the provider."""
+    settings = Settings(cache_dir=tmp_path, subject_secret=strong_secret())
+    registry = ReadOnlyRegistry()
+    refused = Publisher(settings, CATALOG, registry)  # type: ignore[arg-type]
+    with pytest.raises(RegistryRefused, match="circulation schemas register"):
+        refused.prepare(EVENT)
+    subject = f"provider.{EVENT['source']}.quotient_familial-value"
+    latest = CATALOG.dataset("quotient_familial").latest.text
+    schema_id = Registry.register(registry, subject, latest)
+    prepared = Publisher(settings, CATALOG, registry).prepare(EVENT)  # type: ignore[arg-type]
+    assert prepared.value[1:5] == schema_id.to_bytes(4, "big")
