@@ -7,6 +7,7 @@ millions of times and a consumer decodes by id on every record.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import ssl
 from pathlib import Path
@@ -39,6 +40,18 @@ def canonical(schema: Any) -> str:
     return json.dumps(parsed, sort_keys=True, separators=(",", ":"))
 
 
+def in_clear(url: str) -> bool:
+    """Whether requests to ``url`` cross a network unencrypted: plain http to a host other
+    than the loopback interface."""
+    parsed = httpx.URL(url)
+    if parsed.scheme != "http" or parsed.host == "localhost":
+        return False
+    try:
+        return not ipaddress.ip_address(parsed.host).is_loopback
+    except ValueError:
+        return True
+
+
 class SchemaRegistry:
     """Synchronous client; one per process is enough (it keeps a connection pool)."""
 
@@ -48,6 +61,9 @@ class SchemaRegistry:
         ``cafile`` the CA an ``https`` registry's certificate must chain to (the system's
         when unset)."""
         self.url = url.rstrip("/")
+        if auth is not None and in_clear(self.url):
+            raise RegistryError(f"the schema registry at {self.url} is plain http: a credential "
+                                "sent there crosses the network readable; give its https URL")
         verify: ssl.SSLContext | bool = (ssl.create_default_context(cafile=str(cafile))
                                          if cafile is not None else True)
         self._http = httpx.Client(base_url=self.url, timeout=timeout, auth=auth, verify=verify,

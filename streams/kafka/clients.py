@@ -28,7 +28,7 @@ from aiokafka.helpers import create_ssl_context
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
-from schemas.registry import SchemaRegistry
+from schemas.registry import SchemaRegistry, in_clear
 from streams.settings import Settings
 
 
@@ -93,8 +93,18 @@ async def admin(settings: Settings, **options: Any) -> AsyncIterator[AIOKafkaAdm
 
 
 def schema_registry(settings: Settings) -> SchemaRegistry:
-    """A client of the bus's schema registry, with the principal's credential and CA."""
-    return SchemaRegistry(settings.schema_registry_url, auth=settings.registry_credentials(),
+    """A client of the bus's schema registry, with the principal's credential and CA.
+
+    The Kafka credential stands in for the registry's only where the registry is reached over
+    https (or on the loopback interface): sent to a plain http registry it would cross the
+    network readable, for a registry that asks for none. Registry credentials set on their own
+    are refused there by :class:`SchemaRegistry`."""
+    auth = settings.registry_credentials()
+    borrowed = settings.schema_registry_username is None \
+        and settings.schema_registry_password is None
+    if borrowed and in_clear(settings.schema_registry_url):
+        auth = None
+    return SchemaRegistry(settings.schema_registry_url, auth=auth,
                           cafile=settings.registry_cafile())
 
 

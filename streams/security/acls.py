@@ -105,22 +105,38 @@ class BrokerAcls:
 
     def apply(self, plan: AclPlan) -> None:
         """Create what ``plan`` adds, then delete what it removes: a grant that stays is never
-        missing in between."""
+        missing in between.
+
+        Every removal is attempted even when a creation failed, and a binding this client
+        cannot name (a resource type or operation newer than librdkafka, which it reads back
+        as ``UNKNOWN`` and will not put in a filter) never holds up the others: one stray ACL
+        must not keep a revoked subscriber's access alive. What could not be done is raised
+        at the end, as one :class:`AclError`."""
+        problems: list[str] = []
         if plan.add:
-            self._wait(self._admin.create_acls([as_binding(g) for g in plan.add],
-                                               request_timeout=REQUEST_TIMEOUT), "create")
-        removed = [_exact(as_binding(g)) for g in plan.remove] + [_exact(b) for b in plan.foreign]
+            problems += self._settle(self._admin.create_acls(
+                [as_binding(g) for g in plan.add], request_timeout=REQUEST_TIMEOUT), "create")
+        removed = [as_binding(g) for g in plan.remove]
+        removed += [b for b in plan.foreign if _expressible(b)]
         if removed:
-            self._wait(self._admin.delete_acls(removed, request_timeout=REQUEST_TIMEOUT),
-                       "delete")
+            problems += self._settle(self._admin.delete_acls(
+                [_exact(b) for b in removed], request_timeout=REQUEST_TIMEOUT), "delete")
+        problems += [f"this client cannot delete {_described(b)} (a resource type or operation "
+                     "it does not know): delete it with Kafka's kafka-acls tool"
+                     for b in plan.foreign if not _expressible(b)]
+        if problems:
+            raise AclError("; ".join(problems))
 
     @staticmethod
-    def _wait(futures: Mapping[Any, Future[Any]], verb: str) -> None:
+    def _settle(futures: Mapping[Any, Future[Any]], verb: str) -> list[str]:
+        """Wait for every request; what the broker refused, one line each."""
+        problems = []
         for future in futures.values():
             try:
                 future.result()
             except KafkaException as exc:
-                raise AclError(f"the broker did not {verb} an ACL: {refusal(exc)}") from None
+                problems.append(f"the broker did not {verb} an ACL: {refusal(exc)}")
+        return problems
 
 
 async def synchronise(settings: Settings, dry_run: bool = False,
@@ -158,6 +174,20 @@ def as_grant(binding: AclBinding) -> Grant | None:
     pattern: PatternType = patterns[binding.resource_pattern_type]  # type: ignore[assignment]
     operation: Operation = operations[binding.operation]
     return Grant(binding.principal, kind, pattern, binding.name, operation)
+
+
+def _expressible(binding: AclBinding) -> bool:
+    """Whether librdkafka can name ``binding`` in a filter (it refuses ``UNKNOWN`` values)."""
+    return not any(getattr(value, "name", None) == "UNKNOWN" for value in (
+        binding.restype, binding.resource_pattern_type, binding.operation,
+        binding.permission_type))
+
+
+def _described(binding: AclBinding) -> str:
+    entry = _binding_json(binding)
+    return (f"the ACL {entry['permission']} {entry['operation']} on {entry['resource_type']} "
+            f"{entry['resource']!r} ({entry['pattern']}) for {entry['principal']} from host "
+            f"{entry['host']}")
 
 
 def _exact(binding: AclBinding) -> AclBindingFilter:

@@ -21,6 +21,7 @@ from confluent_kafka.admin import (
 )
 
 from streams.kafka.clients import refusal
+from streams.security.identity import IdentityError
 from streams.security.principals import ADMIN, Principal
 
 ITERATIONS = 8192
@@ -120,7 +121,10 @@ class Credentials:
             raise CredentialError(f"the broker refused {principal.name}'s credential: "
                                   f"{refusal(exc)}") from None
         if self._registry is not None:
-            self._registry.put_client(principal.name, password, registry_role(principal))
+            try:
+                self._registry.put_client(principal.name, password, registry_role(principal))
+            except Exception as exc:  # any failure: the broker already holds the new password
+                raise CredentialError(_half_set(principal.name, exc)) from None
         return Credential(principal.name, principal.name, password)
 
     def _on_broker(self, name: str) -> bool:
@@ -138,3 +142,13 @@ class Credentials:
         return {user: tuple(f"{info.mechanism.name}/{info.iterations}"
                             for info in description.scram_credential_infos)
                 for user, description in described.items()}
+
+
+def _half_set(name: str, exc: Exception) -> str:
+    """What a credential set on the broker but not at the registry leaves, and what to do."""
+    reason = str(exc) if isinstance(exc, IdentityError) else type(exc).__name__
+    return (f"{name}'s new password was set on the broker, but the registry's identity server "
+            f"did not take it ({reason}); the new password was not printed and is lost. The "
+            f"broker no longer accepts {name}'s previous password, if it had one, while the "
+            "registry still does: the credential is half rotated. Run `circulation credentials "
+            f"rotate {name}` once the identity server answers")

@@ -23,6 +23,7 @@ from typing import Any, Literal
 
 import httpx
 
+from schemas.registry import in_clear
 from streams.security.principals import Principal, UnknownPrincipal
 from streams.settings import Settings
 
@@ -82,6 +83,10 @@ class IdentityAdmin:
         manage the realm's clients and role mappings (``bus-admin``)."""
         self.issuer = issuer.rstrip("/")
         self.admin = admin_url(self.issuer)
+        if in_clear(self.issuer):
+            raise IdentityError(f"the identity server at {self.issuer} is plain http: the "
+                                "managing client's secret would cross the network readable; "
+                                "give its https URL")
         verify: ssl.SSLContext | bool = (ssl.create_default_context(cafile=str(cafile))
                                          if cafile is not None else True)
         self._credentials = (client_id, client_secret)

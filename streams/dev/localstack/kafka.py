@@ -164,10 +164,19 @@ class KafkaBroker:
                 "kafka.Kafka", str(properties)]
 
     def _format(self, classpath: str, properties: Path) -> None:
-        command = self._java(classpath, "kafka.tools.StorageTool", "format", "--ignore-formatted",
-                             "-t", str(uuid.uuid4().hex[:22]), "-c", str(properties),
-                             *self._first_credentials())
-        done = subprocess.run(command, capture_output=True, text=True, check=False, timeout=120)
+        """Format the storage. The tool's arguments (with ``--add-scram``, the admin's and the
+        worker's passwords) go through a java argument file, owner-only and removed after: a
+        command line is readable by every user of the machine (``ps``)."""
+        arguments = ["kafka.tools.StorageTool", "format", "--ignore-formatted",
+                     "-t", str(uuid.uuid4().hex[:22]), "-c", str(properties),
+                     *self._first_credentials()]
+        argfile = self.home / "format.args"
+        _write_private(argfile, "".join(f"{_argfile_quoted(a)}\n" for a in arguments))
+        try:
+            done = subprocess.run(self._java(classpath, f"@{argfile}"), capture_output=True,
+                                  text=True, check=False, timeout=120)
+        finally:
+            argfile.unlink(missing_ok=True)
         if done.returncode != 0:
             raise StackError(f"kafka: formatting {self.data_dir} failed:\n"
                              f"{(done.stdout + done.stderr).strip()[-2000:]}")
@@ -201,6 +210,22 @@ class KafkaBroker:
             return False
         finally:
             client_log.setLevel(level)
+
+
+def _argfile_quoted(argument: str) -> str:
+    """``argument`` as one argument of a java ``@argfile``: double-quoted, backslashes and
+    quotes escaped (the launcher reads them so); a line break cannot be said there."""
+    if "\n" in argument or "\r" in argument:
+        raise StackError("kafka: a path or argument of the storage tool holds a line break")
+    return '"' + argument.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write ``text`` readable by its owner only, from the first byte on."""
+    path.unlink(missing_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+        file.write(text)
 
 
 async def _round_trip(settings: Settings) -> bool:

@@ -11,7 +11,12 @@ from streams.dev.localstack.errors import StackError
 from streams.dev.localstack.identity import realm_import
 from streams.dev.localstack.jdk import java_at_least, major_version, newest_at_least
 from streams.dev.settings import LocalStackSettings
-from streams.security.identity import PRINCIPAL_ATTRIBUTE, IdentityError, admin_url
+from streams.security.identity import (
+    PRINCIPAL_ATTRIBUTE,
+    IdentityAdmin,
+    IdentityError,
+    admin_url,
+)
 
 
 def _jdk(folder: Path, version: str) -> Path:
@@ -73,3 +78,9 @@ def test_the_admin_api_is_found_from_the_issuer() -> None:
 def test_the_identity_url_names_the_realm_on_its_port() -> None:
     settings = LocalStackSettings(local_identity_port=25180)
     assert settings.identity_url == "https://127.0.0.1:25180/realms/circulation"
+
+
+def test_the_identity_server_is_never_sent_a_secret_over_plain_http() -> None:
+    with pytest.raises(IdentityError, match="plain http") as refused:
+        IdentityAdmin("http://keycloak.example:8080/realms/circulation", "bus-admin", "s3cret")
+    assert "s3cret" not in str(refused.value)
