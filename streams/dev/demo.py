@@ -170,8 +170,9 @@ async def _prepare(stack: LocalStack, actors: Actors, contracts: list[Contract],
     console.print(f"applied {len(contracts)} contracts from {CONTRACTS_DIR}")
     if stack.secure:
         plan = await synchronise(operator)
-        console.print(f"each actor connects as itself ({', '.join(actors.principals)}); "
-                      f"ACLs from the contracts: {len(plan.add)} added, "
+        console.print(f"each actor connects as itself ({', '.join(actors.principals)}), "
+                      "with a fresh credential (any handed out before for these principals no "
+                      f"longer works); ACLs from the contracts: {len(plan.add)} added, "
                       f"{len(plan.remove) + len(plan.foreign)} removed, {plan.kept} kept")
 
 
