@@ -10,6 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from streams.cli import app as cli
+from streams.dev.localstack.tls import LocalCertificates
 from streams.privacy.secret import SecretRefused
 from streams.settings import Settings
 from streams.worker.app import create_app
@@ -49,3 +50,27 @@ def test_the_worker_command_refuses_in_one_line_before_touching_the_broker(
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("error: CIRCULATION_PSEUDONYM_SECRET: ")
     assert weak not in result.output + result.stderr
+
+
+def test_a_worker_serves_no_web_page_and_keeps_no_table(tmp_path: Path) -> None:
+    """Faust's web server would answer table contents to whoever reaches its port: it is off,
+    and the worker declares no table (its state is followed from the state topics)."""
+    app = create_app(Settings(cache_dir=tmp_path, pseudonym_secret=strong_secret()))
+    assert app.conf.web_enabled is False
+    assert list(app.tables) == []
+
+
+def test_a_worker_on_sasl_ssl_authenticates_its_faust_clients(tmp_path: Path) -> None:
+    """The worker's Kafka clients take the same SCRAM credential and CA as every command."""
+    certificates = LocalCertificates(tmp_path / "tls")
+    certificates.ensure()
+    password = strong_secret()
+    app = create_app(Settings(cache_dir=tmp_path, pseudonym_secret=strong_secret(),
+                              security_protocol="SASL_SSL", sasl_mechanism="SCRAM-SHA-512",
+                              sasl_username="bus-worker", sasl_password=password,
+                              ssl_cafile=certificates.ca_file))
+    credentials = app.conf.broker_credentials
+    assert credentials.mechanism.value == "SCRAM-SHA-512"
+    assert credentials.username == "bus-worker"
+    assert credentials.password == password.get_secret_value()
+    assert credentials.ssl_context.verify_mode.name == "CERT_REQUIRED"
