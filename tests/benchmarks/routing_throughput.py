@@ -27,7 +27,9 @@ Run: ``.venv/bin/python tests/benchmarks/routing_throughput.py [--count 30000] [
 Prints a markdown table. On a machine whose speed drifts, ``--repeat N`` measures R and the three
 fan-outs N times, interleaved, and reports medians and ranges; each ratio is taken within its
 round, where R and the routed rate met the same machine. It needs Java and Maven like
-``circulation local up`` (the jars come from the cache).
+``circulation local up`` (the jars come from the cache). ``--secure`` runs it all on the secure
+stack (SASL_SSL, ACLs, the registry behind its identity server), the harness as ``bus-admin``
+and the worker as ``bus-worker``: the cost of authentication and encryption, R included.
 """
 
 from __future__ import annotations
@@ -49,11 +51,11 @@ from typing import Any
 
 import yaml
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from pydantic import SecretStr
 
 from connectors.publisher import OutgoingEvent, Publisher
 from schemas.catalog import Catalog
 from schemas.codec import rfc3339_millis
-from schemas.registry import SchemaRegistry
 from streams.dev.localstack import LocalStack
 from streams.dev.settings import LocalStackSettings
 from streams.dev.synthetic import generate
@@ -82,8 +84,11 @@ CONTRACT = (Path(__file__).resolve().parents[2] / "deploy" / "contracts"
 
 
 PRIVATE_STACK = LocalStackSettings(local_kafka_port=29092, local_controller_port=29093,
-                                   local_registry_port=28081)
+                                   local_registry_port=28081, local_identity_port=28180)
 """The private stack's ports; its run folder is given per run."""
+SECURE = False
+"""Whether the run is on the secure stack (``--secure``): SASL_SSL and ACLs, the registry behind
+its identity server, the harness as ``bus-admin`` and the worker as ``bus-worker``."""
 
 
 def private_stack(run_dir: Path) -> LocalStackSettings:
@@ -91,15 +96,49 @@ def private_stack(run_dir: Path) -> LocalStackSettings:
     return PRIVATE_STACK.model_copy(update={"local_data_dir": run_dir})
 
 
+def stack_of(run_dir: Path) -> LocalStack:
+    return LocalStack(private_stack(run_dir), secure=SECURE)
+
+
 def private_settings(run_dir: Path) -> Settings:
-    """The bus's settings pointed at the private stack."""
-    return private_stack(run_dir).bus_settings()
+    """The bus's settings pointed at the private stack; on the secure one, its operator's,
+    holding both secrets (the harness publishes and reads deliveries' ids)."""
+    if not SECURE:
+        return private_stack(run_dir).bus_settings()
+    stack = stack_of(run_dir)
+    return stack.admin_settings().model_copy(update={
+        "subject_secret_file": stack.security.secret_file("subject"),
+        "pseudonym_secret_file": stack.security.secret_file("pseudonym")})
 
 
 def env_of(settings: Settings) -> dict[str, str]:
-    return {**os.environ, "CIRCULATION_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
-            "CIRCULATION_SCHEMA_REGISTRY_URL": settings.schema_registry_url,
-            "CIRCULATION_LOG_LEVEL": "warning"}
+    """A process environment giving ``settings`` (the connection, credentials and secrets)."""
+    environment = {**os.environ, "CIRCULATION_LOG_LEVEL": "warning"}
+    for name, value in settings:
+        if name in ENVIRONMENT_FIELDS and value is not None:
+            secret = getattr(value, "get_secret_value", None)
+            environment[f"CIRCULATION_{name.upper()}"] = str(secret() if secret else value)
+    return environment
+
+
+ENVIRONMENT_FIELDS = {
+    "kafka_bootstrap", "schema_registry_url", "security_protocol", "sasl_mechanism",
+    "sasl_username", "sasl_password", "ssl_cafile", "schema_registry_username",
+    "schema_registry_password", "subject_secret_file", "pseudonym_secret_file"}
+
+
+def worker_env(settings: Settings) -> dict[str, str]:
+    """The routing worker's environment: on the secure stack as ``bus-worker``, holding the
+    pseudonym secret alone, as it runs in production."""
+    if not SECURE:
+        return env_of(settings)
+    assert settings.ssl_cafile is not None
+    folder = settings.ssl_cafile.parents[1]  # <run folder>/secure, beside tls/
+    password = SecretStr((folder / "passwords" / "bus-worker").read_text().strip())
+    return env_of(settings.model_copy(update={
+        "sasl_username": "bus-worker", "sasl_password": password,
+        "schema_registry_username": "bus-worker", "schema_registry_password": password,
+        "subject_secret_file": None}))
 
 
 def prepared_events(settings: Settings, count: int, seed: int) -> list[OutgoingEvent]:
@@ -157,9 +196,8 @@ async def apply_contracts(settings: Settings, fan_out: int) -> list[Contract]:
                                    "subscriber": f"bench-subscriber-{i}",
                                    "population": "all", "consent": "not_required"}, catalog)
                  for i in range(fan_out)]
-    registry = SchemaRegistry(settings.schema_registry_url)
-    await ContractStore(settings, registry, catalog).apply(contracts)
-    registry.close()
+    with clients.schema_registry(settings) as registry:
+        await ContractStore(settings, registry, catalog).apply(contracts)
     return contracts
 
 
@@ -186,7 +224,7 @@ async def written_span(settings: Settings, topics: list[str], expected: int,
 
 
 def start_worker(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([*CLI, "worker"], env=env_of(settings), stdout=log.open("wb"),
+    return subprocess.Popen([*CLI, "worker"], env=worker_env(settings), stdout=log.open("wb"),
                             stderr=subprocess.STDOUT)
 
 
@@ -332,10 +370,13 @@ def _cpu_times() -> list[int] | None:
 
 
 def fresh_stack(settings: Settings, run_dir: Path) -> LocalStack:
-    stack = LocalStack(private_stack(run_dir))
+    stack = stack_of(run_dir)
     stack.up(fresh=True)
-    subprocess.run([*CLI, "schemas", "register"], env=env_of(settings), check=True,
-                   capture_output=True)
+    if SECURE:
+        asyncio.run(stack.provision())  # topics, schemas and ACLs, as `local up --secure`
+    else:
+        subprocess.run([*CLI, "schemas", "register"], env=env_of(settings), check=True,
+                       capture_output=True)
     return stack
 
 
@@ -549,6 +590,9 @@ if __name__ == "__main__":
                         help="measure only the latency, at this rate (events/s)")
     parser.add_argument("--repeat", type=int, default=1,
                         help="rounds of the throughput measurements (medians are reported)")
+    parser.add_argument("--secure", action="store_true",
+                        help="on the secure stack: SASL_SSL, ACLs, each principal its own")
     arguments = parser.parse_args()
+    SECURE = arguments.secure
     report(asyncio.run(main(arguments.count, arguments.seed, arguments.latency_seconds,
                             arguments.latency_rate, arguments.repeat)), arguments.count)

@@ -55,7 +55,7 @@ def test_the_demo_starts_the_secure_stack_with_a_principal_per_actor(
     env = stack_env
     shown = run_cli(env, "demo", timeout=900)
     assert shown.returncode == 0, shown.stdout[-2000:] + shown.stderr[-3000:]
-    actors = shown.stdout[shown.index("each actor connects as itself"):]
+    actors = shown.stdout[shown.stdout.index("each actor connects as itself"):]
     listed = actors[actors.index("(") + 1:actors.index(")")]
     principals = {name.strip() for name in listed.replace("\n", " ").split(",")}
     assert {"bus-admin", "bus-worker", "bus-gateway", "provider.cnaf", "provider.france-travail",

@@ -70,6 +70,9 @@ def test_port_taken_fails_with_reason_instead_of_waiting(stack_env: dict[str, st
     env = {**stack_env, "CIRCULATION_LOCAL_START_TIMEOUT": "600"}
     port = int(env["CIRCULATION_LOCAL_KAFKA_PORT"])
     with socket.socket() as squatter:
+        # as servers do: connections a stack on this port closed a moment ago (TIME_WAIT) must
+        # not keep the squatter from listening
+        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         squatter.bind(("127.0.0.1", port))
         squatter.listen()
         result = run_cli(env, "local", "up", timeout=90)
