@@ -52,6 +52,12 @@ def in_clear(url: str) -> bool:
         return True
 
 
+def verification(cafile: Path | None) -> ssl.SSLContext | bool:
+    """How an https peer's certificate is checked: against ``cafile`` when given (a private
+    CA), else against the system's CAs; never not at all."""
+    return ssl.create_default_context(cafile=str(cafile)) if cafile is not None else True
+
+
 class SchemaRegistry:
     """Synchronous client; one per process is enough (it keeps a connection pool)."""
 
@@ -64,9 +70,8 @@ class SchemaRegistry:
         if auth is not None and in_clear(self.url):
             raise RegistryError(f"the schema registry at {self.url} is plain http: a credential "
                                 "sent there crosses the network readable; give its https URL")
-        verify: ssl.SSLContext | bool = (ssl.create_default_context(cafile=str(cafile))
-                                         if cafile is not None else True)
-        self._http = httpx.Client(base_url=self.url, timeout=timeout, auth=auth, verify=verify,
+        self._http = httpx.Client(base_url=self.url, timeout=timeout, auth=auth,
+                                  verify=verification(cafile),
                                   headers={"Accept": _CONTENT_TYPE})
         self._ids: dict[tuple[str, str], int] = {}
         self._schemas: dict[int, Any] = {}

@@ -16,14 +16,13 @@ password or a token.
 
 from __future__ import annotations
 
-import ssl
 import time
 from pathlib import Path
 from typing import Any, Literal
 
 import httpx
 
-from schemas.registry import in_clear
+from schemas.registry import in_clear, verification
 from streams.security.principals import Principal, UnknownPrincipal
 from streams.settings import Settings
 
@@ -87,10 +86,8 @@ class IdentityAdmin:
             raise IdentityError(f"the identity server at {self.issuer} is plain http: the "
                                 "managing client's secret would cross the network readable; "
                                 "give its https URL")
-        verify: ssl.SSLContext | bool = (ssl.create_default_context(cafile=str(cafile))
-                                         if cafile is not None else True)
         self._credentials = (client_id, client_secret)
-        self._http = httpx.Client(timeout=timeout, verify=verify)
+        self._http = httpx.Client(timeout=timeout, verify=verification(cafile))
         self._token: tuple[str, float] | None = None
 
     @classmethod

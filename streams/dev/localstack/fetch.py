@@ -83,24 +83,8 @@ def registry_app(cache_dir: Path, version: str, timeout: float) -> Path:
     runner = home / f"apicurio-registry-app-{version}-runner.jar"
     if (home / _COMPLETE).exists():
         return runner
-    shutil.rmtree(home, ignore_errors=True)
-    home.mkdir(parents=True)
-    artifact = f"io.apicurio:apicurio-registry-app:{version}:zip:all"
-    try:
-        _maven(
-            ["dependency:copy", f"-Dartifact={artifact}", f"-DoutputDirectory={home}"],
-            cache_dir, timeout, f"Apicurio Registry {version} ({artifact})",
-        )
-    except StackError:
-        shutil.rmtree(home, ignore_errors=True)
-        raise
-    archive = home / f"apicurio-registry-app-{version}-all.zip"
-    with zipfile.ZipFile(archive) as bundle:
-        bundle.extractall(home)
-    archive.unlink()
-    # The unpacked app is all we run: drop Maven's copy of the 100 MB archive too.
-    shutil.rmtree(cache_dir / "m2" / "io" / "apicurio" / "apicurio-registry-app",
-                  ignore_errors=True)
+    _unpack_zip(cache_dir, home, ("io.apicurio", "apicurio-registry-app", version, "all"),
+                f"Apicurio Registry {version}", timeout)
     if not runner.exists():
         raise StackError(f"the Apicurio Registry {version} bundle has no {runner.name}")
     (home / _COMPLETE).touch()
@@ -117,24 +101,31 @@ def identity_server_dist(cache_dir: Path, version: str, timeout: float) -> Path:
     dist = home / f"keycloak-{version}"
     if (home / _COMPLETE).exists():
         return dist
-    shutil.rmtree(home, ignore_errors=True)
-    home.mkdir(parents=True)
-    artifact = f"org.keycloak:keycloak-quarkus-dist:{version}:zip"
-    try:
-        _maven(
-            ["dependency:copy", f"-Dartifact={artifact}", f"-DoutputDirectory={home}"],
-            cache_dir, timeout, f"Keycloak {version} ({artifact})",
-        )
-    except StackError:
-        shutil.rmtree(home, ignore_errors=True)
-        raise
-    archive = home / f"keycloak-quarkus-dist-{version}.zip"
-    with zipfile.ZipFile(archive) as bundle:
-        bundle.extractall(home)
-    archive.unlink()
-    shutil.rmtree(cache_dir / "m2" / "org" / "keycloak" / "keycloak-quarkus-dist",
-                  ignore_errors=True)
+    _unpack_zip(cache_dir, home, ("org.keycloak", "keycloak-quarkus-dist", version, None),
+                f"Keycloak {version}", timeout)
     if not (dist / "lib" / "quarkus-run.jar").exists():
         raise StackError(f"the Keycloak {version} distribution has no lib/quarkus-run.jar")
     (home / _COMPLETE).touch()
     return dist
+
+
+def _unpack_zip(cache_dir: Path, home: Path, coordinates: tuple[str, str, str, str | None],
+                what: str, timeout: float) -> None:
+    """Fetch a zip artifact (group, artifact, version, classifier) into a new ``home`` and
+    unpack it there; the archive is then dropped, and Maven's copy of it too: the unpacked
+    folder is all the stack runs. A failed fetch leaves no half-filled ``home``."""
+    group, artifact_id, version, classifier = coordinates
+    shutil.rmtree(home, ignore_errors=True)
+    home.mkdir(parents=True)
+    artifact = f"{group}:{artifact_id}:{version}:zip" + (f":{classifier}" if classifier else "")
+    try:
+        _maven(["dependency:copy", f"-Dartifact={artifact}", f"-DoutputDirectory={home}"],
+               cache_dir, timeout, f"{what} ({artifact})")
+    except StackError:
+        shutil.rmtree(home, ignore_errors=True)
+        raise
+    archive = home / f"{artifact_id}-{version}{f'-{classifier}' if classifier else ''}.zip"
+    with zipfile.ZipFile(archive) as bundle:
+        bundle.extractall(home)
+    archive.unlink()
+    shutil.rmtree(cache_dir / "m2" / Path(*group.split(".")) / artifact_id, ignore_errors=True)

@@ -23,18 +23,18 @@ environment, never the command line.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import ssl
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from schemas.registry import verification
 from streams.dev.localstack.errors import StackError
 from streams.dev.localstack.fetch import identity_server_dist
 from streams.dev.localstack.jdk import java_at_least, path_jdk
+from streams.dev.localstack.private_files import write_private
 from streams.dev.localstack.process import ManagedProcess
 from streams.dev.localstack.registry import SchemaRegistry
 from streams.dev.localstack.security import LocalSecurity
@@ -194,30 +194,18 @@ class IdentityServer:
             link.unlink(missing_ok=True)
             link.symlink_to(dist / name, target_is_directory=True)
         realm = realm_import(self.security.password(ADMIN), self.security.password(WORKER))
-        _write_private(self.data_dir / "import" / f"{IDENTITY_REALM}.json", json.dumps(realm))
+        write_private(self.data_dir / "import" / f"{IDENTITY_REALM}.json", json.dumps(realm))
 
     def healthy(self) -> bool:
         """The realm publishes its OpenID Connect configuration over HTTPS (so the server is
         up, the certificate chains to the stack's CA and the realm was imported)."""
         try:
             response = httpx.get(f"{self.address}/.well-known/openid-configuration",
-                                 verify=_ca_context(self.security), timeout=3.0)
+                                 verify=verification(self.security.certificates.ca_file),
+                                 timeout=3.0)
         except (httpx.HTTPError, OSError):
             return False
         return response.status_code == 200
-
-
-def _ca_context(security: LocalSecurity) -> ssl.SSLContext:
-    return ssl.create_default_context(cafile=str(security.certificates.ca_file))
-
-
-def _write_private(path: Path, text: str) -> None:
-    """Write ``text`` readable by its owner only, from the first byte on."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    path.unlink(missing_ok=True)
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(descriptor, "w", encoding="utf-8") as file:
-        file.write(text)
 
 
 def secure_components(settings: LocalStackSettings) -> tuple[IdentityServer, SchemaRegistry]:

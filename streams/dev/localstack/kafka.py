@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import shutil
 import subprocess
 import uuid
@@ -16,6 +15,7 @@ from pydantic import SecretStr
 
 from streams.dev.localstack.errors import StackError
 from streams.dev.localstack.fetch import kafka_classpath
+from streams.dev.localstack.private_files import write_private
 from streams.dev.localstack.process import ManagedProcess, java_binary
 from streams.dev.localstack.security import LocalSecurity
 from streams.dev.localstack.tls import SERVER_NAME
@@ -99,11 +99,8 @@ class KafkaBroker:
         }
         if self.security is not None:
             props |= self._secure_properties(controller)
-        path = self.home / "server.properties"
-        path.unlink(missing_ok=True)  # it may hold the admin's password: owner-only from birth
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(descriptor, "w", encoding="utf-8") as file:
-            file.write("".join(f"{k}={v}\n" for k, v in props.items()))
+        path = self.home / "server.properties"  # it may hold the admin's password
+        write_private(path, "".join(f"{k}={v}\n" for k, v in props.items()))
         return path
 
     def _secure_properties(self, controller: int) -> dict[str, str]:
@@ -171,7 +168,7 @@ class KafkaBroker:
                      "-t", str(uuid.uuid4().hex[:22]), "-c", str(properties),
                      *self._first_credentials()]
         argfile = self.home / "format.args"
-        _write_private(argfile, "".join(f"{_argfile_quoted(a)}\n" for a in arguments))
+        write_private(argfile, "".join(f"{_argfile_quoted(a)}\n" for a in arguments))
         try:
             done = subprocess.run(self._java(classpath, f"@{argfile}"), capture_output=True,
                                   text=True, check=False, timeout=120)
@@ -218,14 +215,6 @@ def _argfile_quoted(argument: str) -> str:
     if "\n" in argument or "\r" in argument:
         raise StackError("kafka: a path or argument of the storage tool holds a line break")
     return '"' + argument.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def _write_private(path: Path, text: str) -> None:
-    """Write ``text`` readable by its owner only, from the first byte on."""
-    path.unlink(missing_ok=True)
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(descriptor, "w", encoding="utf-8") as file:
-        file.write(text)
 
 
 async def _round_trip(settings: Settings) -> bool:

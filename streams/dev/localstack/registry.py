@@ -23,6 +23,7 @@ from pathlib import Path
 
 import httpx
 
+from schemas.registry import verification
 from streams.dev.localstack.errors import StackError
 from streams.dev.localstack.fetch import registry_app
 from streams.dev.localstack.process import ManagedProcess, java_binary
@@ -136,8 +137,7 @@ class SchemaRegistry:
         try:
             if self.secure:
                 auth = (ADMIN, self.security.password(ADMIN))
-                verify = ssl.create_default_context(
-                    cafile=str(self.security.certificates.ca_file))
+                verify = verification(self.security.certificates.ca_file)
             response = httpx.get(f"{self.address}/subjects", timeout=3.0, auth=auth,
                                  verify=verify)
         except (httpx.HTTPError, OSError):

@@ -13,9 +13,6 @@ from pathlib import Path
 from streams.dev.localstack.tls import LocalCertificates
 from streams.privacy.secret import generate_secret_file
 
-MODE_FILE = "security-mode"
-"""Written in the run folder at the first start: ``secure`` or ``plaintext``."""
-
 
 @dataclass(frozen=True)
 class LocalSecurity:

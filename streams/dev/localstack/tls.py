@@ -9,7 +9,6 @@ leaves the run folder: nothing else is ever signed with it. The servers' certifi
 from __future__ import annotations
 
 import ipaddress
-import os
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,6 +17,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from streams.dev.localstack.private_files import write_private
 
 VALIDITY = timedelta(days=825)
 """How long the local certificates last (the longest a browser accepts for a server's)."""
@@ -91,13 +92,13 @@ class LocalCertificates:
         key_pem = server_key.private_bytes(serialization.Encoding.PEM,
                                            serialization.PrivateFormat.PKCS8,
                                            serialization.NoEncryption())
-        _write_private(self.ca_key, ca_key.private_bytes(
+        write_private(self.ca_key, ca_key.private_bytes(
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption()))
-        _write_private(self.server_key, key_pem)
-        _write_private(self.server_keystore, key_pem + chain)
-        _write_private(self.server_certificate, chain)
-        _write_private(self.ca_file, ca_pem)  # written last: its presence means "complete"
+        write_private(self.server_key, key_pem)
+        write_private(self.server_keystore, key_pem + chain)
+        write_private(self.server_certificate, chain)
+        write_private(self.ca_file, ca_pem)  # written last: its presence means "complete"
 
     def _valid(self, now: datetime) -> bool:
         """Every file is there and the server certificate lasts at least another month."""
@@ -114,11 +115,3 @@ def _builder(subject: x509.Name, issuer: x509.Name, key: ec.EllipticCurvePublicK
     return (x509.CertificateBuilder().subject_name(subject).issuer_name(issuer).public_key(key)
             .serial_number(x509.random_serial_number())
             .not_valid_before(now - timedelta(minutes=5)).not_valid_after(now + VALIDITY))
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    """Write ``data`` readable by its owner only, from the first byte on."""
-    path.unlink(missing_ok=True)
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(descriptor, "wb") as file:
-        file.write(data)
