@@ -49,12 +49,12 @@ def _show(plan: AclPlan, dry_run: bool) -> None:
     table = Table(title="ACL plan" if dry_run else "ACLs synchronised")
     for column in ("change", "principal", "resource", "pattern", "operation"):
         table.add_column(column, overflow="fold")
-    for verb, style, entries in (("add", "green", plan.as_json()["add"]),
-                                 ("remove", "red", plan.as_json()["remove"])):
-        for entry in entries:  # type: ignore[attr-defined]
+    shown = plan.as_json()
+    for verb, style in (("add", "green"), ("remove", "red")):
+        for entry in shown[verb]:
             table.add_row(f"[{style}]{verb}[/]", entry["principal"],
                           f"{entry['resource_type']} {entry['resource']}", entry["pattern"],
                           entry["operation"])
     console.print(table)
-    console.print(f"{len(plan.add)} to add, {len(plan.remove) + len(plan.foreign)} to remove, "
+    console.print(f"{len(plan.add)} to add, {plan.removed} to remove, "
                   f"{plan.kept} unchanged" + (" — dry run: nothing changed" if dry_run else ""))

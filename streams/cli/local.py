@@ -74,8 +74,7 @@ def up(
 def _prepare_secure(stack: LocalStack) -> None:
     """Provision the secure stack as its operator (:meth:`LocalStack.provision`)."""
     plan = asyncio.run(stack.provision())
-    console.print(f"topics and schemas ready; ACLs: {len(plan.add)} added, "
-                  f"{len(plan.remove) + len(plan.foreign)} removed, {plan.kept} kept")
+    console.print(f"topics and schemas ready; ACLs: {plan.summary()}")
 
 
 @app.command()

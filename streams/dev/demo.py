@@ -172,8 +172,7 @@ async def _prepare(stack: LocalStack, actors: Actors, contracts: list[Contract],
         plan = await synchronise(operator)
         console.print(f"each actor connects as itself ({', '.join(actors.principals)}), "
                       "with a fresh credential (any handed out before for these principals no "
-                      f"longer works); ACLs from the contracts: {len(plan.add)} added, "
-                      f"{len(plan.remove) + len(plan.foreign)} removed, {plan.kept} kept")
+                      f"longer works); ACLs from the contracts: {plan.summary()}")
 
 
 async def _run(actors: Actors, catalog: Catalog, contracts: list[Contract],

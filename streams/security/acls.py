@@ -62,10 +62,15 @@ class AclPlan:
     kept: int = 0
 
     @property
-    def changes(self) -> int:
-        return len(self.add) + len(self.remove) + len(self.foreign)
+    def removed(self) -> int:
+        """How many ACLs go: grants no longer entitled, and bindings that are no grant."""
+        return len(self.remove) + len(self.foreign)
 
-    def as_json(self) -> dict[str, object]:
+    def summary(self) -> str:
+        """``N added, N removed, N kept``, for one line of output."""
+        return f"{len(self.add)} added, {self.removed} removed, {self.kept} kept"
+
+    def as_json(self) -> dict[str, Any]:
         return {"add": [_grant_json(g) for g in self.add],
                 "remove": [_grant_json(g) for g in self.remove]
                 + [_binding_json(b) for b in self.foreign],
