@@ -98,7 +98,15 @@ class Settings(BaseSettings):
         description="Where a development machine keeps the bus's generated local secret (and "
         "the local stack its jars, data and logs).",
     )
+    state_dir: Path | None = Field(
+        None, description="Where a routing worker keeps the state of the partitions it routes "
+        "(population and consents, on disk), so that a restart reads on rather than again; "
+        "cache_dir/worker-state when unset. Workers sharing it take a slot each.")
 
+
+    def worker_state_dir(self) -> Path:
+        """Where routing workers keep their partitions' state."""
+        return self.state_dir or self.cache_dir / "worker-state"
 
     def registry_credentials(self) -> tuple[str, str] | None:
         """The registry's basic-auth user name and password: its own, or the principal's

@@ -13,6 +13,7 @@ from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import TopicAlreadyExistsError, UnknownTopicOrPartitionError
+from confluent_kafka import KafkaException, TopicCollection
 
 from streams.kafka import clients
 from streams.kafka.topics import TopicSpec
@@ -108,3 +109,21 @@ async def _wait_for_leaders(admin: AIOKafkaAdminClient, names: list[str],
                              f"{', '.join(names)}")
         if names:
             await asyncio.sleep(0.1)
+
+
+async def topic_layout(settings: Settings, topics: list[str]) -> dict[str, tuple[str, int]]:
+    """Each topic's id and partition count. The id tells a topic from one deleted and created
+    again under the same name (a store of what the first held must not be read on the second);
+    only the cluster admin client asks for it."""
+    return await asyncio.to_thread(_topic_layout, settings, topics)
+
+
+def _topic_layout(settings: Settings, topics: list[str]) -> dict[str, tuple[str, int]]:
+    admin = clients.cluster_admin(settings)
+    try:
+        futures = admin.describe_topics(TopicCollection(topics), request_timeout=30)
+        described = {name: future.result() for name, future in futures.items()}
+    except KafkaException as exc:
+        raise TopicError(f"cannot describe topics {', '.join(topics)}: "
+                         f"{clients.refusal(exc)}") from None
+    return {name: (str(d.topic_id), len(d.partitions)) for name, d in described.items()}

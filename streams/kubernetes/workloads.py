@@ -27,6 +27,11 @@ _TMP = "/tmp"  # noqa: S108 - an emptyDir of the pod's own, not the host's /tmp
 _CA_DIR = "/etc/circulation/kafka-ca"
 _PSEUDONYM_IN = "/etc/circulation/pseudonym-in"
 _PSEUDONYM_DIR = "/run/circulation"
+STATE_DIR = "/var/lib/circulation/state"
+STATE_SIZE = "8Gi"
+"""The worker's state stores (:mod:`streams.state.directory_store`) live on the node's disk, in
+an emptyDir: it outlives a container's restart, which then reads on from where its stores left
+off; a pod scheduled elsewhere starts empty and restores its partitions from the topics."""
 PSEUDONYM_FILE = f"{_PSEUDONYM_DIR}/pseudonym-secret"
 WORKER_RESOURCES = {"requests": {"cpu": "500m", "memory": "512Mi"},
                     "limits": {"memory": "1Gi"}}
@@ -103,12 +108,14 @@ def worker_deployment(options: RenderOptions) -> Resource:
                 {"name": "CIRCULATION_METRICS_PORT", "value": str(METRICS_PORT)},
                 {"name": "CIRCULATION_PSEUDONYM_SECRET_FILE", "value": PSEUDONYM_FILE},
                 {"name": "CIRCULATION_TOPIC_PARTITIONS", "value": str(options.partitions)},
-                {"name": "CIRCULATION_TOPIC_REPLICATION", "value": str(options.replicas)}],
+                {"name": "CIRCULATION_TOPIC_REPLICATION", "value": str(options.replicas)},
+                {"name": "CIRCULATION_STATE_DIR", "value": STATE_DIR}],
         "ports": [{"name": "metrics", "containerPort": METRICS_PORT}],
         "readinessProbe": _metrics_probe(),
         "resources": WORKER_RESOURCES, "securityContext": _CONTAINER_SECURITY,
         "volumeMounts": [*_BASE_MOUNTS, {"name": "pseudonym", "mountPath": _PSEUDONYM_DIR,
-                                         "readOnly": True}],
+                                         "readOnly": True},
+                         {"name": "state", "mountPath": STATE_DIR}],
     }
     copy = {
         "name": "pseudonym-secret", "image": options.image,
@@ -123,7 +130,8 @@ def worker_deployment(options: RenderOptions) -> Resource:
                {"name": "pseudonym-in", "secret": {
                    "secretName": options.pseudonym_secret_name, "defaultMode": 0o440,
                    "items": [{"key": "secret", "path": "secret"}]}},
-               {"name": "pseudonym", "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}}]
+               {"name": "pseudonym", "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}},
+               {"name": "state", "emptyDir": {"sizeLimit": STATE_SIZE}}]
     return _deployment(WORKER, options, {"initContainers": [copy], "containers": [container],
                                          "volumes": volumes,
                                          "terminationGracePeriodSeconds": 60})

@@ -50,7 +50,8 @@ DELIVERIES = Counter(
 WITHHELD = Counter(
     "circulation_withheld_total",
     "Routing decisions that withheld an event from a contract, by contract and reason "
-    "(not_enrolled, no_consent, objection, contract_inactive, contract_invalid).",
+    "(no_consent, objection, contract_inactive, contract_invalid; not_enrolled in records "
+    "audited before contracts that do not follow a person stopped deciding about them).",
     ["subscriber", "contract", "reason"], registry=REGISTRY)
 DEAD_LETTERS = Counter(
     "circulation_dead_letters_total",
@@ -61,6 +62,14 @@ INVALID_CONTRACTS = Gauge(
     "Recorded contracts this routing worker cannot compile against its catalog (a dataset or "
     "field removed since): their events are withheld (contract_invalid) until they are fixed.",
     registry=REGISTRY)
+STATE_PARTITIONS = Gauge(
+    "circulation_state_partitions",
+    "State partitions (population and consents) this routing worker holds: those of the "
+    "provider partitions it is assigned.", registry=REGISTRY)
+STATE_MEMORY = Gauge(
+    "circulation_state_memory_bytes",
+    "Bytes the routing worker's state stores hold in memory (write buffers, cached blocks, "
+    "table readers); the rest of the state is on disk.", registry=REGISTRY)
 CONSENT_CHANGES = Counter(
     "circulation_consent_changes_total",
     "Consent decisions recorded (granted or withdrawn), by contract.",
@@ -155,6 +164,12 @@ def record_batch(tally: RoutingTally, records: Sequence[RoutedRecord],
     INVALID_CONTRACTS.set(tally.invalid_contracts)
     ROUTING_LATENCY.observe_many(max(done_at - record.timestamp_ms / 1000, 0.0)
                                  for record in records if record.timestamp_ms is not None)
+
+
+def record_state(partitions: int, memory: int) -> None:
+    """The state partitions a worker holds and the bytes their stores keep in memory."""
+    STATE_PARTITIONS.set(partitions)
+    STATE_MEMORY.set(memory)
 
 
 def record_consent_changes(contract: str, status: str, count: int) -> None:

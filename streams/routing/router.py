@@ -1,11 +1,13 @@
 """The routing worker's hot path: a batch of provider records in, every record to write out.
 
 For each event: decode (Confluent wire format, the dataset's latest schema as reader), validate
-(the catalog's constraints), check the subject is pseudonymous, then for every contract naming
-the dataset decide, project, pseudonymise, encode and stamp; every decision also gives an audit
-record. Anything wrong with one record (undecodable, invalid, headers that are missing, null,
-repeated or that claim another provider or dataset than the topic's, a subject of the wrong kind)
-makes it a dead letter with its origin, and the batch goes on.
+(the catalog's constraints), check the subject is pseudonymous and the event on its subject's
+partition, read the subject's file in the reference directory, then for every ``population: all``
+contract naming the dataset and every ``enrolled`` one the file names, decide, project,
+pseudonymise, encode and stamp; every decision also gives an audit record. Anything wrong with
+one record (undecodable, invalid, headers that are missing, null, repeated or that claim another
+provider or dataset than the topic's, a subject of the wrong kind, an event off its subject's
+partition) makes it a dead letter with its origin, and the batch goes on.
 
 A contract that no longer compiles (a recorded contract naming a dataset or field the catalog no
 longer has) is logged once and left out, and every event it would have decided is audited as
@@ -47,10 +49,18 @@ from streams.privacy.pseudonyms import Pseudonymiser, subject_kind
 from streams.routing.dead_letters import DeadLetters
 from streams.routing.delivery import DeliveryChannel, EventHeaders, extension_headers
 from streams.routing.records import Outgoing, SourceRecord, UnroutableRecord
-from streams.routing.rules import ContractTerms, Decision, decide_all, terms_by_dataset
+from streams.routing.rules import (
+    NO_TERMS,
+    ContractTerms,
+    DatasetTerms,
+    Decision,
+    decide_all,
+    terms_by_dataset,
+)
 from streams.routing.tally import RoutingTally
 from streams.state.bus_state import BusState
 from streams.state.contract import Contract
+from streams.state.directory import SubjectFile
 
 log = structlog.get_logger(__name__)
 AUDIT_SUBJECT = value_subject(AUDIT)
@@ -75,10 +85,10 @@ class Router:
         self._audit_encoder = AuditEncoder(self._audit_schema.raw)
         self._generation = -1
         self._compiled_on: date | None = None
-        self._terms: dict[str, tuple[ContractTerms, ...]] = {}
+        self._terms: dict[str, DatasetTerms] = {}
         self.invalid_contracts: frozenset[str] = frozenset()
         """Recorded contracts that no longer compile against the catalog (for the metrics)."""
-        self._plans: dict[tuple[str, str], _DeliveryPlan] = {}
+        self._plans: dict[str, _CompiledContract] = {}
         self._checkers: dict[str, Callable[[Any], None]] = {}
         self._scans: dict[str, tuple[frozenset[str], bool]] = {}
         """Per dataset: the SIREN/SIRET paths a NIR scan skips, and whether it has numbers."""
@@ -87,30 +97,37 @@ class Router:
         """Decisions and dead letters since the worker last took them (for the metrics)."""
 
     def _compile(self, state: BusState, day: date) -> None:
-        """Rebuild per-contract plans when the contracts changed (or the day did)."""
+        """Rebuild the routing index when the contracts changed (or the day did). A contract's
+        plans are compiled again only when its record changed: with tens of thousands of
+        contracts, one applied must not recompile all the others."""
         if (state.generation, day) == (self._generation, self._compiled_on):
             return
         terms = terms_by_dataset(state.contracts, day)
-        self._plans = {}
-        invalid = set()
-        for contract_id in {t.contract_id for candidates in terms.values() for t in candidates}:
-            contract = state.contracts[contract_id]
-            try:
-                self._plans.update(self._contract_plans(contract))
-            except CONTRACT_FAULTS as exc:
-                invalid.add(contract_id)
-                log.error("a recorded contract no longer compiles against the catalog: its "
-                          "events are audited as withheld (contract_invalid) until it is fixed",
-                          contract=contract_id, error=type(exc).__name__)
-        self._terms = {dataset: tuple(t.invalidated() if t.contract_id in invalid else t
-                                      for t in candidates)
+        named = {t.contract_id for dataset in terms.values()
+                 for t in (*dataset.everyone, *dataset.followers.values())}
+        self._plans = {cid: self._plans_of(state.contracts[cid]) for cid in sorted(named)}
+        invalid = {cid for cid, compiled in self._plans.items() if compiled.plans is None}
+        self._terms = {dataset: _invalidated(candidates, invalid)
                        for dataset, candidates in terms.items()}
         self.invalid_contracts = frozenset(invalid)
         self.tally.invalid_contracts = len(invalid)
         self._generation = state.generation
         self._compiled_on = day
 
-    def _contract_plans(self, contract: Contract) -> dict[tuple[str, str], _DeliveryPlan]:
+    def _plans_of(self, contract: Contract) -> _CompiledContract:
+        """``contract``'s plans, reused when this very record was compiled before."""
+        compiled = self._plans.get(contract.id)
+        if compiled is not None and compiled.contract == contract:
+            return compiled
+        try:
+            return _CompiledContract(contract, self._contract_plans(contract))
+        except CONTRACT_FAULTS as exc:
+            log.error("a recorded contract no longer compiles against the catalog: its "
+                      "events are audited as withheld (contract_invalid) until it is fixed",
+                      contract=contract.id, error=type(exc).__name__)
+            return _CompiledContract(contract, None)
+
+    def _contract_plans(self, contract: Contract) -> dict[str, _DeliveryPlan]:
         """How ``contract`` delivers each of its datasets (raises when it no longer compiles)."""
         records = contract.projected_records(self.catalog)
         schema = _DeliverySchema.of(canonical(delivery_schema(records)))
@@ -120,8 +137,7 @@ class Router:
             pseudonyms=self.pseudonymiser.for_subscriber(contract.subscriber),
             extensions=extension_headers(contract),
         )
-        return {(contract.id, dataset): _DeliveryPlan.of(channel, schema, full_name(record),
-                                                         fields)
+        return {dataset: _DeliveryPlan.of(channel, schema, full_name(record), fields)
                 for (dataset, fields), record in zip(contract.datasets.items(), records,
                                                      strict=True)}
 
@@ -161,15 +177,29 @@ class Router:
         hidden = self._hidden_nirs(dataset, record.value, datum)
         if hidden:  # a provider writing without the edge, or free text it did not check
             raise UnroutableRecord(hidden[0], "holds a personal identifier (a NIR)")
+        file = self._file_of(state, event.subject, record.partition)
         out: list[Outgoing] = []
         chain = self.chains.chain_of(record.partition)
         bodies: dict[str, bytes] = {}  # this event's Avro body per delivery shape
-        for decision in decide_all(self._terms.get(dataset.id, ()), event.subject, state,
+        for decision in decide_all(self._terms.get(dataset.id, NO_TERMS), file,
                                    routed_at.date()):
             if decision.delivered:
                 out.append(self._delivery(decision.terms, event, datum, routed_at, bodies))
             out.append(self._audit(chain, decision, event, provider, routed_at))
         return out
+
+    @staticmethod
+    def _file_of(state: BusState, subject: str, partition: int) -> SubjectFile:
+        """The subject's file, from the state of the partition its event was read from. An
+        event on another partition than its subject's (a producer keying or partitioning
+        otherwise than by subject reference) would be decided against another partition's
+        state, which a worker may not even hold: it is refused."""
+        expected = state.directory.partition_of(subject)
+        if expected is not None and expected != partition:
+            raise UnroutableRecord("key", "the event is not on its subject's partition: a "
+                                   "provider record must be keyed by its subject reference and "
+                                   "placed by Kafka's default partitioner")
+        return state.directory.file_of(subject, partition)
 
     def _audit(self, chain: int, decision: Decision, event: EventHeaders, provider: str,
                routed_at: datetime) -> Outgoing:
@@ -207,7 +237,7 @@ class Router:
 
     def _delivery(self, terms: ContractTerms, event: EventHeaders, datum: dict[str, Any],
                   routed_at: datetime, bodies: dict[str, bytes]) -> Outgoing:
-        plan = self._plans[(terms.contract_id, terms.dataset)]
+        plan = self._plans[terms.contract_id].plan(terms.dataset)
         channel = plan.channel
         pseudonym = channel.pseudonyms.pseudonym(event.subject).encode()
         body = bodies.get(plan.shape)
@@ -219,6 +249,28 @@ class Router:
             expires = self._expiries[terms.contract_id] = channel.expiry(routed_at)
         return Outgoing(channel.topic, pseudonym, value,
                         channel.headers(event, pseudonym, expires))
+
+
+def _invalidated(terms: DatasetTerms, invalid: set[str]) -> DatasetTerms:
+    """``terms`` with those of contracts that no longer compile marked so."""
+    if not invalid:
+        return terms
+    return DatasetTerms(
+        tuple(t.invalidated() if t.contract_id in invalid else t for t in terms.everyone),
+        {cid: t.invalidated() if cid in invalid else t for cid, t in terms.followers.items()})
+
+
+@dataclass(frozen=True)
+class _CompiledContract:
+    """A contract record and its delivery plans by dataset (None: it no longer compiles)."""
+
+    contract: Contract
+    plans: dict[str, _DeliveryPlan] | None
+
+    def plan(self, dataset: str) -> _DeliveryPlan:
+        if self.plans is None:
+            raise LookupError(f"contract {self.contract.id} has no plan: it does not compile")
+        return self.plans[dataset]
 
 
 @dataclass(frozen=True)

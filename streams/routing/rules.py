@@ -6,25 +6,34 @@ contract's ``population`` decides whether the subscriber receives everyone's cha
 or only those of persons it enrolled (``enrolled``), the way the Belgian Crossroads Bank for
 Social Security forwards a change only to institutions that hold a file on that person.
 
+Which contracts decide at all is the reference directory's answer
+(:mod:`streams.state.directory`): every ``population: all`` contract naming the dataset, and the
+``enrolled`` ones the subject's file names. A contract that does not follow the person took no
+decision about them and leaves no audit record: the cost of an event, and the audit trail, follow
+the contracts that concern its person, not the contracts that exist.
+
 Pure and synchronous: no Kafka, no clock of its own. The worker feeds it decoded events and the
-current :class:`~streams.state.bus_state.BusState`; property tests feed it anything. The order of
-the checks is the order an auditor reads them: is the contract in force, does the subscriber follow
-this person, does the person's consent allow it.
+subject's file; property tests feed it anything. The order of the checks is the order an auditor
+reads them: is the contract in force, does the subscriber follow this person, does the person's
+consent allow it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from typing import Literal
 
-from streams.state.bus_state import BusState, ConsentStatus
 from streams.state.contract import ConsentMode, Contract, PopulationMode
+from streams.state.directory import ConsentStatus, Standing, SubjectFile
 
 WithheldReason = Literal["not_enrolled", "no_consent", "objection", "contract_inactive",
                          "contract_invalid"]
-"""Why a contract did not receive an event; every withheld decision is audited with one."""
+"""Why a contract did not receive an event; every withheld decision is audited with one.
+``not_enrolled`` is no longer decided (a contract that does not follow a person takes no
+decision about it) but stays a word of the audit record, which older records carry."""
+NO_STANDING = Standing()
 
 
 def population_reason(mode: PopulationMode, enrolled: bool) -> WithheldReason | None:
@@ -96,37 +105,64 @@ def still_audited(contract: Contract, day: date | None) -> bool:
     return ended is None or day <= ended + INACTIVE_AUDIT_GRACE
 
 
+@dataclass(frozen=True)
+class DatasetTerms:
+    """The contracts naming one dataset, as routing reads them for each of its events."""
+
+    everyone: tuple[ContractTerms, ...] = ()
+    """``population: all``: each decides every event."""
+    followers: Mapping[str, ContractTerms] = field(default_factory=dict)
+    """``population: enrolled``, by contract id: each decides the events of the persons whose
+    file names it as enrolled, and no other."""
+
+
+NO_TERMS = DatasetTerms()
+
+
 def terms_by_dataset(contracts: Mapping[str, Contract], day: date | None = None,
-                     ) -> dict[str, tuple[ContractTerms, ...]]:
+                     ) -> dict[str, DatasetTerms]:
     """Index contracts by the datasets they name, recently ended ones included.
 
     Inactive contracts stay in the index for :data:`INACTIVE_AUDIT_GRACE` so that their
     refusals are audited too (``contract_inactive``), rather than silently ignored.
     """
-    index: dict[str, list[ContractTerms]] = {}
-    for contract in contracts.values():
+    everyone: dict[str, list[ContractTerms]] = {}
+    followers: dict[str, dict[str, ContractTerms]] = {}
+    for contract in sorted(contracts.values(), key=lambda c: c.id):
         if not still_audited(contract, day):
             continue
         for dataset, fields in contract.datasets.items():
-            index.setdefault(dataset, []).append(ContractTerms(contract, dataset, fields))
-    return {dataset: tuple(terms) for dataset, terms in index.items()}
+            terms = ContractTerms(contract, dataset, fields)
+            if contract.population == "enrolled":
+                followers.setdefault(dataset, {})[contract.id] = terms
+            else:
+                everyone.setdefault(dataset, []).append(terms)
+    return {dataset: DatasetTerms(tuple(everyone.get(dataset, ())), followers.get(dataset, {}))
+            for dataset in everyone.keys() | followers.keys()}
 
 
-def decide(terms: ContractTerms, subject: str, state: BusState, day: date) -> Decision:
-    """The verdict of one contract on an event about ``subject`` routed on ``day``."""
+def decide(terms: ContractTerms, standing: Standing | None, day: date) -> Decision:
+    """The verdict of one contract on an event about a subject that stands so with it."""
     contract = terms.contract
     if not contract.is_active(day):
         return Decision(terms, "contract_inactive")
     if terms.invalid:
         return Decision(terms, "contract_invalid")
-    key = (contract.id, subject)
-    reason = population_reason(contract.population, key in state.enrolled)
+    standing = standing or NO_STANDING
+    reason = population_reason(contract.population, standing.enrolled)
     if reason is None:
-        reason = consent_reason(contract.consent, state.consents.get(key))
+        reason = consent_reason(contract.consent, standing.consent)
     return Decision(terms, reason)
 
 
-def decide_all(candidates: Sequence[ContractTerms], subject: str, state: BusState,
-               day: date) -> list[Decision]:
-    """Every contract naming the event's dataset, each with its verdict."""
-    return [decide(terms, subject, state, day) for terms in candidates]
+def decide_all(terms: DatasetTerms, file: SubjectFile, day: date) -> list[Decision]:
+    """The verdicts on an event whose subject's file is ``file``: every ``population: all``
+    contract of its dataset, then every ``enrolled`` one that follows the subject. A contract
+    that does not follow the subject takes no decision about it, and leaves no trace."""
+    decisions = [decide(each, file.get(each.contract_id), day) for each in terms.everyone]
+    if terms.followers:
+        for contract_id, standing in file.items():
+            follower = terms.followers.get(contract_id)
+            if follower is not None and standing.enrolled:
+                decisions.append(decide(follower, standing, day))
+    return decisions

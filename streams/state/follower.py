@@ -1,21 +1,30 @@
-"""What every routing worker must know before it routes: contracts, consents and populations.
+"""What a worker must know before it routes: every contract, and its partitions' directory.
 
-Each worker follows the three compacted topics from the beginning, on every partition, with a
-plain consumer outside any group, and keeps the result in memory. That sidesteps Faust's
-GlobalTable, reported broken with several workers (faust-streaming issue 283): every worker
-sees every applied or revoked contract, consent and enrolment, whatever partitions it routes.
+Each worker follows the state topics with a plain consumer outside any group. It reads every
+partition of ``bus.contracts`` (contracts are few and global) and keeps them in memory. Of
+``bus.population`` and ``bus.consents`` it reads only the partitions of the provider partitions
+it is assigned (:meth:`StateFollower.hold`), into the stores of its share of the reference
+directory (:mod:`streams.state.directory_partitions`), from where each store left off: a worker
+holds, and reads at start, its share of the population, not all of it. That also sidesteps
+Faust's GlobalTable, reported broken with several workers (faust-streaming issue 283).
 
 Reading your writes: every state change is followed by a fence on every provider partition
 (:mod:`streams.state.fences`). :meth:`StateFollower.reached` tells whether the worker applied what a
-fence names; :meth:`StateFollower.barrier`, which returns once the worker has applied
-everything the state topics held when it was called, covers what a fence cannot: a worker's
-start, partitions newly assigned, a fence that cannot be read.
+fence names, for the partitions it holds (a subject's events and its state share a partition
+number, so a change on another one concerns none of them); :meth:`StateFollower.barrier`, which
+returns once the worker has applied everything the state topics held when it was called, covers
+what a fence cannot: a worker's start, partitions newly assigned (their stores are brought up to
+date, as Kafka Streams restores a task), a fence that cannot be read.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
 
 import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -24,14 +33,24 @@ from schemas.catalog import Catalog
 from schemas.codec import to_json
 from schemas.serde import AvroSerde
 from streams.kafka import clients
-from streams.kafka.admin import topic_partitions
-from streams.kafka.topics import BUS_RECORD_TOPICS
+from streams.kafka.admin import TopicError, topic_layout, topic_partitions
+from streams.kafka.topics import BUS_RECORD_TOPICS, CONSENTS, CONTRACTS, POPULATION
 from streams.settings import Settings
 from streams.state.bus_state import BusState
+from streams.state.directory import Change, consent_change, population_change
+from streams.state.directory_partitions import PartitionedDirectory
+from streams.state.directory_store import Positions as StorePositions
 from streams.state.fences import Positions
 from streams.state.record_errors import record_error
+from streams.state.slots import StateSlot
 
 log = structlog.get_logger(__name__)
+
+PARTITIONED = (CONSENTS, POPULATION)
+"""The state topics read per partition, into the directory."""
+PROGRESS_EVERY = 5.0
+"""Seconds between two log lines of a long restore."""
+
 
 class StateFollowerStopped(RuntimeError):
     """The state follower's task ended; the message carries why."""
@@ -41,11 +60,23 @@ _RECORD_OF_TOPIC = {BUS_RECORD_TOPICS[name]: name for name in ("contract", "cons
 """The state topics a worker follows, and the bus record each carries."""
 
 
+@dataclass
+class _Restore:
+    """Partitions being brought up to date, for the operator's log lines."""
+
+    partitions: list[int]
+    ends: dict[TopicPartition, int]
+    started: float = field(default_factory=time.monotonic)
+    records: int = 0
+    logged: float = field(default_factory=time.monotonic)
+
+
 class StateFollower:
     """Keeps a :class:`BusState` up to date from the state topics, in the background."""
 
     def __init__(self, settings: Settings, serde: AvroSerde, catalog: Catalog) -> None:
         self.state = BusState()
+        self.directory: PartitionedDirectory | None = None
         self._settings = settings
         self._serde = serde
         self._readers = {topic: catalog.bus_record(name).latest.parsed
@@ -54,26 +85,54 @@ class StateFollower:
         self._offsets: AIOKafkaConsumer | None = None
         self._task: asyncio.Task[None] | None = None
         self._progress = asyncio.Condition()
+        self._contracts: list[TopicPartition] = []
         self._positions: dict[TopicPartition, int] = {}
+        self._wanted: set[int] = set()
+        self._restore: _Restore | None = None
         self._waking: asyncio.Future[None] | None = None
 
-    async def start(self) -> None:
-        """Assign every partition of the state topics from the beginning and start following."""
+    async def start(self, provider_topics: Iterable[str] = ()) -> None:
+        """Read every contract, open this worker's slot of the state directory, and follow.
+
+        ``provider_topics`` (those the worker routes) must have as many partitions as the
+        state topics, or their events would be decided against another subject's partition.
+        """
+        self.directory = await self._directory(list(provider_topics))
+        self.state.directory = self.directory
         consumer = clients.consumer(self._settings, enable_auto_commit=False,
                                     auto_offset_reset="earliest")
-        partitions = await topic_partitions(self._settings, list(_RECORD_OF_TOPIC))
+        self._contracts = await topic_partitions(self._settings, [CONTRACTS])
         await consumer.start()
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
-        self._positions = dict(await consumer.beginning_offsets(partitions))
+        consumer.assign(self._contracts)
+        await consumer.seek_to_beginning(*self._contracts)
+        self._positions = dict(await consumer.beginning_offsets(self._contracts))
         self._consumer = consumer
         # End offsets are asked on a connection of their own: on the follower's, the request
         # would queue behind its long-polling fetch (up to fetch.max.wait.ms per barrier).
         self._offsets = clients.consumer(self._settings, enable_auto_commit=False)
         await self._offsets.start()
+        await self._reconcile()
         self._task = asyncio.create_task(self._follow(consumer), name="state-follower")
         self._task.add_done_callback(self._on_stopped)
         await self.barrier()
+
+    async def _directory(self, provider_topics: list[str]) -> PartitionedDirectory:
+        layout = await topic_layout(self._settings, [*PARTITIONED, *provider_topics])
+        count = layout[POPULATION][1]
+        apart = sorted(f"{topic} ({partitions})" for topic, (_, partitions) in layout.items()
+                       if partitions != count)
+        if apart:
+            raise TopicError(f"{', '.join(apart)}: every provider topic needs as many "
+                             f"partitions as {POPULATION} and {CONSENTS} ({count}), so that a "
+                             "subject's events and state share a partition number")
+        slot = StateSlot.claim(self._settings.worker_state_dir())
+        return PartitionedDirectory(slot, count, {t: layout[t][0] for t in PARTITIONED})
+
+    def hold(self, partitions: Iterable[int]) -> None:
+        """The provider partitions now assigned to this worker: their state is read from here
+        on (and restored first), that of the others released. Before :meth:`start`, it is
+        remembered for it."""
+        self._wanted = set(partitions)
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -84,17 +143,79 @@ class StateFollower:
             await self._consumer.stop()
         if self._offsets is not None:
             await self._offsets.stop()
+        if self.directory is not None:
+            self.directory.close()
 
     async def _follow(self, consumer: AIOKafkaConsumer) -> None:
         while True:
+            await self._reconcile()
             batches = await consumer.getmany(timeout_ms=200, max_records=5000)
+            reached: dict[int, StorePositions] = {}
             for partition, records in batches.items():
+                if partition not in self._positions:
+                    continue  # released while its records were on their way
                 for record in records:
                     self._apply(partition.topic, record.key, record.value,
                                 partition.partition, record.offset)
                 if records:
                     self._positions[partition] = records[-1].offset + 1
+                    if partition.topic in PARTITIONED:
+                        reached.setdefault(partition.partition, {})[partition.topic] = (
+                            records[-1].offset + 1)
+                    self._count_restored(len(records))
+            if reached and self.directory is not None:
+                self.directory.commit(reached)
+            self._report_restore()
             await self._notify()
+
+    async def _reconcile(self) -> None:
+        """Follow the state partitions of the provider partitions held, from where each
+        store left off, and no others."""
+        directory, consumer = self.directory, self._consumer
+        if directory is None or consumer is None or self._wanted == set(directory.stores):
+            return
+        beyond = sorted(p for p in self._wanted if p >= directory.count)
+        if beyond:  # partitions added to the topics under a running worker
+            raise TopicError(f"provider partitions {beyond} have no state partition (the state "
+                             f"topics have {directory.count}): partitions were added; every "
+                             "topic needs the same count, and the worker stops")
+        gone = set(directory.stores) - self._wanted
+        directory.release(gone)
+        for tp in [tp for tp in self._positions if tp.topic in PARTITIONED
+                   and tp.partition in gone]:
+            del self._positions[tp]
+        opened = directory.hold(self._wanted)
+        added = {TopicPartition(topic, p): store.positions.get(topic, 0)
+                 for p, store in opened.items() for topic in PARTITIONED}
+        consumer.assign([*self._contracts, *(tp for tp in self._positions
+                                             if tp.topic in PARTITIONED), *added])
+        for tp, position in added.items():
+            consumer.seek(tp, position)  # before the log's start: read from its start
+        self._positions.update(added)
+        if added and self._offsets is not None:
+            ends = await self._offsets.end_offsets(list(added))
+            self._restore = _Restore(sorted(opened), dict(ends))
+            log.info("state partitions restoring", partitions=sorted(opened),
+                     rebuilt=sorted(p for p, s in opened.items() if s.rebuilt),
+                     records=sum(max(0, end - added[tp]) for tp, end in ends.items()))
+
+    def _count_restored(self, records: int) -> None:
+        if self._restore is not None:
+            self._restore.records += records
+
+    def _report_restore(self) -> None:
+        restore = self._restore
+        if restore is None:
+            return
+        now = time.monotonic()
+        if self.reached(restore.ends):
+            log.info("state partitions restored", partitions=restore.partitions,
+                     records=restore.records, seconds=round(now - restore.started, 2))
+            self._restore = None
+        elif now - restore.logged >= PROGRESS_EVERY:
+            log.info("state partitions restoring", partitions=restore.partitions,
+                     records=restore.records, seconds=round(now - restore.started, 2))
+            restore.logged = now
 
     async def _notify(self) -> None:
         async with self._progress:
@@ -112,36 +233,63 @@ class StateFollower:
             raise StateFollowerStopped(f"the state follower stopped: {error!r}")
 
     def _apply(self, topic: str, key: bytes | None, value: bytes | None,
-               partition: int | None = None, offset: int | None = None) -> None:
+               partition: int = 0, offset: int | None = None) -> None:
         """Fold one record in; one that cannot be read or does not hold (a contract that no
         longer validates) is logged, by place and never by value, and skipped rather than
         stopping every later one."""
         if value is None:
             if key is not None:
-                self.state.forget(topic, key.decode("utf-8", errors="replace"))
+                self.state.forget(topic, key.decode("utf-8", errors="replace"), partition)
             return
         record = None
         try:
             _, datum = self._serde.decode(value, self._readers[topic])
-            record = to_json(self._readers[topic], datum)
-            self.state.apply(topic, record)
+            if topic == CONTRACTS:
+                record = to_json(self._readers[topic], datum)
+                self.state.apply(topic, record)
+            else:
+                self.state.directory.apply(_change(topic, datum), partition)
         except (ValueError, KeyError, TypeError) as exc:
             log.error("state record unreadable, skipped", topic=topic, partition=partition,
                       offset=offset, error=record_error(exc, record))
 
+    def holds(self, partition: int) -> bool:
+        """Whether the state of ``partition`` is held (wanted and its store open)."""
+        return (partition in self._wanted and self.directory is not None
+                and partition in self.directory.stores)
+
+    def held(self) -> tuple[int, int]:
+        """How many state partitions are held, and the bytes their stores keep in memory."""
+        if self.directory is None:
+            return 0, 0
+        return len(self.directory.stores), self.directory.memory()
+
+    def _followed(self, tp: TopicPartition) -> bool:
+        return tp.topic == CONTRACTS or (tp.topic in PARTITIONED and tp.partition in self._wanted)
+
     def reached(self, positions: Positions) -> bool:
-        """Whether every position named on the state topics has been applied. Other topics (a
-        test's own contracts topic) concern no routing; a partition of a state topic that the
-        follower does not read (added since it started) is never reached."""
+        """Whether every position named on the state topics, for the partitions this worker
+        holds, has been applied. Other topics (a test's own contracts topic) concern no
+        routing, nor do state partitions of subjects whose events another worker routes."""
         return all(self._positions.get(tp, -1) >= position
-                   for tp, position in positions.items() if tp.topic in _RECORD_OF_TOPIC)
+                   for tp, position in positions.items() if self._followed(tp))
 
     async def barrier(self) -> None:
-        """Return once everything on the state topics at call time has been applied."""
+        """Return once everything on the state topics at call time has been applied, on
+        every partition this worker holds or was just given."""
         if self._offsets is None:
             raise RuntimeError("the state follower is not started")
-        ends = await self._offsets.end_offsets(list(self._positions))
+        wanted = [TopicPartition(topic, p) for topic in PARTITIONED for p in self._wanted]
+        ends = await self._offsets.end_offsets([*self._contracts, *wanted])
         async with self._progress:
             await self._progress.wait_for(
                 lambda: self.reached(ends) or (self._task is not None and self._task.done()))
         self.ensure_following()
+
+
+def _change(topic: str, datum: Any) -> Change:
+    """What a decoded population or consent record changes."""
+    if topic == POPULATION:
+        return population_change(datum)
+    return consent_change(datum)
+

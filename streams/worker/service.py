@@ -23,6 +23,7 @@ from schemas.catalog import Catalog
 from schemas.serde import AvroSerde
 from streams.audit.heads import ChainHeads
 from streams.kafka import clients
+from streams.kafka.topics import PROVIDER_PREFIX
 from streams.ops import metrics
 from streams.privacy.pseudonyms import Pseudonymiser
 from streams.routing.records import SourceRecord
@@ -77,7 +78,7 @@ class RoutingService:
         """Start following the state topics (once), before the first batch is routed."""
         async with self._started:
             if not self._running:
-                await self.follower.start()
+                await self.follower.start(self.router.catalog.provider_topics())
                 await self.sink.start()
                 await self.heads.start()
                 self._running = True
@@ -85,8 +86,13 @@ class RoutingService:
     def on_assigned(self, assigned: Iterable[TP]) -> None:
         """After a rebalance another worker may have extended a chain (re-read its head), and
         may have passed fences on partitions now ours that this worker's state has not
-        reached (:class:`~streams.state.fences.FenceGate`)."""
+        reached (:class:`~streams.state.fences.FenceGate`). ``assigned`` is the whole new
+        assignment: the state follower holds the state partitions of its provider partitions,
+        and releases the others."""
+        assigned = list(assigned)
         self.gate.release((tp.topic, tp.partition) for tp in assigned)
+        self.follower.hold(tp.partition for tp in assigned
+                           if tp.topic.startswith(PROVIDER_PREFIX))
         self.heads.reset()
 
     def on_revoked(self, revoked: Iterable[TP]) -> None:
@@ -102,6 +108,7 @@ class RoutingService:
         records = await self.gate.admit([_source(event.message) for event in events])
         fenced = time.perf_counter()
         await self.heads.ensure((r.partition for r in records), self.inflight.drain)
+        records = self._held(records)
         outgoing = self.router.route(records, self.follower.state)
         routed = time.perf_counter()
         written = await self.sink.send(outgoing)
@@ -109,12 +116,23 @@ class RoutingService:
                              routed)
         await self.inflight.add(Routed(events, written, report))
 
+    def _held(self, records: list[SourceRecord]) -> list[SourceRecord]:
+        """The records whose partition's state this worker still holds. A rebalance while
+        the batch waited may have given the others away: they are left to their new owner,
+        which reads them again from the last offset committed for them."""
+        held = [r for r in records if self.follower.holds(r.partition)]
+        if len(held) < len(records):
+            log.info("records of partitions given away during a rebalance, left to their new "
+                     "owner", records=len(records) - len(held))
+        return held
+
     async def _settle(self, batch: Routed[BatchReport]) -> None:
         report = batch.report
         if self.acknowledge is not None:
             for event in batch.events:
                 await self.acknowledge(event)
         metrics.record_batch(report.tally, report.records)
+        metrics.record_state(*self.follower.held())
         log.info("batch routed", events=len(report.records), written=report.written,
                  **report.tally.summary(),
                  fence_ms=round((report.fenced - report.began) * 1000, 1),

@@ -506,13 +506,18 @@ class Bus:
         return datum
 
     async def decisions(self, start: Offsets, sent: Sequence[Sent],
-                        contracts: Sequence[Contract]) -> dict[tuple[str, str], dict[str, Any]]:
+                        contracts: Sequence[Contract],
+                        follows: Callable[[Sent, Contract], bool] | None = None,
+                        ) -> dict[tuple[str, str], dict[str, Any]]:
         """The audit record of every (event id, contract id) pair, once all are written.
 
-        Duplicates (a batch replayed after a rebalance) must agree with each other.
+        ``follows`` says which contracts follow each event's person (all of them by default):
+        only those decide, and an audit record of another pair fails the test. Duplicates (a
+        batch replayed after a rebalance) must agree with each other.
         """
-        wanted = {(s.id, c.id) for s in sent for c in contracts
+        naming = {(s.id, c.id): (s, c) for s in sent for c in contracts
                   if CATALOG.dataset(s.event["type"]).id in c.datasets}
+        wanted = {pair for pair, (s, c) in naming.items() if follows is None or follows(s, c)}
         found: dict[tuple[str, str], dict[str, Any]] = {}
         read = 0
 
@@ -521,6 +526,9 @@ class Bus:
             for record in records[read:]:
                 audit = self.audit(record)
                 pair = (audit["event_id"], audit["contract_id"])
+                assert pair in wanted or pair not in naming, (
+                    f"{pair} audited, but the contract does not follow the event's person: "
+                    f"{audit['reason']}")
                 if pair in wanted:
                     earlier = found.setdefault(pair, audit)
                     assert (earlier["decision"], earlier["reason"]) == (

@@ -9,7 +9,9 @@ One scenario per module fixture, asserted from several angles:
   granted), recorded for every contract. One event per person: every (event, contract) pair gets
   exactly the expected audit decision, each delivery topic holds exactly the expected events,
   projected on the contract's fields, under the subscriber's pseudonym, with the CloudEvents
-  headers; every withdrawal sent an erasure notice; ``circulation consume`` prints the same.
+  headers; every withdrawal sent an erasure notice; ``circulation consume`` prints the same. An
+  ``enrolled`` contract that does not follow a person takes no decision about them: no audit
+  record at all.
 - **Companies**: the SIREN is the subject every subscriber sees; a contract on two datasets
   delivers the union of their projections.
 
@@ -59,13 +61,19 @@ DELIVERY_HEADERS = {"ce_specversion", "ce_id", "ce_source", "ce_type", "ce_time"
                     "ce_expiresat"}
 
 
+def follows(contract: Contract, enrolled: bool) -> bool:
+    """Whether the contract follows the person, so decides about their events at all."""
+    return contract.population == "all" or enrolled
+
+
 def expected_reason(contract: Contract, enrolled: bool, consent: str | None) -> str | None:
-    """The specification's verdict, in the order an auditor reads it."""
+    """The specification's verdict, in the order an auditor reads it, for a contract that
+    follows the person (:func:`follows`); a contract that does not delivers nothing."""
     day = today()
     if contract.revoked or day < contract.valid_from or (
             contract.valid_until is not None and day > contract.valid_until):
         return "contract_inactive"
-    if contract.population == "enrolled" and not enrolled:
+    if not follows(contract, enrolled):
         return "not_enrolled"
     if contract.consent == "opt_in" and consent != "granted":
         return "no_consent"
@@ -179,7 +187,10 @@ async def matrix(bus: Bus) -> Matrix:
         for index, c in enumerate(contracts)))
     start = await audit_start(bus.settings)
     sent = await bus.publish([event_for(BOURSIER, p.person) for p in profiles])
-    decisions = await bus.decisions(start, sent, contracts)
+    decisions = await bus.decisions(
+        start, sent, contracts,
+        lambda s, c: follows(c, next(p for p in profiles
+                                     if p.person.nir == s.event["subject"]).enrolled))
     state = Matrix(contracts, profiles, sent, decisions, {}, printed_all[CLI_ENROLLED])
     topics = await asyncio.gather(*(
         bus.delivered(c, len(state.expected_delivered(c)), event_type=BOURSIER)
@@ -193,6 +204,10 @@ def test_every_decision_is_audited_with_the_expected_reason(matrix: Matrix) -> N
     for sent in matrix.sent:
         profile = matrix.profile_of(sent)
         for contract in matrix.contracts:
+            if not follows(contract, profile.enrolled):
+                assert (sent.id, contract.id) not in matrix.decisions
+                reasons["not followed"] += 1
+                continue
             audit = matrix.decisions[(sent.id, contract.id)]
             reason = expected_reason(contract, profile.enrolled, profile.consent)
             reasons[reason] += 1
@@ -205,7 +220,7 @@ def test_every_decision_is_audited_with_the_expected_reason(matrix: Matrix) -> N
             assert audit["fields_delivered"] == (
                 list(contract.datasets[BOURSIER]) if reason is None else [])
     # The matrix really exercises every outcome.
-    assert set(reasons) == {None, "not_enrolled", "no_consent", "objection"}
+    assert set(reasons) == {None, "not followed", "no_consent", "objection"}
 
 
 def test_each_delivery_topic_holds_exactly_the_allowed_events(bus: Bus, matrix: Matrix) -> None:
@@ -377,7 +392,9 @@ async def company_case(bus: Bus) -> CompanyCase:
     start = await audit_start(bus.settings)
     sent = await bus.publish([*(event_for(VIGILANCE, s) for s in sirens),
                               *(event_for(FISCALE, s) for s in sirens[:2])])
-    decisions = await bus.decisions(start, sent, [union, enrolled])
+    decisions = await bus.decisions(
+        start, sent, [union, enrolled],
+        lambda s, c: c is union or s.event["subject"] == sirens[0])
     union_records, enrolled_records = await asyncio.gather(
         bus.delivered(union, 5), bus.delivered(enrolled, 1))
     return CompanyCase(union, enrolled, sirens, sent, decisions, union_records,
@@ -403,8 +420,10 @@ def test_companies_are_delivered_under_their_siren(bus: Bus, company_case: Compa
         audit = case.decisions[(sent.id, case.union.id)]
         assert (audit["decision"], audit["subject_ref"]) == ("delivered", sent.event["subject"])
         if sent.event["type"] == VIGILANCE:
-            audit = case.decisions[(sent.id, case.enrolled.id)]
-            assert audit["reason"] == (None if sent is first else "not_enrolled")
+            if sent is first:
+                assert case.decisions[(sent.id, case.enrolled.id)]["reason"] is None
+            else:  # a company the contract does not follow: no decision about it
+                assert (sent.id, case.enrolled.id) not in case.decisions
         else:
             assert (sent.id, case.enrolled.id) not in case.decisions
 

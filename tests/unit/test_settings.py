@@ -39,6 +39,7 @@ BUS = {
     "CIRCULATION_METRICS_BIND": "0.0.0.0",
     "CIRCULATION_FETCH_MAX_WAIT_MS": 50,
     "CIRCULATION_CACHE_DIR": default_cache_dir(),
+    "CIRCULATION_STATE_DIR": None,
 }
 LOCAL_STACK = {
     "CIRCULATION_CACHE_DIR": default_cache_dir(),

@@ -4,10 +4,11 @@ does not read the partition from an HMAC key itself."""
 from __future__ import annotations
 
 from aiokafka.partitioner import DefaultPartitioner
+from aiokafka.partitioner import murmur2 as aiokafka_murmur2
 from hypothesis import given
 from hypothesis import strategies as st
 
-from streams.kafka.partitioning import kafka_partition, partition_of, subject_partition
+from streams.kafka.partitioning import kafka_partition, murmur2, partition_of, subject_partition
 
 
 @given(st.binary(min_size=1, max_size=64), st.integers(1, 64))
@@ -31,3 +32,8 @@ def test_any_other_key_goes_through_murmur2_and_keyless_records_are_spread() -> 
 def test_a_subject_s_state_records_go_where_kafka_would_put_its_key() -> None:
     reference = "sr1_" + "ab" * 32
     assert subject_partition(reference, 3) == kafka_partition(reference.encode(), 3)
+
+
+@given(st.binary(max_size=100))
+def test_murmur2_is_kafka_s(key: bytes) -> None:
+    assert murmur2(key) == aiokafka_murmur2(key) & 0xFFFFFFFF

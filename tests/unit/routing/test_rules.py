@@ -6,7 +6,10 @@ around the routing day, some revoked, subscribers shared between some contracts)
 each contract. Checked, on :func:`streams.routing.rules.decide_all` and on the whole
 :class:`streams.routing.router.Router` (with an in-memory schema registry):
 
-- every verdict is the specification's, computed here independently of the bus's code;
+- every verdict is the specification's, computed here independently of the bus's code, and
+  the contracts that decide are those naming the dataset that follow the subject: every
+  ``population: all`` one, and the ``enrolled`` ones that enrolled it (a contract that does not
+  follow a person takes no decision about it);
 - **without a matching active contract nothing is delivered**: a delivery only ever goes to a
   contract naming the event's dataset, in force on the routing day, whose population and
   consent rules pass; and a dataset no active contract names yields no delivery at all;
@@ -18,6 +21,7 @@ each contract. Checked, on :func:`streams.routing.rules.decide_all` and on the w
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 
 from hypothesis import HealthCheck, given, settings
@@ -34,9 +38,10 @@ from streams.kafka.topics import AUDIT, DLQ
 from streams.privacy.pseudonyms import Pseudonymiser
 from streams.routing.records import SourceRecord
 from streams.routing.router import Router
-from streams.routing.rules import decide_all, still_audited, terms_by_dataset
+from streams.routing.rules import NO_TERMS, decide_all, still_audited, terms_by_dataset
 from streams.state.bus_state import BusState
 from streams.state.contract import Contract
+from streams.state.directory import MemoryDirectory, SubjectFile
 from tests.unit.memory_registry import MemoryRegistry
 
 CATALOG = Catalog.load()
@@ -84,18 +89,36 @@ def buses(draw: st.DrawFn) -> tuple[dict[str, Contract], list[str]]:
     return drawn, subjects + draw(st.lists(sirens, max_size=2, unique=True))
 
 
+@dataclass
+class Drawn:
+    """A bus state, and what was drawn into it, kept apart for the specification."""
+
+    state: BusState
+    enrolled: set[tuple[str, str]] = field(default_factory=set)
+    consents: dict[tuple[str, str], str] = field(default_factory=dict)
+
+    def file_of(self, subject: str) -> SubjectFile:
+        return self.state.directory.file_of(subject, 0)
+
+    def follows(self, contract: Contract, subject: str) -> bool:
+        return contract.population == "all" or (contract.id, subject) in self.enrolled
+
+
 @st.composite
 def states(draw: st.DrawFn, contracts: Mapping[str, Contract],
-           subjects: Sequence[str]) -> BusState:
-    state = BusState(contracts=dict(contracts), generation=1)
+           subjects: Sequence[str]) -> Drawn:
+    directory = MemoryDirectory()
+    drawn = Drawn(BusState(contracts=dict(contracts), directory=directory, generation=1))
     for cid in contracts:
         for subject in subjects:
             if draw(st.booleans()):
-                state.enrolled.add((cid, subject))
+                drawn.enrolled.add((cid, subject))
+                directory.enrol(cid, subject)
             status = draw(st.sampled_from([None, "granted", "withdrawn"]))
             if status is not None:
-                state.consents[(cid, subject)] = status
-    return state
+                drawn.consents[(cid, subject)] = status
+                directory.consent(cid, subject, status)
+    return drawn
 
 
 def in_force(contract: Contract, day: date) -> bool:
@@ -103,12 +126,11 @@ def in_force(contract: Contract, day: date) -> bool:
         contract.valid_until is None or day <= contract.valid_until)
 
 
-def specified(contract: Contract, subject: str, state: BusState, day: date) -> str | None:
-    """The specification's verdict, written from the issue, not from the bus's code."""
+def specified(contract: Contract, subject: str, state: Drawn, day: date) -> str | None:
+    """The specification's verdict, written from the issue, not from the bus's code, for a
+    contract that follows the subject (the others take no decision)."""
     if not in_force(contract, day):
         return "contract_inactive"
-    if contract.population == "enrolled" and (contract.id, subject) not in state.enrolled:
-        return "not_enrolled"
     consent = state.consents.get((contract.id, subject))
     if contract.consent == "opt_in" and consent != "granted":
         return "no_consent"
@@ -124,12 +146,13 @@ def specified(contract: Contract, subject: str, state: BusState, day: date) -> s
 def test_every_verdict_is_the_specified_one(data: st.DataObject) -> None:
     contracts, subjects = data.draw(buses())
     state = data.draw(states(contracts, subjects))
-    index = terms_by_dataset(state.contracts)
+    index = terms_by_dataset(state.state.contracts)
     day = DAY + timedelta(days=data.draw(st.integers(-3, 3)))
     for dataset in DATASETS:
         for subject in subjects:
-            decisions = decide_all(index.get(dataset, ()), subject, state, day)
-            naming = sorted(c.id for c in contracts.values() if dataset in c.datasets)
+            decisions = decide_all(index.get(dataset, NO_TERMS), state.file_of(subject), day)
+            naming = sorted(c.id for c in contracts.values()
+                            if dataset in c.datasets and state.follows(c, subject))
             assert sorted(d.terms.contract_id for d in decisions) == naming
             for decision in decisions:
                 contract = contracts[decision.terms.contract_id]
@@ -142,11 +165,12 @@ def test_every_verdict_is_the_specified_one(data: st.DataObject) -> None:
 def test_without_an_active_contract_nothing_is_delivered(data: st.DataObject) -> None:
     contracts, subjects = data.draw(buses())
     state = data.draw(states(contracts, subjects))
-    index = terms_by_dataset(state.contracts)
+    index = terms_by_dataset(state.state.contracts)
     for dataset in DATASETS:
         active = [c for c in contracts.values() if dataset in c.datasets and in_force(c, DAY)]
         for subject in subjects:
-            delivered = [d for d in decide_all(index.get(dataset, ()), subject, state, DAY)
+            delivered = [d for d in decide_all(index.get(dataset, NO_TERMS),
+                                               state.file_of(subject), DAY)
                          if d.delivered]
             if not active:
                 assert delivered == []
@@ -159,12 +183,13 @@ def test_without_an_active_contract_nothing_is_delivered(data: st.DataObject) ->
 def test_a_delivered_field_is_always_in_the_contract(data: st.DataObject) -> None:
     contracts, subjects = data.draw(buses())
     state = data.draw(states(contracts, subjects))
-    index = terms_by_dataset(state.contracts)
+    index = terms_by_dataset(state.state.contracts)
     extra = data.draw(st.lists(names, max_size=3))
     for dataset, fields in FIELDS.items():
         datum = {name: data.draw(st.integers() | st.text(max_size=5) | st.none())
                  for name in [*fields, *extra]}
-        for decision in decide_all(index.get(dataset, ()), subjects[0], state, DAY):
+        for decision in decide_all(index.get(dataset, NO_TERMS), state.file_of(subjects[0]),
+                                   DAY):
             if not decision.delivered:
                 continue
             allowed = set(contracts[decision.terms.contract_id].datasets[dataset])
@@ -234,14 +259,15 @@ def test_the_router_delivers_only_contract_fields_under_pairwise_pseudonyms(
                                    data.draw(st.integers(1, 2**32)), offset)
         events.append((record, event_id, dataset, subject))
 
-    out = router.route([e[0] for e in events], state, now=NOW)
+    out = router.route([e[0] for e in events], state.state, now=NOW)
 
     assert not [o for o in out if o.topic == DLQ]
     ids = [dict(o.headers).get("ce_id") for o in out]
     for record, event_id, dataset, subject in events:
         # Ended contracts are audited for a grace period, then leave the routing index.
         naming = [c for c in contracts.values()
-                  if dataset in c.datasets and still_audited(c, DAY)]
+                  if dataset in c.datasets and still_audited(c, DAY)
+                  and state.follows(c, subject)]
         source = record.topic.split(".")[1]
         own_ids = {pseudonymiser.for_subscriber(c.subscriber).event_id(source, event_id).encode()
                    for c in contracts.values()}  # each subscriber's own id for this event
@@ -249,7 +275,8 @@ def test_the_router_delivers_only_contract_fields_under_pairwise_pseudonyms(
                       if o.topic != AUDIT and i in own_ids]
         audits = [o for o in out if o.topic == AUDIT and serde.decode(o.value)[1]["event_id"]
                   == event_id]
-        assert len(audits) == len(naming), "one audit record per contract naming the dataset"
+        assert len(audits) == len(naming), ("one audit record per contract naming the dataset "
+                                            "and following the subject")
         expected = {c.delivery_topic for c in naming
                     if specified(c, subject, state, DAY) is None}
         assert sorted(o.topic for o in deliveries) == sorted(expected)
@@ -277,7 +304,7 @@ def test_ended_contracts_leave_the_index_only_after_the_grace_period(data: st.Da
     day = data.draw(st.dates(date(2025, 1, 1), date(2029, 12, 31)))
     indexed = any(t.contract is contract
                   for terms in terms_by_dataset({contract.id: contract}, day).values()
-                  for t in terms)
+                  for t in (*terms.everyone, *terms.followers.values()))
     ended = (contract.revoked_at.date() if contract.revoked and contract.revoked_at
              else contract.valid_until)
     assert indexed == (ended is None or day <= ended + timedelta(days=30))

@@ -225,6 +225,7 @@ def _follower() -> StateFollower:
     follower = StateFollower(Settings(), AvroSerde(SchemaRegistry("http://localhost:1")),
                              Catalog.load())
     follower._positions = {CONSENT_0: 5, CONSENT_1: 5, POPULATION_0: 5}  # as if it read them
+    follower._wanted = {0, 1}  # the provider partitions it routes
     return follower
 
 
@@ -232,8 +233,10 @@ def test_the_follower_reaches_only_what_it_applied_on_the_state_topics() -> None
     follower = _follower()
     assert follower.reached({CONSENT_0: 5, POPULATION_0: 3})
     assert not follower.reached({CONSENT_0: 6})
-    assert not follower.reached({TopicPartition(CONSENTS, 7): 1}), (
-        "a state partition the follower does not read is never reached")
+    assert not follower.reached({TopicPartition(POPULATION, 1): 1}), (
+        "a state partition of a provider partition it routes, not yet read, is not reached")
+    assert follower.reached({TopicPartition(CONSENTS, 7): 1}), (
+        "the state of partitions whose events other workers route concerns none of its own")
     assert follower.reached({TopicPartition("test.contracts.other", 0): 40}), (
         "another topic concerns no routing")
 

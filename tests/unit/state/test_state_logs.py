@@ -23,6 +23,7 @@ from schemas.serde import AvroSerde
 from streams.kafka.topics import BUS_RECORD_TOPICS
 from streams.settings import Settings
 from streams.state.contract_store import ContractStore
+from streams.state.directory import MemoryDirectory
 from streams.state.follower import StateFollower
 from tests.unit.memory_registry import MemoryRegistry
 
@@ -103,8 +104,8 @@ def test_the_follower_logs_a_bad_state_record_without_its_values(record: str,
         follower._apply(BUS_RECORD_TOPICS[record], b"key", value(serde))
     _assert_logged_without_nir(logs)
     assert follower.state.contracts == {}
-    assert follower.state.consents == {}
-    assert follower.state.enrolled == set()
+    assert isinstance(follower.state.directory, MemoryDirectory)
+    assert follower.state.directory.files == {}
 
 
 def test_the_follower_logs_where_a_contract_record_is_wrong() -> None:
