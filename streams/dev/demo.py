@@ -63,13 +63,16 @@ def _contracts(catalog: Catalog) -> list[Contract]:
 
 
 async def _enrol_and_consent(config: Settings, by_id: dict[str, Contract],
-                             persons: list[str], firms: list[str]) -> list[str]:
-    """Populations and consents as administrations and citizens would record them."""
+                             persons: list[str], firms: list[str],
+                             followed_by: dict[str, int]) -> list[str]:
+    """Populations and consents as administrations and citizens would record them; how many
+    subjects each enrolled contract follows goes into ``followed_by``."""
     story = []
     lyon, idfm, cd69 = (by_id["lyon-cantine-2026"], by_id["idfm-tarif-solidarite"],
                         by_id["cd69-aide-etudiants"])
     for contract, followed in ((lyon, persons[:8]), (idfm, persons[4:12]), (cd69, persons[:10])):
         await set_population(config, contract, resolve(config, followed), True)
+        followed_by[contract.id] = len(followed)
         story.append(f"{contract.subscriber} follows {len(followed)} persons under {contract.id}")
     await set_consent(config, lyon, resolve(config, persons[:6]), "granted",
                       "online_portal")
@@ -180,15 +183,18 @@ async def _run(actors: Actors, catalog: Catalog, contracts: list[Contract],
     operator = actors.operator
     persons = [p.nir for p in people(2026, 14)]
     firms = companies(2026, 6)
+    followed_by: dict[str, int] = {}
     for line in await _enrol_and_consent(actors.gateway, {c.id: c for c in contracts},
-                                         persons, firms):
+                                         persons, firms, followed_by):
         console.print(f"  · {line}")
     starts = await end_offsets(operator, [AUDIT])
     sampled = await end_offsets(operator, [contracts[0].delivery_topic])
     ids = await _publish(actors, catalog, persons, firms, random.SystemRandom().randrange(2**31))
     console.print(f"published {len(ids)} change events from {len(catalog.providers())} "
                   "providers; routing…")
+    # A contract decides about the subjects it follows: everyone, or those it enrolled.
     expected = sum(len(persons if catalog.dataset(d).subject_kind == "person" else firms)
+                   if c.population == "all" else followed_by.get(c.id, 0)
                    for c in contracts for d in c.datasets)
     with clients.schema_registry(operator) as registry:
         audits = await _audit_of(operator, AvroSerde(registry), catalog, ids,

@@ -192,6 +192,8 @@ class StateFollower:
         for tp, position in added.items():
             consumer.seek(tp, position)  # before the log's start: read from its start
         self._positions.update(added)
+        log.info("state partitions held", partitions=sorted(directory.stores),
+                 released=sorted(gone), opened=sorted(opened))
         if added and self._offsets is not None:
             ends = await self._offsets.end_offsets(list(added))
             self._restore = _Restore(sorted(opened), dict(ends))

@@ -26,6 +26,7 @@ from streams.kafka import clients
 from streams.kafka.topics import PROVIDER_PREFIX
 from streams.ops import metrics
 from streams.privacy.pseudonyms import Pseudonymiser
+from streams.privacy.redaction import redacted_error
 from streams.routing.records import SourceRecord
 from streams.routing.router import Router
 from streams.routing.tally import RoutingTally
@@ -73,6 +74,7 @@ class RoutingService:
         self.acknowledge: Callable[[Any], Awaitable[Any]] | None = None
         self._started = asyncio.Lock()
         self._running = False
+        self._starting: asyncio.Future[None] | None = None
 
     async def ensure_started(self) -> None:
         """Start following the state topics (once), before the first batch is routed."""
@@ -94,6 +96,11 @@ class RoutingService:
         self.follower.hold(tp.partition for tp in assigned
                            if tp.topic.startswith(PROVIDER_PREFIX))
         self.heads.reset()
+        if not self._running and self._starting is None:
+            # Restore the state now rather than when the first event arrives, as Kafka Streams
+            # restores a task once assigned; a failure here is raised again by the first batch.
+            self._starting = asyncio.ensure_future(self.ensure_started())
+            self._starting.add_done_callback(_log_start_failure)
 
     def on_revoked(self, revoked: Iterable[TP]) -> None:
         """Partitions given up: their next owner, maybe this worker again later, must not
@@ -144,6 +151,13 @@ class RoutingService:
             await self.inflight.stop()
             await self.follower.stop()
             await self.sink.stop()
+
+
+def _log_start_failure(started: asyncio.Future[None]) -> None:
+    failure = None if started.cancelled() else started.exception()
+    if failure is not None:
+        log.error("the state could not be restored at assignment; the first batch tries again",
+                  error=redacted_error(failure))
 
 
 def _source(message: Any) -> SourceRecord:

@@ -162,6 +162,7 @@ class WorkerPool:
                 "CIRCULATION_KAFKA_BOOTSTRAP": self.services.bootstrap,
                 "CIRCULATION_SCHEMA_REGISTRY_URL": self.services.registry_url,
                 "CIRCULATION_LOG_FORMAT": "json",
+                "CIRCULATION_STATE_DIR": str(self.folder / "state"),  # one slot each
                 "BROKER_CLIENT_ID": client_id,  # Faust's setting: tells the members apart
                 "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO),
                                                             os.environ.get("PYTHONPATH")])),

@@ -32,6 +32,7 @@ from schemas.registry import SchemaRegistry
 from schemas.serde import AvroSerde
 from streams.dev.synthetic import Person
 from streams.kafka import clients
+from streams.kafka.partitioning import subject_partition
 from streams.kafka.topics import CONTRACTS, DLQ
 from streams.privacy.pseudonyms import Pseudonymiser
 from streams.privacy.secret import pseudonym_secret
@@ -57,6 +58,9 @@ pytest_plugins = ("tests.integration.routing_harness",)
 
 BOURSIER = "statut_etudiant_boursier"
 TOPIC = "provider.cnous.statut_etudiant_boursier"
+OFF_PARTITION = "off its subject's partition"
+"""A valid event a producer placed on another partition than its key's: it would be decided
+against another partition's state."""
 
 
 def ce_headers(subject: str, event_id: str | None = None) -> list[tuple[str, bytes]]:
@@ -167,6 +171,7 @@ def _poison(bus: Bus, person: Person, raw: Person) -> dict[str, tuple[bytes | No
                                "ce_subject"),
         "raw NIR in the id": (valid, [*changed("ce_id", f"dossier-{raw.nir}".encode()), marked],
                               "UnroutableRecord", "ce_id"),
+        OFF_PARTITION: (valid, good, "UnroutableRecord", "key"),
     }
 
 
@@ -187,9 +192,12 @@ async def test_poison_records_and_a_broken_contract_never_stop_routing(bus: Bus)
     producer = AIOKafkaProducer(**clients.connection_options(bus.settings), acks="all")
     await producer.start()
     try:
+        count = await bus.partition_count(BOURSIER)
+        elsewhere = (subject_partition(bus.reference(person), count) + 1) % count
         for case, (value, headers, _, _) in bad.items():
             written = await producer.send_and_wait(
-                TOPIC, value, key=bus.reference(person).encode(), headers=headers)
+                TOPIC, value, key=bus.reference(person).encode(), headers=headers,
+                partition=elsewhere if case == OFF_PARTITION else None)
             origins[(written.partition, written.offset)] = case
             stamps[case] = written.timestamp
     finally:

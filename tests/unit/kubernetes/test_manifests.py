@@ -20,7 +20,7 @@ from schemas.catalog import Catalog
 from streams.cli import app
 from streams.kubernetes.acls import NotAGrant, grants_of, strimzi_acls
 from streams.kubernetes.manifests import HEADER, NotOurs, render, resources, write
-from streams.kubernetes.options import RenderOptions
+from streams.kubernetes.options import WORKER, RenderOptions
 from streams.security import principals
 from streams.security.access import ROUTER_GROUP, Grant, entitlements
 from streams.state.contract import Contract
@@ -237,3 +237,25 @@ def test_the_command_names_what_it_refuses(tmp_path: Path) -> None:
                                       "--contracts-from", str(DEPLOY)])
     assert result.exit_code == 1
     assert "01-kafka.yaml" in result.output
+
+
+def test_workers_keep_their_state_on_disk_co_partitioned_with_the_events(
+        catalog: Catalog, contracts: list[Contract], tmp_path: Path) -> None:
+    """A worker's state stores go to the node's disk, at the place its settings name, and the
+    state topics have as many partitions as every provider topic (a worker refuses to start
+    otherwise)."""
+    options = RenderOptions(image="circulation:test", partitions=6)
+    write(render(catalog, contracts, options, AT), tmp_path)
+    found = _read(tmp_path)
+    counts = {t["spec"]["topicName"]: t["spec"]["partitions"]
+              for t in _of_kind(found, "KafkaTopic")}
+    assert {counts[t] for t in [*catalog.provider_topics(), "bus.population",
+                                "bus.consents"]} == {6}
+    (worker,) = [d for d in _of_kind(found, "Deployment") if d["metadata"]["name"] == WORKER]
+    pod = worker["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    volume = next(v for v in pod["volumes"] if v["name"] == mounts[env["CIRCULATION_STATE_DIR"]])
+    assert "medium" not in volume["emptyDir"], "on the node's disk, not in memory"
+    assert volume["emptyDir"]["sizeLimit"]
