@@ -197,8 +197,9 @@ class Router:
         expected = state.directory.partition_of(subject)
         if expected is not None and expected != partition:
             raise UnroutableRecord("key", "the event is not on its subject's partition: a "
-                                   "provider record must be keyed by its subject reference and "
-                                   "placed by Kafka's default partitioner")
+                                   "provider record is keyed by its subject reference and placed "
+                                   "by murmur2 of the key (the Java client's default; "
+                                   "librdkafka: partitioner=murmur2_random)")
         return state.directory.file_of(subject, partition)
 
     def _audit(self, chain: int, decision: Decision, event: EventHeaders, provider: str,

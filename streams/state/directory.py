@@ -69,7 +69,21 @@ def with_consent(file: SubjectFile, contract_id: str,
     return _with(file, contract_id, replace(file.get(contract_id, Standing()), consent=status))
 
 
+MAX_CONTRACTS_PER_SUBJECT = 1000
+"""Most contracts one subject's file may name. A family is followed by a handful; a file grown
+past this (a writer of the state topics enrolling one subject in everything) would make every
+event about that subject, and every change to its file, cost as much as the file is long."""
+
+
+class SubjectFileFull(ValueError):
+    """A change that would name one more contract in a file already at the limit."""
+
+
 def _with(file: SubjectFile, contract_id: str, standing: Standing) -> dict[str, Standing]:
+    if (contract_id not in file and not standing.empty
+            and len(file) >= MAX_CONTRACTS_PER_SUBJECT):
+        raise SubjectFileFull(f"a subject's file names {MAX_CONTRACTS_PER_SUBJECT} contracts "
+                              "already")
     changed = dict(file)
     if standing.empty:
         changed.pop(contract_id, None)

@@ -23,6 +23,12 @@ from streams.state.directory_store import DirectoryStore, Positions
 from streams.state.slots import StateSlot
 
 
+class MisplacedState(ValueError):
+    """A state record on another partition than its subject's: no event of the subject reads
+    it there. Written so by partitions added to the state topics (subjects move, their records
+    do not) or by a writer placing records itself."""
+
+
 class PartitionNotHeld(RuntimeError):
     """Routing asked for a partition's files this worker does not hold: a bug, not a record's
     fault (the batch stops and is replayed, rather than its events being dead-lettered)."""
@@ -53,9 +59,13 @@ class PartitionedDirectory:
 
     def apply(self, change: Change, partition: int) -> None:
         """Fold ``change`` (kept pending until :meth:`commit`); a change for a partition not
-        held (released while its records were on their way) is dropped with it."""
+        held (released while its records were on their way) is dropped with it, one about a
+        subject of another partition refused (:class:`MisplacedState`)."""
         if partition not in self.stores:
             return
+        if self.partition_of(change.subject) != partition:
+            raise MisplacedState(f"a state record on partition {partition} for a subject of "
+                                 "another partition")
         file = self.file_of(change.subject, partition)
         self._pending.setdefault(partition, {})[change.subject] = change.applied_to(file)
 

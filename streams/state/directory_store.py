@@ -39,6 +39,10 @@ BLOCK_CACHE = 8 << 20
 """A store's memory budget: its write buffers (two at most) and its block cache, index and
 filter blocks included, so that what a store holds in memory is bounded whatever it keeps on
 disk."""
+FLUSH_EVERY = 60.0
+"""Seconds between two flushes of a store that keeps changing: without a write-ahead log, what a
+crash loses is read again from the topics, and a quiet partition's changes would otherwise stay
+in memory until its write buffer fills."""
 _META = b"m"
 _FILE = b"s"
 """Key prefixes: the store's own record, and subjects' files (a subject reference written by
@@ -68,6 +72,7 @@ class DirectoryStore:
         self.positions: Positions = dict(meta["positions"]) if meta else {}
         self.rebuilt = meta is None
         """Whether the store started empty (its topics are read from the beginning)."""
+        self._flushed = time.monotonic()
         self._writes = rocksdict.WriteOptions()
         self._writes.disable_wal = True  # type: ignore[method-assign,assignment]  # a property
 
@@ -92,6 +97,9 @@ class DirectoryStore:
         batch.put(_META, json.dumps({"identity": self.identity, "positions": self.positions,
                                      "saved_at": time.time()}).encode())
         self._db.write(batch, self._writes)
+        if time.monotonic() - self._flushed >= FLUSH_EVERY:
+            self._db.flush()
+            self._flushed = time.monotonic()
 
     def memory(self) -> int:
         """Bytes this store holds in memory: write buffers, cached blocks, table readers."""

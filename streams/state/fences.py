@@ -174,9 +174,12 @@ class FenceGate:
             if positions is None:
                 events.append(record)  # not a fence the bus wrote: routing dead-letters it
             behind = behind or positions is None or not self._state.reached(positions)
-        if behind:
+        while behind:
             releases = self._releases
             await self._state.barrier()
-            if releases == self._releases:  # a partition released meanwhile stays released
+            # A rebalance meanwhile may have given partitions away and back, their state
+            # restored from an older point: the barrier is asked again, until one ran through.
+            behind = releases != self._releases
+            if not behind:
                 self._covered |= partitions
         return events

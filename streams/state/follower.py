@@ -38,7 +38,7 @@ from streams.kafka.topics import BUS_RECORD_TOPICS, CONSENTS, CONTRACTS, POPULAT
 from streams.settings import Settings
 from streams.state.bus_state import BusState
 from streams.state.directory import Change, consent_change, population_change
-from streams.state.directory_partitions import PartitionedDirectory
+from streams.state.directory_partitions import MisplacedState, PartitionedDirectory
 from streams.state.directory_store import Positions as StorePositions
 from streams.state.fences import Positions
 from streams.state.record_errors import record_error
@@ -89,6 +89,9 @@ class StateFollower:
         self._positions: dict[TopicPartition, int] = {}
         self._wanted: set[int] = set()
         self._restore: _Restore | None = None
+        self._epochs: dict[int, int] = {}
+        """Per state partition, how many times its store was opened: a batch admitted under
+        one opening is not routed under another (:meth:`epochs`)."""
         self._waking: asyncio.Future[None] | None = None
 
     async def start(self, provider_topics: Iterable[str] = ()) -> None:
@@ -97,20 +100,26 @@ class StateFollower:
         ``provider_topics`` (those the worker routes) must have as many partitions as the
         state topics, or their events would be decided against another subject's partition.
         """
-        self.directory = await self._directory(list(provider_topics))
+        try:
+            await self._start(list(provider_topics))
+        except BaseException:
+            await self.stop()  # whatever was opened, the slot first: a retry starts clean
+            raise
+
+    async def _start(self, provider_topics: list[str]) -> None:
+        self.directory = await self._directory(provider_topics)
         self.state.directory = self.directory
-        consumer = clients.consumer(self._settings, enable_auto_commit=False,
-                                    auto_offset_reset="earliest")
         self._contracts = await topic_partitions(self._settings, [CONTRACTS])
-        await consumer.start()
-        consumer.assign(self._contracts)
-        await consumer.seek_to_beginning(*self._contracts)
-        self._positions = dict(await consumer.beginning_offsets(self._contracts))
-        self._consumer = consumer
         # End offsets are asked on a connection of their own: on the follower's, the request
         # would queue behind its long-polling fetch (up to fetch.max.wait.ms per barrier).
         self._offsets = clients.consumer(self._settings, enable_auto_commit=False)
         await self._offsets.start()
+        self._positions = dict(await self._offsets.beginning_offsets(self._contracts))
+        consumer = clients.consumer(self._settings, enable_auto_commit=False,
+                                    auto_offset_reset="earliest")
+        self._consumer = consumer
+        await consumer.start()
+        self._assign()
         await self._reconcile()
         self._task = asyncio.create_task(self._follow(consumer), name="state-follower")
         self._task.add_done_callback(self._on_stopped)
@@ -135,16 +144,23 @@ class StateFollower:
         self._wanted = set(partitions)
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        """Stop following and close what was opened (the stores are kept on disk); the
+        follower may be started again."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        if self._consumer is not None:
-            await self._consumer.stop()
-        if self._offsets is not None:
-            await self._offsets.stop()
-        if self.directory is not None:
-            self.directory.close()
+                await task
+        consumer, self._consumer = self._consumer, None
+        if consumer is not None:
+            await consumer.stop()
+        offsets, self._offsets = self._offsets, None
+        if offsets is not None:
+            await offsets.stop()
+        directory, self.directory = self.directory, None
+        if directory is not None:
+            directory.close()
+        self._positions = {}
 
     async def _follow(self, consumer: AIOKafkaConsumer) -> None:
         while True:
@@ -185,13 +201,15 @@ class StateFollower:
                    and tp.partition in gone]:
             del self._positions[tp]
         opened = directory.hold(self._wanted)
+        for partition in opened:
+            self._epochs[partition] = self._epochs.get(partition, 0) + 1
         added = {TopicPartition(topic, p): store.positions.get(topic, 0)
                  for p, store in opened.items() for topic in PARTITIONED}
-        consumer.assign([*self._contracts, *(tp for tp in self._positions
-                                             if tp.topic in PARTITIONED), *added])
-        for tp, position in added.items():
-            consumer.seek(tp, position)  # before the log's start: read from its start
+        if added and self._offsets is not None:  # a store behind the log's start reads from it
+            begins = await self._offsets.beginning_offsets(list(added))
+            added = {tp: max(position, begins[tp]) for tp, position in added.items()}
         self._positions.update(added)
+        self._assign()
         log.info("state partitions held", partitions=sorted(directory.stores),
                  released=sorted(gone), opened=sorted(opened))
         if added and self._offsets is not None:
@@ -200,6 +218,18 @@ class StateFollower:
             log.info("state partitions restoring", partitions=sorted(opened),
                      rebuilt=sorted(p for p, s in opened.items() if s.rebuilt),
                      records=sum(max(0, end - added[tp]) for tp, end in ends.items()))
+
+    def _assign(self) -> None:
+        """Assign the consumer every partition followed, each at its position. aiokafka forgets
+        every position on assign (a consumer outside a group then reads from the start): each
+        partition kept is sought back to where it was, or contracts, consents and enrolments
+        would be read again from their beginning, older records overriding newer ones meanwhile.
+        """
+        if self._consumer is None:
+            return
+        self._consumer.assign(list(self._positions))
+        for tp, position in self._positions.items():
+            self._consumer.seek(tp, position)
 
     def _count_restored(self, records: int) -> None:
         if self._restore is not None:
@@ -251,6 +281,11 @@ class StateFollower:
                 self.state.apply(topic, record)
             else:
                 self.state.directory.apply(_change(topic, datum), partition)
+        except MisplacedState:
+            log.error("state record on another partition than its subject's, skipped: "
+                      "partitions were added to the state topics, or a writer placed it "
+                      "itself; no event of that subject reads this partition", topic=topic,
+                      partition=partition, offset=offset)
         except (ValueError, KeyError, TypeError) as exc:
             log.error("state record unreadable, skipped", topic=topic, partition=partition,
                       offset=offset, error=record_error(exc, record))
@@ -259,6 +294,13 @@ class StateFollower:
         """Whether the state of ``partition`` is held (wanted and its store open)."""
         return (partition in self._wanted and self.directory is not None
                 and partition in self.directory.stores)
+
+    def epochs(self) -> dict[int, int]:
+        """The opening of each state partition held now. A partition given away and back
+        while a batch waited is opened again, and may be behind what the batch was admitted
+        under: the worker leaves such records to be read again."""
+        return {p: self._epochs.get(p, 0) for p in range(max(self._wanted, default=-1) + 1)
+                if self.holds(p)}
 
     def held(self) -> tuple[int, int]:
         """How many state partitions are held, and the bytes their stores keep in memory."""

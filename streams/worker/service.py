@@ -113,9 +113,10 @@ class RoutingService:
         await self.ensure_started()
         began = time.perf_counter()
         records = await self.gate.admit([_source(event.message) for event in events])
+        admitted = self.follower.epochs()
         fenced = time.perf_counter()
         await self.heads.ensure((r.partition for r in records), self.inflight.drain)
-        records = self._held(records)
+        records, events = self._held(records, events, admitted)
         outgoing = self.router.route(records, self.follower.state)
         routed = time.perf_counter()
         written = await self.sink.send(outgoing)
@@ -123,15 +124,21 @@ class RoutingService:
                              routed)
         await self.inflight.add(Routed(events, written, report))
 
-    def _held(self, records: list[SourceRecord]) -> list[SourceRecord]:
-        """The records whose partition's state this worker still holds. A rebalance while
-        the batch waited may have given the others away: they are left to their new owner,
-        which reads them again from the last offset committed for them."""
-        held = [r for r in records if self.follower.holds(r.partition)]
-        if len(held) < len(records):
-            log.info("records of partitions given away during a rebalance, left to their new "
-                     "owner", records=len(records) - len(held))
-        return held
+    def _held(self, records: list[SourceRecord], events: Sequence[Any],
+              admitted: dict[int, int]) -> tuple[list[SourceRecord], Sequence[Any]]:
+        """The records whose partition's state this worker still holds as it was when the
+        batch was admitted, and the events to acknowledge with them. A rebalance while the
+        batch waited may have given the others away, or away and back with their state
+        restored from an older point: they are neither routed nor acknowledged, so whoever
+        holds the partition now reads them again from the last offset committed."""
+        now = self.follower.epochs()
+        kept = {p for p, epoch in now.items() if admitted.get(p) == epoch}
+        if all(e.message.partition in kept for e in events):
+            return records, events
+        log.info("records of partitions given away during a rebalance, left to be read again",
+                 records=sum(r.partition not in kept for r in records))
+        return ([r for r in records if r.partition in kept],
+                [e for e in events if e.message.partition in kept])
 
     async def _settle(self, batch: Routed[BatchReport]) -> None:
         report = batch.report

@@ -17,15 +17,19 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from pathlib import Path
 from typing import Any
 
+import confluent_kafka
 import pytest
 import structlog
+from aiokafka import AIOKafkaProducer
 
-from streams.kafka.admin import TopicError
+from streams.kafka import clients
+from streams.kafka.admin import TopicError, ensure_topics
 from streams.kafka.partitioning import subject_partition
-from streams.kafka.topics import PROVIDER_PREFIX
+from streams.kafka.topics import PROVIDER_PREFIX, TopicSpec
 from streams.state.directory import Standing
 from streams.state.directory_partitions import PartitionNotHeld
 from streams.state.follower import StateFollower
@@ -131,3 +135,31 @@ async def test_a_provider_topic_of_another_partition_count_stops_the_worker(
                                          "provider topic needs as many partitions"):
         await follower.start(CATALOG.provider_topics())
     assert not list(tmp_path.iterdir()), "nothing claimed before the check"
+
+
+async def test_kafka_clients_place_a_subject_s_events_on_its_state_partition(bus: Bus) -> None:
+    """The Java client's default partitioner and librdkafka's ``murmur2_random`` (what the
+    README tells librdkafka providers to set) place a key where the bus looks for its state."""
+    topic = f"test.partitioner.{uuid.uuid4().hex[:8]}"
+    await ensure_topics(bus.settings, [TopicSpec(topic, 6, 1)])
+    keys = [bus.reference(p) for p in await bus.people_on_every_partition(BOURSIER, 3)]
+    placed: dict[str, int] = {}
+    producer = confluent_kafka.Producer({**clients.librdkafka_options(bus.settings),
+                                         "partitioner": "murmur2_random"})
+
+    def delivered(error: Any, message: Any) -> None:
+        assert error is None, error
+        placed[message.key().decode()] = message.partition()
+
+    for key in keys:
+        producer.produce(topic, b"x", key=key.encode(), on_delivery=delivered)
+    assert producer.flush(30) == 0
+    assert placed == {key: subject_partition(key, 6) for key in keys}
+    aio = AIOKafkaProducer(**clients.connection_options(bus.settings))
+    await aio.start()
+    try:
+        for key in keys[:4]:
+            sent = await aio.send_and_wait(topic, b"x", key=key.encode())
+            assert sent.partition == subject_partition(key, 6), "aiokafka (Java's murmur2)"
+    finally:
+        await aio.stop()
