@@ -44,7 +44,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -65,7 +65,7 @@ from streams.kafka.topics import TopicSpec
 from streams.privacy.pseudonyms import Pseudonymiser
 from streams.privacy.secret import pseudonym_secret
 from streams.settings import Settings
-from streams.state.contract import Contract
+from streams.state.contract import Contract, PopulationMode
 from streams.state.contract_store import ContractStore
 
 CLI = [sys.executable, "-m", "streams.cli"]
@@ -189,15 +189,23 @@ async def ceiling(settings: Settings, events: list[OutgoingEvent]) -> float:
         await producer.stop()
 
 
-async def apply_contracts(settings: Settings, fan_out: int) -> list[Contract]:
+def bench_contracts(label: str, count: int, population: PopulationMode = "all",
+                    ) -> list[Contract]:
+    """``count`` contracts ``bench-<label>-<i>`` on ``quotient_familial`` (the Lyon canteen's
+    terms), each its own subscriber, consent not required, following everyone or only the
+    persons enrolled in them."""
     catalog = Catalog.load()
     base = yaml.safe_load(CONTRACT.read_text(encoding="utf-8"))
-    contracts = [Contract.checked({**base, "id": f"bench-{fan_out}-{i}",
-                                   "subscriber": f"bench-subscriber-{i}",
-                                   "population": "all", "consent": "not_required"}, catalog)
-                 for i in range(fan_out)]
+    return [Contract.checked({**base, "id": f"bench-{label}-{i}",
+                              "subscriber": f"bench-subscriber-{i}",
+                              "population": population, "consent": "not_required"}, catalog)
+            for i in range(count)]
+
+
+async def apply_contracts(settings: Settings, fan_out: int) -> list[Contract]:
+    contracts = bench_contracts(str(fan_out), fan_out)
     with clients.schema_registry(settings) as registry:
-        await ContractStore(settings, registry, catalog).apply(contracts)
+        await ContractStore(settings, registry, Catalog.load()).apply(contracts)
     return contracts
 
 
@@ -223,9 +231,13 @@ async def written_span(settings: Settings, topics: list[str], expected: int,
     return first, last
 
 
-def start_worker(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([*CLI, "worker"], env=worker_env(settings), stdout=log.open("wb"),
-                            stderr=subprocess.STDOUT)
+def start_worker(settings: Settings, log: Path, environment: Mapping[str, str] | None = None,
+                 cwd: Path | None = None) -> subprocess.Popen[bytes]:
+    """A ``circulation worker`` process, its output into ``log``; ``environment`` adds to or
+    overrides the variables :func:`worker_env` gives it, ``cwd`` is where it runs (Faust
+    keeps its data folder there)."""
+    return subprocess.Popen([*CLI, "worker"], env={**worker_env(settings), **(environment or {})},
+                            cwd=cwd, stdout=log.open("wb"), stderr=subprocess.STDOUT)
 
 
 def stop_worker(worker: subprocess.Popen[bytes]) -> None:
@@ -350,17 +362,17 @@ class StolenTime:
     share: float | None = None
 
     def __enter__(self) -> StolenTime:
-        self._before = _cpu_times()
+        self._before = cpu_times()
         return self
 
     def __exit__(self, *_: object) -> None:
-        after = _cpu_times()
+        after = cpu_times()
         if self._before and after:
             spent = [a - b for a, b in zip(after, self._before, strict=True)]
             self.share = spent[7] / sum(spent) if sum(spent) else 0.0
 
 
-def _cpu_times() -> list[int] | None:
+def cpu_times() -> list[int] | None:
     """user, nice, system, idle, iowait, irq, softirq, steal (clock ticks, all CPUs)."""
     try:
         first = Path("/proc/stat").read_text(encoding="ascii").splitlines()[0]
@@ -537,7 +549,7 @@ async def measure_latency(results: dict[Any, Any], settings: Settings, stack: Lo
 def report(results: dict[Any, Any], count: int) -> None:
     warm = results["warm-up"]
     print(f"each measurement on a wiped stack whose broker's JIT had settled: "
-          f"{len(warm)} warm-up(s) of {_span(warm, '{:.0f}') or f'{warm[0]:.0f}'} s")
+          f"{len(warm)} warm-up(s) of {spread(warm, '{:.0f}') or f'{warm[0]:.0f}'} s")
     if "R" in results:
         report_throughput(results, count)
     samples = results["latency"]
@@ -546,7 +558,7 @@ def report(results: dict[Any, Any], count: int) -> None:
               f"{len(samples)} samples): p50 {statistics.median(samples):.1f} ms, "
               f"p99 {percentile(samples, 0.99):.1f} ms, after {results['routing warm-up']:.0f} s "
               f"of the same load; CPU time stolen by the host "
-              f"{_percent(results['latency steal'])}")
+              f"{percent(results['latency steal'])}")
 
 
 def report_throughput(results: dict[Any, Any], count: int) -> None:
@@ -559,25 +571,25 @@ def report_throughput(results: dict[Any, Any], count: int) -> None:
     print("| measurement | events/s (median) | range | ratio to R (median) | range "
           "| CPU stolen by the host (per round) |\n|---|---:|---:|---:|---:|---:|")
     print(f"| R: raw aiokafka consume-and-produce pass-through | "
-          f"{statistics.median(ceilings):,.0f} | {_span(ceilings, '{:,.0f}')} | 1.00 | | "
+          f"{statistics.median(ceilings):,.0f} | {spread(ceilings, '{:,.0f}')} | 1.00 | | "
           f"{_stolen(results, 'R')} |")
     for fan_out in FAN_OUTS:
         rates = results[fan_out]
         ratios = [rate / ceiling for rate, ceiling in zip(rates, ceilings, strict=True)]
         print(f"| routed, fan-out {fan_out} (input events/s) | {statistics.median(rates):,.0f} | "
-              f"{_span(rates, '{:,.0f}')} | {statistics.median(ratios):.3f} | "
-              f"{_span(ratios, '{:.3f}')} | {_stolen(results, fan_out)} |")
+              f"{spread(rates, '{:,.0f}')} | {statistics.median(ratios):.3f} | "
+              f"{spread(ratios, '{:.3f}')} | {_stolen(results, fan_out)} |")
 
 
 def _stolen(results: dict[Any, Any], measurement: Any) -> str:
-    return ", ".join(_percent(share) for share in results[("steal", measurement)])
+    return ", ".join(percent(share) for share in results[("steal", measurement)])
 
 
-def _percent(share: float | None) -> str:
+def percent(share: float | None) -> str:
     return "n/a" if share is None else f"{share:.0%}"
 
 
-def _span(values: list[float], form: str) -> str:
+def spread(values: list[float], form: str) -> str:
     return f"{form.format(min(values))} – {form.format(max(values))}" if len(values) > 1 else ""
 
 
