@@ -11,9 +11,12 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
+import shutil
 import stat
 import subprocess
 import sys
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,6 +69,8 @@ class Written:
                       evidence_ref: str | None = None, on_written: Advance | None = None,
                       on_notified: Advance | None = None) -> None:
         self._record(status, subjects, on_written)
+        if status == "withdrawn":
+            self._record("notified", subjects, on_notified)
 
     def _record(self, what: str, subjects: Sequence[Subject], on_written: Advance | None,
                 ) -> None:
@@ -116,7 +121,7 @@ def test_each_subject_command_takes_its_subjects_from_a_file(
         f"X;{s}\r\n" for s in [*NIRS[:3], SIREN]))
     result = invoke(*subcommand, LYON.id, "--from-file", path)
     assert result.exit_code == 0, result.output + result.stderr
-    assert [refs for _, refs in written.calls] == [references(tmp_path, *NIRS[:3], SIREN)]
+    assert written.calls[0][1] == references(tmp_path, *NIRS[:3], SIREN)
 
 
 def test_arguments_and_a_file_combine_and_each_subject_is_written_once(
@@ -212,6 +217,48 @@ def test_on_a_terminal_the_bar_is_drawn_on_stderr_and_stdout_keeps_only_json_lin
     assert not contains_nir(drawn)
 
 
+def test_a_withdrawal_s_erasure_notices_have_their_bar(
+        written: Written, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    terminal = io.StringIO()
+    monkeypatch.setattr(command, "errors", Console(file=terminal, force_terminal=True,
+                                                   color_system=None, width=120))
+    result = invoke("consent", "withdraw", LYON.id, "--from-file",
+                    subject_file(tmp_path, "\n".join(NIRS)))
+    assert result.exit_code == 0, result.stderr
+    assert [what for what, _ in written.calls] == ["withdrawn", "notified"]
+    assert re.search(rf"sending erasure notices +━+ +{len(NIRS)}/{len(NIRS)}",
+                     terminal.getvalue())
+    assert result.stdout == f"consent withdrawn for {len(NIRS)} subject(s) under {LYON.id}\n"
+
+
+def test_a_file_is_judged_before_the_subject_secret_and_the_broker(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path, fresh_settings: None) -> None:
+    """No secret configured on a secured bus, no broker: a bad file is still told line by
+    line, since neither is asked anything before the file was judged."""
+    for name, value in {"CIRCULATION_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+                        "CIRCULATION_KAFKA_BOOTSTRAP": "127.0.0.1:1",
+                        "CIRCULATION_SCHEMA_REGISTRY_URL": "http://127.0.0.1:1",
+                        "CIRCULATION_CACHE_DIR": str(tmp_path / "cache")}.items():
+        monkeypatch.setenv(name, value)
+    for name in ("CIRCULATION_SUBJECT_SECRET", "CIRCULATION_PSEUDONYM_SECRET"):
+        monkeypatch.delenv(name, raising=False)
+    result = invoke("consent", "grant", LYON.id, "--from-file",
+                    subject_file(tmp_path, f"{NIRS[0]}\n{BAD_KEY}\n"))
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == [
+        "line 2: invalid NIR (its control key does not match)",
+        "error: --from-file: 1 line(s) refused; nothing was written"]
+
+
+def _command_line(cmdline: Path) -> str:
+    """A process's command line as ``ps`` shows it; read again while it is empty, as it is for
+    a moment while the process is being started."""
+    deadline = time.monotonic() + 30
+    while not (shown := cmdline.read_bytes()) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return shown.replace(b"\x00", b" ").decode()
+
+
 @pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="needs Linux's /proc")
 def test_arguments_show_in_every_user_s_ps_and_a_file_s_subjects_do_not(
         tmp_path: Path) -> None:
@@ -228,9 +275,24 @@ def test_arguments_show_in_every_user_s_ps_and_a_file_s_subjects_do_not(
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:  # it waits for standard input, which stays open until read here
             cmdline = Path(f"/proc/{process.pid}/cmdline")
-            shown[name] = cmdline.read_bytes().replace(b"\x00", b" ").decode()
+            shown[name] = _command_line(cmdline)
             assert cmdline.stat().st_mode & stat.S_IROTH
         finally:
             process.communicate(b"", timeout=60)
     assert NIRS[0] in shown["argument"]
     assert not contains_nir(shown["file"])
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+def test_an_interactive_shell_keeps_arguments_in_its_history(tmp_path: Path) -> None:
+    """The README's other warning: a command typed in an interactive shell, arguments and all,
+    is written to the history file; with --from-file only the file's name is."""
+    history = tmp_path / "history"
+    typed = (f": circulation population add {LYON.id} {NIRS[0]}\n"
+             f": circulation population add {LYON.id} --from-file familles.csv\nexit\n")
+    subprocess.run(["bash", "--norc", "-i"], input=typed, text=True, capture_output=True,
+                   env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path),
+                        "HISTFILE": str(history)}, timeout=60, check=True)
+    kept = history.read_text().splitlines()
+    assert f": circulation population add {LYON.id} {NIRS[0]}" in kept
+    assert f": circulation population add {LYON.id} --from-file familles.csv" in kept
