@@ -49,6 +49,11 @@ FromFile = Annotated[str | None, typer.Option(
          "named nir. - reads standard input. Checked whole before anything is written.")]
 
 
+_UPDATE_EVERY = 250
+"""Subjects between two updates of a bar: it is redrawn ten times a second whatever the updates,
+and an update per subject would cost more than the HMAC it reports."""
+
+
 class _Steps:
     """The long steps of a command given a file, each with its bar on stderr; nothing at all
     without a file, or when stderr is not a terminal (a log, a pipe). stdout is never redirected
@@ -72,13 +77,16 @@ class _Steps:
         """A new bar; advance it with the returned callable. Once ``total`` is reached, the bar
         says ``then`` (what the command still waits for) instead."""
         task = self._bar.add_task(description, total=total)
-        done = 0
+        done = shown = 0
 
         def advance(count: int) -> None:
-            nonlocal done
+            nonlocal done, shown
             done += count
-            finished = then is not None and total is not None and done >= total
-            self._bar.update(task, completed=done, description=then if finished else description)
+            finished = total is not None and done >= total
+            if done - shown >= _UPDATE_EVERY or finished:
+                shown = done
+                self._bar.update(task, completed=done,
+                                 description=then if finished and then else description)
 
         return advance
 

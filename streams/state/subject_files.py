@@ -15,8 +15,9 @@ there is none. A problem names its line and what is wrong, never the value: a re
 most often a NIR with a typo, personal data all the same. Not even a SIREN is quoted here (the
 identifier rules would: SIRENs are public), since a 9-digit line may be part of a NIR.
 
-Sizes are bounded (:data:`MAX_FILE_BYTES`, :data:`MAX_LINE_CHARS`) so that a wrong file, a
-database dump or a binary, is refused rather than read whole into memory. Nothing here needs a
+Sizes are bounded (:data:`MAX_FILE_BYTES`, :data:`MAX_LINE_CHARS`, :data:`MAX_SUBJECTS`) so
+that a wrong file, a database dump or a binary, is refused rather than read whole into memory,
+and a right one fits in the memory of the machine that writes it. Nothing here needs a
 secret or a broker: a file is judged before either is asked anything.
 """
 
@@ -40,6 +41,11 @@ spreadsheet export; anything larger is not a list of subjects and is refused unr
 MAX_LINE_CHARS: Final = 16 * 1024
 """Longest line accepted, line ending excluded: a NIR takes 15 characters and a spreadsheet row
 a few hundred; a longer line is a binary or a dump, refused by its number."""
+MAX_SUBJECTS: Final = 1_000_000
+"""Most subjects one file may name. A command holds every subject, its reference and its write
+in memory until the one fence round: a million took 1.2 GB and 80 s to enrol on the local stack,
+so a 64 MiB list of bare NIRs, four million of them, would need some 5 GB, and a command killed
+part-way leaves writes behind no fence. Larger populations are enrolled a file at a time."""
 MAX_PROBLEMS: Final = 20
 """Problems shown of a refused file (all are counted): a binary file has one on every line."""
 NIR_COLUMN: Final = "nir"
@@ -256,7 +262,11 @@ def _read_csv(lines: _Lines, delimiter: str, column: int, width: int,
 
 def _take(text: str, line: int, subjects: list[GivenSubject], problems: _Problems) -> None:
     reason = identifier_problem(text)
-    if reason is None:
+    if reason is not None:
+        problems.add(line, reason)
+    elif len(subjects) < MAX_SUBJECTS:
         subjects.append(GivenSubject(text, f"line {line}"))
     else:
-        problems.add(line, reason)
+        raise SubjectFileRefused.because(
+            f"names more than {MAX_SUBJECTS:,} subjects (line {line}): split it into several "
+            "files, each written and fenced on its own")

@@ -216,3 +216,19 @@ def test_a_dash_reads_standard_input(monkeypatch: pytest.MonkeyPatch) -> None:
     stdin = io.TextIOWrapper(io.BytesIO(f"nir\n{NIRS[0]}\n".encode()))
     monkeypatch.setattr("sys.stdin", stdin)
     assert texts(read_subject_file("-")) == [NIRS[0]]
+
+
+def test_a_file_naming_too_many_subjects_is_refused_before_the_rest_is_read(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(subject_files, "MAX_SUBJECTS", 3)
+    assert len(parse_subjects("\n".join(NIRS[:3]).encode())) == 3
+    problem = refused("\n".join([*NIRS[:4], BAD_KEY]).encode())
+    assert problem.whole_file
+    assert problem.problems == ["names more than 3 subjects (line 4): split it into several "
+                                "files, each written and fenced on its own"]
+
+
+def test_the_limits_are_those_the_documentation_gives() -> None:
+    """README.md and docs/commands.md quote them."""
+    assert (MAX_FILE_BYTES, MAX_LINE_CHARS, subject_files.MAX_SUBJECTS, MAX_PROBLEMS) == (
+        64 * 1024 * 1024, 16 * 1024, 1_000_000, 20)
