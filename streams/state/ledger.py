@@ -9,7 +9,7 @@ the full history of a person's choices while readers take the latest.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Literal
 
@@ -29,6 +29,9 @@ from streams.state.fences import positions_after, raise_fences
 
 Channel = Literal["online_portal", "counter", "paper_form", "phone"]
 """How a consent decision was collected (kept with it, for the proof)."""
+
+Advance = Callable[[int], None]
+"""Told how many more records (or subjects) a long step has done: a command's progress bar."""
 
 
 class ConsentRefused(ValueError):
@@ -89,11 +92,12 @@ class SubjectLedger:
 
     async def record_consent(self, contract_id: str, subject_refs: Iterable[str],
                              status: ConsentStatus, collected_by: str,
-                             channel: Channel, evidence_ref: str | None = None) -> int:
+                             channel: Channel, evidence_ref: str | None = None,
+                             on_written: Advance | None = None) -> int:
         """Record a grant or a withdrawal for each subject; returns how many were written.
 
         :class:`ConsentRefused` (nothing written) when ``collected_by`` or ``evidence_ref``
-        holds a NIR.
+        holds a NIR. ``on_written`` is told of each record as the broker acknowledges it.
         """
         check_consent_texts(collected_by, evidence_ref)
         now = datetime.now(UTC)
@@ -104,13 +108,14 @@ class SubjectLedger:
                       "evidence_ref": evidence_ref}
             value = self._serde.encode_datum(value_subject(CONSENTS), self._consent, record)
             key = f"{contract_id}/{ref}/{int(now.timestamp() * 1000)}".encode()
-            sends.append(await self._producer.send(
-                CONSENTS, value, key=key, partition=await self._partition(CONSENTS, ref)))
+            sends.append(reporting(on_written, await self._producer.send(
+                CONSENTS, value, key=key, partition=await self._partition(CONSENTS, ref))))
         return await self._fenced(sends)
 
     async def record_population(self, contract_id: str, subject_refs: Iterable[str],
-                                enrolled: bool) -> int:
-        """Enrol (or release) each subject in a contract's population."""
+                                enrolled: bool, on_written: Advance | None = None) -> int:
+        """Enrol (or release) each subject in a contract's population; ``on_written`` is told
+        of each record as the broker acknowledges it."""
         now = datetime.now(UTC)
         sends = []
         for ref in subject_refs:
@@ -118,13 +123,31 @@ class SubjectLedger:
                       "recorded_at": now}
             value = self._serde.encode_datum(value_subject(POPULATION), self._population,
                                              record)
-            sends.append(await self._producer.send(
+            sends.append(reporting(on_written, await self._producer.send(
                 POPULATION, value, key=f"{contract_id}/{ref}".encode(),
-                partition=await self._partition(POPULATION, ref)))
+                partition=await self._partition(POPULATION, ref))))
         return await self._fenced(sends)
 
     async def _fenced(self, sends: list[asyncio.Future[RecordMetadata]]) -> int:
-        """Wait for the writes, then fence them; return how many records were written."""
-        written = [await sent for sent in sends]
+        """Wait for the writes, then fence them, once for all of them however many (a fence
+        round writes to every provider partition); return how many records were written.
+        Gathered rather than awaited one by one: an already acknowledged write would not yield
+        to the loop, and the progress told of it (:func:`reporting`) would lag behind."""
+        written = await asyncio.gather(*sends)
         await raise_fences(self._settings, self._producer, positions_after(written))
         return len(written)
+
+
+def reporting(on_written: Advance | None,
+              sent: asyncio.Future[RecordMetadata]) -> asyncio.Future[RecordMetadata]:
+    """``sent``, telling ``on_written`` once the broker acknowledged it. Told as each record is
+    acknowledged, not once all were sent: sending waits for the broker whenever a partition's
+    batch is full, so with many records the sending is most of the time."""
+    if on_written is not None:
+        sent.add_done_callback(lambda done: _acknowledged(done, on_written))
+    return sent
+
+
+def _acknowledged(done: asyncio.Future[RecordMetadata], on_written: Advance) -> None:
+    if not done.cancelled() and done.exception() is None:
+        on_written(1)

@@ -1,7 +1,9 @@
 """Subjects named by people: a subscriber's population and a person's consent, from raw ids.
 
-Raw identifiers typed by an operator are validated and turned into subject references at once,
-here, and never written anywhere: only references (persons) or SIRENs (companies) reach Kafka.
+Raw identifiers given by an operator, as arguments or in a file
+(:mod:`streams.state.subject_files`), are validated and turned into subject references at once,
+here, and never written anywhere: only references (persons) or SIRENs (companies) reach Kafka. A
+subject given twice is written once.
 A withdrawal also sends the subscriber an erasure notice under its own pseudonym of the person,
 so it deletes what it already holds.
 
@@ -16,6 +18,7 @@ them on every provider partition (:mod:`streams.state.fences`), so an event publ
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -32,7 +35,8 @@ from streams.settings import Settings
 from streams.state.bus_state import ConsentStatus
 from streams.state.contract import Contract
 from streams.state.contract_store import ContractNotFound, ContractStore
-from streams.state.ledger import Channel, SubjectLedger
+from streams.state.ledger import Advance, Channel, SubjectLedger, reporting
+from streams.state.subject_files import GivenSubject, given_kind
 
 
 @dataclass(frozen=True)
@@ -54,17 +58,31 @@ async def find_contract(settings: Settings, contract_id: str) -> Contract:
         registry.close()
 
 
-def resolve(settings: Settings, raw: Sequence[str]) -> list[Subject]:
-    """Validate each raw identifier (SIREN when 9 digits, else NIR) and make its reference."""
+def resolve(settings: Settings, given: Sequence[str | GivenSubject],
+            on_resolved: Advance | None = None) -> list[Subject]:
+    """Validate each identifier (SIREN when 9 digits, else NIR) and make its reference. A plain
+    string is named by its position (``subject #N``), a :class:`GivenSubject` by its place;
+    ``on_resolved`` is told of each (an HMAC apiece: long for a whole file)."""
     references = SubjectReferences(subject_secret(settings))
     subjects = []
-    for position, given in enumerate(raw, start=1):
-        compact = "".join(given.split())
-        kind: Literal["person", "company"] = (
-            "company" if len(compact) == 9 and compact.isdigit() else "person")
-        subjects.append(Subject(given, references.reference(given, kind,
-                                                            field=f"subject #{position}")))
+    for position, item in enumerate(given, start=1):
+        text, place = ((item, f"subject #{position}") if isinstance(item, str)
+                       else (item.text, item.place))
+        subjects.append(Subject(text, references.reference(text, given_kind(text),
+                                                           field=place)))
+        if on_resolved is not None:
+            on_resolved(1)
     return subjects
+
+
+def distinct(subjects: Sequence[Subject]) -> tuple[list[Subject], int]:
+    """Each subject once, as first given, and how many repeats were left out. Compared by
+    reference: a NIR typed with and without spaces, or a file exported twice over, still names
+    one person, to be written (and shown a pseudonym) once."""
+    first: dict[str, Subject] = {}
+    for subject in subjects:
+        first.setdefault(subject.reference, subject)
+    return list(first.values()), len(subjects) - len(first)
 
 
 def pseudonyms(settings: Settings, contract: Contract,
@@ -75,35 +93,41 @@ def pseudonyms(settings: Settings, contract: Contract,
 
 
 async def set_population(settings: Settings, contract: Contract, subjects: Sequence[Subject],
-                         enrolled: bool) -> None:
-    """Enrol or release subjects; returns once the records are durably written."""
+                         enrolled: bool, on_written: Advance | None = None) -> None:
+    """Enrol or release subjects; returns once the records are durably written and fenced
+    (one fence round for all of them)."""
     serde = AvroSerde(clients.schema_registry(settings))
     async with SubjectLedger(settings, serde, Catalog.load()) as ledger:
-        await ledger.record_population(contract.id, [s.reference for s in subjects], enrolled)
+        await ledger.record_population(contract.id, [s.reference for s in subjects], enrolled,
+                                       on_written)
 
 
 async def set_consent(settings: Settings, contract: Contract, subjects: Sequence[Subject],
                       status: ConsentStatus, channel: Channel,
-                      collected_by: str | None = None, evidence_ref: str | None = None) -> None:
-    """Record grants or withdrawals; a withdrawal also sends erasure notices."""
+                      collected_by: str | None = None, evidence_ref: str | None = None,
+                      on_written: Advance | None = None,
+                      on_notified: Advance | None = None) -> None:
+    """Record grants or withdrawals; a withdrawal also sends erasure notices. ``on_written``
+    and ``on_notified`` are told of each record and notice as the broker acknowledges it."""
     notified = pseudonyms(settings, contract, subjects) if status == "withdrawn" else []
     catalog = Catalog.load()
     serde = AvroSerde(clients.schema_registry(settings))
     async with SubjectLedger(settings, serde, catalog) as ledger:
         await ledger.record_consent(contract.id, [s.reference for s in subjects], status,
                                     collected_by or contract.subscriber_siret, channel,
-                                    evidence_ref)
+                                    evidence_ref, on_written)
     if notified:
         await send_erasure_notices(settings, serde, catalog, contract, notified,
-                                   "consent_withdrawn")
+                                   "consent_withdrawn", on_notified)
 
 
 async def send_erasure_notices(settings: Settings, serde: AvroSerde, catalog: Catalog,
                                contract: Contract, notified: Sequence[str],
                                reason: Literal["consent_withdrawn", "contract_ended",
-                                               "retention_expired"]) -> None:
+                                               "retention_expired"],
+                               on_sent: Advance | None = None) -> None:
     """Tell the subscriber, under its pseudonyms (``notified``), to erase what it holds on
-    these subjects."""
+    these subjects; ``on_sent`` is told of each notice as the broker acknowledges it."""
     schema = catalog.bus_record("erasure_notice").latest
     subject = contract.erasure_subject
     now = datetime.now(UTC)
@@ -118,10 +142,9 @@ async def send_erasure_notices(settings: Settings, serde: AvroSerde, catalog: Ca
             message = to_kafka({"id": str(uuid.uuid4()), "source": "circulation",
                                 "type": "erasure_notice", "subject": pseudonym,
                                 "time": now, "contract": contract.id}, value, pseudonym)
-            sends.append(await producer.send(contract.delivery_topic, value,
-                                             key=pseudonym.encode(),
-                                             headers=kafka_headers(message)))
-        for sent in sends:
-            await sent
+            sends.append(reporting(on_sent, await producer.send(
+                contract.delivery_topic, value, key=pseudonym.encode(),
+                headers=kafka_headers(message))))
+        await asyncio.gather(*sends)
     finally:
         await producer.stop()

@@ -12,11 +12,13 @@ import pytest
 from typer.testing import CliRunner
 
 from schemas.catalog import Catalog
+from schemas.identifiers import InvalidIdentifier
 from streams.cli import app as cli
 from streams.privacy.pseudonyms import Pseudonymiser
 from streams.settings import Settings
 from streams.state.contract import Contract
-from streams.state.subjects import Subject, pseudonyms, resolve
+from streams.state.subject_files import GivenSubject
+from streams.state.subjects import Subject, distinct, pseudonyms, resolve
 from tests.unit.command_settings import strong_secret
 
 pytest_plugins = ("tests.unit.command_settings",)  # the fresh_settings fixture
@@ -87,3 +89,23 @@ def test_one_value_for_both_secrets_is_refused_in_one_line(
     assert result.exit_code == 1, result.output
     assert result.stderr.strip().splitlines() == [
         "error: CIRCULATION_PSEUDONYM_SECRET must differ from CIRCULATION_SUBJECT_SECRET"]
+
+
+def test_a_subject_from_a_file_is_named_by_its_line(tmp_path: Path) -> None:
+    settings = Settings(cache_dir=tmp_path, subject_secret=strong_secret())
+    wrong_key = NIR[:13] + "47"
+    with pytest.raises(InvalidIdentifier) as refused:
+        resolve(settings, [NIR, GivenSubject(wrong_key, "line 17")])
+    assert str(refused.value) == "line 17: invalid NIR (its control key does not match)"
+
+
+def test_each_subject_is_kept_once_as_first_given(tmp_path: Path) -> None:
+    settings = Settings(cache_dir=tmp_path, subject_secret=strong_secret())
+    spaced = "1 84 12 76 451 089 46"
+    told: list[int] = []
+    subjects = resolve(settings, [spaced, SIREN, GivenSubject(NIR, "line 1"),
+                                  GivenSubject(SIREN, "line 2")], told.append)
+    assert told == [1, 1, 1, 1]
+    kept, repeats = distinct(subjects)
+    assert [subject.given for subject in kept] == [spaced, SIREN]
+    assert repeats == 2
