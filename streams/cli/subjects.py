@@ -2,7 +2,7 @@
 
 Subjects come as arguments, from a file (``--from-file``), or both. A file is read and checked
 whole before the subject secret or the broker is asked anything, and refused with every bad
-line's number (:mod:`streams.state.subject_files`). Its long steps show a progress bar on stderr,
+line's number (:mod:`streams.state.subject_lists`). Its long steps show a progress bar on stderr,
 only when stderr is a terminal: stdout carries ``population add``'s JSON lines, untouched.
 """
 
@@ -24,7 +24,7 @@ from streams.settings import Settings
 from streams.state.bus_state import ConsentStatus
 from streams.state.contract import Contract
 from streams.state.ledger import Advance, Channel, ConsentRefused, check_consent_texts
-from streams.state.subject_files import GivenSubject, SubjectFileRefused, read_subject_file
+from streams.state.subject_lists import GivenSubject, SubjectListRefused, read_subject_list
 from streams.state.subjects import (
     Subject,
     distinct,
@@ -112,14 +112,14 @@ def _given(subjects: list[str] | None, from_file: str | None,
         return given
     read = steps.pending("reading the file")
     try:
-        listed = read_subject_file(from_file)
-    except SubjectFileRefused as refused:
+        listed = read_subject_list(from_file)
+    except SubjectListRefused as refused:
         _refuse(refused)
     read(len(listed))
     return [*given, *listed]
 
 
-def _refuse(refused: SubjectFileRefused) -> NoReturn:
+def _refuse(refused: SubjectListRefused) -> NoReturn:
     """Say why the file was refused: each line's number and problem, never its content."""
     if refused.whole_file:
         fail(f"--from-file: {refused.problems[0]}")

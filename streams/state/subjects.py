@@ -1,7 +1,7 @@
 """Subjects named by people: a subscriber's population and a person's consent, from raw ids.
 
 Raw identifiers given by an operator, as arguments or in a file
-(:mod:`streams.state.subject_files`), are validated and turned into subject references at once,
+(:mod:`streams.state.subject_lists`), are validated and turned into subject references at once,
 here, and never written anywhere: only references (persons) or SIRENs (companies) reach Kafka. A
 subject given twice is written once.
 A withdrawal also sends the subscriber an erasure notice under its own pseudonym of the person,
@@ -36,7 +36,7 @@ from streams.state.bus_state import ConsentStatus
 from streams.state.contract import Contract
 from streams.state.contract_store import ContractNotFound, ContractStore
 from streams.state.ledger import Advance, Channel, SubjectLedger, reporting
-from streams.state.subject_files import GivenSubject, given_kind
+from streams.state.subject_lists import GivenSubject, given_kind
 
 
 @dataclass(frozen=True)

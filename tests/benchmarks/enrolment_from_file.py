@@ -38,7 +38,7 @@ from streams.settings import Settings
 from streams.state.contract import Contract
 from streams.state.contract_files import load_file
 from streams.state.contract_store import ContractStore
-from streams.state.subject_files import read_subject_file
+from streams.state.subject_lists import read_subject_list
 from streams.state.subjects import distinct, find_contract, resolve, set_population
 
 CLI = [sys.executable, "-m", "streams.cli"]
@@ -100,7 +100,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         export(path, args.count, args.seed)
         size = path.stat().st_size
         steps: list[tuple[str, float]] = []
-        seconds, listed = timed(lambda: read_subject_file(str(path)))
+        seconds, listed = timed(lambda: read_subject_list(str(path)))
         steps.append(("read and check the file", seconds))
         seconds, resolved = timed(lambda: distinct(resolve(settings, listed))[0])
         steps.append(("resolve references (an HMAC each)", seconds))

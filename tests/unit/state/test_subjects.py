@@ -17,7 +17,7 @@ from streams.cli import app as cli
 from streams.privacy.pseudonyms import Pseudonymiser
 from streams.settings import Settings
 from streams.state.contract import Contract
-from streams.state.subject_files import GivenSubject
+from streams.state.subject_lists import GivenSubject
 from streams.state.subjects import Subject, distinct, pseudonyms, resolve
 from tests.unit.command_settings import strong_secret
 

@@ -12,16 +12,16 @@ from hypothesis import strategies as st
 
 from schemas.nir_detection import contains_nir
 from streams.dev.synthetic import companies, people
-from streams.state import subject_files
-from streams.state.subject_files import (
+from streams.state import subject_lists
+from streams.state.subject_lists import (
     MAX_FILE_BYTES,
     MAX_LINE_CHARS,
     MAX_PROBLEMS,
     GivenSubject,
-    SubjectFileRefused,
+    SubjectListRefused,
     load,
     parse_subjects,
-    read_subject_file,
+    read_subject_list,
 )
 
 NIRS = [person.nir for person in people(20260901, 5)]
@@ -30,8 +30,8 @@ BAD_KEY = NIRS[0][:13] + f"{(int(NIRS[0][13:]) % 97) + 1:02d}"
 """A NIR whose control key is wrong: what a typing error gives."""
 
 
-def refused(data: bytes) -> SubjectFileRefused:
-    with pytest.raises(SubjectFileRefused) as caught:
+def refused(data: bytes) -> SubjectListRefused:
+    with pytest.raises(SubjectListRefused) as caught:
         parse_subjects(data)
     return caught.value
 
@@ -124,7 +124,7 @@ def test_no_problem_repeats_the_value_of_its_line(position: int, digit: str, spa
     data = (f"nom;nir\nX;{line}\n" if csv else f"{line}\n").encode()
     try:
         parse_subjects(data)
-    except SubjectFileRefused as problem:
+    except SubjectListRefused as problem:
         message = "\n".join(problem.problems)
         assert typo not in message
         assert line not in message
@@ -191,36 +191,36 @@ def test_an_unbalanced_quote_is_refused_not_guessed() -> None:
 
 
 def test_a_missing_file_a_directory_and_an_oversized_file_are_refused(tmp_path: Path) -> None:
-    with pytest.raises(SubjectFileRefused, match=r"^no such file$"):
+    with pytest.raises(SubjectListRefused, match=r"^no such file$"):
         load(str(tmp_path / "absent.csv"))
-    with pytest.raises(SubjectFileRefused, match=r"^a directory, not a file$"):
+    with pytest.raises(SubjectListRefused, match=r"^a directory, not a file$"):
         load(str(tmp_path))
     huge = tmp_path / "huge.csv"
     with huge.open("wb") as file:
         file.truncate(MAX_FILE_BYTES + 1)  # sparse: costs no disk
-    with pytest.raises(SubjectFileRefused, match=r"^larger than 64 MiB: split it"):
+    with pytest.raises(SubjectListRefused, match=r"^larger than 64 MiB: split it"):
         load(str(huge))
 
 
 def test_the_size_limit_is_inclusive(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setattr(subject_files, "MAX_FILE_BYTES", 16)
+    monkeypatch.setattr(subject_lists, "MAX_FILE_BYTES", 16)
     path = tmp_path / "exact"
     path.write_text(NIRS[0] + "\n")
-    assert texts(read_subject_file(str(path))) == [NIRS[0]]
+    assert texts(read_subject_list(str(path))) == [NIRS[0]]
     path.write_text(NIRS[0] + "\n\n")
-    with pytest.raises(SubjectFileRefused, match=r"^larger than"):
+    with pytest.raises(SubjectListRefused, match=r"^larger than"):
         load(str(path))
 
 
 def test_a_dash_reads_standard_input(monkeypatch: pytest.MonkeyPatch) -> None:
     stdin = io.TextIOWrapper(io.BytesIO(f"nir\n{NIRS[0]}\n".encode()))
     monkeypatch.setattr("sys.stdin", stdin)
-    assert texts(read_subject_file("-")) == [NIRS[0]]
+    assert texts(read_subject_list("-")) == [NIRS[0]]
 
 
 def test_a_file_naming_too_many_subjects_is_refused_before_the_rest_is_read(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(subject_files, "MAX_SUBJECTS", 3)
+    monkeypatch.setattr(subject_lists, "MAX_SUBJECTS", 3)
     assert len(parse_subjects("\n".join(NIRS[:3]).encode())) == 3
     problem = refused("\n".join([*NIRS[:4], BAD_KEY]).encode())
     assert problem.whole_file
@@ -230,5 +230,5 @@ def test_a_file_naming_too_many_subjects_is_refused_before_the_rest_is_read(
 
 def test_the_limits_are_those_the_documentation_gives() -> None:
     """README.md and docs/commands.md quote them."""
-    assert (MAX_FILE_BYTES, MAX_LINE_CHARS, subject_files.MAX_SUBJECTS, MAX_PROBLEMS) == (
+    assert (MAX_FILE_BYTES, MAX_LINE_CHARS, subject_lists.MAX_SUBJECTS, MAX_PROBLEMS) == (
         64 * 1024 * 1024, 16 * 1024, 1_000_000, 20)

@@ -71,7 +71,7 @@ class GivenSubject:
     place: str
 
 
-class SubjectFileRefused(ValueError):
+class SubjectListRefused(ValueError):
     """A subject file the command will not act on: nothing is written.
 
     ``problems`` holds the first :data:`MAX_PROBLEMS` of ``total`` problems, each naming its line
@@ -85,7 +85,7 @@ class SubjectFileRefused(ValueError):
         self.whole_file = whole_file
 
     @classmethod
-    def because(cls, reason: str) -> SubjectFileRefused:
+    def because(cls, reason: str) -> SubjectListRefused:
         """The file as a whole refused (missing, too large, no ``nir`` column…)."""
         return cls([reason], 1, whole_file=True)
 
@@ -127,9 +127,9 @@ def identifier_problem(text: str) -> str | None:
     return None
 
 
-def read_subject_file(source: str) -> list[GivenSubject]:
+def read_subject_list(source: str) -> list[GivenSubject]:
     """The subjects a file names (``-``: standard input), in file order, repeats included;
-    :class:`SubjectFileRefused` unless every line is valid."""
+    :class:`SubjectListRefused` unless every line is valid."""
     return parse_subjects(load(source))
 
 
@@ -142,21 +142,21 @@ def load(source: str) -> bytes:
         return _bounded(sys.stdin.buffer)
     path = Path(source)
     if path.is_dir():
-        raise SubjectFileRefused.because("a directory, not a file")
+        raise SubjectListRefused.because("a directory, not a file")
     try:
         with path.open("rb") as file:
             return _bounded(file)
     except FileNotFoundError:
-        raise SubjectFileRefused.because("no such file") from None
+        raise SubjectListRefused.because("no such file") from None
     except OSError as exc:
-        raise SubjectFileRefused.because(
+        raise SubjectListRefused.because(
             f"cannot be read ({exc.strerror or type(exc).__name__})") from None
 
 
 def _bounded(file: BinaryIO) -> bytes:
     data = file.read(MAX_FILE_BYTES + 1)
     if len(data) > MAX_FILE_BYTES:
-        raise SubjectFileRefused.because(
+        raise SubjectListRefused.because(
             f"larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB: split it into several files")
     return data
 
@@ -164,12 +164,12 @@ def _bounded(file: BinaryIO) -> bytes:
 def parse_subjects(data: bytes) -> list[GivenSubject]:
     """The subjects of a file's content: see the module docstring for the two forms accepted."""
     if data.startswith(_UTF16_BOMS):
-        raise SubjectFileRefused.because(f"UTF-16 text, not UTF-8 ({_SAVE_AS_UTF8})")
+        raise SubjectListRefused.because(f"UTF-16 text, not UTF-8 ({_SAVE_AS_UTF8})")
     problems = _Problems()
     lines = _Lines(data.removeprefix(_UTF8_BOM).decode("utf-8", "surrogateescape"), problems)
     header = next((line for line in lines if line.strip()), None)
     if problems.total:  # the first line cannot be read: nor can the file's form be told
-        raise SubjectFileRefused(problems.kept, problems.total)
+        raise SubjectListRefused(problems.kept, problems.total)
     subjects: list[GivenSubject] = []
     if header is not None:
         column = _nir_column(header, lines.number)
@@ -178,9 +178,9 @@ def parse_subjects(data: bytes) -> list[GivenSubject]:
         else:
             _read_csv(lines, *column, subjects, problems)
     if problems.total:
-        raise SubjectFileRefused(problems.kept, problems.total)
+        raise SubjectListRefused(problems.kept, problems.total)
     if not subjects:
-        raise SubjectFileRefused.because("names no subject (only blank lines, or a header)")
+        raise SubjectListRefused.because("names no subject (only blank lines, or a header)")
     return subjects
 
 
@@ -221,11 +221,11 @@ def _nir_column(header: str, line: int) -> tuple[str, int, int] | None:
         cells = [cell.strip().casefold() for cell in next(csv.reader([header],
                                                                      delimiter=delimiter))]
         if cells.count(NIR_COLUMN) > 1:
-            raise SubjectFileRefused.because(f"line {line}: two columns are named nir")
+            raise SubjectListRefused.because(f"line {line}: two columns are named nir")
         if NIR_COLUMN in cells:
             return delimiter, cells.index(NIR_COLUMN), len(cells)
     if any(delimiter in header for delimiter in _DELIMITERS):
-        raise SubjectFileRefused.because(
+        raise SubjectListRefused.because(
             f"line {line}: a CSV header without a column named nir (the column of NIRs must "
             "be named so)")
     return None
@@ -267,6 +267,6 @@ def _take(text: str, line: int, subjects: list[GivenSubject], problems: _Problem
     elif len(subjects) < MAX_SUBJECTS:
         subjects.append(GivenSubject(text, f"line {line}"))
     else:
-        raise SubjectFileRefused.because(
+        raise SubjectListRefused.because(
             f"names more than {MAX_SUBJECTS:,} subjects (line {line}): split it into several "
             "files, each written and fenced on its own")
