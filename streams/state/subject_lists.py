@@ -1,8 +1,8 @@
-"""Subject files: the persons (or companies) an operator names in a file rather than as arguments.
+"""Subject lists: the persons (or companies) an operator names in a file rather than as arguments.
 
 A commune enrolling its 30,000 families cannot type them as arguments, and should not type even
 a few real NIRs: arguments stay in the shell's history and show in ``ps`` while the command runs.
-A subject file holds one NIR (or SIREN) per line, or is a spreadsheet's CSV export with a column
+A subject list holds one NIR (or SIREN) per line, or is a spreadsheet's CSV export with a column
 named ``nir`` (any case; other columns ignored), separated by commas or by the semicolons French
 spreadsheets write, as Excel saves it: a UTF-8 byte-order mark, CRLF line endings, quoted cells.
 The header line tells the two apart: a line with a ``nir`` cell is a CSV header; a first line
