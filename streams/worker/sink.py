@@ -48,11 +48,25 @@ class BatchSink:
             count = self._partitions[topic] = len(await producer.partitions_for(topic))
         return count
 
+    async def _learn_topics(self, producer: AIOKafkaProducer,
+                            records: Sequence[Outgoing]) -> None:
+        """Ask the metadata of every topic of ``records`` not seen yet, in one request.
+
+        aiokafka asks the metadata of a topic it does not know when a record is first sent to
+        it, with every topic it tracks: with thousands of delivery topics first written in one
+        batch (thousands of communes' contracts on one dataset), that was one request per topic,
+        each naming them all, and the first deliveries took minutes. Tracking them all first
+        makes it one request."""
+        unknown = {r.topic for r in records if r.partition is None} - self._partitions.keys()
+        if unknown:
+            await asyncio.gather(*(producer.client.add_topic(topic) for topic in unknown))
+
     async def send(self, records: Sequence[Outgoing]) -> asyncio.Future[Any]:
         """Hand ``records`` to the producer; the future resolves once all are acknowledged."""
         producer = self._producer
         if producer is None:
             raise RuntimeError("the sink is not started")
+        await self._learn_topics(producer, records)
         groups: dict[tuple[str, int], list[Outgoing]] = defaultdict(list)
         for record in records:
             if record.partition is not None:
