@@ -98,8 +98,13 @@ class DirectoryStore:
                                      "saved_at": time.time()}).encode())
         self._db.write(batch, self._writes)
         if time.monotonic() - self._flushed >= FLUSH_EVERY:
-            self._db.flush()
-            self._flushed = time.monotonic()
+            self.flush()
+
+    def flush(self) -> None:
+        """Write what is buffered to disk, which frees the write buffers: a restore fills them
+        all, and they would otherwise stay full as long as the partition is quiet."""
+        self._db.flush()
+        self._flushed = time.monotonic()
 
     def memory(self) -> int:
         """Bytes this store holds in memory: write buffers, cached blocks, table readers."""
@@ -107,7 +112,7 @@ class DirectoryStore:
 
     def close(self) -> None:
         """Flush what is buffered (so a restart reads on from here) and release the store."""
-        self._db.flush()
+        self.flush()
         self._db.close()
 
 

@@ -241,6 +241,11 @@ class StateFollower:
             return
         now = time.monotonic()
         if self.reached(restore.ends):
+            if self.directory is not None:
+                for partition in restore.partitions:
+                    store = self.directory.stores.get(partition)
+                    if store is not None:
+                        store.flush()
             log.info("state partitions restored", partitions=restore.partitions,
                      records=restore.records, seconds=round(now - restore.started, 2))
             self._restore = None
