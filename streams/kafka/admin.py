@@ -92,6 +92,7 @@ async def ensure_topics(settings: Settings, specs: list[TopicSpec],
                 for code, message, _, name in answer.resources:
                     if code != 0:
                         raise TopicError(f"could not configure topic {name}: {message}")
+            await _wait_for_configs(admin, to_align)
         return created
 
 
@@ -108,6 +109,27 @@ async def _wait_for_leaders(admin: AIOKafkaAdminClient, names: list[str],
             raise TopicError(f"topics without a partition leader after {timeout:.0f}s: "
                              f"{', '.join(names)}")
         if names:
+            await asyncio.sleep(0.1)
+
+
+async def _wait_for_configs(admin: AIOKafkaAdminClient, specs: list[TopicSpec],
+                            timeout: float = 30.0) -> None:
+    """Return once the broker describes every topic of ``specs`` with its configuration. The
+    controller acknowledges a change before the broker has applied it from the metadata log: a
+    contract's shorter retention must be in force when ``contracts apply`` returns."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while specs:
+        answers = await admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, s.name) for s in specs])
+        described = {name: {entry[0]: entry[1] for entry in entries}
+                     for answer in answers
+                     for code, _, _, name, entries in answer.resources if code == 0}
+        specs = [s for s in specs
+                 if any(described.get(s.name, {}).get(k) != v for k, v in s.config.items())]
+        if specs and asyncio.get_running_loop().time() > deadline:
+            raise TopicError(f"configuration not in force after {timeout:.0f}s: "
+                             f"{', '.join(s.name for s in specs)}")
+        if specs:
             await asyncio.sleep(0.1)
 
 
