@@ -150,27 +150,37 @@ class WorkerPool:
         self.folder = folder
         self.count = count
         self.workers: list[WorkerProcess] = []
+        """The workers started and not stopped by :meth:`terminate`."""
+        self._numbers = itertools.count(1)
 
     def start(self) -> None:
-        for number in range(1, self.count + 1):
-            client_id = f"routing-test-{RUN}-w{number}"
-            workdir = self.folder / f"w{number}"  # Faust keeps its data folder in the cwd
-            workdir.mkdir(parents=True, exist_ok=True)
-            log = self.folder / f"worker-{number}.log"
-            env = {
-                **os.environ,
-                "CIRCULATION_KAFKA_BOOTSTRAP": self.services.bootstrap,
-                "CIRCULATION_SCHEMA_REGISTRY_URL": self.services.registry_url,
-                "CIRCULATION_LOG_FORMAT": "json",
-                "CIRCULATION_STATE_DIR": str(self.folder / "state"),  # one slot each
-                "BROKER_CLIENT_ID": client_id,  # Faust's setting: tells the members apart
-                "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO),
-                                                            os.environ.get("PYTHONPATH")])),
-            }
-            with log.open("wb") as out:
-                process = subprocess.Popen([*CLI, "worker"], env=env, cwd=workdir,
-                                           stdout=out, stderr=subprocess.STDOUT)
-            self.workers.append(WorkerProcess(client_id, process, log))
+        for _ in range(self.count):
+            self.add()
+
+    def add(self, extra_env: Mapping[str, str] | None = None) -> WorkerProcess:
+        """Start one more worker (numbered after those started before it)."""
+        number = next(self._numbers)
+        client_id = f"routing-test-{RUN}-w{number}"
+        workdir = self.folder / f"w{number}"  # Faust keeps its data folder in the cwd
+        workdir.mkdir(parents=True, exist_ok=True)
+        log = self.folder / f"worker-{number}.log"
+        env = {
+            **os.environ,
+            "CIRCULATION_KAFKA_BOOTSTRAP": self.services.bootstrap,
+            "CIRCULATION_SCHEMA_REGISTRY_URL": self.services.registry_url,
+            "CIRCULATION_LOG_FORMAT": "json",
+            "CIRCULATION_STATE_DIR": str(self.folder / "state"),  # one slot each
+            "BROKER_CLIENT_ID": client_id,  # Faust's setting: tells the members apart
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO),
+                                                        os.environ.get("PYTHONPATH")])),
+            **(extra_env or {}),
+        }
+        with log.open("wb") as out:
+            process = subprocess.Popen([*CLI, "worker"], env=env, cwd=workdir,
+                                       stdout=out, stderr=subprocess.STDOUT)
+        worker = WorkerProcess(client_id, process, log)
+        self.workers.append(worker)
+        return worker
 
     @property
     def client_ids(self) -> list[str]:
@@ -184,6 +194,19 @@ class WorkerPool:
         dead = [w for w in self.workers if w.process.poll() is not None]
         if dead:
             pytest.fail("a routing worker exited:\n" + self.report(), pytrace=False)
+
+    def terminate(self, worker: WorkerProcess, timeout: float = 60) -> int:
+        """Stop ``worker`` as a supervisor does (SIGTERM) and wait: its exit status. It is no
+        longer one of :attr:`workers`."""
+        self.workers.remove(worker)
+        worker.process.send_signal(signal.SIGTERM)
+        try:
+            return worker.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            worker.process.kill()
+            worker.process.wait(timeout=10)
+            pytest.fail(f"a worker still ran {timeout:.0f}s after SIGTERM\n{worker.tail()}",
+                        pytrace=False)
 
     def stop(self) -> None:
         """SIGTERM (Faust shuts down and commits), then SIGKILL whatever is still there."""
