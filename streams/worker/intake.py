@@ -44,6 +44,8 @@ import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from mode.services import WaitResults
 
+from streams.worker.handover import HandoverConsumer
+
 
 class RoutingApp(faust.App):
     """The routing worker's Faust app: its consumer lets the broker hold a fetch only
@@ -73,9 +75,10 @@ def waits_on(awaitable: Any, event: asyncio.Event) -> bool:
             and frame.f_locals.get("self") is event)
 
 
-class _OneTaskConsumer(faust_aiokafka.Consumer):
+class _OneTaskConsumer(HandoverConsumer):
     """Faust's aiokafka consumer, racing each record's delivery against a stopped flow with
-    one task instead of four (see the module's docstring)."""
+    one task instead of four (see the module's docstring), and handing its partitions over
+    settled and committed (:mod:`streams.worker.handover`)."""
 
     _flow_stopped: asyncio.Future[None] | None = None
 
