@@ -109,6 +109,11 @@ async def take_batches(stream: StreamT[Any], max_events: int,
             if batch:
                 handed_over = clock()
                 yield batch
+    except StopAsyncIteration:
+        # How Faust stops an agent: thrown into its channel. Raised out of this generator it
+        # would become a RuntimeError, and a worker stopping in good order would log its agent
+        # as crashed. Events taken into an unfinished batch stay unacknowledged: read again.
+        return
     finally:
         if started:
             await stream.stop()

@@ -3,8 +3,9 @@ channel.
 
 What they must keep of Faust's ``noack_take``: the size limit, the window, the events' order, the
 offsets held uncommitted until the worker acknowledges, events left over from an earlier
-assignment dropped (and acknowledged, as Faust does), errors thrown into the channel raised. What
-they must change: a queue full of events becomes one batch without a turn of the event loop per
+assignment dropped (and acknowledged, as Faust does), errors thrown into the channel raised, and
+the stop Faust throws into it to end an agent taken as the end of the batches. What they must
+change: a queue full of events becomes one batch without a turn of the event loop per
 event, which is the point of the module.
 """
 
@@ -192,3 +193,13 @@ async def test_an_error_thrown_into_the_channel_reaches_the_agent(channel: _Chan
             await _next(batches)
     finally:
         await batches.aclose()
+
+
+async def test_an_agent_stopped_by_faust_ends_its_batches_without_an_error(
+        channel: _Channel) -> None:
+    """Faust stops an agent by throwing ``StopAsyncIteration`` into its channel: the batches
+    end, rather than raise a ``RuntimeError`` that Faust would log as the agent crashing."""
+    channel.queue._throw(StopAsyncIteration())
+    batches = take_batches(channel.stream, 1000, within=0)
+    with pytest.raises(StopAsyncIteration):
+        await _next(batches)
