@@ -136,6 +136,11 @@ class Stream:
         self.sent += await self.bus.publish(self.events(count))
         self._grown.set()
 
+    async def burst(self, count: int, chunk: int = 100) -> None:
+        """``count`` events as fast as they can be published, ``chunk`` at a time."""
+        for _ in range(count // chunk):
+            await self.publish(chunk)
+
     async def steady(self, rate: int) -> None:
         """``rate`` events a second, in ten chunks a second, until :meth:`stop`."""
         clock = asyncio.get_running_loop().time
@@ -244,10 +249,12 @@ async def test_a_worker_stopped_during_a_burst_and_a_third_added_deliver_nothing
     start = await _delivery_start(rebalancing)
     async with steady_stream(rebalancing) as stream:
         await stream.reached(RATE)
-        await stream.publish(BURST)
+        burst = asyncio.ensure_future(stream.burst(BURST))
+        await stream.reached(len(stream.sent) + BURST // 2)  # both are routing the burst
         stopped = rebalancing.workers.workers[0]
         status = await asyncio.to_thread(rebalancing.workers.terminate, stopped)
         assert status == 0, f"the worker stopped with status {status}\n{stopped.tail()}"
+        await burst
         await rebalancing.add_worker()
         await stream.reached(len(stream.sent) + 2 * RATE)
     await _assert_each_delivered_once(rebalancing, start, stream.sent)
