@@ -25,15 +25,22 @@ was routed and not committed, with the same ids and content.
 
 from __future__ import annotations
 
-from typing import Any
+import time
+from collections.abc import Set
 
+import structlog
 from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.types import TP
+
+log = structlog.get_logger(__name__)
 
 
 class HandoverConsumer(faust_aiokafka.Consumer):
     """Faust's aiokafka consumer, settling and committing what it took before a revocation."""
 
-    async def on_partitions_revoked(self, revoked: Any) -> None:
+    async def on_partitions_revoked(self, revoked: Set[TP]) -> None:
+        """Settle and commit first, then Faust's revocation. Not when stopping: Faust's
+        shutdown has already waited for what was taken, and closes the consumer instead."""
         if not self.app.should_stop:
             await self.settle_and_commit()
         await super().on_partitions_revoked(revoked)
@@ -43,12 +50,15 @@ class HandoverConsumer(faust_aiokafka.Consumer):
         assignment = self.assignment()
         if not assignment:
             return
+        began = time.perf_counter()
         self.stop_flow()
         self.app.flow_control.suspend()
         self.pause_partitions(assignment)
         self.app.flow_control.clear()
         await self.wait_empty()
         await self.commit_acknowledged()
+        log.info("partitions handed over: what was taken is routed and committed",
+                 partitions=len(assignment), seconds=round(time.perf_counter() - began, 2))
 
     async def on_stop(self) -> None:
         """Stopping (SIGTERM), Faust has already waited for the events taken; commit once more
