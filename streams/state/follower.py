@@ -36,6 +36,7 @@ from streams.kafka import clients
 from streams.kafka.admin import TopicError, topic_layout, topic_partitions
 from streams.kafka.topics import BUS_RECORD_TOPICS, CONSENTS, CONTRACTS, POPULATION
 from streams.settings import Settings
+from streams.state import heap
 from streams.state.bus_state import BusState
 from streams.state.directory import Change, consent_change, population_change
 from streams.state.directory_partitions import MisplacedState, PartitionedDirectory
@@ -197,6 +198,8 @@ class StateFollower:
                              "topic needs the same count, and the worker stops")
         gone = set(directory.stores) - self._wanted
         directory.release(gone)
+        if gone:
+            heap.give_back()  # what the closed stores held, unless others restore into it
         for tp in [tp for tp in self._positions if tp.topic in PARTITIONED
                    and tp.partition in gone]:
             del self._positions[tp]
@@ -249,6 +252,7 @@ class StateFollower:
             log.info("state partitions restored", partitions=restore.partitions,
                      records=restore.records, seconds=round(now - restore.started, 2))
             self._restore = None
+            heap.give_back()
         elif now - restore.logged >= PROGRESS_EVERY:
             log.info("state partitions restoring", partitions=restore.partitions,
                      records=restore.records, seconds=round(now - restore.started, 2))
