@@ -458,6 +458,16 @@ def configurations(sizes: Sequence[int]) -> list[Configuration]:
             *(nobody(size) for size in sorted(set(sizes) - {smallest, largest}))]
 
 
+def measured_configurations(arguments: argparse.Namespace) -> list[Configuration]:
+    """The configurations ``--pair`` asks for: one pair of the acceptance criteria, or all."""
+    every = configurations(arguments.enrolled)
+    if arguments.pair == "nobody":
+        return every[:2]
+    if arguments.pair == "each":
+        return every[2:4]
+    return every
+
+
 @dataclass(frozen=True)
 class Backlog:
     """The events to route, and the markers before and after them on every partition."""
@@ -664,7 +674,7 @@ async def first_and_last(settings: Settings, before: dict[TopicPartition, int],
 async def routing_part(settings: Settings, run_dir: Path, arguments: argparse.Namespace,
                        warm: dict[str, Any]) -> dict[Configuration, list[Routing]]:
     """Every configuration ``--repeat`` times, interleaved, each on a wiped and warmed stack."""
-    chosen = configurations(arguments.enrolled)
+    chosen = measured_configurations(arguments)
     results: dict[Configuration, list[Routing]] = {c: [] for c in chosen}
     events: Backlog | None = None
     for round_ in range(arguments.repeat):
@@ -922,10 +932,11 @@ def report_routing(results: dict[Configuration, list[Routing]],
               f"{statistics.median(r.enrol_seconds for r in runs):,.1f} | "
               f"{', '.join(rt.percent(r.steal) for r in runs)} | "
               f"{', '.join(rt.percent(r.others) for r in runs)} |")
-    chosen = configurations(arguments.enrolled)
-    small, large, everyone, each = chosen[:4]
+    small, large, everyone, each = configurations(arguments.enrolled)[:4]
     print("\n| ratio, within each round | median | range | acceptance |\n|---|---:|---:|---|")
     for numerator, denominator in ((large, small), (each, everyone)):
+        if numerator not in results or denominator not in results:
+            continue
         ratios = [a.rate / b.rate for a, b in zip(results[numerator], results[denominator],
                                                   strict=True)
                   if a.rate is not None and b.rate is not None]
@@ -1009,6 +1020,10 @@ if __name__ == "__main__":
     parser.add_argument("--enrolments", type=int, default=1_000_000,
                         help="persons enrolled for the memory and readiness part")
     parser.add_argument("--only", choices=("routing", "memory"), default=None)
+    parser.add_argument("--pair", choices=("nobody", "each"), default=None,
+                        help="routing: only the pair following nobody (enrolled-3 and the "
+                             "largest) or the pair with each person in 3 (all-3 and the "
+                             "largest); both and the sizes between by default")
     parser.add_argument("--store-apply", action="store_true",
                         help="apply contracts with ContractStore.apply, as the command does, "
                              "rather than in bulk")
