@@ -41,7 +41,7 @@ from schemas.nir_detection import may_hold_nir, nir_locations
 from schemas.projection import delivery_schema, full_name, project_datum, union_value
 from schemas.registration import value_subject
 from schemas.registry import canonical
-from schemas.serde import AvroSerde
+from schemas.serde import AvroSerde, WriterSchema
 from streams.audit.chain import AuditChains
 from streams.audit.encoder import AuditEncoder
 from streams.kafka.topics import AUDIT
@@ -140,6 +140,15 @@ class Router:
         return {dataset: _DeliveryPlan.of(channel, schema, full_name(record), fields)
                 for (dataset, fields), record in zip(contract.datasets.items(), records,
                                                      strict=True)}
+
+    def encodings(self, state: BusState, now: datetime) -> list[tuple[str, WriterSchema]]:
+        """Every (subject, schema) :meth:`route` may frame a record with under ``state`` at
+        ``now``: audit records, dead letters and each contract's deliveries. The worker has
+        their registry ids fetched, off its event loop, before it routes."""
+        self._compile(state, now.date())
+        deliveries = [(plan.channel.subject, plan.schema) for compiled in self._plans.values()
+                      for plan in (compiled.plans or {}).values()]
+        return [(AUDIT_SUBJECT, self._audit_schema), self._dead_letters.encoding, *deliveries]
 
     def route(self, records: Iterable[SourceRecord], state: BusState,
               now: datetime | None = None) -> list[Outgoing]:

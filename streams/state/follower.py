@@ -166,6 +166,8 @@ class StateFollower:
         while True:
             await self._reconcile()
             batches = await consumer.getmany(timeout_ms=200, max_records=5000)
+            # Off the loop: a registry that does not answer must not freeze routing with it.
+            await self._serde.fetch_writers(r.value for rs in batches.values() for r in rs)
             reached: dict[int, StorePositions] = {}
             for partition, records in batches.items():
                 if partition not in self._positions:

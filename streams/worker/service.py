@@ -13,6 +13,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import faust
@@ -115,14 +116,31 @@ class RoutingService:
         records = await self.gate.admit([_source(event.message) for event in events])
         admitted = self.follower.epochs()
         fenced = time.perf_counter()
-        await self.heads.ensure((r.partition for r in records), self.inflight.drain)
+        now = await self._prepared(records)
         records, events = self._held(records, events, admitted)
-        outgoing = self.router.route(records, self.follower.state)
+        outgoing = self.router.route(records, self.follower.state, now)
         routed = time.perf_counter()
         written = await self.sink.send(outgoing)
         report = BatchReport(self.router.tally.take(), records, len(outgoing), began, fenced,
                              routed)
         await self.inflight.add(Routed(events, written, report))
+
+    async def _prepared(self, records: list[SourceRecord]) -> datetime:
+        """Wait until the chain heads of ``records`` are known and every schema routing them
+        needs is cached, and return the moment to route them at. The router is synchronous: a
+        registry call there would freeze the event loop, group heartbeats and state follower
+        included, so schemas are fetched here, off the loop, waiting out a registry that does
+        not answer. Both are checked again after any wait, with nothing awaited between the
+        last check and routing: a rebalance forgets the heads, and a contract applied meanwhile
+        brings a delivery schema of its own."""
+        await self.serde.fetch_writers(record.value for record in records)
+        while True:
+            await self.heads.ensure((r.partition for r in records), self.inflight.drain)
+            now = datetime.now(UTC)
+            missing = self.serde.unknown_ids(self.router.encodings(self.follower.state, now))
+            if not missing:
+                return now
+            await self.serde.fetch_ids(missing)
 
     def _held(self, records: list[SourceRecord], events: Sequence[Any],
               admitted: dict[int, int]) -> tuple[list[SourceRecord], Sequence[Any]]:
