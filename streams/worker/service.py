@@ -67,7 +67,7 @@ class RoutingService:
         self.router = Router(catalog, self.serde, pseudonymiser)
         self.heads = ChainHeads(settings, self.serde, catalog.bus_record("audit").latest.parsed,
                                 self.router.chains)
-        self.follower = StateFollower(settings, self.serde, catalog)
+        self.follower = StateFollower(settings, self.serde, catalog, metrics.record_state_changes)
         self.gate = FenceGate(self.follower)
         self.sink = BatchSink(settings)
         self.inflight: InFlight[BatchReport] = InFlight(IN_FLIGHT_BATCHES, self._settle,

@@ -31,6 +31,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from streams.ops import metrics
 from streams.ops.lag import exporter as lag_exporter
 from streams.ops.lag.model import GroupSample, PartitionOffsets, Status, evaluate_group
+from streams.state.directory import Change
 
 OBSERVABILITY = Path(__file__).resolve().parents[3] / "deploy" / "observability"
 ALERTS = OBSERVABILITY / "alerts.yml"
@@ -88,11 +89,13 @@ def test_labels_are_bounded_never_a_person_or_an_event() -> None:
     tally.decision("ville-de-lyon", "lyon-cantine-2026", "no_consent")
     tally.dead_letter("provider.cnaf.quotient_familial")
     metrics.record_batch(tally, [])
-    metrics.record_consent_changes("lyon-cantine-2026", "granted", 1)
-    metrics.record_population_changes("lyon-cantine-2026", True, 1)
+    subject = "sr1_" + "ab" * 32
+    metrics.record_state_changes([Change("lyon-cantine-2026", subject, consent="granted"),
+                                  Change("lyon-cantine-2026", subject, enrolled=True)])
     for family in exposed_families():
         for sample in family.samples:
             assert not set(sample.labels) & FORBIDDEN_LABELS, (family.name, sample.labels)
+            assert subject not in sample.labels.values(), (family.name, sample.labels)
 
 
 class Routed:
