@@ -32,6 +32,13 @@ REPO = Path(__file__).resolve().parents[2]
 @pytest.fixture
 def stack_env(tmp_path: Path) -> Iterator[dict[str, str]]:
     """Environment of a private stack (not started: the test decides when); stopped after."""
+    env = private_env(tmp_path)
+    yield env
+    subprocess.run([*CLI, "local", "down"], env=env, capture_output=True, check=False)
+
+
+def private_env(folder: Path) -> dict[str, str]:
+    """Environment of a private stack whose run folder is under ``folder``; one at a time."""
     # Below Linux's ephemeral range (32768 and up): there the port may be the local end of any
     # client connection this session holds open (to the session's broker), which a listener
     # then cannot bind, and the stack fails with "port in use" for as long as it stays open.
@@ -39,7 +46,7 @@ def stack_env(tmp_path: Path) -> Iterator[dict[str, str]]:
     env = {
         **os.environ,
         "CIRCULATION_CACHE_DIR": str(LocalStackSettings().cache_dir),
-        "CIRCULATION_LOCAL_DATA_DIR": str(tmp_path / "run"),
+        "CIRCULATION_LOCAL_DATA_DIR": str(folder / "run"),
         "CIRCULATION_LOCAL_KAFKA_PORT": str(base),
         "CIRCULATION_LOCAL_CONTROLLER_PORT": str(base + 1),
         "CIRCULATION_LOCAL_REGISTRY_PORT": str(base + 2),
@@ -49,8 +56,7 @@ def stack_env(tmp_path: Path) -> Iterator[dict[str, str]]:
     }
     env["CIRCULATION_KAFKA_BOOTSTRAP"] = f"127.0.0.1:{base}"
     env["CIRCULATION_SCHEMA_REGISTRY_URL"] = f"http://127.0.0.1:{base + 2}/apis/ccompat/v7"
-    yield env
-    subprocess.run([*CLI, "local", "down"], env=env, capture_output=True, check=False)
+    return env
 
 
 def run_cli(env: dict[str, str], *args: str,
