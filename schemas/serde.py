@@ -27,7 +27,16 @@ from typing import Any, Protocol
 import fastavro
 import structlog
 
-from schemas.codec import DecodeError, Schema, decode, encode, frame, from_json, unframe
+from schemas.codec import (
+    DecodeError,
+    Schema,
+    decode,
+    encode,
+    frame,
+    from_json,
+    schema_ids,
+    unframe,
+)
 from schemas.registry import (
     RegistryRefused,
     RegistryUnavailable,
@@ -123,9 +132,7 @@ class AvroSerde:
     def unknown_writers(self, values: Iterable[bytes | None]) -> set[int]:
         """The schema ids the framed ``values`` name that are neither cached nor known to be
         missing (a value that is not framed names none: it cannot be decoded anyway)."""
-        named = {_framed_id(value) for value in values}
-        return {i for i in named if i is not None and i not in self._writers
-                and i not in self._absent}
+        return {i for i in schema_ids(values) if i not in self._writers and i not in self._absent}
 
     def unknown_ids(self, schemas: Iterable[tuple[str, WriterSchema]],
                     ) -> list[tuple[str, WriterSchema]]:
@@ -213,13 +220,3 @@ class AvroSerde:
             raise DecodeError(f"not a valid Avro record for this schema: {exc!r}") from exc
         branch = next(b for b in writer if isinstance(b, dict) and b.get("name") == name)
         return branch, datum
-
-
-def _framed_id(value: bytes | None) -> int | None:
-    """The schema id of a Confluent-framed value; None for anything else."""
-    if value is None:
-        return None
-    try:
-        return unframe(value)[0]
-    except DecodeError:
-        return None
