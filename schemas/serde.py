@@ -51,8 +51,10 @@ MAX_RETRY_S = 5.0
 """Waits between two attempts at a registry that does not answer: doubling from the first, up to
 the most (each attempt also takes up to the client's timeout)."""
 MAX_ABSENT_IDS = 10_000
-"""Schema ids known to be missing from the registry that are remembered; past it they are
-forgotten before the next fetch (a writer naming random ids must not grow memory forever)."""
+"""Schema ids known to be missing from the registry that are remembered; past it they are all
+forgotten at the next fetch (a writer naming random ids must not grow memory forever), so a
+caller that awaited anything since its own fetch checks :meth:`AvroSerde.unknown_writers` again
+before decoding."""
 
 
 class WriterSchema(Protocol):
@@ -76,7 +78,8 @@ class AvroSerde:
         self._absent: set[int] = set()
         """Ids the registry answered it does not hold: their records cannot be decoded."""
         self._fetching = asyncio.Lock()
-        """One fetch at a time: the client is used by one thread at a time."""
+        """One fetch at a time: the client is used by one thread at a time, and ids known to
+        be missing are forgotten only between two fetches."""
 
     def schema_id(self, subject: str, schema_text: str) -> int:
         """The registry id of ``schema_text`` under ``subject``: looked up, and registered
@@ -142,13 +145,19 @@ class AvroSerde:
 
     async def fetch_writers(self, values: Iterable[bytes | None]) -> None:
         """Cache, off the event loop, the writer schema of every framed value in ``values``,
-        waiting out a registry that does not answer."""
-        wanted = self.unknown_writers(values)
-        if wanted:
+        waiting out a registry that does not answer. Once it returns, decoding them asks the
+        registry nothing, until the caller next awaits (another task may then forget ids
+        known to be missing: see :data:`MAX_ABSENT_IDS`)."""
+        values = list(values)
+        if not self.unknown_writers(values):
+            return
+        async with self._fetching:  # the forgetting, the asking and the fetching together
             if len(self._absent) > MAX_ABSENT_IDS:
                 self._absent.clear()
-            await self._off_the_loop(lambda: self._fetch_writers(wanted),
-                                     f"writer schemas {sorted(wanted)}")
+            wanted = self.unknown_writers(values)
+            if wanted:
+                await self._patiently(lambda: self._fetch_writers(wanted),
+                                      f"writer schemas {sorted(wanted)}")
 
     def _fetch_writers(self, wanted: set[int]) -> None:
         for schema_id in sorted(wanted):
@@ -161,31 +170,33 @@ class AvroSerde:
         """Cache, off the event loop, the registry id of every (subject, schema) pair,
         registering it where it is missing and the caller may, as :meth:`schema_id` does;
         waits out a registry that does not answer."""
-        wanted = self.unknown_ids(schemas)
-        if wanted:
-            await self._off_the_loop(
-                lambda: [self.schema_id(subject, schema.text) for subject, schema in wanted],
-                f"schema ids under {sorted({subject for subject, _ in wanted})}")
+        schemas = list(schemas)
+        if not self.unknown_ids(schemas):
+            return
+        async with self._fetching:
+            wanted = self.unknown_ids(schemas)
+            if wanted:
+                await self._patiently(
+                    lambda: [self.schema_id(subject, schema.text) for subject, schema in wanted],
+                    f"schema ids under {sorted({subject for subject, _ in wanted})}")
 
-    async def _off_the_loop(self, fetch: Callable[[], object], what: str) -> None:
+    async def _patiently(self, fetch: Callable[[], object], what: str) -> None:
         """Run ``fetch`` in a thread until the registry answers; what it caches stays cached,
         so each attempt asks only for what is still missing. Any other registry error (a
         refused credential, a request it rejects) is raised: waiting would not cure it."""
         delay = FIRST_RETRY_S
-        async with self._fetching:
-            for attempt in itertools.count(1):
-                try:
-                    await asyncio.to_thread(fetch)
-                except RegistryUnavailable as exc:
-                    log.warning("schema registry unavailable: waiting for it", needed=what,
-                                attempt=attempt, retry_in_s=delay, error=str(exc))
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, MAX_RETRY_S)
-                else:
-                    if attempt > 1:
-                        log.info("schema registry answers again", needed=what,
-                                 attempts=attempt)
-                    return
+        for attempt in itertools.count(1):
+            try:
+                await asyncio.to_thread(fetch)
+            except RegistryUnavailable as exc:
+                log.warning("schema registry unavailable: waiting for it", needed=what,
+                            attempt=attempt, retry_in_s=delay, error=str(exc))
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, MAX_RETRY_S)
+            else:
+                if attempt > 1:
+                    log.info("schema registry answers again", needed=what, attempts=attempt)
+                return
 
     def decode(self, value: bytes, reader: Schema | None = None) -> tuple[int, Any]:
         """(writer schema id, datum) of a framed value, read as ``reader`` when given."""

@@ -130,16 +130,18 @@ class RoutingService:
         needs is cached, and return the moment to route them at. The router is synchronous: a
         registry call there would freeze the event loop, group heartbeats and state follower
         included, so schemas are fetched here, off the loop, waiting out a registry that does
-        not answer. Both are checked again after any wait, with nothing awaited between the
-        last check and routing: a rebalance forgets the heads, and a contract applied meanwhile
-        brings a delivery schema of its own."""
-        await self.serde.fetch_writers(record.value for record in records)
+        not answer. Everything is checked again after any wait, with nothing awaited between
+        the last check and routing: a rebalance forgets the heads, a contract applied meanwhile
+        brings a delivery schema of its own, and the state follower's fetches may forget ids
+        known to be missing."""
+        values = [record.value for record in records]
         while True:
             await self.heads.ensure((r.partition for r in records), self.inflight.drain)
             now = datetime.now(UTC)
             missing = self.serde.unknown_ids(self.router.encodings(self.follower.state, now))
-            if not missing:
+            if not missing and not self.serde.unknown_writers(values):
                 return now
+            await self.serde.fetch_writers(values)
             await self.serde.fetch_ids(missing)
 
     def _held(self, records: list[SourceRecord], events: Sequence[Any],

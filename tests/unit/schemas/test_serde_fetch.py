@@ -137,3 +137,19 @@ async def test_a_refusal_is_raised_not_waited_out() -> None:
     with pytest.raises(RegistryRefused):
         await serde.fetch_writers([value])
     assert registry.requests == 1
+
+
+async def test_ids_known_to_be_missing_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A writer naming ever new ids does not grow the serde's memory past the bound: past it,
+    they are forgotten at the next fetch, and one named again is asked again."""
+    monkeypatch.setattr(serde_module, "MAX_ABSENT_IDS", 2)
+    registry = StallingRegistry()
+    serde = AvroSerde(registry)  # type: ignore[arg-type]
+
+    await serde.fetch_writers([frame(i, b"") for i in (1, 2, 3)])
+    assert not serde.unknown_writers([frame(1, b"")])
+    await serde.fetch_writers([frame(4, b"")])
+    assert serde.unknown_writers([frame(i, b"") for i in (1, 2, 3, 4)]) == {1, 2, 3}
+    with pytest.raises(DecodeError, match="no schema with id 4"):
+        serde.decode(frame(4, b""))
+    assert registry.requests == 4
