@@ -76,6 +76,8 @@ class RoutingService:
         self._started = asyncio.Lock()
         self._running = False
         self._starting: asyncio.Future[None] | None = None
+        self._encodings_known: object = None
+        """The router's last encodings whose registry ids were all cached."""
 
     async def ensure_started(self) -> None:
         """Start following the state topics (once), before the first batch is routed."""
@@ -138,8 +140,11 @@ class RoutingService:
         while True:
             await self.heads.ensure((r.partition for r in records), self.inflight.drain)
             now = datetime.now(UTC)
-            missing = self.serde.unknown_ids(self.router.encodings(self.follower.state, now))
+            encodings = self.router.encodings(self.follower.state, now)
+            missing = ([] if encodings is self._encodings_known
+                       else self.serde.unknown_ids(encodings))  # ids once cached stay cached
             if not missing and not self.serde.unknown_writers(values):
+                self._encodings_known = encodings
                 return now
             await self.serde.fetch_writers(values)
             await self.serde.fetch_ids(missing)
