@@ -34,7 +34,8 @@ demo: install
 	$(BIN)/circulation demo
 
 # promtool checks the alert rules; it comes from Debian's prometheus package, unpacked (not
-# installed) into the venv. Where apt cannot fetch it, those three tests say they were skipped.
+# installed) into the venv. Where apt cannot fetch it, those three tests fail saying so in one
+# line (`pytest -m 'not promtool'` leaves them out on purpose).
 PROMTOOL := $(VENV)/prometheus/usr/bin/promtool
 $(PROMTOOL):
 	-mkdir -p $(VENV)/prometheus && cd $(VENV)/prometheus && \

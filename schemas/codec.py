@@ -20,7 +20,7 @@ import binascii
 import io
 import re
 import struct
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
@@ -100,6 +100,14 @@ def frame(schema_id: int, payload: bytes) -> bytes:
     if not 0 <= schema_id < 2**31:
         raise ValueError(f"schema id {schema_id} does not fit a registry id (0 to 2**31-1)")
     return _HEADER.pack(MAGIC_BYTE, schema_id) + payload
+
+
+def schema_ids(values: Iterable[bytes | None]) -> set[int]:
+    """The distinct schema ids the wire-format ``values`` name (any other value names none);
+    read from the id bytes alone, since a batch of thousands names a few ids."""
+    named = {value[1:_HEADER.size] for value in values
+             if value is not None and len(value) >= _HEADER.size and value[0] == MAGIC_BYTE}
+    return {int.from_bytes(raw, "big") for raw in named}
 
 
 def unframe(message: bytes) -> tuple[int, bytes]:

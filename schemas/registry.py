@@ -26,6 +26,11 @@ class RegistryError(RuntimeError):
     """The registry refused a request or could not be reached; the message says which."""
 
 
+class RegistryUnavailable(RegistryError):
+    """The registry could not be reached, did not answer in time, or failed on its side (5xx):
+    asking again later may succeed, unlike a refusal."""
+
+
 class UnknownSchemaId(RegistryError):
     """The registry holds no schema under that id: the record, not the registry, is at fault."""
 
@@ -93,7 +98,8 @@ class SchemaRegistry:
                 headers={"Content-Type": _CONTENT_TYPE} if body is not None else None,
             )
         except httpx.HTTPError as exc:
-            raise RegistryError(f"schema registry at {self.url} unreachable: {exc}") from exc
+            raise RegistryUnavailable(f"schema registry at {self.url} unreachable: "
+                                      f"{type(exc).__name__} {exc}") from exc
         if response.status_code == 404 and path.startswith("/schemas/ids/"):
             raise UnknownSchemaId(f"no schema with id {path.rsplit('/', 1)[-1]} in the registry")
         if response.status_code == 404 and missing_ok:
@@ -103,6 +109,9 @@ class SchemaRegistry:
                    else "the credential may not do this")
             raise RegistryRefused(f"schema registry refused {method} {path}: HTTP "
                                   f"{response.status_code} ({why})")
+        if response.status_code >= 500:
+            raise RegistryUnavailable(f"schema registry failed {method} {path}: "
+                                      f"HTTP {response.status_code} {response.text[:500]}")
         if response.status_code >= 400:
             raise RegistryError(f"schema registry refused {method} {path}: "
                                 f"HTTP {response.status_code} {response.text[:500]}")

@@ -78,6 +78,7 @@ async def recover_heads(settings: Settings, serde: AvroSerde, reader: Any,
             heads[tp.partition] = GENESIS
             head = await _last_record(consumer, tp, starts[tp], ends[tp])
             if head is not None:
+                await serde.fetch_writers([head.value])  # off the event loop
                 heads[tp.partition] = _head_hash(serde, reader, head)
         return heads
     finally:

@@ -18,7 +18,6 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from schemas.identifiers import InvalidIdentifier
 from streams.cli.console import console, errors, fail, settings
-from streams.ops import metrics
 from streams.privacy.secret import SecretRefused
 from streams.settings import Settings
 from streams.state.bus_state import ConsentStatus
@@ -162,7 +161,6 @@ def add(contract: ContractArg, subjects: SubjectsArg = None, from_file: FromFile
             fail(str(exc))
         asyncio.run(set_population(config, found, resolved, enrolled=True,
                                    on_written=_writing(steps, len(resolved))))
-    metrics.record_population_changes(found.id, True, len(resolved))
     for subject, pseudonym in zip(resolved, shown, strict=True):
         print(json.dumps({"subject": subject.given, "pseudonym": pseudonym}))
 
@@ -175,7 +173,6 @@ def remove(contract: ContractArg, subjects: SubjectsArg = None,
         config, found, resolved = _resolved(contract, subjects, from_file, steps)
         asyncio.run(set_population(config, found, resolved, enrolled=False,
                                    on_written=_writing(steps, len(resolved))))
-    metrics.record_population_changes(found.id, False, len(resolved))
     console.print(f"removed {len(resolved)} subject(s) from {contract}")
 
 
@@ -199,7 +196,6 @@ def _consent(contract: str, subjects: list[str] | None, from_file: str | None,
                                     evidence, written, notified))
         except SecretRefused as exc:  # a withdrawal's notices: refused before anything written
             fail(str(exc))
-    metrics.record_consent_changes(found.id, status, len(resolved))
     console.print(f"consent {status} for {len(resolved)} subject(s) under {contract}")
 
 

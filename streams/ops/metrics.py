@@ -6,9 +6,10 @@ Two sources, two registries:
 - the **routing workers** count what they route, deliver, withhold and dead-letter, and how
   long after publication an event's outcome was written (:data:`REGISTRY`, served by the
   worker on its metrics port; :class:`~streams.routing.tally.RoutingTally` collects a batch's
-  decisions on the hot path and :func:`record_batch` publishes them once per batch); consent and
-  population changes are counted where they are recorded (:func:`record_consent_changes`,
-  :func:`record_population_changes`);
+  decisions on the hot path and :func:`record_batch` publishes them once per batch), and the
+  consent and population changes their state followers apply live (:func:`record_state_changes`:
+  once, by the worker holding the subject's partition, never again at a restore or a restart;
+  the commands that record them run too briefly to be scraped);
 - the **lag exporter** (``circulation lag --serve PORT``) publishes the latest lag evaluation
   (:mod:`streams.ops.lag.exporter`, on a registry of its own: the exporter routes nothing).
 
@@ -32,11 +33,11 @@ from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
 from streams.routing.tally import RoutingTally
+from streams.state.directory import Change
 
 REGISTRY = CollectorRegistry()
-"""What the bus's long-running processes count (routing workers; consent and population
-changes wherever they are recorded), with the process's CPU and memory; each such process
-serves it on its metrics port (:func:`serve`)."""
+"""What the routing workers count, with the process's CPU and memory; each serves it on its
+metrics port (:func:`serve`)."""
 ProcessCollector(registry=REGISTRY)
 
 EVENTS_ROUTED = Counter(
@@ -72,12 +73,14 @@ STATE_MEMORY = Gauge(
     "table readers); the rest of the state is on disk.", registry=REGISTRY)
 CONSENT_CHANGES = Counter(
     "circulation_consent_changes_total",
-    "Consent decisions recorded (granted or withdrawn), by contract.",
-    ["contract", "status"], registry=REGISTRY)
+    "Consent decisions (granted or withdrawn) the routing workers applied as they were "
+    "recorded, by contract; each counted by the worker holding the subject's partition, not "
+    "again when a worker restores its state.", ["contract", "status"], registry=REGISTRY)
 POPULATION_CHANGES = Counter(
     "circulation_population_changes_total",
-    "Population changes recorded (enrolled or released), by contract.",
-    ["contract", "change"], registry=REGISTRY)
+    "Population changes (enrolled or released) the routing workers applied as they were "
+    "recorded, by contract; each counted by the worker holding the subject's partition, not "
+    "again when a worker restores its state.", ["contract", "change"], registry=REGISTRY)
 
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 """Seconds; the routing latency target (p99 under 5 s) sits on a bucket boundary."""
@@ -172,14 +175,21 @@ def record_state(partitions: int, memory: int) -> None:
     STATE_MEMORY.set(memory)
 
 
-def record_consent_changes(contract: str, status: str, count: int) -> None:
-    """``count`` consent decisions (``granted`` or ``withdrawn``) recorded for ``contract``."""
-    CONSENT_CHANGES.labels(contract, status).inc(count)
-
-
-def record_population_changes(contract: str, enrolled: bool, count: int) -> None:
-    """``count`` subjects enrolled in (or released from) ``contract``'s population."""
-    POPULATION_CHANGES.labels(contract, "enrolled" if enrolled else "released").inc(count)
+def record_state_changes(changes: Iterable[Change]) -> None:
+    """Consent decisions and population changes a state follower applied live
+    (:class:`~streams.state.follower.StateFollower`), counted by contract and kind: never by
+    subject."""
+    consents: Tally[tuple[str, str]] = Tally()
+    enrolments: Tally[tuple[str, str]] = Tally()
+    for change in changes:
+        if change.consent is not None:
+            consents[(change.contract_id, change.consent)] += 1
+        elif change.enrolled is not None:
+            enrolments[(change.contract_id, "enrolled" if change.enrolled else "released")] += 1
+    for labels, count in consents.items():
+        CONSENT_CHANGES.labels(*labels).inc(count)
+    for labels, count in enrolments.items():
+        POPULATION_CHANGES.labels(*labels).inc(count)
 
 
 def serve(port: int, registry: CollectorRegistry,

@@ -18,7 +18,7 @@ import structlog
 from schemas.catalog import Catalog
 from schemas.codec import FramingError, unframe
 from schemas.registration import value_subject
-from schemas.serde import AvroSerde
+from schemas.serde import AvroSerde, WriterSchema
 from streams.kafka.topics import DLQ
 from streams.privacy.redaction import error_cause, header_names, redacted_error
 from streams.routing.records import Outgoing, SourceRecord
@@ -33,6 +33,11 @@ class DeadLetters:
     def __init__(self, catalog: Catalog, serde: AvroSerde) -> None:
         self._serde = serde
         self._schema = catalog.bus_record("dead_letter").latest
+
+    @property
+    def encoding(self) -> tuple[str, WriterSchema]:
+        """The subject and schema every dead letter is framed with."""
+        return DLQ_SUBJECT, self._schema
 
     def letter(self, record: SourceRecord, error: Exception, failed_at: datetime) -> Outgoing:
         """The dead letter of ``record``, which failed with ``error`` at ``failed_at``."""

@@ -41,7 +41,7 @@ from schemas.nir_detection import may_hold_nir, nir_locations
 from schemas.projection import delivery_schema, full_name, project_datum, union_value
 from schemas.registration import value_subject
 from schemas.registry import canonical
-from schemas.serde import AvroSerde
+from schemas.serde import AvroSerde, WriterSchema
 from streams.audit.chain import AuditChains
 from streams.audit.encoder import AuditEncoder
 from streams.kafka.topics import AUDIT
@@ -93,6 +93,7 @@ class Router:
         self._scans: dict[str, tuple[frozenset[str], bool]] = {}
         """Per dataset: the SIREN/SIRET paths a NIR scan skips, and whether it has numbers."""
         self._expiries: dict[str, bytes] = {}
+        self._encodings: tuple[tuple[str, WriterSchema], ...] | None = None
         self.tally = RoutingTally()
         """Decisions and dead letters since the worker last took them (for the metrics)."""
 
@@ -113,6 +114,7 @@ class Router:
         self.tally.invalid_contracts = len(invalid)
         self._generation = state.generation
         self._compiled_on = day
+        self._encodings = None
 
     def _plans_of(self, contract: Contract) -> _CompiledContract:
         """``contract``'s plans, reused when this very record was compiled before."""
@@ -140,6 +142,21 @@ class Router:
         return {dataset: _DeliveryPlan.of(channel, schema, full_name(record), fields)
                 for (dataset, fields), record in zip(contract.datasets.items(), records,
                                                      strict=True)}
+
+    def encodings(self, state: BusState, now: datetime) -> tuple[tuple[str, WriterSchema], ...]:
+        """Every (subject, schema) :meth:`route` may frame a record with under ``state`` at
+        ``now``: audit records, dead letters and each contract's deliveries. The worker has
+        their registry ids fetched, off its event loop, before it routes. The same object is
+        returned until the contracts (or the day) change, so that a caller may tell a list it
+        already checked."""
+        self._compile(state, now.date())
+        if self._encodings is None:
+            deliveries = [(plan.channel.subject, plan.schema)
+                          for compiled in self._plans.values()
+                          for plan in (compiled.plans or {}).values()]
+            self._encodings = ((AUDIT_SUBJECT, self._audit_schema),
+                               self._dead_letters.encoding, *deliveries)
+        return self._encodings
 
     def route(self, records: Iterable[SourceRecord], state: BusState,
               now: datetime | None = None) -> list[Outgoing]:

@@ -15,6 +15,15 @@ number, so a change on another one concerns none of them); :meth:`StateFollower.
 returns once the worker has applied everything the state topics held when it was called, covers
 what a fence cannot: a worker's start, partitions newly assigned (their stores are brought up to
 date, as Kafka Streams restores a task), a fence that cannot be read.
+
+Changes applied live are told to whoever counts them (``on_changes``: the worker's metrics). A
+population or consent record is *live* when it was written after the worker took its partition:
+at or past the end offset the partition had when its store was opened. What a store reads up to
+that point is a replay (a restart, a restore, a partition taken over from another worker), which
+the worker that first applied it already told: each change is told once, by the worker holding
+its partition. A change recorded while no worker held its partition is read at the next restore
+and not told; one recorded during a rebalance may be told by the worker giving the partition up
+and by the one taking it, or by neither.
 """
 
 from __future__ import annotations
@@ -22,7 +31,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -75,7 +84,10 @@ class _Restore:
 class StateFollower:
     """Keeps a :class:`BusState` up to date from the state topics, in the background."""
 
-    def __init__(self, settings: Settings, serde: AvroSerde, catalog: Catalog) -> None:
+    def __init__(self, settings: Settings, serde: AvroSerde, catalog: Catalog,
+                 on_changes: Callable[[Sequence[Change]], None] | None = None) -> None:
+        """``on_changes`` is told the population and consent changes applied live (see the
+        module's docstring), once per batch of records read."""
         self.state = BusState()
         self.directory: PartitionedDirectory | None = None
         self._settings = settings
@@ -94,6 +106,10 @@ class StateFollower:
         """Per state partition, how many times its store was opened: a batch admitted under
         one opening is not routed under another (:meth:`epochs`)."""
         self._waking: asyncio.Future[None] | None = None
+        self._on_changes = on_changes
+        self._live_from: dict[TopicPartition, int] = {}
+        """Per state partition held, the offset from which its records are applied live."""
+        self._live: list[Change] = []
 
     async def start(self, provider_topics: Iterable[str] = ()) -> None:
         """Read every contract, open this worker's slot of the state directory, and follow.
@@ -162,18 +178,24 @@ class StateFollower:
         if directory is not None:
             directory.close()
         self._positions = {}
+        self._live_from = {}
+        self._live = []
 
     async def _follow(self, consumer: AIOKafkaConsumer) -> None:
         while True:
             await self._reconcile()
             batches = await consumer.getmany(timeout_ms=200, max_records=5000)
+            # Off the loop: a registry that does not answer must not freeze routing with it.
+            await self._serde.fetch_writers(r.value for rs in batches.values() for r in rs)
             reached: dict[int, StorePositions] = {}
             for partition, records in batches.items():
                 if partition not in self._positions:
                     continue  # released while its records were on their way
+                live_from = self._live_from.get(partition)
                 for record in records:
                     self._apply(partition.topic, record.key, record.value,
-                                partition.partition, record.offset)
+                                partition.partition, record.offset,
+                                live=live_from is not None and record.offset >= live_from)
                 if records:
                     self._positions[partition] = records[-1].offset + 1
                     if partition.topic in PARTITIONED:
@@ -182,6 +204,7 @@ class StateFollower:
                     self._count_restored(len(records))
             if reached and self.directory is not None:
                 self.directory.commit(reached)
+            self._tell_changes()
             self._report_restore()
             await self._notify()
 
@@ -203,6 +226,7 @@ class StateFollower:
         for tp in [tp for tp in self._positions if tp.topic in PARTITIONED
                    and tp.partition in gone]:
             del self._positions[tp]
+            self._live_from.pop(tp, None)
         opened = directory.hold(self._wanted)
         for partition in opened:
             self._epochs[partition] = self._epochs.get(partition, 0) + 1
@@ -217,6 +241,7 @@ class StateFollower:
                  released=sorted(gone), opened=sorted(opened))
         if added and self._offsets is not None:
             ends = await self._offsets.end_offsets(list(added))
+            self._live_from.update(ends)
             self._restore = _Restore(sorted(opened), dict(ends))
             log.info("state partitions restoring", partitions=sorted(opened),
                      rebuilt=sorted(p for p, s in opened.items() if s.rebuilt),
@@ -273,11 +298,17 @@ class StateFollower:
             error = None if self._task.cancelled() else self._task.exception()
             raise StateFollowerStopped(f"the state follower stopped: {error!r}")
 
+    def _tell_changes(self) -> None:
+        live, self._live = self._live, []
+        if live and self._on_changes is not None:
+            self._on_changes(live)
+
     def _apply(self, topic: str, key: bytes | None, value: bytes | None,
-               partition: int = 0, offset: int | None = None) -> None:
+               partition: int = 0, offset: int | None = None, live: bool = False) -> None:
         """Fold one record in; one that cannot be read or does not hold (a contract that no
         longer validates) is logged, by place and never by value, and skipped rather than
-        stopping every later one."""
+        stopping every later one. A population or consent change applied ``live`` is kept to
+        be told (:meth:`_tell_changes`)."""
         if value is None:
             if key is not None:
                 self.state.forget(topic, key.decode("utf-8", errors="replace"), partition)
@@ -289,7 +320,10 @@ class StateFollower:
                 record = to_json(self._readers[topic], datum)
                 self.state.apply(topic, record)
             else:
-                self.state.directory.apply(_change(topic, datum), partition)
+                change = _change(topic, datum)
+                self.state.directory.apply(change, partition)
+                if live:
+                    self._live.append(change)
         except MisplacedState:
             log.error("state record on another partition than its subject's, skipped: "
                       "partitions were added to the state topics, or a writer placed it "

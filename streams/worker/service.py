@@ -13,6 +13,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import faust
@@ -66,7 +67,7 @@ class RoutingService:
         self.router = Router(catalog, self.serde, pseudonymiser)
         self.heads = ChainHeads(settings, self.serde, catalog.bus_record("audit").latest.parsed,
                                 self.router.chains)
-        self.follower = StateFollower(settings, self.serde, catalog)
+        self.follower = StateFollower(settings, self.serde, catalog, metrics.record_state_changes)
         self.gate = FenceGate(self.follower)
         self.sink = BatchSink(settings)
         self.inflight: InFlight[BatchReport] = InFlight(IN_FLIGHT_BATCHES, self._settle,
@@ -75,6 +76,8 @@ class RoutingService:
         self._started = asyncio.Lock()
         self._running = False
         self._starting: asyncio.Future[None] | None = None
+        self._encodings_known: object = None
+        """The router's last encodings whose registry ids were all cached."""
 
     async def ensure_started(self) -> None:
         """Start following the state topics (once), before the first batch is routed."""
@@ -115,14 +118,36 @@ class RoutingService:
         records = await self.gate.admit([_source(event.message) for event in events])
         admitted = self.follower.epochs()
         fenced = time.perf_counter()
-        await self.heads.ensure((r.partition for r in records), self.inflight.drain)
+        now = await self._prepared(records)
         records, events = self._held(records, events, admitted)
-        outgoing = self.router.route(records, self.follower.state)
+        outgoing = self.router.route(records, self.follower.state, now)
         routed = time.perf_counter()
         written = await self.sink.send(outgoing)
         report = BatchReport(self.router.tally.take(), records, len(outgoing), began, fenced,
                              routed)
         await self.inflight.add(Routed(events, written, report))
+
+    async def _prepared(self, records: list[SourceRecord]) -> datetime:
+        """Wait until the chain heads of ``records`` are known and every schema routing them
+        needs is cached, and return the moment to route them at. The router is synchronous: a
+        registry call there would freeze the event loop, group heartbeats and state follower
+        included, so schemas are fetched here, off the loop, waiting out a registry that does
+        not answer. Everything is checked again after any wait, with nothing awaited between
+        the last check and routing: a rebalance forgets the heads, a contract applied meanwhile
+        brings a delivery schema of its own, and the state follower's fetches may forget ids
+        known to be missing."""
+        values = [record.value for record in records]
+        while True:
+            await self.heads.ensure((r.partition for r in records), self.inflight.drain)
+            now = datetime.now(UTC)
+            encodings = self.router.encodings(self.follower.state, now)
+            missing = ([] if encodings is self._encodings_known
+                       else self.serde.unknown_ids(encodings))  # ids once cached stay cached
+            if not missing and not self.serde.unknown_writers(values):
+                self._encodings_known = encodings
+                return now
+            await self.serde.fetch_writers(values)
+            await self.serde.fetch_ids(missing)
 
     def _held(self, records: list[SourceRecord], events: Sequence[Any],
               admitted: dict[int, int]) -> tuple[list[SourceRecord], Sequence[Any]]:

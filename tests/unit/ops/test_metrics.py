@@ -2,8 +2,10 @@
 and deploy/observability/ (scrape config, alert rules and their promtool unit tests, Grafana
 dashboard) checked against them.
 
-The rule and config files are always checked structurally here; where ``promtool`` is on PATH
-(or named by ``PROMTOOL``), they are also checked by it and the rules' unit tests are run.
+The rule and config files are always checked structurally here, and by ``promtool``, which also
+runs the rules' unit tests: the one named by ``PROMTOOL`` (``make test`` and ``make unit`` name
+the one they fetch), else the one on PATH. Without it those tests fail, saying so in one line;
+``-m "not promtool"`` leaves them out on purpose.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import random
 import re
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,6 +31,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from streams.ops import metrics
 from streams.ops.lag import exporter as lag_exporter
 from streams.ops.lag.model import GroupSample, PartitionOffsets, Status, evaluate_group
+from streams.state.directory import Change
 
 OBSERVABILITY = Path(__file__).resolve().parents[3] / "deploy" / "observability"
 ALERTS = OBSERVABILITY / "alerts.yml"
@@ -85,11 +89,13 @@ def test_labels_are_bounded_never_a_person_or_an_event() -> None:
     tally.decision("ville-de-lyon", "lyon-cantine-2026", "no_consent")
     tally.dead_letter("provider.cnaf.quotient_familial")
     metrics.record_batch(tally, [])
-    metrics.record_consent_changes("lyon-cantine-2026", "granted", 1)
-    metrics.record_population_changes("lyon-cantine-2026", True, 1)
+    subject = "sr1_" + "ab" * 32
+    metrics.record_state_changes([Change("lyon-cantine-2026", subject, consent="granted"),
+                                  Change("lyon-cantine-2026", subject, enrolled=True)])
     for family in exposed_families():
         for sample in family.samples:
             assert not set(sample.labels) & FORBIDDEN_LABELS, (family.name, sample.labels)
+            assert subject not in sample.labels.values(), (family.name, sample.labels)
 
 
 class Routed:
@@ -290,16 +296,27 @@ def test_scrape_config_names_the_jobs_and_rules() -> None:
             assert job in jobs
 
 
-# --- promtool, when available ------------------------------------------------------------------
+# --- promtool ------------------------------------------------------------------------------------
 
 def promtool() -> str:
-    found = os.environ.get("PROMTOOL") or shutil.which("promtool")
-    if not found:
-        pytest.skip("promtool not installed (Debian: apt-get install prometheus); the YAML "
-                    "structure is checked by the other tests")
+    """The promtool to check the rules with; a test without one fails in one line naming what
+    to do, since a skipped rule check would pass broken alerts unnoticed."""
+    named = os.environ.get("PROMTOOL")
+    if named:
+        if not os.access(named, os.X_OK):
+            pytest.fail(f"PROMTOOL={named} is no executable file: `make promtool` fetches it "
+                        "(Debian's prometheus package), or deselect with -m 'not promtool'",
+                        pytrace=False)
+        return named
+    found = shutil.which("promtool")
+    if found is None:
+        pytest.fail("promtool not found (PROMTOOL unset, none on PATH): `make promtool` fetches "
+                    "it (Debian's prometheus package), or deselect with -m 'not promtool'",
+                    pytrace=False)
     return found
 
 
+@pytest.mark.promtool
 @pytest.mark.parametrize("arguments", [
     ["check", "config", "prometheus.yml"],
     ["check", "rules", "alerts.yml"],
@@ -309,3 +326,24 @@ def test_promtool(arguments: list[str]) -> None:
     result = subprocess.run([promtool(), *arguments], cwd=OBSERVABILITY, capture_output=True,
                             text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("promtool_env", [{"PROMTOOL": "/nonexistent/promtool"},
+                                          {"PROMTOOL": "", "PATH": "/nonexistent"}],
+                         ids=["named-but-missing", "nowhere"])
+def test_without_promtool_the_rule_checks_fail_in_one_clear_line(
+        promtool_env: dict[str, str], tmp_path: Path) -> None:
+    """Not skipped, not a FileNotFoundError: a CI without promtool must go red, and say why."""
+    env = {**os.environ, **promtool_env}
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", __file__, "-k", "test_promtool", "-p", "no:cacheprovider",
+         "-q", "--no-header", "-o", f"cache_dir={tmp_path}"],
+        cwd=Path(__file__).resolve().parents[3], env=env, capture_output=True, text=True,
+        timeout=120, check=False)
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, output
+    assert "3 failed" in output, output
+    assert "skipped" not in output, output
+    assert "FileNotFoundError" not in output, output
+    assert "Traceback" not in output, output
+    assert output.count("`make promtool` fetches it") >= 3, output

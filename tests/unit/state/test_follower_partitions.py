@@ -171,3 +171,68 @@ def test_a_file_names_a_bounded_number_of_contracts() -> None:
     directory.enrol("c-0", SUBJECT, enrolled=False)  # a release always passes
     directory.enrol("one-more", SUBJECT)
     assert len(directory.file_of(SUBJECT)) == MAX_CONTRACTS_PER_SUBJECT
+
+
+class _Offsets:
+    """The follower's offsets connection: every state partition ends at ``end``."""
+
+    def __init__(self, end: int) -> None:
+        self.end = end
+
+    async def beginning_offsets(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
+        return dict.fromkeys(tps, 0)
+
+    async def end_offsets(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
+        return dict.fromkeys(tps, self.end)
+
+
+class _Record:
+    def __init__(self, offset: int) -> None:
+        self.offset, self.key, self.value = offset, b"key", b"value"
+
+
+class _LastBatch(Exception):
+    """Ends the follower's loop once the batches given were read."""
+
+
+class _ReadingConsumer(_Consumer):
+    def __init__(self, batches: list[dict[TopicPartition, list[_Record]]]) -> None:
+        super().__init__()
+        self.batches = batches
+
+    async def getmany(self, **_: Any) -> dict[TopicPartition, list[_Record]]:
+        if not self.batches:
+            raise _LastBatch
+        return self.batches.pop(0)
+
+
+async def test_only_changes_applied_live_are_told_not_a_restore_s_replays(
+        tmp_path: Path) -> None:
+    """What a newly held partition reads up to its end offset of then was told by whoever held
+    it before (or is a restart's replay); what comes after is told once, here."""
+    partition = subject_partition(SUBJECT, 3)
+    told: list[Change] = []
+    follower = StateFollower(Settings(), None, Catalog.load(), told.extend)  # type: ignore[arg-type]
+    follower.directory = PartitionedDirectory(StateSlot.claim(tmp_path), 3, IDENTITY)
+    follower.state.directory = follower.directory
+
+    class _Serde:
+        async def fetch_writers(self, _: Any) -> None:
+            return None
+
+        def decode(self, *_: Any) -> tuple[int, dict[str, Any]]:
+            return 1, {"contract_id": "lyon", "subject_ref": SUBJECT, "status": "granted"}
+
+    follower._serde = _Serde()  # type: ignore[assignment]
+    follower._offsets = _Offsets(end=3)  # type: ignore[assignment]
+    tp = TopicPartition(CONSENTS, partition)
+    follower._consumer = _ReadingConsumer(  # type: ignore[assignment]
+        [{tp: [_Record(0), _Record(1)]}, {tp: [_Record(2), _Record(3)]}, {tp: [_Record(4)]}])
+    follower.hold([partition])
+    try:
+        with pytest.raises(_LastBatch):
+            await follower._follow(follower._consumer)  # type: ignore[arg-type]
+        assert told == [Change("lyon", SUBJECT, consent="granted")] * 2, \
+            "offsets 3 and 4 are live, 0 to 2 a restore's"
+    finally:
+        follower.directory.close()
