@@ -57,9 +57,6 @@ def connection_options(settings: Settings) -> dict[str, object]:
 DURABILITY = {"acks": "all", "enable_idempotence": True}
 """What every producer of the bus promises; a caller asking otherwise is a bug."""
 
-LIBRDKAFKA_DURABILITY: dict[str, str | bool] = {"acks": "all", "enable.idempotence": True}
-"""The same promise, as librdkafka names it (the routing worker's sink)."""
-
 
 def producer(settings: Settings, **tuning: Any) -> AIOKafkaProducer:
     """A producer under :data:`DURABILITY`; ``tuning`` sets batching and sizes only."""
