@@ -165,6 +165,8 @@ def reconcile(books: Books, window: Window, concerns: Concerns,
     for delivery in books.deliveries:
         deliveries[delivery.contract_id, delivery.delivery_id].append(delivery)
     for event in books.events:
+        if event.key is not None and events[event.key] is not event:
+            continue  # republished: accounted as the first
         if window.judges(event.published_at, event.acknowledged):
             _account_event(event, outcomes, books.dead_letters, concerns, today, found)
         elif event.published_at >= window.start:
