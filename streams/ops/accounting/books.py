@@ -124,10 +124,11 @@ class Books:
     """Everything read for a window: events from before it too (to find the event of a
     decision), decisions, deliveries, and the places of the dead letters' origins."""
 
-    events: Sequence[Event]
-    outcomes: Sequence[Outcome]
-    deliveries: Sequence[Delivery]
-    dead_letters: frozenset[Place] = frozenset()
+    events: Sequence[Event] = field(repr=False)
+    outcomes: Sequence[Outcome] = field(repr=False)
+    deliveries: Sequence[Delivery] = field(repr=False)
+    dead_letters: frozenset[Place] = field(default=frozenset(), repr=False)
+    """(Left out of the repr: asyncio's task repr would print every record of the window.)"""
 
 
 @dataclass
@@ -179,9 +180,10 @@ def reconcile(books: Books, window: Window, concerns: Concerns,
 
 def _first_of_each(events: Iterable[Event], found: Reconciliation,
                    window: Window) -> dict[EventKey, Event]:
-    """Each event id's first record; a later one with the same id is counted as republished."""
+    """Each event id's first record; a later one with the same id is counted as republished.
+    ``events`` come as read: each partition in offset order."""
     first: dict[EventKey, Event] = {}
-    for event in sorted(events, key=lambda e: e.place):
+    for event in events:
         key = event.key
         if key is None:
             continue
@@ -206,21 +208,23 @@ def _account_event(event: Event, outcomes: Mapping[EventKey, list[Outcome]],
         found.gaps.append(Gap(place.topic, place.partition, place.offset, None, "dead letter"))
         return
     found.events += 1
-    by_contract: dict[str, list[Outcome]] = defaultdict(list)
-    for outcome in outcomes.get(key, ()):
-        by_contract[outcome.contract_id].append(outcome)
-    days = frozenset(o.decided_at.date() for o in outcomes.get(key, ())) or frozenset(
-        {event.published_at.date(), today})
+    given = outcomes.get(key, ())
+    by_contract: dict[str, list[Outcome]] = {}
+    for outcome in given:
+        by_contract.setdefault(outcome.contract_id, []).append(outcome)
+    days = frozenset({o.decided_at.date() for o in given} or {event.published_at.date(), today})
     for contract in sorted(concerns.certain(event, days) - by_contract.keys()):
         found.gaps.append(Gap(place.topic, place.partition, place.offset, contract, "outcome"))
-    for contract, given in by_contract.items():
-        found.outcomes[given[0].reason or "delivered"] += 1
-        verdicts = sorted({o.verdict for o in given})
+    for contract, same in by_contract.items():
+        found.outcomes[same[0].reason or "delivered"] += 1
+        if len(same) == 1:
+            continue
+        verdicts = sorted({o.verdict for o in same})
         if len(verdicts) > 1:
             found.gaps.append(Gap(place.topic, place.partition, place.offset, contract,
                                   f"one outcome (found {' and '.join(verdicts)})"))
         else:
-            found.duplicate_outcomes += len(given) - 1
+            found.duplicate_outcomes += len(same) - 1
 
 
 def _check_decisions(outcomes: Iterable[Outcome], window: Window,
@@ -259,7 +263,7 @@ def _check_deliveries(deliveries: Iterable[Delivery], window: Window,
     decided = {(o.contract_id, o.delivery_id): o.event for o in outcomes
                if o.reason is None and o.delivery_id is not None}
     seen: set[tuple[str, str]] = set()
-    for delivery in sorted(deliveries, key=lambda d: d.place):
+    for delivery in deliveries:
         pair = (delivery.contract_id, delivery.delivery_id)
         event = decided.get(pair)
         if not window.judges(delivery.written_at, _acknowledged(events, event)):

@@ -52,8 +52,9 @@ class Fence:
 
 
 class _FencedPartition:
-    """A provider partition's fences, as running maxima: for any offset, how far each state
-    partition was certainly in force for the records after the last fence before it."""
+    """A provider partition's fences, as running maxima: after each fence, how far each state
+    partition was certainly in force for the records that follow it (never decreasing, so the
+    first fence past a state record is found by bisection)."""
 
     def __init__(self, fences: Iterable[Fence]) -> None:
         self.offsets: list[int] = []
@@ -65,12 +66,13 @@ class _FencedPartition:
             self.offsets.append(fence.offset)
             self.reached.append(dict(running))
 
-    def covers(self, offset: int, record: Place) -> bool:
-        """Whether a fence before ``offset`` names a position past ``record``."""
-        before = bisect.bisect_left(self.offsets, offset)
-        if before == 0:
-            return False
-        return self.reached[before - 1].get((record.topic, record.partition), 0) > record.offset
+    def first_covering(self, record: Place) -> int | None:
+        """The offset of the first fence naming a position past ``record`` (every record
+        after it was routed under it), None when no fence does."""
+        partition = (record.topic, record.partition)
+        found = bisect.bisect_left(self.reached, record.offset + 1,
+                                   key=lambda reached: reached.get(partition, 0))
+        return self.offsets[found] if found < len(self.offsets) else None
 
 
 class StateConcerns:
@@ -82,6 +84,8 @@ class StateConcerns:
         self._enrolments = enrolments
         self._horizon = horizon
         self._fences = {partition: _FencedPartition(found) for partition, found in fences.items()}
+        self._covering: dict[tuple[StatePartition, Place], int | None] = {}
+        self._audited: dict[tuple[str, frozenset[date]], bool] = {}
         self._naming: dict[str, list[tuple[Contract, Recorded]]] = {}
         for contract, recorded in contracts.values():
             for dataset in contract.datasets:
@@ -92,8 +96,7 @@ class StateConcerns:
         ``days`` (the days its decisions name, or those it may be routed on)."""
         owed = set()
         for contract, recorded in self._naming.get(event.dataset, ()):
-            if not (all(still_audited(contract, day) for day in days)
-                    and self._in_force(recorded, event)):
+            if not (self._still_audited(contract, days) and self._in_force(recorded, event)):
                 continue
             if contract.population == "all":
                 owed.add(contract.id)
@@ -103,9 +106,25 @@ class StateConcerns:
                 owed.add(contract.id)
         return frozenset(owed)
 
+    def _still_audited(self, contract: Contract, days: frozenset[date]) -> bool:
+        """Whether ``contract`` is in the routing index on every one of ``days`` (remembered:
+        events share their days)."""
+        known = self._audited.get((contract.id, days))
+        if known is None:
+            known = self._audited[contract.id, days] = all(
+                still_audited(contract, day) for day in days)
+        return known
+
     def _in_force(self, recorded: Recorded, event: Event) -> bool:
-        """Whether the state ``recorded`` was certainly in force when ``event`` was routed."""
+        """Whether the state ``recorded`` was certainly in force when ``event`` was routed:
+        behind the first fence past it on the event's partition (found once per partition and
+        record)."""
         if recorded.written_at < self._horizon:
             return True
-        fenced = self._fences.get((event.place.topic, event.place.partition))
-        return fenced is not None and fenced.covers(event.place.offset, recorded.place)
+        partition = (event.place.topic, event.place.partition)
+        if (partition, recorded.place) not in self._covering:
+            fenced = self._fences.get(partition)
+            self._covering[partition, recorded.place] = (
+                None if fenced is None else fenced.first_covering(recorded.place))
+        first = self._covering[partition, recorded.place]
+        return first is not None and event.place.offset > first

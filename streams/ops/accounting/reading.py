@@ -66,21 +66,23 @@ async def read_ledger(settings: Settings, since: timedelta, advance: Advance,
     now = now or datetime.now(UTC)
     window = Window(now - since, now - IN_FLIGHT)
     horizon = window.start - max(since, MIN_LOOKBACK)
-    serde = AvroSerde(clients.schema_registry(settings))
     catalog = Catalog.load()
     committed = await _committed(settings)
+    layout = await _layout(settings)
     consumer = clients.consumer(settings, enable_auto_commit=False)
     await consumer.start()
     try:
-        reader = _Reader(consumer, advance)
-        events, fences = await _provider_records(settings, reader, horizon, committed)
-        outcomes = await _outcomes(settings, reader, serde, catalog, window.start - CLOCK_MARGIN)
-        deliveries = await _deliveries(settings, reader, window.start - CLOCK_MARGIN)
-        dead = await _dead_letters(settings, reader, serde, catalog,
-                                   window.start - CLOCK_MARGIN)
-        contracts = await _contracts(settings, reader, serde, catalog)
-        subjects = {e.subject for e in events if e.subject is not None}
-        enrolments = await _enrolments(settings, reader, serde, catalog, subjects)
+        with clients.schema_registry(settings) as registry:
+            serde = AvroSerde(registry)
+            reader = _Reader(consumer, advance, layout)
+            events, fences = await _provider_records(reader, horizon, committed)
+            recent = window.start - CLOCK_MARGIN
+            outcomes = await _outcomes(reader, serde, catalog, recent)
+            deliveries = await _deliveries(reader, recent)
+            dead = await _dead_letters(reader, serde, catalog, recent)
+            contracts = await _contracts(reader, serde, catalog)
+            subjects = {e.subject for e in events if e.subject is not None}
+            enrolments = await _enrolments(reader, serde, catalog, subjects)
     finally:
         await consumer.stop()
     return Ledger(Books(events, outcomes, deliveries, dead), window,
@@ -104,18 +106,34 @@ async def _committed(settings: Settings) -> dict[TopicPartition, int]:
             if meta.offset >= 0 and tp.topic.startswith(PROVIDER_PREFIX)}
 
 
+async def _layout(settings: Settings) -> dict[str, list[TopicPartition]]:
+    """The partitions of every topic read, asked once: provider topics, delivery topics, the
+    audit trail, dead letters, contracts and population."""
+    names = [name for name in await existing_topics(settings, "")
+             if (name.startswith(PROVIDER_PREFIX) and name.count(".") == 2)
+             or name.startswith(DELIVERY_PREFIX) or name in (AUDIT, DLQ, CONTRACTS, POPULATION)]
+    layout: dict[str, list[TopicPartition]] = {}
+    for tp in await topic_partitions(settings, names, missing_ok=True) if names else []:
+        layout.setdefault(tp.topic, []).append(tp)
+    return layout
+
+
 class _Reader:
     """Reads partitions from a point to the end offsets seen when asked, one kind at a time."""
 
-    def __init__(self, consumer: AIOKafkaConsumer, advance: Advance) -> None:
+    def __init__(self, consumer: AIOKafkaConsumer, advance: Advance,
+                 layout: dict[str, list[TopicPartition]]) -> None:
         self._consumer = consumer
         self._advance = advance
+        self.layout = layout
 
-    async def read(self, kind: str, topics: list[str], settings: Settings,
-                   since: datetime | None, take: Callable[[ConsumerRecord[Any, Any]], None],
-                   ) -> None:
+    def topics(self, prefix: str) -> list[str]:
+        return sorted(topic for topic in self.layout if topic.startswith(prefix))
+
+    async def read(self, kind: str, topics: list[str], since: datetime | None,
+                   take: Callable[[ConsumerRecord[Any, Any]], None]) -> None:
         """Give ``take`` every record of ``topics`` from ``since`` (all, when None)."""
-        partitions = await topic_partitions(settings, topics, missing_ok=True)
+        partitions = [tp for topic in topics for tp in self.layout.get(topic, ())]
         if not partitions:
             return
         consumer = self._consumer
@@ -167,7 +185,7 @@ def _header(record: ConsumerRecord[Any, Any], name: str) -> str | None:
         return None
 
 
-async def _provider_records(settings: Settings, reader: _Reader, since: datetime,
+async def _provider_records(reader: _Reader, since: datetime,
                             committed: dict[TopicPartition, int],
                             ) -> tuple[list[Event], dict[tuple[str, int], list[Fence]]]:
     """The provider topics' events (headers and key only) and fences, from ``since``."""
@@ -187,12 +205,11 @@ async def _provider_records(settings: Settings, reader: _Reader, since: datetime
         events.append(Event(_at(record), provider, dataset, _header(record, "ce_id"),
                             _header(record, "ce_subject"), _written(record), acknowledged))
 
-    topics = [t for t in await existing_topics(settings, PROVIDER_PREFIX) if t.count(".") == 2]
-    await reader.read("events", topics, settings, since, take)
+    await reader.read("events", reader.topics(PROVIDER_PREFIX), since, take)
     return events, fences
 
 
-async def _outcomes(settings: Settings, reader: _Reader, serde: AvroSerde, catalog: Catalog,
+async def _outcomes(reader: _Reader, serde: AvroSerde, catalog: Catalog,
                     since: datetime) -> list[Outcome]:
     """The audit trail's decisions from ``since``; what is not an audit record is left to
     ``audit verify``, which reports it."""
@@ -211,11 +228,11 @@ async def _outcomes(settings: Settings, reader: _Reader, serde: AvroSerde, catal
             audit["contract_id"], audit["reason"] if audit["decision"] == "withheld" else None,
             audit.get("delivery_id"), audit["decided_at"], _written(record)))
 
-    await reader.read("decisions", [AUDIT], settings, since, take)
+    await reader.read("decisions", [AUDIT], since, take)
     return outcomes
 
 
-async def _deliveries(settings: Settings, reader: _Reader, since: datetime) -> list[Delivery]:
+async def _deliveries(reader: _Reader, since: datetime) -> list[Delivery]:
     """Every delivery (headers only) from ``since``; erasure notices are not deliveries."""
     deliveries: list[Delivery] = []
 
@@ -226,12 +243,11 @@ async def _deliveries(settings: Settings, reader: _Reader, since: datetime) -> l
         deliveries.append(Delivery(_at(record), contract, _header(record, "ce_id") or "",
                                    _written(record)))
 
-    await reader.read("deliveries", await existing_topics(settings, DELIVERY_PREFIX), settings,
-                      since, take)
+    await reader.read("deliveries", reader.topics(DELIVERY_PREFIX), since, take)
     return deliveries
 
 
-async def _dead_letters(settings: Settings, reader: _Reader, serde: AvroSerde,
+async def _dead_letters(reader: _Reader, serde: AvroSerde,
                         catalog: Catalog, since: datetime) -> frozenset[Place]:
     """Where the dead letters from ``since`` came from."""
     schema = catalog.bus_record("dead_letter").latest.parsed
@@ -245,11 +261,11 @@ async def _dead_letters(settings: Settings, reader: _Reader, serde: AvroSerde,
         origins.add(Place(letter["origin_topic"], letter["origin_partition"],
                           letter["origin_offset"]))
 
-    await reader.read("dead letters", [DLQ], settings, since, take)
+    await reader.read("dead letters", [DLQ], since, take)
     return frozenset(origins)
 
 
-async def _contracts(settings: Settings, reader: _Reader, serde: AvroSerde, catalog: Catalog,
+async def _contracts(reader: _Reader, serde: AvroSerde, catalog: Catalog,
                      ) -> dict[str, tuple[Contract, Recorded]]:
     """The latest record of every contract, with where and when it was written."""
     schema = catalog.bus_record("contract").latest.parsed
@@ -269,11 +285,11 @@ async def _contracts(settings: Settings, reader: _Reader, serde: AvroSerde, cata
             return  # the workers skip it too
         contracts[contract.id] = (contract, Recorded(_at(record), _written(record)))
 
-    await reader.read("contracts", [CONTRACTS], settings, None, take)
+    await reader.read("contracts", [CONTRACTS], None, take)
     return contracts
 
 
-async def _enrolments(settings: Settings, reader: _Reader, serde: AvroSerde, catalog: Catalog,
+async def _enrolments(reader: _Reader, serde: AvroSerde, catalog: Catalog,
                       subjects: Iterable[str]) -> dict[tuple[str, str], tuple[bool, Recorded]]:
     """The latest enrolment or release of each of ``subjects`` by each contract."""
     wanted = set(subjects)
@@ -292,5 +308,5 @@ async def _enrolments(settings: Settings, reader: _Reader, serde: AvroSerde, cat
                 return
         enrolments[contract, subject] = (enrolled, Recorded(_at(record), _written(record)))
 
-    await reader.read("enrolments", [POPULATION], settings, None, take)
+    await reader.read("enrolments", [POPULATION], None, take)
     return enrolments
