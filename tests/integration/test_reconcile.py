@@ -2,10 +2,11 @@
 
 It runs on a private stack: the gaps are written by hand to ``bus.audit`` and delivery topics,
 which would break the session's audit chains and its other tests' deliveries. A real worker
-routes a published file under three contracts (delivered, withheld, enrolled), reconcile must
-find it clean; then, the worker stopped, each gap is written in turn and reconcile must report
-exactly the gaps written so far, each at its place, and exit 1. Injected records are stamped
-two minutes in the past, as records whose companions had all the time to be written.
+routes a published file under three contracts (delivered, withheld, enrolled), with an erasure
+notice on a delivery topic too, and reconcile must find it clean; then, the worker stopped,
+each gap is written in turn and reconcile must report exactly the gaps written so far, each at
+its place, and exit 1. Injected records are stamped two minutes in the past, as records whose
+companions had all the time to be written.
 """
 
 from __future__ import annotations
@@ -125,6 +126,8 @@ def test_a_routed_run_reconciles_clean_and_each_kind_of_gap_is_reported(
     assert enrolled.returncode == 0, enrolled.stderr
     published = run_cli(stack_env, "publish", str(path))
     assert published.returncode == 0, published.stderr
+    withdrawn = run_cli(stack_env, "consent", "withdraw", "rc-delivers", events[2]["subject"])
+    assert withdrawn.returncode == 0, withdrawn.stderr  # an erasure notice: no delivery
 
     code, found = _routed(stack_env, worker)
     assert (code, found["gaps"]) == (0, []), found
