@@ -13,7 +13,7 @@ over recovers the chain's head from the last record of that audit partition befo
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cache
@@ -25,13 +25,16 @@ from streams.audit.encoder import AuditEncoder
 GENESIS = "0" * 64
 """The ``previous_hash`` of the first record of a chain."""
 
-HASH_VERSION = 2
+HASH_VERSION = 3
 """The hashed form writers use (a record's ``hash_version``).
 
-Form 2 hashes the record's own Avro binary encoding (audit schema version 2) of every field but
-``record_hash``, ``previous_hash`` and ``hash_version`` included. Avro writes every string and
-array with its length or count first, the union branch and enum symbol as indexes, and the
-fields in a fixed order, so two different records never give the same bytes; and any Avro
+Form 3 hashes the record's own Avro binary encoding (audit schema version 3) of every field but
+``record_hash``, ``previous_hash`` and ``hash_version`` included. Form 2 is the same under
+audit schema version 2, which has no ``delivery_id``: a record's form is the schema version it
+was written under, so records written before the delivery's id was audited still verify.
+Avro writes every string and array with its length or count first, the union branch and enum
+symbol as indexes, and the fields in a fixed order, so two different records never give the
+same bytes; and any Avro
 library recomputes the form from the registered schema alone, with nothing of the bus's own to
 specify or reimplement. Form 1 joined the fields with separators, which field values may
 contain: it is only read, for the records written before their chain switched to form 2. Those
@@ -44,14 +47,18 @@ HASHED_FIELDS_V1 = ("event_id", "contract_id", "subscriber", "provider", "datase
 
 
 @cache
-def _hashed_form() -> AuditEncoder:
-    """The encoder of form 2: pinned to audit schema version 2, whatever later versions add."""
-    return AuditEncoder(Catalog.load().bus_record("audit").version(HASH_VERSION).raw)
+def _hashed_form(version: int) -> AuditEncoder:
+    """The encoder of form ``version`` (2 or more): pinned to that audit schema version,
+    whatever later versions add."""
+    return AuditEncoder(Catalog.load().bus_record("audit").version(version).raw)
 
 
-def _hash_v2(record: Mapping[str, Any]) -> str:
-    """SHA-256 of the Avro encoding of every field of ``record`` but ``record_hash``."""
-    return hashlib.sha256(_hashed_form().hashed(record)).hexdigest()
+def _hash_avro(version: int) -> Callable[[Mapping[str, Any]], str]:
+    """Form ``version``: SHA-256 of the Avro encoding, under audit schema ``version``, of
+    every field of a record but ``record_hash``."""
+    def hashed(record: Mapping[str, Any]) -> str:
+        return hashlib.sha256(_hashed_form(version).hashed(record)).hexdigest()
+    return hashed
 
 
 def _hash_v1(record: Mapping[str, Any]) -> str:
@@ -64,7 +71,8 @@ def _hash_v1(record: Mapping[str, Any]) -> str:
     return hashlib.sha256(f"{record['previous_hash']}\x1e{canonical}".encode()).hexdigest()
 
 
-_FORMS = {1: _hash_v1, 2: _hash_v2}
+_FORMS = {1: _hash_v1, 2: _hash_avro(2), 3: _hash_avro(HASH_VERSION)}
+_hash_current = _FORMS[HASH_VERSION]
 
 
 class UnknownHashedForm(ValueError):
@@ -99,17 +107,19 @@ class AuditChains:
 
     def record(self, chain: int, *, event_id: str, contract_id: str, subscriber: str,
                provider: str, dataset: str, subject_ref: str, reason: str | None,
-               fields_delivered: tuple[str, ...], decided_at: datetime) -> dict[str, Any]:
+               fields_delivered: tuple[str, ...], decided_at: datetime,
+               delivery_id: str | None = None) -> dict[str, Any]:
         """The audit record of one contract's verdict on one event, linked to the head of
-        ``chain``: delivered (with the fields it received) when ``reason`` is None, withheld
-        for ``reason`` otherwise."""
-        record = {"event_id": event_id, "contract_id": contract_id, "subscriber": subscriber,
+        ``chain``: delivered (with the fields it received and the delivery's own id) when
+        ``reason`` is None, withheld for ``reason`` otherwise."""
+        record = {"event_id": event_id, "delivery_id": delivery_id if reason is None else None,
+                  "contract_id": contract_id, "subscriber": subscriber,
                   "provider": provider, "dataset": dataset, "subject_ref": subject_ref,
                   "decision": "delivered" if reason is None else "withheld", "reason": reason,
                   "decided_at": decided_at,
                   "fields_delivered": fields_delivered if reason is None else (),
                   "hash_version": HASH_VERSION, "previous_hash": self.heads.get(chain, GENESIS)}
-        record["record_hash"] = self.heads[chain] = _hash_v2(record)
+        record["record_hash"] = self.heads[chain] = _hash_current(record)
         return record
 
 

@@ -16,16 +16,20 @@ import fastavro
 from schemas.codec import encode
 from schemas.projection import field_names, project_schema
 
-AUDIT_PARTS = (("event_id",), ("contract_id", "subscriber"), ("provider", "dataset"),
-               ("subject_ref",),
+AUDIT_PARTS = (("event_id",), ("delivery_id",), ("contract_id", "subscriber"),
+               ("provider", "dataset"), ("subject_ref",),
                ("decision", "reason", "decided_at", "fields_delivered", "hash_version"),
                ("previous_hash",), ("record_hash",))
 """The audit record's fields in schema order, in the parts :class:`AuditEncoder` writes: one
-string field alone, or a group whose values repeat (per contract, per topic, per verdict). The
-last part, ``record_hash``, is the hash of the encoding of all the others
-(:meth:`AuditEncoder.hashed`)."""
+string field alone (``delivery_id`` may be null), or a group whose values repeat (per contract,
+per topic, per verdict). A schema version without ``delivery_id`` (version 2, whose encoding is
+hashed form 2) is written by the other parts. The last part, ``record_hash``, is the hash of the
+encoding of all the others (:meth:`AuditEncoder.hashed`)."""
 PART_MEMO_SIZE = 4096
 """Encoded groups remembered per part before its memo starts afresh (bounds its memory)."""
+
+_STRINGS = ("string", ["null", "string"])
+"""The types of a field written alone: a string, or a string or null."""
 
 _Part = tuple[Callable[[Mapping[str, Any]], Any], tuple[str, ...], Any, bool, dict[Any, bytes]]
 
@@ -39,9 +43,11 @@ class AuditEncoder:
 
     - a group (the contract and its subscriber, the provider and dataset, the verdict with its
       instant and fields) is encoded once and remembered;
-    - a string alone (event id, subject reference, the two hashes, which change with every
-      record or event) is written as fastavro's prefix for its length in bytes, remembered per
-      length, then its UTF-8 bytes: Avro's prefix of a string is its length and nothing else.
+    - a string alone (event id, delivery id, subject reference, the two hashes, which change
+      with every record or event) is written as fastavro's prefix for its length in bytes,
+      remembered per length, then its UTF-8 bytes: Avro's prefix of a string is its length
+      (after its union branch, for a string that may be null) and nothing else; a null is
+      encoded once and remembered like a group.
 
     The result is byte for byte fastavro's encoding of the whole record; a property test holds
     it to that. Since ``record_hash`` comes last, the encoding of everything before it is the
@@ -50,14 +56,15 @@ class AuditEncoder:
 
     def __init__(self, schema: Mapping[str, Any]) -> None:
         names = field_names(schema)
-        if tuple(name for part in AUDIT_PARTS for name in part) != names:
+        parts = [part for part in AUDIT_PARTS if part[0] in names]
+        if tuple(name for part in parts for name in part) != names:
             raise ValueError("the audit schema's fields are not the ones AuditEncoder writes "
                              f"in this order: {list(names)}")
         types = {f["name"]: f["type"] for f in schema["fields"]}
         self._parts: list[_Part] = [
             (itemgetter(*part), part, _part_schema(schema, part),
-             len(part) == 1 and types[part[0]] == "string", {})
-            for part in AUDIT_PARTS]
+             len(part) == 1 and types[part[0]] in _STRINGS, {})
+            for part in parts]
 
     def encode(self, record: Mapping[str, Any]) -> bytes:
         """The Avro body of ``record`` (the mapping :meth:`~streams.audit.chain.AuditChains.record`
@@ -66,15 +73,16 @@ class AuditEncoder:
 
     def hashed(self, record: Mapping[str, Any]) -> bytes:
         """The Avro encoding of every field of ``record`` but ``record_hash``: the bytes its
-        hash covers (in the form the schema's ``hash_version`` 2 names)."""
+        hash covers in the form this schema's version names (2 or 3)."""
         return b"".join(self._written(record, self._parts[:-1]))
 
     @staticmethod
     def _written(record: Mapping[str, Any], parts: list[_Part]) -> list[bytes]:
         body: list[bytes] = []
         for key_of, names, schema, is_string, memo in parts:
-            if is_string:
-                value = key_of(record).encode()
+            text = key_of(record) if is_string else None
+            if text is not None:
+                value = text.encode()
                 prefix = memo.get(len(value))
                 if prefix is None:
                     prefix = memo[len(value)] = _length_prefix(schema, names[0], len(value))
@@ -91,7 +99,8 @@ class AuditEncoder:
 
 
 def _length_prefix(schema: Any, name: str, length: int) -> bytes:
-    """What fastavro writes before a string of ``length`` bytes in the one-field ``schema``."""
+    """What fastavro writes before a string of ``length`` bytes in the one-field ``schema``
+    (its union branch first, when the field may also be null)."""
     value = "0" * length
     written = encode(schema, {name: value})
     if not written.endswith(value.encode()):

@@ -15,6 +15,7 @@ from streams.cli import (
     lag,
     local,
     publish,
+    reconcile,
     render,
     schemas,
     subjects,
@@ -42,6 +43,7 @@ app.command()(demo.demo)
 app.command()(publish.publish)
 app.command()(generate.generate)
 app.command()(lag.lag)
+app.command(name="reconcile")(reconcile.reconcile_command)
 
 
 def main() -> None:

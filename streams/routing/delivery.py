@@ -130,11 +130,15 @@ class DeliveryChannel:
         lets a subscriber keep an event longer than its contract allows."""
         return _midnight((routed_at + self.retention).astimezone(UTC).date())
 
-    def headers(self, event: EventHeaders, pseudonym: bytes,
+    def delivery_id(self, event: EventHeaders) -> str:
+        """The subscriber's own id for ``event``: the delivery's ``ce_id``, which its audit
+        record names too, so that the two join without the pseudonym secret."""
+        return self.pseudonyms.event_id(event.source, event.id)
+
+    def headers(self, event: EventHeaders, delivery_id: str, pseudonym: bytes,
                 expires: bytes) -> list[tuple[str, bytes]]:
         """Binary-mode headers of a delivery, built by the bus alone (see the module's doc)."""
-        headers = [("ce_specversion", b"1.0"),
-                   ("ce_id", self.pseudonyms.event_id(event.source, event.id).encode()),
+        headers = [("ce_specversion", b"1.0"), ("ce_id", delivery_id.encode()),
                    ("ce_source", event.source.encode()), ("ce_type", event.type.encode())]
         if event.day is not None:
             headers.append(("ce_time", event.day))

@@ -200,9 +200,12 @@ class Router:
         bodies: dict[str, bytes] = {}  # this event's Avro body per delivery shape
         for decision in decide_all(self._terms.get(dataset.id, NO_TERMS), file,
                                    routed_at.date()):
+            delivery_id = None
             if decision.delivered:
-                out.append(self._delivery(decision.terms, event, datum, routed_at, bodies))
-            out.append(self._audit(chain, decision, event, provider, routed_at))
+                delivery, delivery_id = self._delivery(decision.terms, event, datum, routed_at,
+                                                       bodies)
+                out.append(delivery)
+            out.append(self._audit(chain, decision, event, provider, routed_at, delivery_id))
         return out
 
     @staticmethod
@@ -220,14 +223,16 @@ class Router:
         return state.directory.file_of(subject, partition)
 
     def _audit(self, chain: int, decision: Decision, event: EventHeaders, provider: str,
-               routed_at: datetime) -> Outgoing:
-        """The audit record of ``decision``, linked into ``chain``, counted in the tally."""
+               routed_at: datetime, delivery_id: str | None) -> Outgoing:
+        """The audit record of ``decision``, linked into ``chain``, counted in the tally; a
+        delivery's names the delivery's own id (``delivery_id``), its join to the delivery."""
         terms = decision.terms
         subscriber = terms.contract.subscriber
         audit = self.chains.record(
             chain, event_id=event.id, contract_id=terms.contract_id, subscriber=subscriber,
             provider=provider, dataset=terms.dataset, subject_ref=event.subject,
-            reason=decision.reason, fields_delivered=terms.fields, decided_at=routed_at)
+            reason=decision.reason, fields_delivered=terms.fields, decided_at=routed_at,
+            delivery_id=delivery_id)
         written = Outgoing(AUDIT, event.subject.encode(), self.serde.framed(
             AUDIT_SUBJECT, self._audit_schema, self._audit_encoder.encode(audit)), [],
             partition=chain)
@@ -254,7 +259,8 @@ class Router:
         return checker
 
     def _delivery(self, terms: ContractTerms, event: EventHeaders, datum: dict[str, Any],
-                  routed_at: datetime, bodies: dict[str, bytes]) -> Outgoing:
+                  routed_at: datetime, bodies: dict[str, bytes]) -> tuple[Outgoing, str]:
+        """The delivery of ``event`` under ``terms``, and its own id (for its audit record)."""
         plan = self._plans[terms.contract_id].plan(terms.dataset)
         channel = plan.channel
         pseudonym = channel.pseudonyms.pseudonym(event.subject).encode()
@@ -265,8 +271,9 @@ class Router:
         expires = self._expiries.get(terms.contract_id)
         if expires is None:
             expires = self._expiries[terms.contract_id] = channel.expiry(routed_at)
+        delivery_id = channel.delivery_id(event)
         return Outgoing(channel.topic, pseudonym, value,
-                        channel.headers(event, pseudonym, expires))
+                        channel.headers(event, delivery_id, pseudonym, expires)), delivery_id
 
 
 def _invalidated(terms: DatasetTerms, invalid: set[str]) -> DatasetTerms:

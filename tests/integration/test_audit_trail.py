@@ -63,8 +63,22 @@ class AuditPartition:
             0, event_id=str(uuid.uuid4()), contract_id="lyon-cantine-2026",
             subscriber="ville-de-lyon", provider="cnaf", dataset="quotient_familial",
             subject_ref="sr1_" + "ab" * 32, reason=None,
-            fields_delivered=("quotient_familial", "annee"), decided_at=self._decided)
+            fields_delivered=("quotient_familial", "annee"), decided_at=self._decided,
+            delivery_id=str(uuid.uuid4()))
         return self._framed(AUDIT.latest, self._encoder.encode(record))
+
+    def second_form(self) -> bytes:
+        """The next record of the chain as a writer of audit schema version 2 wrote it (hashed
+        form 2, no delivery id)."""
+        self._decided += timedelta(seconds=1)
+        record: dict[str, Any] = {
+            "event_id": str(uuid.uuid4()), "contract_id": "lyon-cantine-2026",
+            "subscriber": "ville-de-lyon", "provider": "cnaf", "dataset": "quotient_familial",
+            "subject_ref": "sr1_" + "ef" * 32, "decision": "delivered", "reason": None,
+            "decided_at": self._decided, "fields_delivered": ["quotient_familial"],
+            "hash_version": 2, "previous_hash": self.chains.heads.get(0, GENESIS)}
+        record["record_hash"] = self.chains.heads[0] = record_hash(record)
+        return self._framed(AUDIT.version(2), encode(AUDIT.version(2).parsed, record))
 
     def first_form(self) -> bytes:
         """The next record of the chain as a writer of audit schema version 1 wrote it."""
@@ -177,13 +191,35 @@ async def test_a_chain_in_the_first_hashed_form_switches_once_and_never_back(
     assert _breaks(await partition.verify()) == []
     read = (await read_chains(partition.settings, topic=partition.topic))[0]
     assert [(offset, record["hash_version"]) for offset, record in read] == [  # type: ignore[index]
-        (0, None), (1, None), (2, 2), (3, 2)]
+        (0, None), (1, None), (2, 3), (3, 3)]
 
     taken_over.chains.heads[0] = await taken_over.head()
     await taken_over.write(taken_over.first_form())
     (problem,) = (await partition.verify()).breaks
     assert problem.offset == 4
-    assert "hashed form 1 after its chain switched to form 2" in problem.reason
+    assert "hashed form 1 after its chain switched to form 3" in problem.reason
+
+
+async def test_a_chain_in_form_2_goes_on_in_form_3_naming_delivery_ids_and_never_back(
+        partition: AuditPartition) -> None:
+    """Records written before audit records named the delivery's id keep verifying, read
+    under the current schema (``delivery_id`` null); the next ones are in form 3."""
+    await partition.write(partition.second_form(), partition.second_form())
+    taken_over = AuditPartition(partition.settings, partition.topic)
+    taken_over.chains.heads[0] = await partition.head()
+    await taken_over.write(taken_over.current(), taken_over.current())
+    assert _breaks(await partition.verify()) == []
+    read = (await read_chains(partition.settings, topic=partition.topic))[0]
+    records = [record for _, record in read]
+    assert [r["hash_version"] for r in records] == [2, 2, 3, 3]  # type: ignore[index]
+    named = [r["delivery_id"] is not None for r in records]  # type: ignore[index]
+    assert named == [False, False, True, True]
+
+    taken_over.chains.heads[0] = await taken_over.head()
+    await taken_over.write(taken_over.second_form())
+    (problem,) = (await partition.verify()).breaks
+    assert problem.offset == 4
+    assert "hashed form 2 after its chain switched to form 3" in problem.reason
 
 
 def test_the_registry_s_rule_for_bus_records_accepts_every_audit_version(
@@ -192,5 +228,5 @@ def test_the_registry_s_rule_for_bus_records_accepts_every_audit_version(
     with SchemaRegistry(services.registry_url) as registry:
         done = register_versions(registry, subject, AUDIT.versions)
         assert registry.compatibility(subject) == COMPATIBILITY == "BACKWARD_TRANSITIVE"
-        assert [r.version for r in done] == sorted(AUDIT.versions) == [1, 2]
-        assert registry.versions(subject) == [1, 2]
+        assert [r.version for r in done] == sorted(AUDIT.versions) == [1, 2, 3]
+        assert registry.versions(subject) == [1, 2, 3]

@@ -101,6 +101,7 @@ def _audit_records(draw: st.DrawFn) -> dict[str, Any]:
     delivered = draw(st.booleans())
     return {
         "event_id": draw(_TEXT),
+        "delivery_id": draw(st.one_of(st.none(), _TEXT)) if delivered else None,
         "contract_id": draw(pooled(["lyon-cantine-2026", "cd69-aide"])),
         "subscriber": draw(pooled(["ville-de-lyon", "cd69"])),
         "provider": draw(pooled(["cnaf", "msa"])),
@@ -177,26 +178,76 @@ def test_records_that_differ_never_hash_alike(one: dict[str, Any], other: dict[s
 
 def test_records_are_written_in_the_current_hashed_form() -> None:
     written = AuditChains().record(0, **_decided())
-    assert written["hash_version"] == HASH_VERSION == 2
+    assert written["hash_version"] == HASH_VERSION == 3
     assert record_hash(written) == written["record_hash"]
 
 
-def test_the_current_hashed_form_is_the_avro_encoding_of_every_other_field() -> None:
-    """Recomputed with plain fastavro from the schema alone, as any auditor's Avro library can."""
-    written = AuditChains().record(0, **_decided())
-    v2 = CATALOG.bus_record("audit").version(2).raw
-    hashed = [name for name in field_names(v2) if name != "record_hash"]
-    schema = fastavro.parse_schema(project_schema(v2, hashed, namespace=v2["namespace"],
+def _avro_hash(version: int, record: dict[str, Any]) -> str:
+    """SHA-256 of ``record``'s fields but ``record_hash`` under audit schema ``version``,
+    written by plain fastavro from the schema alone, as any auditor's Avro library can."""
+    raw = CATALOG.bus_record("audit").version(version).raw
+    hashed = [name for name in field_names(raw) if name != "record_hash"]
+    schema = fastavro.parse_schema(project_schema(raw, hashed, namespace=raw["namespace"],
                                                   doc="test"))
-    content = {name: written[name] for name in hashed} | {
-        "fields_delivered": list(written["fields_delivered"])}
-    assert hashlib.sha256(encode(schema, content)).hexdigest() == written["record_hash"]
+    content = {name: record[name] for name in hashed} | {
+        "fields_delivered": list(record["fields_delivered"])}
+    return hashlib.sha256(encode(schema, content)).hexdigest()
+
+
+@pytest.mark.parametrize("delivery_id", ["3f0c1a52-0d1e-5b7a-9c4e-2f6d8a1b0c3e", None])
+def test_the_current_hashed_form_is_the_avro_encoding_of_every_other_field(
+        delivery_id: str | None) -> None:
+    written = AuditChains().record(0, **_decided(delivery_id=delivery_id))
+    assert written["delivery_id"] == delivery_id
+    assert _avro_hash(3, written) == written["record_hash"]
+
+
+def test_a_delivered_record_names_the_delivery_s_id_and_a_withheld_one_none() -> None:
+    chains = AuditChains()
+    delivered = chains.record(0, **_decided(delivery_id="d-1"))
+    withheld = chains.record(0, **_decided(delivery_id="d-1", reason="no_consent"))
+    assert (delivered["delivery_id"], withheld["delivery_id"]) == ("d-1", None)
+
+
+def test_the_delivery_id_is_covered_by_the_hash() -> None:
+    records = _mixed_chain("33")
+    records[0][1]["delivery_id"] = "another-delivery"
+    assert [b.offset for b in verify_chain(0, records)] == [0]
+
+
+def _v2_record(previous: str, index: int) -> dict[str, Any]:
+    """A record as a writer of form 2 wrote it (audit schema version 2, no ``delivery_id``),
+    read back under the current schema, which gives it ``delivery_id`` null."""
+    record = {"event_id": f"v2-{index}", "delivery_id": None, "contract_id": LYON.id,
+              "subscriber": LYON.subscriber, "provider": "cnaf", "dataset": TERMS.dataset,
+              "subject_ref": "sr1_" + "ef" * 32, "decision": "delivered", "reason": None,
+              "decided_at": datetime(2026, 11, 2, 9, 0, index, tzinfo=UTC),
+              "fields_delivered": ["quotient_familial"], "hash_version": 2,
+              "previous_hash": previous}
+    return record | {"record_hash": _avro_hash(2, record)}
+
+
+def test_records_written_in_form_2_still_verify_and_the_chain_goes_on_in_form_3() -> None:
+    v2 = CATALOG.bus_record("audit").version(2).parsed
+    chains = AuditChains()
+    read = []
+    for index in range(2):
+        old = _v2_record(chains.heads.get(0, GENESIS), index)
+        chains.heads[0] = old["record_hash"]
+        written = encode(v2, {k: v for k, v in old.items() if k != "delivery_id"})
+        read.append((index, decode(v2, SCHEMA, written)))
+    assert [r["delivery_id"] for _, r in read] == [None, None]
+    new = chains.record(0, **_decided(delivery_id="d-2"))
+    read.append((2, decode(SCHEMA, SCHEMA, ENCODER.encode(new))))
+    assert verify_chain(0, read) == []
+    assert [hashed_form(r) for _, r in read] == [2, 2, 3]
 
 
 def _v1_record(previous: str, index: int) -> dict[str, Any]:
     """A record as a writer of the first hashed form wrote it (read back under the current
     schema, which gives it ``hash_version`` null)."""
-    record = {"event_id": f"old-{index}", "contract_id": LYON.id, "subscriber": LYON.subscriber,
+    record = {"event_id": f"old-{index}", "delivery_id": None, "contract_id": LYON.id,
+              "subscriber": LYON.subscriber,
               "provider": "cnaf", "dataset": TERMS.dataset, "subject_ref": "sr1_" + "cd" * 32,
               "decision": "withheld", "reason": "no_consent",
               "decided_at": datetime(2026, 11, 1, 9, 0, index, tzinfo=UTC),
@@ -205,7 +256,7 @@ def _v1_record(previous: str, index: int) -> dict[str, Any]:
 
 
 def _mixed_chain(forms: str) -> list[tuple[int, dict[str, Any]]]:
-    """A linked chain whose records use the hashed forms ``forms`` names ("1122": two records
+    """A linked chain whose records use the hashed forms ``forms`` names ("1133": two records
     in the first form, then two in the current one), at offsets 0, 1…"""
     chains = AuditChains()
     records = []
@@ -214,36 +265,37 @@ def _mixed_chain(forms: str) -> list[tuple[int, dict[str, Any]]]:
             record = _v1_record(chains.heads.get(0, GENESIS), index)
             chains.heads[0] = record["record_hash"]
         else:
-            record = chains.record(0, **_decided(event_id=f"new-{index}"))
+            record = chains.record(0, **_decided(event_id=f"new-{index}",
+                                                 delivery_id=f"delivery-{index}"))
         written = {**record, "fields_delivered": list(record["fields_delivered"])}
         records.append((index, decode(SCHEMA, SCHEMA, encode(SCHEMA, written))))
     return records
 
 
 def test_a_chain_switches_from_the_first_hashed_form_to_the_current_one() -> None:
-    records = _mixed_chain("11122")
-    assert [r["hash_version"] for _, r in records] == [None, None, None, 2, 2]
+    records = _mixed_chain("11133")
+    assert [r["hash_version"] for _, r in records] == [None, None, None, 3, 3]
     assert verify_chain(0, records) == []
 
 
 def test_a_record_in_the_first_form_is_read_as_such_under_the_current_schema() -> None:
     v1 = CATALOG.bus_record("audit").version(1).parsed
     old = _v1_record(GENESIS, 0)
-    written = encode(v1, {k: v for k, v in old.items() if k != "hash_version"})
+    written = encode(v1, {k: v for k, v in old.items() if k not in ("hash_version", "delivery_id")})
     read = decode(v1, SCHEMA, written)
     assert read["hash_version"] is None
     assert verify_chain(0, [(0, read)]) == []
 
 
 def test_a_chain_never_switches_back_to_the_first_form() -> None:
-    records = _mixed_chain("1121")
+    records = _mixed_chain("1131")
     breaks = verify_chain(0, records)
     assert [b.offset for b in breaks] == [3]
-    assert "hashed form 1 after its chain switched to form 2" in breaks[0].reason
+    assert "hashed form 1 after its chain switched to form 3" in breaks[0].reason
 
 
 def test_a_chain_checked_from_a_record_in_the_current_form_refuses_the_first() -> None:
-    records = _mixed_chain("1221")
+    records = _mixed_chain("1331")
     anchor = records[2][1]
     rest = records[3:]
     assert verify_chain(0, rest, anchor["record_hash"]) == [], "form 1 alone is accepted"
@@ -255,13 +307,13 @@ def test_a_chain_checked_from_a_record_in_the_current_form_refuses_the_first() -
 def test_a_record_claiming_the_first_form_for_current_content_is_found(claimed: int | None,
                                                                        ) -> None:
     """A downgrade of one record's claimed form does not verify under either form."""
-    records = _mixed_chain("12")
+    records = _mixed_chain("13")
     records[1][1]["hash_version"] = claimed
     assert [b.offset for b in verify_chain(0, records)] == [1]
 
 
 def test_an_unknown_hashed_form_is_a_break_naming_it() -> None:
-    records = _mixed_chain("22")
+    records = _mixed_chain("33")
     records[1][1]["hash_version"] = 7
     (problem,) = verify_chain(0, records)
     unknown = "its hash_version names no hashed form this verifier knows"
@@ -271,7 +323,7 @@ def test_an_unknown_hashed_form_is_a_break_naming_it() -> None:
 
 
 def test_offsets_holding_no_audit_record_are_breaks_and_the_chain_links_across_them() -> None:
-    records = _mixed_chain("222")
+    records = _mixed_chain("333")
     entries: list[tuple[int, dict[str, Any] | NotARecord]] = [
         records[0], (1, NotARecord("not an audit record: its value cannot be decoded")),
         (2, NotARecord("an empty value (a tombstone)")), (3, records[1][1]), (4, records[2][1])]
@@ -284,7 +336,7 @@ def test_offsets_holding_no_audit_record_are_breaks_and_the_chain_links_across_t
 
 
 def test_a_chain_checked_after_an_unreadable_anchor_checks_its_first_link_no_more() -> None:
-    records = _mixed_chain("222")
+    records = _mixed_chain("333")
     assert verify_chain(0, records[1:], previous=None) == []
     records[1][1]["event_id"] = "changed"
     assert [b.offset for b in verify_chain(0, records[1:], previous=None)] == [1]

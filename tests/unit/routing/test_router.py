@@ -72,3 +72,24 @@ def test_same_shape_deliveries_share_one_encoding_under_their_own_schema_ids(
     assert set(serde.decode(lyon)[1]) == set(template)
     assert set(serde.decode(bron)[1]) == set(template)
     assert set(serde.decode(deliveries["caluire-cantine"].value)[1]) == {"quotient_familial"}
+
+
+def test_the_audit_record_of_a_delivery_names_the_delivery_s_own_id() -> None:
+    """The join of a delivery to its decision, which needs no secret: each delivery's ``ce_id``
+    is in the audit record of its contract's decision, and a withheld decision names none."""
+    state = BusState()
+    delivering = _contract("lyon-cantine", ["quotient_familial"])
+    withholding = _contract("bron-cantine", ["quotient_familial"]).model_copy(
+        update={"consent": "opt_in"})
+    state.contracts.update({c.id: c for c in (delivering, withholding)})
+    serde = AvroSerde(MemoryRegistry())  # type: ignore[arg-type]
+    router = Router(CATALOG, serde, Pseudonymiser(SECRET))
+    out = router.route([_record(serde, "quotient_familial", SUBJECT, seed, offset)[0]
+                        for offset, seed in enumerate((7, 8))], state, now=NOW)
+
+    audits = [serde.decode(o.value)[1] for o in out if o.topic == AUDIT]
+    named = {(a["contract_id"], a["delivery_id"]) for a in audits}
+    delivered = {(dict(o.headers)["ce_contract"].decode(), dict(o.headers)["ce_id"].decode())
+                 for o in out if o.topic != AUDIT}
+    assert len(delivered) == 2
+    assert named == delivered | {("bron-cantine", None)}

@@ -234,13 +234,21 @@ def test_bus_records(catalog: Catalog) -> None:
 
 def test_audit_v2_adds_the_hashed_form_and_the_contract_invalid_reason(catalog: Catalog) -> None:
     audit = catalog.bus_record("audit")
-    assert sorted(audit.versions) == [1, 2]
+    assert sorted(audit.versions) == [1, 2, 3]
     v1, v2 = ({f["name"]: f for f in audit.version(n).raw["fields"]} for n in (1, 2))
     assert set(v2) - set(v1) == {"hash_version"}
     assert (v2["hash_version"]["type"], v2["hash_version"]["default"]) == (["null", "int"], None)
     reasons = {n: next(b for b in v["reason"]["type"] if b != "null")["symbols"]
                for n, v in ((1, v1), (2, v2))}
     assert reasons[2] == [*reasons[1], "contract_invalid"]
+
+
+def test_audit_v3_adds_the_delivery_s_own_id_and_nothing_else(catalog: Catalog) -> None:
+    audit = catalog.bus_record("audit")
+    v2, v3 = ({f["name"]: f for f in audit.version(n).raw["fields"]} for n in (2, 3))
+    assert set(v3) - set(v2) == {"delivery_id"}
+    assert (v3["delivery_id"]["type"], v3["delivery_id"]["default"]) == (["null", "string"], None)
+    assert [n for n in v3 if n != "delivery_id"] == list(v2)
 
 
 def test_contract_record_carries_datasets_as_a_map_of_field_lists(catalog: Catalog) -> None:
@@ -258,7 +266,7 @@ def test_every_shipped_avsc_file_is_loaded(catalog: Catalog) -> None:
     ]
     loaded = sum(len(d.versions) for d in catalog.datasets())
     loaded += sum(len(r.versions) for r in catalog.bus_records())
-    assert loaded == len(files) == 19
+    assert loaded == len(files) == 20
 
 
 def test_dataset_records_are_named_after_their_dataset(catalog: Catalog) -> None:

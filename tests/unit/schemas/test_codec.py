@@ -146,6 +146,7 @@ DEAD_LETTER_V1: dict[str, Any] = {
 BUS_SAMPLES: dict[str, dict[str, Any]] = {
     "audit": {
         "event_id": "0192f7a4-6a2e-7c3b-9d1e-3f5b8a2c4d6e",
+        "delivery_id": None,
         "contract_id": "lyon-cantine-2026",
         "subscriber": "ville-lyon",
         "provider": "cnaf",
@@ -155,7 +156,7 @@ BUS_SAMPLES: dict[str, dict[str, Any]] = {
         "reason": "no_consent",
         "decided_at": "2026-03-04T08:15:30.125Z",
         "fields_delivered": [],
-        "hash_version": 2,
+        "hash_version": 3,
         "previous_hash": "0" * 64,
         "record_hash": HASH,
     },

@@ -1,0 +1,2 @@
+"""Accounting: proof, for a window, that every event has its outcomes and every delivery its
+decision (``circulation reconcile``)."""
