@@ -122,11 +122,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 import routing_throughput as rt  # this folder's: stack, warm-up, events, worker processes
 from aiokafka import TopicPartition
 from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
 from aiokafka.errors import KafkaError
 from aiokafka.structs import RecordMetadata
+from prometheus_client.parser import text_string_to_metric_families
 
 from connectors.publisher import OutgoingEvent
 from schemas.catalog import Catalog
@@ -298,6 +300,7 @@ class Worker:
     started: float
     """Wall-clock time (``time.time()``) just before it was started."""
     log: Path
+    metrics_port: int
 
     @property
     def client_id(self) -> str:
@@ -305,6 +308,18 @@ class Worker:
 
     def memory(self) -> tuple[float, float]:
         return memory(self.process.pid)
+
+    async def stores(self) -> float | None:
+        """The worker's own count of its stores' memory, in MiB, from its metrics."""
+        async with httpx.AsyncClient() as client:
+            try:
+                text = (await client.get(f"http://127.0.0.1:{self.metrics_port}/metrics")).text
+            except httpx.HTTPError:
+                return None
+        for family in text_string_to_metric_families(text):
+            if family.name == "circulation_state_memory_bytes":
+                return family.samples[0].value / 2**20
+        return None
 
     def check_alive(self) -> None:
         if self.process.poll() is not None:
@@ -322,15 +337,20 @@ def start_worker(settings: Settings, run_dir: Path, name: str, state_dir: Path) 
     folder.mkdir(parents=True)
     environment = {
         "CIRCULATION_STATE_DIR": str(state_dir),
+        "CIRCULATION_METRICS_PORT": str(METRICS_PORT + len(STARTED)),
         "BROKER_CLIENT_ID": client_id(name),  # Faust's setting: tells the members apart
         "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
     }
     state_dir.mkdir(parents=True, exist_ok=True)
     started = time.time()
     process = rt.start_worker(settings, folder / "worker.log", environment, cwd=folder)
-    STARTED.append(Worker(name, process, started, folder / "worker.log"))
+    STARTED.append(Worker(name, process, started, folder / "worker.log",
+                          METRICS_PORT + len(STARTED)))
     return STARTED[-1]
 
+
+METRICS_PORT = 28600
+"""Workers serve their metrics from this port on, one port each in order of start."""
 
 STARTED: list[Worker] = []
 """Every worker started, killed at the end if one still runs (a measurement that failed)."""
@@ -766,6 +786,9 @@ class Readiness:
     rss: float
     hwm: float
     others: float | None
+    stores: float | None
+    """MiB the worker's stores keep in memory, as it reports them
+    (``circulation_state_memory_bytes``; None from code without the gauge)."""
 
 
 async def ready_workers(settings: Settings, run_dir: Path, stack: LocalStack,
@@ -799,7 +822,8 @@ async def ready_workers(settings: Settings, run_dir: Path, stack: LocalStack,
             ready = max(delivered[p] for p in held) - worker.started
             rss, hwm = worker.memory()
             measured.append(Readiness(title + (f", {worker.name}" if len(workers) > 1 else ""),
-                                      enrolments, len(held), ready, rss, hwm, others.share))
+                                      enrolments, len(held), ready, rss, hwm, others.share,
+                                      await worker.stores()))
             note(f"{measured[-1].title}: ready in {ready:.1f} s, RSS {rss:,.0f} MiB "
                  f"(peak {hwm:,.0f}), {len(held)} partitions")
     except BaseException:
@@ -954,16 +978,21 @@ def report_memory(result: Memory) -> None:
           f"SubjectLedger.record_population in {result.enrol_seconds:,.1f} s "
           f"({result.enrolments / result.enrol_seconds:,.0f}/s); time to ready = from the "
           f"process's start until a probe on each of its partitions was delivered; memory "
-          f"{SETTLE_SECONDS:.0f} s after ready; state in memory = RSS − the RSS with no "
-          f"enrolments\n")
+          f"{SETTLE_SECONDS:.0f} s after ready; RSS growth = RSS − the RSS with no "
+          f"enrolments; stores = what the worker reports its stores keep in memory "
+          f"(circulation_state_memory_bytes)\n")
+    stores = next(r for r in rows if r.title == "one worker").stores
     print("| worker | enrolments | partitions held | time to ready (s) | VmRSS (MiB) "
-          "| VmHWM (MiB) | state in memory (MiB) | ÷ one worker's state "
-          "| CPU of other processes |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+          "| VmHWM (MiB) | RSS growth (MiB) | ÷ one worker's | stores (MiB) | ÷ one worker's "
+          "| CPU of other processes |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for row in rows:
         state = row.rss - baseline
         ratio = f"{state / single:.2f}" if row.enrolments and single > 0 else ""
+        held = "n/a" if row.stores is None else f"{row.stores:,.1f}"
+        share = f"{row.stores / stores:.2f}" \
+            if row.enrolments and row.stores is not None and stores else ""
         print(f"| {row.title} | {row.enrolments:,} | {row.partitions} | {row.ready:.1f} | "
-              f"{row.rss:,.0f} | {row.hwm:,.0f} | {state:,.0f} | {ratio} | "
+              f"{row.rss:,.0f} | {row.hwm:,.0f} | {state:,.0f} | {ratio} | {held} | {share} | "
               f"{rt.percent(row.others)} |")
     print("\nacceptance: with two workers, each one's state at most 0.6 × one worker's; "
           "a restarted worker ready in under 30 s")
