@@ -254,3 +254,19 @@ def test_a_nir_in_free_text_on_a_provider_topic_is_a_dead_letter(
     assert letter["field"] == "data.ville_etudes"
     assert spelling.encode() not in b"".join(o.value for o in out)
     assert len(_delivered(out)) == 1, "the untainted record was not routed"
+
+
+@pytest.mark.parametrize("schema_id", [2**31, 2**32 - 1])
+def test_a_value_naming_a_schema_id_no_registry_has_is_a_dead_letter(
+        router: Router, serde: AvroSerde, schema_id: int) -> None:
+    """The wire format has four bytes for the id, a registry's ids fit an Avro int: the dead
+    letter of such a value used to fail to encode, and the whole batch with it."""
+    contract = _contract("lyon", {"quotient_familial": ["quotient_familial"]})
+    record, _ = _record(serde, "quotient_familial", PERSON, 1, 0)
+    value = struct.pack(">BI", 0, schema_id) + (record.value or b"")[5:]
+    forged = SourceRecord(record.topic, 0, 0, None, record.key, value, record.headers)
+    out = router.route([forged, record], _state(contract), now=NOW)
+    (letter,) = _letters(serde, out)
+    assert letter["error"].startswith("FramingError: ")
+    assert letter["schema_id"] is None
+    assert len(_delivered(out)) == 1, "the next record was not routed"

@@ -605,3 +605,9 @@ def test_refusals_never_repeat_an_identifier_typed_in_the_wrong_field(nir: str) 
     assert caught.value.field == "data.echelon"
     assert nir not in str(caught.value)
     assert nir.replace(" ", "") not in str(caught.value)
+
+
+@pytest.mark.parametrize("schema_id", [2**31, 2**32 - 1])
+def test_unframe_refuses_an_id_the_registry_cannot_have(schema_id: int) -> None:
+    with pytest.raises(FramingError, match="beyond any registry id"):
+        unframe(b"\x00" + schema_id.to_bytes(4, "big") + b"\x02")
