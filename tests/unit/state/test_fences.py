@@ -58,9 +58,11 @@ def test_a_fence_reads_back_what_was_written() -> None:
                                    b'{"bus.consents": {"zero": 3}}',
                                    b'{"bus.consents": {"0": "many"}}',
                                    b"[" * 100_000,
-                                   b'{"bus.consents": {"0": ' + b"9" * 5000 + b"}}"],
+                                   b'{"bus.consents": {"0": ' + b"9" * 5000 + b"}}",
+                                   b'{"bus.consents": {"0": 1e400}}',
+                                   b'{"bus.consents": {"0": -Infinity}}'],
                          ids=["none", "empty", "text", "list", "flat", "named", "word", "deep",
-                              "huge"])
+                              "huge", "overflowing", "infinite"])
 def test_an_unreadable_fence_reads_as_none(value: bytes | None) -> None:
     assert read_fence(value) is None
 
