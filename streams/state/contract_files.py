@@ -163,7 +163,12 @@ def load_file(path: Path, known_datasets: Collection[str] = (),
     text = _read(path)
     if isinstance(text, ContractProblem):
         return None, {}, [text]
-    loader = _Loader(text)
+    try:
+        loader = _Loader(text)  # PyYAML checks every character here, before parsing
+    except yaml.reader.ReaderError as exc:
+        return None, {}, [ContractProblem(name, "", "a character YAML does not allow (a "
+                                          "control character or a non-character)",
+                                          text.count("\n", 0, exc.position) + 1)]
     try:
         node = loader.get_single_node()
         if node is None:

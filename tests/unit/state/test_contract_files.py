@@ -153,6 +153,16 @@ def test_deep_nesting_is_refused(tmp_path: Path, opening: str) -> None:
     assert any("nest" in p.reason and p.line == 4 for p in problems), problems
 
 
+@pytest.mark.parametrize("character", ["\x00", "\x1b", "\ufffe"],
+                         ids=["nul", "escape", "noncharacter"])
+def test_a_character_yaml_does_not_allow_is_refused_by_line(tmp_path: Path,
+                                                            character: str) -> None:
+    """PyYAML refuses such a character before it parses anything, with an error of its own."""
+    problems = _refused(tmp_path, LYON_TEXT.replace("CRPA", f"CRPA{character}"))
+    assert [(p.key, p.line) for p in problems] == [("", 5)]
+    assert "character" in problems[0].reason
+
+
 def test_a_file_too_large_is_refused_without_parsing(tmp_path: Path) -> None:
     text = LYON_TEXT + "# " + "x" * 2_000_000 + "\n"
     problems = _refused(tmp_path, text)
