@@ -17,7 +17,7 @@ from pydantic import SecretStr
 
 from connectors.publisher import OutgoingEvent, Publisher
 from schemas.catalog import Catalog
-from streams.cli.publish import MAX_LINE_CHARS, publish_stream
+from streams.cli.publish import MAX_LINE_CHARS, event_lines, publish_stream
 from streams.dev.synthetic import generate
 from streams.settings import Settings
 from tests.unit.memory_registry import MemoryRegistry
@@ -100,3 +100,19 @@ async def test_a_line_just_under_the_bound_is_read_whole(publisher: _Accepting) 
     assert len(padded) == MAX_LINE_CHARS
     report = await publish_stream(io.StringIO(padded + "\n" + line), publisher)
     assert (report.published, report.refused) == (2, [])
+
+
+async def test_a_line_that_is_not_utf8_is_refused_and_the_others_published(
+        publisher: _Accepting) -> None:
+    """A file is bytes: one line of another encoding used to end the command in a traceback,
+    the lines before it sent and the lines after it never read."""
+    valid = [json.dumps(event).encode() for event in _valid(3)]
+    event = _valid(1)[0]
+    latin1 = json.dumps(event | {"data": {**event["data"], "ville_etudes": "Orl\u00e9ans"}},
+                        ensure_ascii=False).encode("latin-1")
+    stream = event_lines(io.BytesIO(b"\n".join([valid[0], latin1, b"\xff\xfe{}", valid[1],
+                                                valid[2]]) + b"\n"))
+    report = await publish_stream(stream, publisher)
+    assert report.published == 3
+    assert [number for number, _ in report.refused] == [2, 3]
+    assert all(reason.startswith("line: not UTF-8 text") for _, reason in report.refused)
