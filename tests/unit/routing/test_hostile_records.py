@@ -270,3 +270,21 @@ def test_a_value_naming_a_schema_id_no_registry_has_is_a_dead_letter(
     assert letter["error"].startswith("FramingError: ")
     assert letter["schema_id"] is None
     assert len(_delivered(out)) == 1, "the next record was not routed"
+
+
+@pytest.mark.parametrize("key", [None, b"", ("sr1_" + "ef" * 32).encode(),
+                                 PERSON.encode() + b" "],
+                         ids=["missing", "empty", "another-subject", "padded"])
+def test_a_record_keyed_otherwise_than_by_its_subject_is_a_dead_letter(
+        router: Router, serde: AvroSerde, key: bytes | None) -> None:
+    """The key places the event, the subject decides it: when they differ, which one is the
+    person? A producer without a key also places events anywhere, so that one would be routed
+    or refused by chance."""
+    contract = _contract("lyon", {"quotient_familial": ["quotient_familial"]})
+    record, _ = _record(serde, "quotient_familial", PERSON, 1, 0)
+    rekeyed = SourceRecord(record.topic, 0, 0, None, key, record.value, record.headers)
+    out = router.route([rekeyed, record], _state(contract), now=NOW)
+    (letter,) = _letters(serde, out)
+    assert letter["field"] == "key"
+    assert letter["error"].startswith("UnroutableRecord: key: ")
+    assert len(_delivered(out)) == 1, "the next record was not routed"
