@@ -15,6 +15,7 @@ import yaml
 
 from schemas.catalog import Catalog
 from schemas.identifiers import complete_nir
+from schemas.nir_detection import contains_nir
 from schemas.projection import ProjectionError, delivery_namespace
 from streams.state import contract
 from streams.state.contract import duration_ms
@@ -215,6 +216,18 @@ def test_a_refusal_never_quotes_the_value(tmp_path: Path, key: str, value: Any) 
     assert NIR not in shown
     assert NIR[:13] not in shown
     assert all(p.key.split(".")[0].split("[")[0] in (key, "consent") for p in problems), shown
+
+
+@pytest.mark.parametrize("text", [f"id: !{NIR}!x y\n", f'id: "\\q{NIR}"\n',
+                                  f"id: !{NIR}!\n", f"id: '{NIR}\n"],
+                         ids=["tag-handle", "escape", "bare-tag-handle", "unclosed-quote"])
+def test_a_yaml_syntax_error_never_quotes_the_file(tmp_path: Path, text: str) -> None:
+    """PyYAML's messages quote what they stumbled on: a tag handle may be a whole NIR."""
+    problems = _refused(tmp_path, LYON_TEXT + text)
+    shown = "\n".join(str(p) for p in problems)
+    assert "YAML syntax error" in shown
+    assert NIR[:13] not in shown
+    assert not contains_nir(shown)
 
 
 # --- one subscriber id, one organisation --------------------------------------------------------
