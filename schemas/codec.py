@@ -256,7 +256,10 @@ def _integer(kind: str) -> Callable[[Any, str, bool], int]:
 
 def _floating(value: Any, path: str, _inbound: bool) -> float:
     _expect(value, (int, float), "a number", path)
-    return float(value)
+    try:
+        return float(value)
+    except OverflowError:  # JSON integers have no bound; a double stops near 1.8e308
+        raise ValidationError(path, "out of range for an Avro double") from None
 
 
 def _string(value: Any, path: str, _inbound: bool) -> str:
