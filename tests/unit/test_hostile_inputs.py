@@ -30,3 +30,5 @@ def test_the_readme_states_the_figure() -> None:
     stated = re.search(r"at least ([0-9,]+) generated hostile inputs", text)
     assert stated, "the README no longer states how many hostile inputs a run tries"
     assert int(stated.group(1).replace(",", "")) == hostile_inputs.MINIMUM
+    on_the_broker = sum(hostile_inputs.QUOTAS[s] for s in hostile_inputs.ON_THE_BROKER)
+    assert f"and {on_the_broker:,} more on it" in text
