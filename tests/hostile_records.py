@@ -123,15 +123,15 @@ class HostileRecords:
         return replace(record, headers=_set(record.headers, rng.choice(READ),
                                             b"\xff" + rng.randbytes(rng.randrange(8))))
 
-    def _forged_source(self, rng: random.Random, _: Valid,
+    def _forged_source(self, rng: random.Random, valid: Valid,
                        record: ProviderRecord) -> ProviderRecord:
-        source = dict(record.headers).get("ce_source")
+        source = dict(valid.record.headers).get("ce_source")  # not a header already broken
         forged = rng.choice([p for p in self.providers if p.encode() != source] + ["", "CNAF"])
         return replace(record, headers=_set(record.headers, "ce_source", forged.encode()))
 
-    def _forged_type(self, rng: random.Random, _: Valid,
+    def _forged_type(self, rng: random.Random, valid: Valid,
                      record: ProviderRecord) -> ProviderRecord:
-        kind = dict(record.headers).get("ce_type")
+        kind = dict(valid.record.headers).get("ce_type")
         forged = rng.choice([d for d in self.datasets if d.encode() != kind] + [_text(rng)])
         return replace(record, headers=_set(record.headers, "ce_type", forged.encode()))
 
