@@ -33,6 +33,7 @@ Schema = dict[str, Any]
 
 MAGIC_BYTE = 0
 _HEADER = struct.Struct(">BI")
+_MAX_SCHEMA_ID = 2**31
 _RANGES = {"int": (-(2**31), 2**31 - 1), "long": (-(2**63), 2**63 - 1)}
 _DATE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
 _INSTANT = re.compile(
@@ -97,7 +98,7 @@ def decode(writer_schema: Schema, reader_schema: Schema | None, payload: bytes) 
 
 def frame(schema_id: int, payload: bytes) -> bytes:
     """Confluent wire format: magic byte 0, 4-byte big-endian schema id, then the Avro payload."""
-    if not 0 <= schema_id < 2**31:
+    if not 0 <= schema_id < _MAX_SCHEMA_ID:
         raise ValueError(f"schema id {schema_id} does not fit a registry id (0 to 2**31-1)")
     return _HEADER.pack(MAGIC_BYTE, schema_id) + payload
 
@@ -120,6 +121,8 @@ def unframe(message: bytes) -> tuple[int, bytes]:
     magic, schema_id = _HEADER.unpack_from(message)
     if magic != MAGIC_BYTE:
         raise FramingError(f"magic byte 0x{magic:02x}, expected 0x00: not Confluent wire format")
+    if schema_id >= _MAX_SCHEMA_ID:  # four bytes hold more than a registry id (a Java int)
+        raise FramingError(f"schema id {schema_id} beyond any registry id (0 to 2**31-1)")
     return schema_id, bytes(message[_HEADER.size :])
 
 
@@ -261,7 +264,10 @@ def _integer(kind: str) -> Callable[[Any, str, bool], int]:
 
 def _floating(value: Any, path: str, _inbound: bool) -> float:
     _expect(value, (int, float), "a number", path)
-    return float(value)
+    try:
+        return float(value)
+    except OverflowError:  # JSON integers have no bound; a double stops near 1.8e308
+        raise ValidationError(path, "out of range for an Avro double") from None
 
 
 def _string(value: Any, path: str, _inbound: bool) -> str:

@@ -28,6 +28,7 @@ from streams.audit.trail import audit_ends, verify_since
 from streams.dev.localstack import LocalStack
 from streams.dev.settings import LocalStackSettings
 from streams.settings import Settings
+from tests import hostile_inputs
 from tests.raw_nir_scan import scan_every_topic
 
 
@@ -134,8 +135,9 @@ def services(request: pytest.FixtureRequest) -> Iterator[Services]:
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter,
                             config: pytest.Config) -> None:
-    """Say what the closing checks read, so that a session shows they ran, and on what."""
-    for line in config.stash.get(_CHECKS, []):
+    """Say what the closing checks read, so that a session shows they ran, and on what; and
+    how many hostile inputs the session tried."""
+    for line in [*config.stash.get(_CHECKS, []), *hostile_inputs.summary()]:
         terminalreporter.write_line(line)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import sys
 from collections.abc import Iterator
@@ -49,11 +50,23 @@ def _lines(stream: IO[str]) -> Iterator[tuple[int, str | None]]:
             yield number, line
 
 
+def event_lines(binary: IO[bytes]) -> IO[str]:
+    """The text of a file of events, read so that bytes that are not UTF-8 refuse their own
+    line (:func:`_parse`) rather than end the command: each such byte becomes a lone surrogate,
+    which no UTF-8 text and no JSON escape can leave in a line as read."""
+    return io.TextIOWrapper(binary, encoding="utf-8", errors="surrogateescape")
+
+
 def _parse(line: str | None) -> dict[str, Any]:
     """A JSON object, or a refusal of the whole line saying why (never quoting it)."""
     if line is None:
         raise PublishRefused("line", f"longer than {MAX_LINE_CHARS:,} characters "
                                      f"(a published event is a few kilobytes)")
+    if not line.isascii():
+        try:
+            line.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise PublishRefused("line", f"not UTF-8 text (character {exc.start + 1})") from None
     try:
         event = json.loads(line)
     except json.JSONDecodeError as exc:
@@ -123,9 +136,10 @@ def publish(
         async with edge as publisher:
             with progress:
                 if file == "-":
-                    return await publish_stream(sys.stdin, publisher, progress)
-                with Path(file).open(encoding="utf-8") as stream:
-                    return await publish_stream(stream, publisher, progress)
+                    return await publish_stream(event_lines(sys.stdin.buffer), publisher,
+                                                progress)
+                with Path(file).open("rb") as stream:
+                    return await publish_stream(event_lines(stream), publisher, progress)
 
     try:
         report = asyncio.run(run())

@@ -6,8 +6,9 @@ partition, read the subject's file in the reference directory, then for every ``
 contract naming the dataset and every ``enrolled`` one the file names, decide, project,
 pseudonymise, encode and stamp; every decision also gives an audit record. Anything wrong with
 one record (undecodable, invalid, headers that are missing, null, repeated or that claim another
-provider or dataset than the topic's, a subject of the wrong kind, an event off its subject's
-partition) makes it a dead letter with its origin, and the batch goes on.
+provider or dataset than the topic's, a subject of the wrong kind, a key other than the subject,
+an event off its subject's partition) makes it a dead letter with its origin, and the batch goes
+on.
 
 A contract that no longer compiles (a recorded contract naming a dataset or field the catalog no
 longer has) is logged once and left out, and every event it would have decided is audited as
@@ -189,6 +190,9 @@ class Router:
         if kind != dataset.subject_kind:
             raise UnroutableRecord("ce_subject", f"a {kind} subject on a dataset about a "
                                    f"{dataset.subject_kind}")
+        if record.key != event.subject.encode():
+            raise UnroutableRecord("key", "not the event's subject: a provider record is keyed "
+                                   "by its subject reference (or SIREN), as ce_subject names it")
         _, datum = self.serde.decode(record.value, dataset.latest.parsed)
         self._checker(dataset)(datum)  # the catalog's value constraints
         hidden = self._hidden_nirs(dataset, record.value, datum)

@@ -15,6 +15,7 @@ Problems name places, never values (:func:`streams.state.contract.place_name`).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +47,8 @@ MAX_DEPTH = 8
 """The deepest nesting of collections accepted: a contract nests three levels (the contract,
 its datasets, a field list); parsing deeper input recurses once per level."""
 _STR_TAG = "tag:yaml.org,2002:str"
+_QUOTED = re.compile(r"'(?:[^'\\]|\\.)*'?|\"(?:[^\"\\]|\\.)*\"?")
+"""A quoted part of a PyYAML message (Python's repr of the file's text), to its end if open."""
 _NOT_A_STRING = "a key must be a string"
 
 
@@ -163,7 +166,12 @@ def load_file(path: Path, known_datasets: Collection[str] = (),
     text = _read(path)
     if isinstance(text, ContractProblem):
         return None, {}, [text]
-    loader = _Loader(text)
+    try:
+        loader = _Loader(text)  # PyYAML checks every character here, before parsing
+    except yaml.reader.ReaderError as exc:
+        return None, {}, [ContractProblem(name, "", "a character YAML does not allow (a "
+                                          "control character or a non-character)",
+                                          text.count("\n", 0, exc.position) + 1)]
     try:
         node = loader.get_single_node()
         if node is None:
@@ -177,12 +185,18 @@ def load_file(path: Path, known_datasets: Collection[str] = (),
     except _Refused as exc:
         return None, {}, [ContractProblem(name, "", str(exc.problem), _mark_line(exc))]
     except yaml.MarkedYAMLError as exc:
-        reason = f"YAML syntax error: {exc.problem or exc.context}"
+        reason = f"YAML syntax error: {_unquoted(exc.problem or exc.context)}"
         return None, {}, [ContractProblem(name, "", reason, _mark_line(exc))]
     except yaml.YAMLError as exc:
         return None, {}, [ContractProblem(name, "", f"YAML error: {type(exc).__name__}")]
     finally:
         loader.dispose()
+
+
+def _unquoted(message: str | None) -> str:
+    """A PyYAML message without what it quotes of the file (a tag handle, a character): the
+    file's own text may be anything, a NIR included."""
+    return _QUOTED.sub("…", message or "")
 
 
 def _mark_line(exc: yaml.MarkedYAMLError) -> int | None:

@@ -82,7 +82,8 @@ def read_fence(value: bytes | None) -> Positions | None:
         return {TopicPartition(topic, int(partition)): int(position)
                 for topic, positions in by_topic.items()
                 for partition, position in positions.items()}
-    except (ValueError, TypeError, AttributeError, RecursionError):  # anyone may write one
+    # Anyone may write one; JSON reads 1e400 as infinity, which no int holds.
+    except (ValueError, TypeError, AttributeError, RecursionError, OverflowError):
         return None
 
 

@@ -10,14 +10,21 @@
   the failing field, copying nothing of the record; a recorded contract that no longer compiles
   is audited ``contract_invalid``; events published after them, on the same partition and on
   every other, are routed as usual, and no worker exits.
+- **Volume**: a few thousand generated hostile records (``tests/hostile_records.py``, the
+  generator of the unit suite), written in one go and followed by valid events: exactly one dead
+  letter each, no delivery and no audit record from any, the valid events all delivered, and
+  no worker exits.
 - Dead-letter edge cases (an unknown schema id, a raw NIR in any header), shown on the router
   itself with the real registry, so that no poison record is left on the shared provider topics.
 """
 
 from __future__ import annotations
 
+import asyncio
+import random
 import struct
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -41,16 +48,21 @@ from streams.routing.router import Router
 from streams.state.bus_state import BusState
 from streams.state.contract import Contract
 from streams.state.fences import positions_after, raise_fences
+from tests import hostile_inputs
 from tests.conftest import Services
+from tests.hostile_records import HostileRecords, ProviderRecord, Valid
 from tests.integration.routing_harness import (
     CATALOG,
+    RUN,
     Bus,
     Reader,
     audit_start,
     dlq_start,
     event_for,
+    fresh_companies,
     fresh_people,
     header,
+    read_all,
 )
 from tests.raw_nir_scan import RAW_NIR_MARKER
 
@@ -239,6 +251,84 @@ async def test_poison_records_and_a_broken_contract_never_stop_routing(bus: Bus)
         copied = [raw.nir.encode(), bus.reference(person).encode(), (value or b"")[5:]]
         for secret in (s for s in copied if len(s) >= 12):
             assert secret not in record.value, f"{case}: the dead letter copied the record"
+
+
+async def _hostile_records(bus: Bus, count: int) -> list[ProviderRecord]:
+    """``count`` hostile records for the boursier topic, made from valid events of fresh
+    persons that are never published themselves, marked for the session's raw-NIR scan. The
+    seed is the run's id (in every contract id of the run), so a failure can be replayed."""
+    schema = CATALOG.dataset(BOURSIER).latest
+    bases = [Valid(ProviderRecord.of(bus.publisher.prepare(event_for(BOURSIER, person))),
+                   schema.parsed, schema.parsed, is_company=False)
+             for person in fresh_people(40)]
+    foreign = [bus.publisher.prepare(event_for(dataset.id, fresh_companies(1)[0]
+                                               if dataset.subject_kind == "company"
+                                               else fresh_people(1)[0])).value
+               for dataset in CATALOG.datasets() if dataset.id != BOURSIER]
+    maker = HostileRecords(sorted({p for d in CATALOG.datasets() for p in d.providers}),
+                           [d.id for d in CATALOG.datasets()], foreign)
+    rng = random.Random(RUN)
+    marked = (RAW_NIR_MARKER, b"deliberate bad input")
+    made = [maker.make(rng, rng.choice(bases)) for _ in range(count)]
+    return [replace(record, headers=[*record.headers, marked],  # aiokafka sends no null pair
+                    key=b"" if record.key is None and record.value is None else record.key)
+            for record in made]
+
+
+async def test_thousands_of_generated_hostile_records_are_dead_letters_and_routing_goes_on(
+        bus: Bus) -> None:
+    """Generated hostile records written straight to a provider topic in one go, then valid
+    events on every partition: one dead letter per hostile record, none delivered or audited,
+    every valid event delivered, and both workers still up."""
+    contract = bus.contract("hostile-volume", {BOURSIER: ["echelon", "statut"]})
+    await bus.apply(contract)
+    count = hostile_inputs.QUOTAS["provider records on the broker"]
+    records = await _hostile_records(bus, count)
+    dead_start, start = await dlq_start(bus.settings), await audit_start(bus.settings)
+    producer = AIOKafkaProducer(**clients.connection_options(bus.settings), acks="all",
+                                linger_ms=20)
+    await producer.start()
+    try:
+        with hostile_inputs.at_least("provider records on the broker"):
+            futures = [await producer.send(TOPIC, r.value, key=r.key, headers=r.headers)
+                       for r in records]
+            written = await asyncio.gather(*futures)
+            hostile_inputs.tried("provider records on the broker", len(written))
+    finally:
+        await producer.stop()
+    origins = {(w.partition, w.offset): r.defects for w, r in zip(written, records, strict=True)}
+    later = await bus.publish([event_for(BOURSIER, p)
+                               for p in await bus.people_on_every_partition(BOURSIER, 2)])
+
+    letters: list[dict[str, Any]] = []
+    read = 0
+
+    def ours(records: list[Any]) -> list[dict[str, Any]]:
+        nonlocal read
+        for record in records[read:]:
+            letter = bus.audit(record)
+            if (letter["origin_topic"] == TOPIC
+                    and (letter["origin_partition"], letter["origin_offset"]) in origins):
+                letters.append(letter)
+        read = len(records)
+        return letters
+
+    async with Reader(bus.settings, dead_start) as reader:
+        await reader.until(lambda records: len(ours(records)) >= count,
+                           f"{count} dead letters", bus.workers, timeout=180)
+        decisions = await bus.decisions(start, later, [contract])
+        ours(await reader.drain())
+    assert len(letters) == count, "a hostile record was dead-lettered twice"
+    assert {(f["origin_partition"], f["origin_offset"]) for f in letters} == set(origins)
+    assert all(f["field"] or f["error"].startswith(("FramingError", "DecodeError"))
+               for f in letters)
+    assert all(decisions[(s.id, contract.id)]["decision"] == "delivered" for s in later)
+    delivered = await bus.delivered(contract, len(later))
+    assert {header(r, "ce_id") for r in delivered} == set(bus.by_delivery_id(contract, later))
+    hostile_ids = {dict(r.headers).get("ce_id") for r in records}
+    audited = [bus.audit(r) for r in await read_all(bus.settings, start)]
+    assert not [a for a in audited if (a["event_id"] or "").encode() in hostile_ids]
+    bus.workers.check_alive()
 
 
 # --- the router itself, on the real registry --------------------------------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from schemas.registry import canonical
+from schemas.registry import UnknownSchemaId, canonical
 
 
 class MemoryRegistry:
@@ -27,6 +27,8 @@ class MemoryRegistry:
         return self._ids.get((subject, canonical(schema)))
 
     def schema(self, schema_id: int) -> Any:
+        if schema_id not in self._schemas:  # as the real registry's client says a 404
+            raise UnknownSchemaId(f"no schema with id {schema_id} in the registry")
         return self._schemas[schema_id]
 
     def set_compatibility(self, subject: str, level: str) -> None:

@@ -13,13 +13,17 @@ import secrets
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from pydantic import SecretStr
 
 from connectors.publisher import OutgoingEvent, Publisher
 from schemas.catalog import Catalog
-from streams.cli.publish import MAX_LINE_CHARS, publish_stream
+from schemas.nir_detection import contains_nir
+from streams.cli.publish import MAX_LINE_CHARS, event_lines, publish_stream
 from streams.dev.synthetic import generate
 from streams.settings import Settings
+from tests import hostile_inputs
 from tests.unit.memory_registry import MemoryRegistry
 
 
@@ -100,3 +104,81 @@ async def test_a_line_just_under_the_bound_is_read_whole(publisher: _Accepting) 
     assert len(padded) == MAX_LINE_CHARS
     report = await publish_stream(io.StringIO(padded + "\n" + line), publisher)
     assert (report.published, report.refused) == (2, [])
+
+
+async def test_a_line_that_is_not_utf8_is_refused_and_the_others_published(
+        publisher: _Accepting) -> None:
+    """A file is bytes: one line of another encoding used to end the command in a traceback,
+    the lines before it sent and the lines after it never read."""
+    valid = [json.dumps(event).encode() for event in _valid(3)]
+    event = _valid(1)[0]
+    latin1 = json.dumps(event | {"data": {**event["data"], "ville_etudes": "Orl\u00e9ans"}},
+                        ensure_ascii=False).encode("latin-1")
+    stream = event_lines(io.BytesIO(b"\n".join([valid[0], latin1, b"\xff\xfe{}", valid[1],
+                                                valid[2]]) + b"\n"))
+    report = await publish_stream(stream, publisher)
+    assert report.published == 3
+    assert [number for number, _ in report.refused] == [2, 3]
+    assert all(reason.startswith("line: not UTF-8 text") for _, reason in report.refused)
+
+
+NIR = "184127645108946"
+
+
+@st.composite
+def _hostile_line(draw: st.DrawFn, event: dict[str, Any]) -> bytes:
+    """One line no event can be read from, or whose event is wrong (never blank)."""
+    line = json.dumps(event).encode()
+    kind = draw(st.sampled_from(["bytes", "not UTF-8", "cut", "not an object", "wrong event",
+                                 "huge number", "deep"]))
+    if kind == "bytes":
+        return draw(st.binary(min_size=1, max_size=60).map(
+            lambda b: b"#" + b.replace(b"\n", b" ").replace(b"\r", b" ") + NIR.encode()))
+    if kind == "not UTF-8":
+        at = draw(st.integers(0, len(line)))
+        return line[:at] + draw(st.sampled_from([b"\xff", b"\xc3", b"\xe9", b"\xed\xa0\x80"])) \
+            + line[at:]
+    if kind == "cut":
+        return line[:draw(st.integers(1, len(line) - 1))]
+    if kind == "not an object":
+        return draw(st.sampled_from([b"[]", b"null", b"42", b'"' + NIR.encode() + b'"',
+                                     json.dumps([event]).encode()]))
+    if kind == "wrong event":
+        name = draw(st.sampled_from(sorted(event)))
+        return json.dumps({k: v for k, v in event.items() if k != name} | {
+            "extension": NIR} if name in ("id", "time", "specversion") else
+            {k: v for k, v in event.items() if k != name}).encode()
+    if kind == "huge number":
+        return line[:-1] + b', "n": ' + b"9" * 5000 + b"}"
+    return b'{"data": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+
+
+def test_any_file_publishes_its_valid_lines_and_refuses_the_others_by_number(
+        publisher: _Accepting) -> None:
+    """Generated files mixing valid events with lines of raw bytes, bytes that are not UTF-8,
+    cut events, JSON that is no object, events missing an attribute, numbers of thousands of
+    digits, nesting beyond the parser: every valid line is sent, every other line refused by
+    number, without repeating it."""
+    events = _valid(8)
+
+    @settings(max_examples=hostile_inputs.QUOTAS["lines of a publish file"] // 3,
+              deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(data=st.data())
+    def one(data: st.DataObject) -> None:
+        kinds = data.draw(st.lists(st.booleans(), min_size=3, max_size=10).filter(
+            lambda hostile: sum(hostile) >= 3))
+        lines = [data.draw(_hostile_line(events[n % 8])) if hostile else
+                 json.dumps(events[n % 8] | {"id": f"ok-{n}"}).encode()
+                 for n, hostile in enumerate(kinds)]
+        hostile_inputs.tried("lines of a publish file", sum(kinds))
+        sent = len(publisher.sent)
+        report = asyncio.run(publish_stream(event_lines(io.BytesIO(b"\n".join(lines))),
+                                            publisher))
+        assert [n for n, _ in report.refused] == [n + 1 for n, h in enumerate(kinds) if h]
+        assert report.published == len(kinds) - sum(kinds) == len(publisher.sent) - sent
+        for _, reason in report.refused:
+            assert not contains_nir(reason)
+            assert len(reason) < 1000
+
+    with hostile_inputs.at_least("lines of a publish file"):
+        one()

@@ -16,15 +16,18 @@ from pydantic import SecretStr
 
 from connectors.publisher import Publisher, PublishRefused
 from schemas.catalog import Catalog
+from schemas.cloudevent import EVENT_ID, PublishedEvent
 from schemas.identifiers import nir_key
 from schemas.nir_detection import contains_nir
 from streams.dev.synthetic import DATASETS, generate
 from streams.settings import Settings
+from tests import hostile_inputs
 from tests.unit.json_paths import string_paths
 from tests.unit.memory_registry import MemoryRegistry
 
 CATALOG = Catalog.load()
 NIR = "184127645108946"
+_ATTRIBUTES = set(PublishedEvent.model_fields)
 SPELLINGS = [NIR, "1 84 12 76 451 089 46", "1.84.12.76.451.089", "1841276451089",
              "1\u00a084\u00a012\u00a076\u00a0451\u00a0089\u00a046", "2 85 07 2A 004 012 " +
              f"{nir_key('285072A004012'):02d}"]
@@ -152,3 +155,118 @@ def test_a_lone_surrogate_is_a_refused_field_not_a_crash(publisher: Publisher) -
     refusal = _refused(publisher, event)
     assert refusal.field == "data.ville_etudes"
     assert "surrogate" in refusal.reason
+
+
+# --- any event at all ----------------------------------------------------------------------------
+
+def _deep(depth: int, mapping: bool) -> Any:
+    value: Any = NIR
+    for _ in range(depth):
+        value = {"n": value} if mapping else [value]
+    return value
+
+
+_SCALARS = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(),
+                     st.integers(min_value=10**20, max_value=10**400))
+_CONTAINERS = st.one_of(
+    st.recursive(st.one_of(_SCALARS, st.text(max_size=10), st.sampled_from(SPELLINGS)),
+                 lambda inner: st.one_of(st.lists(inner, min_size=1, max_size=3),
+                                         st.dictionaries(st.text(max_size=10), inner,
+                                                         min_size=1, max_size=3)),
+                 max_leaves=8).filter(lambda v: isinstance(v, list | dict)),
+    st.builds(_deep, st.integers(1, 3000), st.booleans()))
+_NOT_TEXT = st.one_of(_SCALARS, _CONTAINERS)
+_TEXT = st.one_of(st.text(max_size=30), st.sampled_from(SPELLINGS), st.just("x" * 100_000),
+                  st.text(st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF), min_size=1,
+                          max_size=3))
+_PROVIDERS = sorted({p for d in CATALOG.datasets() for p in d.providers})
+
+
+def _is_array(schema: Any) -> bool:
+    branches = schema if isinstance(schema, list) else [schema]
+    return any(isinstance(b, dict) and b.get("type") == "array" for b in branches)
+
+
+@st.composite
+def _defect(draw: st.DrawFn, event: dict[str, Any], first: bool) -> frozenset[str]:
+    """Make ``event`` wrong in one way drawn here; return the places a refusal may name. Only
+    the first may change the dataset (a second change could bring it back)."""
+    dataset = CATALOG.dataset(event["type"])
+    fields = {f["name"]: f for f in dataset.latest.raw["fields"]}
+    kind = draw(st.sampled_from(["unknown attribute", "no attribute", "attribute not text",
+                                 "attribute text", "forged source",
+                                 *(["other dataset"] if first else []),
+                                 "field of the wrong type", "unknown field", "no field",
+                                 "field not Unicode"]))
+    if kind == "unknown attribute":
+        event[draw(st.text(min_size=1).filter(lambda n: n not in _ATTRIBUTES))] = draw(_TEXT)
+        return frozenset({"event"})
+    if kind == "no attribute":
+        name = draw(st.sampled_from(["source", "type", "subject", "data"]))
+        event.pop(name, None)
+        return frozenset({name})
+    if kind == "attribute not text":
+        name = draw(st.sampled_from(["id", "source", "type", "subject", "time", "specversion",
+                                     "data"]))
+        event[name] = draw(_NOT_TEXT if name != "data" else st.one_of(_SCALARS, _TEXT))
+        if name == "data" and isinstance(event[name], dict):
+            event[name] = [event[name]]
+        return frozenset({name})
+    if kind == "attribute text":
+        name = draw(st.sampled_from(["id", "source", "type", "subject", "time", "specversion"]))
+        text = draw(_TEXT)
+        event[name] = {"id": text if not EVENT_ID.fullmatch(text) else f"{text}/",
+                       "source": f"z{text}", "type": f"z{text}", "subject": f"z{text}",
+                       "time": f"x{text}", "specversion": f"1.0{text}x"}[name]
+        return frozenset({name})
+    if kind == "forged source":
+        event["source"] = draw(st.sampled_from([p for p in _PROVIDERS
+                                                if p not in dataset.providers]))
+        return frozenset({"source"})
+    if kind == "other dataset":
+        event["type"] = draw(st.sampled_from([d for d in DATASETS if d != dataset.id]))
+        return frozenset({"type", "source", "subject", "data"})
+    data = event["data"]
+    if kind == "unknown field":
+        data[draw(st.text(max_size=12).filter(lambda n: n not in fields))] = draw(_TEXT)
+    elif kind == "no field":
+        name = draw(st.sampled_from([n for n, f in fields.items() if "default" not in f]))
+        data.pop(name, None)
+    else:
+        name = draw(st.sampled_from(sorted(fields)))
+        if kind == "field not Unicode":
+            data[name] = draw(_TEXT.filter(lambda t: not t.isascii() and any(
+                0xD800 <= ord(c) <= 0xDFFF for c in t)))
+        else:
+            wrong = _SCALARS if _is_array(fields[name]["type"]) else _CONTAINERS
+            data[name] = draw(wrong.filter(lambda v: not isinstance(v, list)
+                                           or not _is_array(fields[name]["type"])))
+    return frozenset({"data"})
+
+
+def test_any_wrong_event_is_refused_by_place_never_repeating_it(publisher: Publisher) -> None:
+    """Generated events of every dataset, each wrong in one to three ways (unknown or missing
+    attributes and fields, wrong types, huge texts and numbers, nesting thousands deep, lone
+    surrogates, unknown datasets, forged sources): each is refused with a
+    :class:`PublishRefused` naming one of the places made wrong, never what it held."""
+
+    @settings(max_examples=hostile_inputs.QUOTAS["published events"], deadline=None,
+              database=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(data=st.data(), dataset_id=st.sampled_from(sorted(EVENTS)))
+    def one(data: st.DataObject, dataset_id: str) -> None:
+        event = copy.deepcopy(EVENTS[dataset_id])
+        places: set[str] = set()
+        for number in range(data.draw(st.integers(1, 3))):
+            kind = event.get("type")
+            if not isinstance(event.get("data"), dict) or not (
+                    isinstance(kind, str) and kind in EVENTS):  # str() of deep nesting fails
+                break
+            places |= data.draw(_defect(event, first=number == 0))
+        hostile_inputs.tried("published events")
+        refusal = _refused(publisher, event)
+        assert re.split(r"[.\[]", refusal.field)[0] in places, (refusal.field, places)
+        assert len(str(refusal)) < 1000
+        assert not contains_nir(str(refusal))
+
+    with hostile_inputs.at_least("published events"):
+        one()

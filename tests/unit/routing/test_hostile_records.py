@@ -6,20 +6,26 @@ record, while every other record and contract keeps routing.
   for the dataset (item 4), null, repeated or undecodable headers (item 8);
 - a recorded contract that no longer compiles against the catalog: audited ``contract_invalid``
   while the others deliver (item 8);
-- dead letters that keep no key, value or header value, whatever spelling a NIR hides in (item 2).
+- dead letters that keep no key, value or header value, whatever spelling a NIR hides in (item 2);
+- thousands of generated hostile records (``tests/hostile_records.py``), of every dataset: each
+  one dead letter naming a field or the value, copying nothing, and the record after it routed.
 """
 
 from __future__ import annotations
 
+import random
 import struct
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 import structlog
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from schemas.codec import encode, frame
 from schemas.identifiers import complete_nir
+from schemas.nir_detection import contains_nir
 from schemas.serde import AvroSerde
 from streams.kafka.topics import AUDIT, DLQ
 from streams.privacy.pseudonyms import Pseudonymiser
@@ -27,6 +33,8 @@ from streams.routing.records import Outgoing, SourceRecord
 from streams.routing.router import Router
 from streams.state.bus_state import BusState
 from streams.state.contract import Contract
+from tests import hostile_inputs
+from tests.hostile_records import HostileRecords, ProviderRecord, Valid
 from tests.unit.memory_registry import MemoryRegistry
 from tests.unit.routing.test_rules import CATALOG, NOW, SECRET, SIRET, _record
 
@@ -254,3 +262,114 @@ def test_a_nir_in_free_text_on_a_provider_topic_is_a_dead_letter(
     assert letter["field"] == "data.ville_etudes"
     assert spelling.encode() not in b"".join(o.value for o in out)
     assert len(_delivered(out)) == 1, "the untainted record was not routed"
+
+
+@pytest.mark.parametrize("schema_id", [2**31, 2**32 - 1])
+def test_a_value_naming_a_schema_id_no_registry_has_is_a_dead_letter(
+        router: Router, serde: AvroSerde, schema_id: int) -> None:
+    """The wire format has four bytes for the id, a registry's ids fit an Avro int: the dead
+    letter of such a value used to fail to encode, and the whole batch with it."""
+    contract = _contract("lyon", {"quotient_familial": ["quotient_familial"]})
+    record, _ = _record(serde, "quotient_familial", PERSON, 1, 0)
+    value = struct.pack(">BI", 0, schema_id) + (record.value or b"")[5:]
+    forged = SourceRecord(record.topic, 0, 0, None, record.key, value, record.headers)
+    out = router.route([forged, record], _state(contract), now=NOW)
+    (letter,) = _letters(serde, out)
+    assert letter["error"].startswith("FramingError: ")
+    assert letter["schema_id"] is None
+    assert len(_delivered(out)) == 1, "the next record was not routed"
+
+
+@pytest.mark.parametrize("key", [None, b"", ("sr1_" + "ef" * 32).encode(),
+                                 PERSON.encode() + b" "],
+                         ids=["missing", "empty", "another-subject", "padded"])
+def test_a_record_keyed_otherwise_than_by_its_subject_is_a_dead_letter(
+        router: Router, serde: AvroSerde, key: bytes | None) -> None:
+    """The key places the event, the subject decides it: when they differ, which one is the
+    person? A producer without a key also places events anywhere, so that one would be routed
+    or refused by chance."""
+    contract = _contract("lyon", {"quotient_familial": ["quotient_familial"]})
+    record, _ = _record(serde, "quotient_familial", PERSON, 1, 0)
+    rekeyed = SourceRecord(record.topic, 0, 0, None, key, record.value, record.headers)
+    out = router.route([rekeyed, record], _state(contract), now=NOW)
+    (letter,) = _letters(serde, out)
+    assert letter["field"] == "key"
+    assert letter["error"].startswith("UnroutableRecord: key: ")
+    assert len(_delivered(out)) == 1, "the next record was not routed"
+
+
+REFUSALS = {"UnroutableRecord", "InvalidIdentifier", "ValidationError", "FramingError",
+            "DecodeError"}
+"""The bus's own refusals of a record: each names a field, or (decoding) says the value is."""
+
+
+def _fuzzed_bus() -> tuple[Router, AvroSerde, dict[str, Valid], HostileRecords, BusState]:
+    """A router under one contract per dataset taking every field (anything routed shows),
+    a valid record of every dataset, and the values of other schemas to forge with."""
+    serde = AvroSerde(MemoryRegistry())  # type: ignore[arg-type]
+    valid = {}
+    for dataset in CATALOG.datasets():
+        subject = SIREN if dataset.subject_kind == "company" else PERSON
+        record, _ = _record(serde, dataset.id, subject, 1, 0)
+        valid[dataset.id] = Valid(ProviderRecord.of(record), dataset.latest.parsed,
+                                  dataset.latest.parsed, dataset.subject_kind == "company")
+    letter = serde.decode(_fuzzed_letter(serde))[1]
+    assert letter["origin_offset"] == 0
+    foreign = [v.record.value or b"" for v in valid.values()] + [_fuzzed_letter(serde)]
+    contracts = [_contract(f"all-{d.id}".replace("_", "-"),
+                           {d.id: [f["name"] for f in d.latest.raw["fields"]]})
+                 for d in CATALOG.datasets()]
+    hostile = HostileRecords([p for d in CATALOG.datasets() for p in d.providers],
+                             sorted(valid), foreign)
+    return Router(CATALOG, serde, Pseudonymiser(SECRET)), serde, valid, hostile, _state(*contracts)
+
+
+def _fuzzed_letter(serde: AvroSerde) -> bytes:
+    """A dead letter's value: a bus record's schema, framed as the registry gives it."""
+    router = Router(CATALOG, serde, Pseudonymiser(SECRET))
+    (letter,) = router.route([SourceRecord("provider.cnaf.quotient_familial", 0, 0, None, None,
+                                           b"x", [])], BusState(), now=NOW)
+    return letter.value
+
+
+def _copied(hostile: SourceRecord) -> list[bytes]:
+    """What of a hostile record must appear nowhere: every key or header value holding a NIR."""
+    return [part for part in (hostile.key, *(v for _, v in hostile.headers))
+            if part and contains_nir(part)]
+
+
+def test_generated_hostile_records_are_each_one_dead_letter_and_the_next_is_routed() -> None:
+    """Every record is wrong in one or two ways (``tests.hostile_records.DEFECTS``): it becomes
+    exactly one dead letter, a refusal of the bus naming the field (or the value, when it cannot
+    be decoded) that copies nothing of the record, no NIR reaches a log line, and the valid
+    record behind it is delivered."""
+    router, serde, valid, hostile, state = _fuzzed_bus()
+
+    @settings(max_examples=hostile_inputs.QUOTAS["provider records"], deadline=None,
+              suppress_health_check=[HealthCheck.too_slow], database=None)
+    @given(dataset=st.sampled_from(sorted(valid)), rng=st.randoms(use_true_random=True),
+           stamp=st.one_of(st.none(), st.integers(0, 2**41)))
+    def one(dataset: str, rng: random.Random, stamp: int | None) -> None:
+        hostile_inputs.tried("provider records")
+        made = hostile.make(rng, valid[dataset])
+        base = valid[dataset].record
+        bad = SourceRecord(base.topic, 0, 5, stamp, made.key, made.value, made.headers)
+        good = SourceRecord(base.topic, 0, 6, stamp, base.key, base.value, base.headers)
+        with structlog.testing.capture_logs() as logs:
+            out = router.route([bad, good], state, now=NOW)
+        assert out[0].topic == DLQ, made.defects
+        assert all(o.topic != DLQ for o in out[1:]), made.defects
+        assert any(o.topic.startswith("deliver.") for o in out[1:]), "the next was not routed"
+        letter = serde.decode(out[0].value)[1]
+        kind = letter["error"].partition(": ")[0]
+        assert kind in REFUSALS, (made.defects, letter["error"])
+        assert letter["field"] or kind in ("FramingError", "DecodeError"), made.defects
+        assert letter["origin_offset"] == 5
+        for text in (letter["error"], letter["field"] or "", repr(logs)):
+            assert not contains_nir(text), made.defects
+        for part in _copied(bad):
+            assert part not in out[0].value
+            assert part.decode(errors="replace") not in repr(logs)
+
+    with hostile_inputs.at_least("provider records"):
+        one()

@@ -8,6 +8,7 @@ import re
 from datetime import UTC, date, datetime
 from typing import Any
 
+import fastavro
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -606,3 +607,20 @@ def test_refusals_never_repeat_an_identifier_typed_in_the_wrong_field(nir: str) 
     assert caught.value.field == "data.echelon"
     assert nir not in str(caught.value)
     assert nir.replace(" ", "") not in str(caught.value)
+
+
+@pytest.mark.parametrize("schema_id", [2**31, 2**32 - 1])
+def test_unframe_refuses_an_id_the_registry_cannot_have(schema_id: int) -> None:
+    with pytest.raises(FramingError, match="beyond any registry id"):
+        unframe(b"\x00" + schema_id.to_bytes(4, "big") + b"\x02")
+
+
+def test_an_integer_beyond_any_double_is_refused_by_field() -> None:
+    """JSON integers have no bound: float() of one past 1.8e308 raised OverflowError, which no
+    caller turns into a refusal."""
+    schema = fastavro.parse_schema({"type": "record", "name": "Mesure",
+                                    "fields": [{"name": "valeur", "type": "double"}]})
+    with pytest.raises(ValidationError, match="out of range for an Avro double") as refused:
+        from_json(schema, {"valeur": 10**400})
+    assert refused.value.field == "data.valeur"
+    assert from_json(schema, {"valeur": 10**300}) == {"valeur": 1e300}

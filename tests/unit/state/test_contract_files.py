@@ -6,19 +6,24 @@ more) naming the file and the key or line, never quoting a value that could be p
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from schemas.catalog import Catalog
 from schemas.identifiers import complete_nir
+from schemas.nir_detection import contains_nir
 from schemas.projection import ProjectionError, delivery_namespace
 from streams.state import contract
 from streams.state.contract import duration_ms
 from streams.state.contract_files import ContractProblem, validate_paths
+from tests import hostile_inputs
 
 CATALOG = Catalog.load()
 NIR = complete_nir("1841276451089")
@@ -153,6 +158,16 @@ def test_deep_nesting_is_refused(tmp_path: Path, opening: str) -> None:
     assert any("nest" in p.reason and p.line == 4 for p in problems), problems
 
 
+@pytest.mark.parametrize("character", ["\x00", "\x1b", "\ufffe"],
+                         ids=["nul", "escape", "noncharacter"])
+def test_a_character_yaml_does_not_allow_is_refused_by_line(tmp_path: Path,
+                                                            character: str) -> None:
+    """PyYAML refuses such a character before it parses anything, with an error of its own."""
+    problems = _refused(tmp_path, LYON_TEXT.replace("CRPA", f"CRPA{character}"))
+    assert [(p.key, p.line) for p in problems] == [("", 5)]
+    assert "character" in problems[0].reason
+
+
 def test_a_file_too_large_is_refused_without_parsing(tmp_path: Path) -> None:
     text = LYON_TEXT + "# " + "x" * 2_000_000 + "\n"
     problems = _refused(tmp_path, text)
@@ -207,6 +222,18 @@ def test_a_refusal_never_quotes_the_value(tmp_path: Path, key: str, value: Any) 
     assert all(p.key.split(".")[0].split("[")[0] in (key, "consent") for p in problems), shown
 
 
+@pytest.mark.parametrize("text", [f"id: !{NIR}!x y\n", f'id: "\\q{NIR}"\n',
+                                  f"id: !{NIR}!\n", f"id: '{NIR}\n"],
+                         ids=["tag-handle", "escape", "bare-tag-handle", "unclosed-quote"])
+def test_a_yaml_syntax_error_never_quotes_the_file(tmp_path: Path, text: str) -> None:
+    """PyYAML's messages quote what they stumbled on: a tag handle may be a whole NIR."""
+    problems = _refused(tmp_path, LYON_TEXT + text)
+    shown = "\n".join(str(p) for p in problems)
+    assert "YAML syntax error" in shown
+    assert NIR[:13] not in shown
+    assert not contains_nir(shown)
+
+
 # --- one subscriber id, one organisation --------------------------------------------------------
 
 def test_one_subscriber_bound_to_two_sirets_is_refused(tmp_path: Path) -> None:
@@ -230,3 +257,60 @@ def test_one_subscriber_with_one_siret_in_several_files_is_fine(tmp_path: Path) 
                                      encoding="utf-8")
     contracts, problems = validate_paths([tmp_path], CATALOG)
     assert (len(contracts), problems) == (2, [])
+
+
+# --- any file at all -----------------------------------------------------------------------------
+
+SPACED_NIR = " ".join((NIR[0], NIR[1:3], NIR[3:5], NIR[5:7], NIR[7:10], NIR[10:13], NIR[13:]))
+_LEAVES = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.dates(),
+                    st.text(max_size=20), st.sampled_from([NIR, SPACED_NIR, f"x-{NIR}", "P90D",
+                                                           "quotient_familial", "x" * 5000]))
+_VALUES = st.recursive(_LEAVES, lambda inner: st.one_of(
+    st.lists(inner, max_size=4),
+    st.dictionaries(st.one_of(st.text(max_size=10), st.integers(), st.sampled_from([NIR])),
+                    inner, max_size=4)), max_leaves=10)
+_TOKENS = [*"abc:-[]{},&*!?|>'\"#%@` \n\t019.\\", "\n  ", ": ", "- ", "&a ", "*a", "<<: ",
+           "!!python/object:os.system ", "!!binary ", f"!{NIR}!x ", "%TAG ! tag:x,2026:\n",
+           "---\n", "...\n", "\ufeff", "\x00", "\x1b", NIR, SPACED_NIR, "[" * 50, "{a: " * 30]
+_TEXTS = st.lists(st.sampled_from(_TOKENS), max_size=40).map("".join)
+_FILES = st.one_of(
+    st.lists(st.tuples(st.sampled_from([*contract.FILE_KEYS, "revoked", "extra", NIR]), _VALUES),
+             min_size=1, max_size=3).map(
+        lambda changes: yaml.safe_dump({**LYON, **dict(changes)}, allow_unicode=True).encode()),
+    _TEXTS.map(lambda text: text.encode("utf-8", "surrogatepass")),
+    st.tuples(st.integers(0, len(LYON_TEXT)), _TEXTS).map(
+        lambda cut: (LYON_TEXT[:cut[0]] + cut[1] + LYON_TEXT[cut[0]:]).encode()),
+    st.binary(max_size=200),
+    st.sampled_from([10, 17_000]).map(lambda n: b"purpose:\n" + b"- x\n" * n))
+_KNOWN_DATASETS = "|".join(d.id for d in CATALOG.datasets())
+_PLACE = re.compile(rf"(?:{'|'.join(contract.FILE_KEYS + contract.RECORD_ONLY_KEYS)})?"
+                    rf"(?:\.(?:{_KNOWN_DATASETS})|\[(?:\d+|\?)\])*")
+"""How a problem names its place: keys of a contract file and datasets of the catalog by name,
+anything else by its position (``streams.state.contract.place_name``)."""
+
+
+def test_any_file_is_a_contract_or_problems_naming_places_never_values(tmp_path: Path) -> None:
+    """Generated files (contracts with values of any type and size, YAML with anchors,
+    aliases, tags, directives, deep nesting and control characters, raw bytes, files too
+    large): each is a valid contract or a list of problems, each naming this file and a place,
+    none repeating a value; never a traceback."""
+    path = tmp_path / "c.yaml"
+
+    @settings(max_examples=hostile_inputs.QUOTAS["contract files"], deadline=None,
+              database=None)
+    @given(content=_FILES)
+    def one(content: bytes) -> None:
+        hostile_inputs.tried("contract files")
+        path.write_bytes(content)
+        contracts, problems = validate_paths([path], CATALOG)
+        assert bool(contracts) != bool(problems)
+        shown = "\n".join(str(p) for p in problems)
+        assert not contains_nir(shown)
+        assert NIR[:13] not in shown.replace(" ", "")
+        for problem in problems:
+            assert problem.file == str(path)
+            assert _PLACE.fullmatch(problem.key), problem.key
+            assert len(problem.reason) < 1000
+
+    with hostile_inputs.at_least("contract files"):
+        one()

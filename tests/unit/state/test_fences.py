@@ -11,11 +11,14 @@ partition again after it was revoked or assigned.
 from __future__ import annotations
 
 import asyncio
+import json
 from dataclasses import dataclass, field
 
 import pytest
 from aiokafka import TopicPartition
 from aiokafka.structs import RecordMetadata
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from schemas.catalog import Catalog
 from schemas.registry import SchemaRegistry
@@ -33,6 +36,7 @@ from streams.state.fences import (
     read_fence,
 )
 from streams.state.follower import StateFollower, StateFollowerStopped
+from tests import hostile_inputs
 
 CONSENT_0 = TopicPartition(CONSENTS, 0)
 CONSENT_1 = TopicPartition(CONSENTS, 1)
@@ -58,11 +62,39 @@ def test_a_fence_reads_back_what_was_written() -> None:
                                    b'{"bus.consents": {"zero": 3}}',
                                    b'{"bus.consents": {"0": "many"}}',
                                    b"[" * 100_000,
-                                   b'{"bus.consents": {"0": ' + b"9" * 5000 + b"}}"],
+                                   b'{"bus.consents": {"0": ' + b"9" * 5000 + b"}}",
+                                   b'{"bus.consents": {"0": 1e400}}',
+                                   b'{"bus.consents": {"0": -Infinity}}'],
                          ids=["none", "empty", "text", "list", "flat", "named", "word", "deep",
-                              "huge"])
+                              "huge", "overflowing", "infinite"])
 def test_an_unreadable_fence_reads_as_none(value: bytes | None) -> None:
     assert read_fence(value) is None
+
+
+_JSON = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=12)),
+    lambda inner: st.one_of(st.lists(inner, max_size=4),
+                            st.dictionaries(st.text(max_size=12), inner, max_size=4)),
+    max_leaves=12)
+
+
+@settings(max_examples=hostile_inputs.QUOTAS["fence values"], deadline=None, database=None)
+@given(value=st.one_of(st.binary(max_size=80), _JSON.map(lambda v: json.dumps(v).encode()),
+                       st.dictionaries(st.text(max_size=20), st.dictionaries(
+                           st.integers().map(str), st.one_of(st.integers(), st.floats()),
+                           min_size=1, max_size=3), min_size=1, max_size=3).map(
+                           lambda v: json.dumps(v).encode())))
+def _any_fence_value(value: bytes) -> None:
+    hostile_inputs.tried("fence values")
+    positions = read_fence(value)
+    assert positions is None or all(isinstance(p, int) for p in positions.values())
+
+
+def test_anyone_s_value_under_the_fence_header_reads_as_positions_or_none() -> None:
+    """Anyone who may write a provider topic may write the fence header: whatever value comes
+    with it is read, or is no fence; it never raises in the gate (the batch would fail)."""
+    with hostile_inputs.at_least("fence values"):
+        _any_fence_value()
 
 
 def test_a_fence_is_told_by_its_header_not_by_its_value() -> None:
