@@ -61,6 +61,13 @@ def partition_of(key: bytes | None, partitions: int, spread: int) -> int:
     return kafka_partition(key, partitions)
 
 
-def subject_partition(subject_ref: str, partitions: int) -> int:
-    """The partition of a subject's state records, as Kafka's default partitioner chooses it."""
-    return kafka_partition(subject_ref.encode(), partitions)
+def subject_partition(subject_ref: str, partitions: int, *, cached: bool = True) -> int:
+    """The partition of a subject's state records, as Kafka's default partitioner chooses it.
+
+    Not ``cached`` for a state restore: it meets each of a partition's subjects once, and would
+    fill the routing path's cache (tens of MiB when full) with subjects it then never asks
+    about, evicting those it does."""
+    key = subject_ref.encode()
+    if cached:
+        return kafka_partition(key, partitions)
+    return (murmur2(key) & 0x7FFFFFFF) % partitions

@@ -63,7 +63,7 @@ class PartitionedDirectory:
         subject of another partition refused (:class:`MisplacedState`)."""
         if partition not in self.stores:
             return
-        if self.partition_of(change.subject) != partition:
+        if subject_partition(change.subject, self.count, cached=False) != partition:
             raise MisplacedState(f"a state record on partition {partition} for a subject of "
                                  "another partition")
         file = self.file_of(change.subject, partition)

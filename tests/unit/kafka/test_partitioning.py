@@ -8,7 +8,13 @@ from aiokafka.partitioner import murmur2 as aiokafka_murmur2
 from hypothesis import given
 from hypothesis import strategies as st
 
-from streams.kafka.partitioning import kafka_partition, murmur2, partition_of, subject_partition
+from streams.kafka.partitioning import (
+    _murmur,
+    kafka_partition,
+    murmur2,
+    partition_of,
+    subject_partition,
+)
 
 
 @given(st.binary(min_size=1, max_size=64), st.integers(1, 64))
@@ -29,9 +35,21 @@ def test_any_other_key_goes_through_murmur2_and_keyless_records_are_spread() -> 
     assert [partition_of(None, 3, spread=s) for s in range(4)] == [0, 1, 2, 0]
 
 
-def test_a_subject_s_state_records_go_where_kafka_would_put_its_key() -> None:
-    reference = "sr1_" + "ab" * 32
-    assert subject_partition(reference, 3) == kafka_partition(reference.encode(), 3)
+@given(st.text(alphabet="0123456789abcdef", min_size=64, max_size=64),
+       st.integers(min_value=1, max_value=64))
+def test_a_subject_s_state_records_go_where_kafka_would_put_its_key(digits: str,
+                                                                    partitions: int) -> None:
+    reference = "sr1_" + digits
+    expected = kafka_partition(reference.encode(), partitions)
+    assert subject_partition(reference, partitions) == expected
+    assert subject_partition(reference, partitions, cached=False) == expected
+
+
+def test_a_restore_s_partition_checks_leave_the_routing_cache_alone() -> None:
+    before = _murmur.cache_info().currsize
+    for n in range(100):
+        subject_partition(f"sr1_{n:064x}", 6, cached=False)
+    assert _murmur.cache_info().currsize == before
 
 
 @given(st.binary(max_size=100))
