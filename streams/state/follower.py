@@ -61,6 +61,9 @@ PARTITIONED = (CONSENTS, POPULATION)
 PROGRESS_EVERY = 5.0
 """Seconds between two log lines of a long restore."""
 
+HELD_TOLD_EVERY = 1.0
+"""Seconds between two reports of the state partitions held and their memory (``on_held``)."""
+
 
 class StateFollowerStopped(RuntimeError):
     """The state follower's task ended; the message carries why."""
@@ -85,9 +88,12 @@ class StateFollower:
     """Keeps a :class:`BusState` up to date from the state topics, in the background."""
 
     def __init__(self, settings: Settings, serde: AvroSerde, catalog: Catalog,
-                 on_changes: Callable[[Sequence[Change]], None] | None = None) -> None:
+                 on_changes: Callable[[Sequence[Change]], None] | None = None,
+                 on_held: Callable[[int, int], None] | None = None) -> None:
         """``on_changes`` is told the population and consent changes applied live (see the
-        module's docstring), once per batch of records read."""
+        module's docstring), once per batch of records read; ``on_held`` what :meth:`held`
+        says, at most once per :data:`HELD_TOLD_EVERY` seconds (the worker's gauges: told by
+        the follower, they follow a rebalance or a restore even while no event arrives)."""
         self.state = BusState()
         self.directory: PartitionedDirectory | None = None
         self._settings = settings
@@ -110,6 +116,8 @@ class StateFollower:
         self._live_from: dict[TopicPartition, int] = {}
         """Per state partition held, the offset from which its records are applied live."""
         self._live: list[Change] = []
+        self._on_held = on_held
+        self._held_told = 0.0
 
     async def start(self, provider_topics: Iterable[str] = ()) -> None:
         """Read every contract, open this worker's slot of the state directory, and follow.
@@ -206,6 +214,7 @@ class StateFollower:
                 self.directory.commit(reached)
             self._tell_changes()
             self._report_restore()
+            self._tell_held()
             await self._notify()
 
     async def _reconcile(self) -> None:
@@ -258,6 +267,12 @@ class StateFollower:
         self._consumer.assign(list(self._positions))
         for tp, position in self._positions.items():
             self._consumer.seek(tp, position)
+
+    def _tell_held(self) -> None:
+        now = time.monotonic()
+        if self._on_held is not None and now - self._held_told >= HELD_TOLD_EVERY:
+            self._held_told = now
+            self._on_held(*self.held())
 
     def _count_restored(self, records: int) -> None:
         if self._restore is not None:

@@ -67,7 +67,8 @@ class RoutingService:
         self.router = Router(catalog, self.serde, pseudonymiser)
         self.heads = ChainHeads(settings, self.serde, catalog.bus_record("audit").latest.parsed,
                                 self.router.chains)
-        self.follower = StateFollower(settings, self.serde, catalog, metrics.record_state_changes)
+        self.follower = StateFollower(settings, self.serde, catalog, metrics.record_state_changes,
+                                      metrics.record_state)
         self.gate = FenceGate(self.follower)
         self.sink = BatchSink(settings)
         self.inflight: InFlight[BatchReport] = InFlight(IN_FLIGHT_BATCHES, self._settle,
@@ -171,7 +172,6 @@ class RoutingService:
             for event in batch.events:
                 await self.acknowledge(event)
         metrics.record_batch(report.tally, report.records)
-        metrics.record_state(*self.follower.held())
         log.info("batch routed", events=len(report.records), written=report.written,
                  **report.tally.summary(),
                  fence_ms=round((report.fenced - report.began) * 1000, 1),

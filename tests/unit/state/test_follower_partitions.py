@@ -14,6 +14,8 @@ clean, misplaced and oversized state refused.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +57,15 @@ class _Consumer:
 
     def seek(self, tp: TopicPartition, position: int) -> None:
         self.seeks[tp] = position
+
+    async def getmany(self, **_: Any) -> dict[TopicPartition, list[Any]]:
+        await asyncio.sleep(0.01)
+        return {}
+
+
+class _NoSchemasToFetch:
+    async def fetch_writers(self, values: Any) -> None:
+        list(values)
 
 
 def _follower(tmp_path: Path, held: set[int]) -> StateFollower:
@@ -105,6 +116,37 @@ async def test_a_partition_given_away_and_back_is_another_opening(tmp_path: Path
     assert after[1] != before[1], "a partition back again is another opening"
     assert follower.directory is not None
     follower.directory.close()
+
+
+async def test_the_partitions_held_are_told_as_they_change_with_no_event_routed(
+        tmp_path: Path) -> None:
+    """The worker's gauges (partitions held, their stores' memory) follow a rebalance even
+    while no event arrives to route: the follower tells them, not the batches."""
+    told: list[tuple[int, int]] = []
+    follower = _follower(tmp_path, {0, 1})
+    follower._on_held = lambda partitions, memory: told.append((partitions, memory))
+    follower._serde = _NoSchemasToFetch()  # type: ignore[assignment]
+    consumer = _Consumer()
+    follower._consumer = consumer  # type: ignore[assignment]
+    following = asyncio.create_task(follower._follow(consumer))  # type: ignore[arg-type]
+    try:
+        async with asyncio.timeout(5):
+            while not told:
+                await asyncio.sleep(0.01)
+        held, memory = told[-1]
+        assert held == 2
+        assert memory > 0
+        follower.hold([0])
+        async with asyncio.timeout(5):
+            while told[-1][0] != 1:
+                await asyncio.sleep(0.01)
+        assert 0 < told[-1][1] < memory, "the store given away no longer counts"
+    finally:
+        following.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await following
+        assert follower.directory is not None
+        follower.directory.close()
 
 
 async def test_a_failed_start_releases_its_slot_for_the_retry(
