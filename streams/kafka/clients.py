@@ -29,6 +29,7 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
 from schemas.registry import SchemaRegistry, in_clear
+from streams.kafka import record_reader
 from streams.settings import Settings
 
 
@@ -67,7 +68,9 @@ def producer(settings: Settings, **tuning: Any) -> AIOKafkaProducer:
 
 
 def consumer(settings: Settings, *topics: str, **options: Any) -> AIOKafkaConsumer:
-    """A consumer on the bus's cluster; without ``group_id`` it only reads what it assigns."""
+    """A consumer on the bus's cluster; without ``group_id`` it only reads what it assigns.
+    A header name that is not UTF-8 does not stop it (:mod:`streams.kafka.record_reader`)."""
+    record_reader.install()
     return AIOKafkaConsumer(*topics, **connection_options(settings), **options)
 
 

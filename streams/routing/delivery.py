@@ -14,6 +14,7 @@ the id, not a time finer than the day (ARCHITECTURE.md, threat model).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Final
@@ -29,6 +30,9 @@ _READ: Final = frozenset({"ce_specversion", "ce_id", "ce_source", "ce_type", "ce
 """The provider's headers the router reads; every other header is ignored, never passed on."""
 _REQUIRED: Final = ("ce_specversion", "ce_id", "ce_source", "ce_type", "ce_subject")
 _MAX_TIME_LENGTH: Final = 40
+_NOT_UTF8: Final = re.compile("[\ud800-\udfff]")
+"""What a header name read from bytes that are not UTF-8 holds (``streams.kafka.record_reader``
+keeps such bytes as lone surrogates) and no text decoded from UTF-8 can."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +83,8 @@ def _attributes(headers: list[tuple[str, bytes | None]]) -> dict[str, str]:
     found: dict[str, str] = {}
     for name, value in headers:
         if name not in _READ:
+            if not name.isascii() and _NOT_UTF8.search(name):
+                raise UnroutableRecord("headers", "a header name is not UTF-8 text")
             continue
         if name in found:
             raise UnroutableRecord(name, "header given more than once")

@@ -44,6 +44,7 @@ import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from mode.services import WaitResults
 
+from streams.kafka import record_reader
 from streams.worker.handover import HandoverConsumer
 
 
@@ -62,6 +63,7 @@ class RoutingApp(faust.App):
 
 class _ShortFetchThread(faust_aiokafka.AIOKafkaConsumerThread):
     def _create_worker_consumer(self, transport: Any) -> aiokafka.AIOKafkaConsumer:
+        record_reader.install()  # a header name that is not UTF-8 must not stop routing
         consumer = super()._create_worker_consumer(transport)
         consumer._fetch_max_wait_ms = cast(RoutingApp, self.app).fetch_max_wait_ms
         return consumer

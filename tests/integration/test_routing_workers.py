@@ -5,11 +5,12 @@
   each worker owning one, are all delivered).
 - **Poison records**: records a careless or hostile writer of a provider topic could produce
   (not the Confluent wire format, truncated Avro, a broken constraint, missing, null, repeated
-  or non-UTF-8 headers, a forged source, a company on a person dataset, a tombstone, a raw NIR as
-  subject or inside the event id) each become one record on ``bus.dlq`` naming their origin and
-  the failing field, copying nothing of the record; a recorded contract that no longer compiles
-  is audited ``contract_invalid``; events published after them, on the same partition and on
-  every other, are routed as usual, and no worker exits.
+  or non-UTF-8 headers, a header name that is not UTF-8, a forged source, a company on a person
+  dataset, a tombstone, a raw NIR as subject or inside the event id) each become one record on
+  ``bus.dlq`` naming their origin and the failing field, copying nothing of the record; a
+  recorded contract that no longer compiles is audited ``contract_invalid``; events published
+  after them, on the same partition and on every other, are routed as usual, and no worker
+  exits.
 - **Volume**: a few thousand generated hostile records (``tests/hostile_records.py``, the
   generator of the unit suite), written in one go and followed by valid events: exactly one dead
   letter each, no delivery and no audit record from any, the valid events all delivered, and
@@ -64,6 +65,7 @@ from tests.integration.routing_harness import (
     header,
     read_all,
 )
+from tests.raw_header_names import RawHeaderName, has_raw_names, send_with_raw_names
 from tests.raw_nir_scan import RAW_NIR_MARKER
 
 pytest_plugins = ("tests.integration.routing_harness",)
@@ -172,6 +174,8 @@ def _poison(bus: Bus, person: Person, raw: Person) -> dict[str, tuple[bytes | No
         "null id": (valid, changed("ce_id", None), "UnroutableRecord", "ce_id"),
         "null subject": (valid, changed("ce_subject", None), "UnroutableRecord", "ce_subject"),
         "id not UTF-8": (valid, changed("ce_id", b"\xff\xfe"), "UnroutableRecord", "ce_id"),
+        "header name not UTF-8": (valid, [*good, (RawHeaderName(b"note\xff\xfe"), b"x")],
+                                  "UnroutableRecord", "headers"),
         "subject twice": (valid, [*good, ("ce_subject", bus.reference(raw).encode())],
                           "UnroutableRecord", "ce_subject"),
         "forged source and type": (valid, changed("ce_source", b"dgfip"), "UnroutableRecord",
@@ -205,11 +209,17 @@ async def test_poison_records_and_a_broken_contract_never_stop_routing(bus: Bus)
     await producer.start()
     try:
         count = await bus.partition_count(BOURSIER)
-        elsewhere = (subject_partition(bus.reference(person), count) + 1) % count
+        home = subject_partition(bus.reference(person), count)
+        elsewhere = (home + 1) % count
         for case, (value, headers, _, _) in bad.items():
-            written = await producer.send_and_wait(
-                TOPIC, value, key=bus.reference(person).encode(), headers=headers,
-                partition=elsewhere if case == OFF_PARTITION else None)
+            key = bus.reference(person).encode()
+            if has_raw_names(headers):  # one record a Go or C producer could write
+                written = await send_with_raw_names(producer, TOPIC, home, key,
+                                                    value, headers)
+            else:
+                written = await producer.send_and_wait(
+                    TOPIC, value, key=key, headers=headers,
+                    partition=elsewhere if case == OFF_PARTITION else None)
             origins[(written.partition, written.offset)] = case
             stamps[case] = written.timestamp
     finally:

@@ -3,7 +3,8 @@ does with each: a dead letter naming what is wrong (never a value) that copies n
 record, while every other record and contract keeps routing.
 
 - headers that lie about the record's provider or dataset (item 3), a subject of the wrong kind
-  for the dataset (item 4), null, repeated or undecodable headers (item 8);
+  for the dataset (item 4), null, repeated or undecodable headers, header names that are not
+  UTF-8 (item 8);
 - a recorded contract that no longer compiles against the catalog: audited ``contract_invalid``
   while the others deliver (item 8);
 - dead letters that keep no key, value or header value, whatever spelling a NIR hides in (item 2);
@@ -123,6 +124,24 @@ def test_a_header_given_twice_is_a_dead_letter(router: Router, serde: AvroSerde)
     (letter,) = _letters(serde, out)
     assert letter["field"] == "ce_subject"
     assert "more than once" in letter["error"]
+
+
+@pytest.mark.parametrize("name", [b"note\xff\xfe", b"ce_\xe9", b"\xc3"])
+def test_a_header_name_that_is_not_utf8_is_a_dead_letter_and_the_next_is_routed(
+        router: Router, serde: AvroSerde, name: bytes) -> None:
+    """As the bus's consumers read it (``streams.kafka.record_reader``): escaped, never clean
+    text, so no header the router reads could be spelled that way and be taken for one."""
+    contract = _contract("lyon", {"quotient_familial": ["quotient_familial"]})
+    record, _ = _record(serde, "quotient_familial", PERSON, 1, 0)
+    good, _ = _record(serde, "quotient_familial", PERSON, 2, 1)
+    escaped = SourceRecord(record.topic, 0, 0, None, record.key, record.value,
+                           [*record.headers, (name.decode("utf-8", "surrogateescape"), b"x")])
+    out = router.route([escaped, good], _state(contract), now=NOW)
+    (letter,) = _letters(serde, out)
+    assert letter["field"] == "headers"
+    assert letter["error"] == "UnroutableRecord: headers: a header name is not UTF-8 text"
+    assert letter["header_names"][-1] == "other"
+    assert len(_delivered(out)) == 1, "the next record was not routed"
 
 
 def test_an_unknown_null_header_is_ignored(router: Router, serde: AvroSerde) -> None:
