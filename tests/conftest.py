@@ -24,9 +24,11 @@ from dataclasses import dataclass
 
 import pytest
 
+from schemas.catalog import Catalog
 from streams.audit.trail import audit_ends, verify_since
 from streams.dev.localstack import LocalStack
 from streams.dev.settings import LocalStackSettings
+from streams.kafka.provisioning import provision_catalog
 from streams.settings import Settings
 from tests import hostile_inputs
 from tests.raw_nir_scan import scan_every_topic
@@ -101,6 +103,10 @@ class SessionStart:
 
 
 async def session_start(settings: Settings) -> SessionStart:
+    """Provision the catalog first, as an operator does before any worker runs: a worker on a
+    plain registry registers only the newest version of a schema it writes with (the audit
+    record's), which would make that version the subject's first and the older ones later."""
+    await provision_catalog(settings, Catalog.load())
     return SessionStart(await audit_ends(settings))
 
 
