@@ -68,6 +68,5 @@ def subject_partition(subject_ref: str, partitions: int, *, cached: bool = True)
     fill the routing path's cache (tens of MiB when full) with subjects it then never asks
     about, evicting those it does."""
     key = subject_ref.encode()
-    if cached:
-        return kafka_partition(key, partitions)
-    return (murmur2(key) & 0x7FFFFFFF) % partitions
+    murmur = _murmur if cached else _murmur.__wrapped__
+    return murmur(key) % partitions
