@@ -655,9 +655,10 @@ class PrivateBus:
         self.workers.add()
         await self.workers.wait_ready(self.bus.settings)
 
-    async def delivery_start(self) -> Offsets:
-        """Where the contracts' delivery topics end now."""
-        return await end_offsets(self.bus.settings, [c.delivery_topic for c in self.contracts])
+    async def delivery_start(self, *others: Contract) -> Offsets:
+        """Where the delivery topics of the contracts (and of ``others``) end now."""
+        return await end_offsets(self.bus.settings,
+                                 [c.delivery_topic for c in (*self.contracts, *others)])
 
     async def deliveries(self, contract: Contract, start: Offsets,
                          sent: Sequence[Sent]) -> dict[str, list[Record]]:
@@ -670,6 +671,7 @@ class PrivateBus:
 
         mine = {tp: offset for tp, offset in start.items()
                 if tp.topic == contract.delivery_topic}
+        assert mine, f"no start offsets given for {contract.delivery_topic}"
         async with Reader(self.bus.settings, mine) as reader:
             await reader.until(every_one, f"{len(expected)} deliveries on "
                                f"{contract.delivery_topic}", self.workers)
