@@ -11,8 +11,9 @@ to two contracts:
 - SIGTERM one of two workers during a burst, then a third added.
 
 Each ends with every published event delivered once to each contract (counted by ``ce_id`` on
-each delivery topic), each decision audited once, and every audit chain linked: one writer per
-chain through the rebalances.
+each delivery topic), each decision audited once, every audit chain linked (one writer per
+chain through the rebalances), and ``circulation reconcile`` clean without a duplicate. Marked
+``faults`` with the crash scenarios (``test_faults.py``).
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ from tests.integration.routing_harness import (
     private_bus,
     steady_stream,
 )
+
+pytestmark = pytest.mark.faults
 
 BOURSIER = "statut_etudiant_boursier"
 RATE = 150
@@ -66,6 +69,8 @@ async def _assert_each_delivered_once(rebalancing: PrivateBus, start: Offsets,
     assert not twice, f"{len(twice)} decisions audited more than once"
     assert len(audited) == len(sent) * len(rebalancing.contracts), "a decision not audited"
     await rebalancing.assert_chains_linked()
+    found = await rebalancing.reconcile()
+    assert found["duplicates"] == {"outcomes": 0, "deliveries": 0}, found
 
 
 async def test_a_worker_joining_under_a_steady_stream_delivers_nothing_twice(
