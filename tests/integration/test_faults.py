@@ -10,7 +10,10 @@ a minute. In order:
 
 - ``kill -9`` a worker at seeded random points, ten times, while two route a steady stream;
 - the broker stopped during routing, then started again;
-- a consent withdrawal in the middle of a burst of events about persons on every partition.
+- a consent withdrawal in the middle of a burst of events about persons on every partition;
+- the registry stopped (SIGSTOP) for 30 s under a steady stream: ``publish`` fails naming it
+  and sends nothing, routing goes on with the schemas the workers cached, nothing is
+  dead-lettered.
 
 Each ends with ``circulation reconcile`` clean: every event has one outcome per contract, every
 delivery its audit record and its event.
@@ -19,23 +22,31 @@ delivery its audit record and its event.
 from __future__ import annotations
 
 import asyncio
+import os
 import random
+import signal
+import subprocess
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import pytest
 
+from streams.kafka.topics import DLQ
 from streams.state.ledger import SubjectLedger
 from tests.integration.private_stack import component, run_cli
 from tests.integration.routing_harness import (
     CATALOG,
+    CLI,
     SIRET,
     Offsets,
     PrivateBus,
     Sent,
     Stream,
     audit_start,
+    end_offsets,
+    header,
     private_bus,
+    read_all,
     steady_stream,
 )
 
@@ -51,6 +62,8 @@ KILLS = 10
 SEED = 2121
 OUTAGE = 10.0
 """Seconds the broker stays down."""
+REGISTRY_OUTAGE = 30.0
+"""Seconds the registry does not answer."""
 BURST_RATE = 500
 """Events per second of the burst around the withdrawal."""
 
@@ -175,3 +188,39 @@ async def test_nothing_is_delivered_after_a_withdrawal_made_in_the_middle_of_a_b
     assert not set(on_topic) & set(bus.by_delivery_id(contract, late)), \
         "delivered after the withdrawal returned"
     await _assert_nothing_lost(faults, deliveries, stream.sent)
+
+
+async def test_a_registry_stopped_for_30s_fails_publish_clearly_and_loses_nothing(
+        faults: PrivateBus, tmp_path: Path) -> None:
+    await _two_workers(faults)
+    bus = faults.bus
+    start = await faults.delivery_start()
+    provider = await end_offsets(bus.settings, CATALOG.provider_topics())
+    dead_letters = await end_offsets(bus.settings, [DLQ])
+    generated = subprocess.run([*CLI, "generate", BOURSIER, "--count", "20", "--seed", "2122"],
+                               capture_output=True, text=True, check=True)
+    refused = tmp_path / "refused.jsonl"
+    refused.write_text(generated.stdout, encoding="utf-8")
+    registry = component(faults.env, "registry").pid()
+    assert registry is not None, "the private stack's registry is not running"
+    async with steady_stream(faults, RATE) as stream:
+        await stream.reached(RATE)
+        for contract in faults.contracts:  # the workers routed, and cached the schemas
+            await faults.deliveries(contract, start, stream.sent[:RATE])
+        os.kill(registry, signal.SIGSTOP)
+        try:
+            stopped_at = asyncio.get_running_loop().time()
+            code, out, err = await bus.run_cli("publish", str(refused), timeout=120)
+            assert code == 1, f"publish exited {code}: {out}{err}"
+            assert "schema registry" in err, err
+            assert "unreachable" in err, err
+            await asyncio.sleep(max(0.0, stopped_at + REGISTRY_OUTAGE
+                                    - asyncio.get_running_loop().time()))
+        finally:
+            os.kill(registry, signal.SIGCONT)
+        await stream.reached(len(stream.sent) + RATE)
+    written = await read_all(bus.settings, provider)
+    assert {header(r, "ce_id") for r in written} == {s.id for s in stream.sent}, \
+        "the provider topics hold other events than those the stream published"
+    assert await read_all(bus.settings, dead_letters) == [], "dead-lettered during the outage"
+    await _assert_nothing_lost(faults, start, stream.sent)
