@@ -10,6 +10,7 @@ disturbs the other tests. Used as a pytest plugin
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from streams.dev.localstack.process import ManagedProcess
 from streams.dev.settings import LocalStackSettings
 from streams.settings import Settings
 
@@ -57,6 +59,26 @@ def stack_env(tmp_path: Path) -> Iterator[dict[str, str]]:
     env = stack_environment(tmp_path)
     yield env
     subprocess.run([*CLI, "local", "down"], env=env, capture_output=True, check=False)
+
+
+@contextlib.contextmanager
+def running_stack(folder: Path) -> Iterator[dict[str, str]]:
+    """A private stack under ``folder``, up with the bus's schemas registered, for the block;
+    its environment. Stopped after."""
+    env = stack_environment(folder)
+    try:
+        for step in (("local", "up"), ("schemas", "register")):
+            done = run_cli(env, *step)
+            assert done.returncode == 0, f"{' '.join(step)}: {done.stdout}{done.stderr}"
+        yield env
+    finally:
+        subprocess.run([*CLI, "local", "down"], env=env, capture_output=True, check=False)
+
+
+def component(env: dict[str, str], name: str) -> ManagedProcess:
+    """The process of the private stack's component ``name`` (``kafka``, ``registry``), to
+    stop or signal it alone."""
+    return ManagedProcess(name, Path(env["CIRCULATION_LOCAL_DATA_DIR"]) / name)
 
 
 def run_cli(env: dict[str, str], *args: str,

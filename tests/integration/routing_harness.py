@@ -33,12 +33,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import json
 import os
 import re
 import signal
 import subprocess
 import sys
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -48,7 +50,7 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.errors import GroupCoordinatorNotAvailableError
+from aiokafka.errors import GroupCoordinatorNotAvailableError, KafkaConnectionError
 from aiokafka.protocol.group import MemberAssignment
 
 from connectors.publisher import Publisher
@@ -57,6 +59,7 @@ from schemas.codec import from_json, to_json
 from schemas.registration import value_subject
 from schemas.registry import SchemaRegistry
 from schemas.serde import AvroSerde
+from streams.audit.trail import audit_ends, verify_since
 from streams.dev.synthetic import Person, companies, generate, people
 from streams.kafka import clients
 from streams.kafka.admin import topic_partitions
@@ -70,6 +73,7 @@ from streams.state.contract_store import Applied, ContractStore
 from streams.worker.app import APP_ID
 from tests.conftest import Services
 from tests.integration.plain_consumer import PlainDecoder
+from tests.integration.private_stack import private_settings, running_stack
 
 RUN = uuid.uuid4().hex[:8]
 """Unique to this test session: contract ids, subscribers and seeds are derived from it."""
@@ -145,10 +149,13 @@ class WorkerProcess:
 class WorkerPool:
     """Two (or more) routing workers of the ``circulation-router`` group, started for a session."""
 
-    def __init__(self, services: Services, folder: Path, count: int = 2) -> None:
+    def __init__(self, services: Services, folder: Path, count: int = 2,
+                 environment: Mapping[str, str] | None = None) -> None:
         self.services = services
         self.folder = folder
         self.count = count
+        self.environment = dict(environment or {})
+        """Added to every worker's environment (a private stack's, Faust's timeouts)."""
         self.workers: list[WorkerProcess] = []
         """The workers started and not stopped by :meth:`terminate`."""
         self._numbers = itertools.count(1)
@@ -173,6 +180,7 @@ class WorkerPool:
             "BROKER_CLIENT_ID": client_id,  # Faust's setting: tells the members apart
             "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO),
                                                         os.environ.get("PYTHONPATH")])),
+            **self.environment,
             **(extra_env or {}),
         }
         with log.open("wb") as out:
@@ -208,6 +216,21 @@ class WorkerPool:
             pytest.fail(f"a worker still ran {timeout:.0f}s after SIGTERM\n{worker.tail()}",
                         pytrace=False)
 
+    def kill(self, worker: WorkerProcess) -> int:
+        """Crash ``worker`` (SIGKILL: nothing flushed, nothing committed); its exit status. It
+        stays one of :attr:`workers` until :meth:`restart_exited` replaces it."""
+        worker.process.kill()
+        return worker.process.wait(timeout=30)
+
+    def restart_exited(self) -> list[int]:
+        """Do what a supervisor does: replace every worker that exited by a new one; the exit
+        statuses of those replaced."""
+        exited = [w for w in self.workers if w.process.poll() is not None]
+        for worker in exited:
+            self.workers.remove(worker)
+            self.add()
+        return [w.process.returncode for w in exited]
+
     def stop(self) -> None:
         """SIGTERM (Faust shuts down and commits), then SIGKILL whatever is still there."""
         for worker in self.workers:
@@ -242,19 +265,25 @@ class WorkerPool:
                                        for p in numbers}
         return owned
 
-    async def wait_ready(self, settings: Settings, timeout: float = READY_WAIT) -> None:
-        """Until each of our workers is a member of the group with partitions."""
+    async def wait_ready(self, settings: Settings, timeout: float = READY_WAIT,
+                         supervised: bool = False) -> list[int]:
+        """Until each of our workers is a member of the group with partitions. A worker that
+        exits fails the wait, unless ``supervised``: then it is restarted, as its supervisor
+        would. The exit statuses of those restarted."""
         deadline = asyncio.get_running_loop().time() + timeout
         owned: dict[str, set[TopicPartition]] = {}
+        restarted: list[int] = []
         while asyncio.get_running_loop().time() < deadline:
+            if supervised:
+                restarted += self.restart_exited()
             self.check_alive()
             try:
                 owned = await self.assignments(settings)
-            except GroupCoordinatorNotAvailableError:
+            except (GroupCoordinatorNotAvailableError, KafkaConnectionError):
                 pass  # a broker just started has no group coordinator yet: ask again
             else:
                 if all(owned.get(client) for client in self.client_ids):
-                    return
+                    return restarted
             await asyncio.sleep(0.5)
         pytest.fail(f"workers not all assigned after {timeout:.0f}s: "
                     f"{ {c: len(p) for c, p in owned.items()} }\n{self.report()}", pytrace=False)
@@ -599,6 +628,172 @@ def parse_day(text: str) -> date:
     found = _DAY.fullmatch(text)
     assert found, f"not an RFC 3339 instant at midnight UTC: {text!r}"
     return date.fromisoformat(found.group(1))
+
+
+# --- a private bus under a stream of events ------------------------------------------------
+
+
+@dataclass
+class PrivateBus:
+    """A private stack's bus with workers of its own, contracts on one dataset, and persons
+    whose events land on every partition of its topic: for tests that rebalance, crash or stop
+    what the session's stack serves."""
+
+    bus: Bus
+    env: dict[str, str]
+    dataset: str
+    contracts: list[Contract]
+    persons: list[Person]
+    audit_start: dict[int, int]
+
+    @property
+    def workers(self) -> WorkerPool:
+        return self.bus.workers
+
+    async def add_worker(self) -> None:
+        """Start one more worker and wait until every running worker owns partitions."""
+        self.workers.add()
+        await self.workers.wait_ready(self.bus.settings)
+
+    async def delivery_start(self, *others: Contract) -> Offsets:
+        """Where the delivery topics of the contracts (and of ``others``) end now."""
+        return await end_offsets(self.bus.settings,
+                                 [c.delivery_topic for c in (*self.contracts, *others)])
+
+    async def deliveries(self, contract: Contract, start: Offsets,
+                         sent: Sequence[Sent]) -> dict[str, list[Record]]:
+        """The records on ``contract``'s delivery topic from ``start`` by ``ce_id``, once every
+        id its subscriber must receive for ``sent`` is there (read on to the end)."""
+        expected = set(self.bus.by_delivery_id(contract, sent))
+
+        def every_one(records: list[Record]) -> bool:
+            return expected <= {header(r, "ce_id") for r in records}
+
+        mine = {tp: offset for tp, offset in start.items()
+                if tp.topic == contract.delivery_topic}
+        assert mine, f"no start offsets given for {contract.delivery_topic}"
+        async with Reader(self.bus.settings, mine) as reader:
+            await reader.until(every_one, f"{len(expected)} deliveries on "
+                               f"{contract.delivery_topic}", self.workers)
+            records = await reader.drain()
+        by_id: dict[str, list[Record]] = {}
+        for record in records:
+            by_id.setdefault(str(header(record, "ce_id")), []).append(record)
+        return by_id
+
+    async def audited(self, sent: Sequence[Sent]) -> Counter[tuple[str, str]]:
+        """How many audit records each (event id, contract id) pair of ``sent`` has."""
+        ids = {s.id for s in sent}
+        records = await read_all(self.bus.settings, await beginning(self.bus.settings, [AUDIT]))
+        pairs = ((audit["event_id"], audit["contract_id"])
+                 for audit in (self.bus.audit(r) for r in records))
+        return Counter(pair for pair in pairs if pair[0] in ids)
+
+    async def assert_chains_linked(self) -> None:
+        """Every audit chain links over what this bus's workers wrote: one writer per chain."""
+        trail = await verify_since(self.bus.settings, self.audit_start)
+        assert not trail.breaks, f"audit chains broken at {trail.breaks[:5]}"
+
+    async def reconcile(self) -> dict[str, Any]:
+        """``circulation reconcile --json`` on the private stack, once the group caught up:
+        it must exit 0 with no gap."""
+        await self.workers.wait_caught_up(self.bus.settings)
+        code, out, err = await self.bus.run_cli("reconcile", "--since", "2h", "--json",
+                                                timeout=180)
+        found: dict[str, Any] = json.loads(out) if out else {}
+        assert (code, found.get("gaps"), found.get("clean")) == (0, [], True), (
+            f"reconcile exited {code}: {out[-3000:]}{err[-3000:]}")
+        return found
+
+
+@contextlib.asynccontextmanager
+async def private_bus(factory: pytest.TempPathFactory, name: str, dataset: str,
+                      contracts: Sequence[str], fields: Sequence[str],
+                      worker_environment: Mapping[str, str] | None = None,
+                      ) -> AsyncIterator[PrivateBus]:
+    """A :class:`PrivateBus` named ``name``: a private stack, contracts ``contracts`` on
+    ``fields`` of ``dataset`` (without consent, everybody), 20 persons per partition; no worker
+    yet (``worker_environment`` is added to each one's)."""
+    with running_stack(factory.mktemp(f"{name}-stack")) as env:
+        settings = private_settings(env)
+        services = Services(settings.kafka_bootstrap, settings.schema_registry_url)
+        workers = WorkerPool(services, factory.mktemp(f"{name}-workers"), count=0,
+                             environment={**env, **(worker_environment or {})})
+        registry = SchemaRegistry(services.registry_url)
+        decoder = PlainDecoder(services.registry_url)
+        try:
+            async with Publisher(settings, registry=registry) as publisher:
+                bus = Bus(services, settings, workers, publisher, registry, decoder, env)
+                applied = [bus.contract(c, {dataset: list(fields)}) for c in contracts]
+                await bus.apply(*applied)
+                persons = await bus.people_on_every_partition(dataset, per_partition=20)
+                yield PrivateBus(bus, env, dataset, applied, persons, await audit_ends(settings))
+        finally:
+            workers.stop()
+            decoder.close()
+            registry.close()
+
+
+@dataclass
+class Stream:
+    """Publishes events of ``dataset`` about ``persons`` until stopped, and keeps what it
+    sent (each once written)."""
+
+    bus: Bus
+    dataset: str
+    persons: Sequence[Person]
+    sent: list[Sent] = field(default_factory=list)
+    _stopped: asyncio.Event = field(default_factory=asyncio.Event)
+    _grown: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def events(self, count: int, persons: Sequence[Person] | None = None,
+               ) -> list[dict[str, Any]]:
+        drawn = list(generate(self.dataset, count, fresh_seed(),
+                              subjects=list(persons or self.persons)))
+        for event in drawn:
+            event["id"] = str(uuid.uuid4())
+        return drawn
+
+    async def publish(self, count: int, persons: Sequence[Person] | None = None) -> list[Sent]:
+        sent = await self.bus.publish(self.events(count, persons))
+        self.sent += sent
+        self._grown.set()
+        return sent
+
+    async def burst(self, count: int, chunk: int = 100) -> None:
+        """``count`` events as fast as they can be published, ``chunk`` at a time."""
+        for _ in range(count // chunk):
+            await self.publish(chunk)
+
+    async def steady(self, rate: int) -> None:
+        """``rate`` events a second, in ten chunks a second, until :meth:`stop`."""
+        clock = asyncio.get_running_loop().time
+        while not self._stopped.is_set():
+            tick = clock()
+            await self.publish(max(1, rate // 10))
+            await asyncio.sleep(max(0.0, tick + 0.1 - clock()))
+
+    async def reached(self, count: int) -> None:
+        """Return once at least ``count`` events are published in all."""
+        while len(self.sent) < count:
+            self._grown.clear()
+            await self._grown.wait()
+
+    def stop(self) -> None:
+        self._stopped.set()
+
+
+@contextlib.asynccontextmanager
+async def steady_stream(private: PrivateBus, rate: int) -> AsyncIterator[Stream]:
+    """A :class:`Stream` publishing ``rate`` events a second while the block runs (a failed
+    publish fails the block)."""
+    stream = Stream(private.bus, private.dataset, private.persons)
+    task = asyncio.ensure_future(stream.steady(rate))
+    try:
+        yield stream
+    finally:
+        stream.stop()
+        await task
 
 
 # --- fixtures -------------------------------------------------------------------------------
