@@ -9,8 +9,10 @@ import sys
 from typing import Annotated, Any
 
 import typer
+from aiokafka.errors import KafkaError
 
 from connectors.deliveries import read_deliveries
+from schemas.registry import RegistryError
 from streams.cli.console import fail, settings
 from streams.security import principals
 from streams.security.principals import Principal, UnknownPrincipal
@@ -18,7 +20,10 @@ from streams.state.subjects import find_contract
 
 
 def _print(event: Any) -> None:
+    """One delivery, flushed at once: the group commits what was handed here, so a line still
+    in the output buffer when the process dies would be a delivery the subscriber never gets."""
     sys.stdout.write(json.dumps(event, ensure_ascii=False) + "\n")
+    sys.stdout.flush()
 
 
 def consume(
@@ -35,15 +40,16 @@ def consume(
     from the principal: it may read nothing else, not even the contracts. The operator's
     finds the contract's subscriber on the bus."""
     config = settings()
-    subscriber = _subscriber_of(config.sasl_username)
-    if subscriber is None:
-        try:
+    try:
+        subscriber = _subscriber_of(config.sasl_username)
+        if subscriber is None:
             subscriber = asyncio.run(find_contract(config, contract)).subscriber
-        except LookupError as exc:
-            fail(str(exc))
-    asyncio.run(read_deliveries(config, subscriber, contract, _print, from_beginning,
-                                max_events, timeout))
-    sys.stdout.flush()
+        asyncio.run(read_deliveries(config, subscriber, contract, _print, from_beginning,
+                                    max_events, timeout))
+    except LookupError as exc:
+        fail(str(exc))
+    except (KafkaError, RegistryError) as exc:
+        fail(f"nothing more could be read: {exc!r}")
 
 
 def _subscriber_of(username: str | None) -> str | None:

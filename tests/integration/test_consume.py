@@ -1,13 +1,18 @@
-"""``consume --max N``: a subscriber's group reads each delivery once, none skipped.
+"""``consume``: a subscriber's group reads each delivery once, none skipped.
 
 Deliveries are written straight to a contract's delivery topic (several partitions, so that one
 fetch returns records of more than one), then read twice in the same consumer group with
 ``--max N``: each run prints exactly N, and together they print, on every partition, the first
-records in order, none twice and none left behind.
+records in order, none twice and none left behind. A ``consume`` killed once its group has
+committed has printed everything it committed, even into a pipe.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
+import os
+import sys
 import uuid
 from collections import defaultdict
 from datetime import UTC, datetime
@@ -24,12 +29,16 @@ from schemas.registry import SchemaRegistry
 from streams.kafka import clients
 from streams.settings import Settings
 from streams.state.contract import Contract
+from streams.state.contract_store import ContractStore
 from tests.conftest import Services
 
 CATALOG = Catalog.load()
 PARTITIONS = 3
 PER_RUN = 7
 WRITTEN = 3 * PER_RUN
+KILLED_AFTER = 300
+"""Deliveries read by the ``consume`` killed: more than an output buffer holds."""
+CLI = [sys.executable, "-m", "streams.cli"]
 
 
 def _contract() -> Contract:
@@ -43,14 +52,17 @@ def _contract() -> Contract:
 
 
 async def _write_deliveries(settings: Settings, services: Services, contract: Contract,
+                            count: int = WRITTEN, create: bool = True,
                             ) -> dict[str, tuple[int, int]]:
-    """Write the deliveries round-robin over the partitions; event id → (partition, offset)."""
-    admin = AIOKafkaAdminClient(**clients.connection_options(settings))
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(contract.delivery_topic, PARTITIONS, 1)])
-    finally:
-        await admin.close()
+    """Write ``count`` deliveries round-robin over the partitions (the topic created unless
+    ``create`` is false); event id → (partition, offset)."""
+    if create:
+        admin = AIOKafkaAdminClient(**clients.connection_options(settings))
+        await admin.start()
+        try:
+            await admin.create_topics([NewTopic(contract.delivery_topic, PARTITIONS, 1)])
+        finally:
+            await admin.close()
     schema = contract.delivery_schema(CATALOG)
     with SchemaRegistry(services.registry_url) as registry:
         schema_id = registry.register(contract.delivery_subject, schema)
@@ -59,7 +71,7 @@ async def _write_deliveries(settings: Settings, services: Services, contract: Co
     await producer.start()
     written: dict[str, tuple[int, int]] = {}
     try:
-        for index in range(WRITTEN):
+        for index in range(count):
             value = frame(schema_id, encode(parsed, from_json(
                 parsed, {"quotient_familial": 500 + index, "annee": 2026})))
             event_id = f"delivery-{index}"
@@ -97,3 +109,41 @@ async def test_consume_max_prints_n_and_commits_exactly_what_it_printed(
         by_partition[partition].append(offset)
     for partition, offsets in by_partition.items():
         assert offsets == list(range(len(offsets))), f"partition {partition}: skipped or reordered"
+
+
+async def test_a_consume_killed_after_committing_has_printed_everything_it_committed(
+        settings: Settings, services: Services) -> None:
+    """Into a pipe, as a subscriber's script reads it: what the group committed was printed,
+    so a ``kill -9`` after the commit loses no delivery to the subscriber."""
+    contract = _contract()
+    with SchemaRegistry(services.registry_url) as registry:
+        await ContractStore(settings, registry, CATALOG).apply([contract])
+    written = await _write_deliveries(settings, services, contract, KILLED_AFTER, create=False)
+    environment = {**{k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"},
+                   "CIRCULATION_KAFKA_BOOTSTRAP": services.bootstrap,
+                   "CIRCULATION_SCHEMA_REGISTRY_URL": services.registry_url}
+    process = await asyncio.create_subprocess_exec(
+        *CLI, "consume", contract.id, "--from-beginning", "--timeout", "120",
+        stdout=asyncio.subprocess.PIPE, env=environment)
+    assert process.stdout is not None
+    reading = asyncio.ensure_future(process.stdout.read())  # as the subscriber's script does
+    try:
+        await _until_committed(settings, f"subscriber.{contract.subscriber}.{contract.id}",
+                               len(written))
+    finally:
+        process.kill()
+        await process.wait()
+    printed = [json.loads(line)["id"] for line in (await reading).splitlines()]
+    assert sorted(printed) == sorted(written), \
+        f"{len(printed)} deliveries printed of the {len(written)} committed"
+
+
+async def _until_committed(settings: Settings, group: str, count: int) -> None:
+    """Until ``group`` has committed offsets covering ``count`` records."""
+    async with clients.admin(settings) as admin:
+        for _ in range(600):
+            offsets = await admin.list_consumer_group_offsets(group)
+            if sum(meta.offset for meta in offsets.values()) >= count:
+                return
+            await asyncio.sleep(0.1)
+    raise AssertionError(f"{group} did not commit {count} records in 60 s")
