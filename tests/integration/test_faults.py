@@ -22,6 +22,7 @@ delivery its audit record and its event.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import random
 import signal
@@ -32,6 +33,8 @@ from pathlib import Path
 import pytest
 
 from streams.kafka.topics import DLQ
+from streams.settings import Settings
+from streams.state.contract import Contract
 from streams.state.ledger import SubjectLedger
 from tests.integration.private_stack import component, run_cli
 from tests.integration.routing_harness import (
@@ -66,6 +69,9 @@ REGISTRY_OUTAGE = 30.0
 """Seconds the registry does not answer."""
 BURST_RATE = 500
 """Events per second of the burst around the withdrawal."""
+MID_FILE_LINES = 20_000
+"""Lines of the file's first dataset: enough for the registry to stop while they are written."""
+SECOND_DATASET = "quotient_familial"
 
 
 @pytest.fixture(scope="module")
@@ -127,15 +133,70 @@ async def test_a_broker_stopped_during_routing_and_started_again_loses_nothing(
     await _two_workers(faults)
     start = await faults.delivery_start()
     kafka = component(faults.env, "kafka")
-    async with steady_stream(faults, RATE) as stream:
-        await stream.reached(2 * RATE)
-        assert await asyncio.to_thread(kafka.stop), "the private stack's broker was not running"
-        await asyncio.sleep(OUTAGE)
-        started = await asyncio.to_thread(run_cli, faults.env, "local", "up")
-        assert started.returncode == 0, started.stdout + started.stderr
-        await faults.workers.wait_ready(faults.bus.settings, supervised=True)
-        await stream.reached(len(stream.sent) + 2 * RATE)  # the publisher goes on
-    await _assert_nothing_lost(faults, start, stream.sent)
+    contract = faults.contracts[0]
+    consume = await Subscriber.start(faults, contract)
+    try:
+        async with steady_stream(faults, RATE) as stream:
+            await stream.reached(2 * RATE)
+            await consume.received(set(faults.bus.by_delivery_id(contract, stream.sent[:1])))
+            assert await asyncio.to_thread(kafka.stop), "the private stack's broker was not running"
+            await asyncio.sleep(OUTAGE)
+            started = await asyncio.to_thread(run_cli, faults.env, "local", "up")
+            assert started.returncode == 0, started.stdout + started.stderr
+            await faults.workers.wait_ready(faults.bus.settings, supervised=True)
+            await stream.reached(len(stream.sent) + 2 * RATE)  # the publisher goes on
+        await _assert_nothing_lost(faults, start, stream.sent)
+        await consume.received(set(faults.bus.by_delivery_id(contract, stream.sent)))
+    finally:
+        await consume.stop()
+
+
+class Subscriber:
+    """``circulation consume CONTRACT`` running as a subscriber runs it, its output read line
+    by line: the one process must see every delivery, through whatever happens meanwhile."""
+
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        self.process = process
+        self.ids: set[str] = set()
+        self.said = bytearray()
+        self.reading = asyncio.gather(self._read_deliveries(), self._read_errors())
+
+    @classmethod
+    async def start(cls, faults: PrivateBus, contract: Contract) -> Subscriber:
+        return cls(await asyncio.create_subprocess_exec(
+            *CLI, "consume", contract.id, "--from-beginning", "--timeout", "900",
+            env=faults.bus.cli_env, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE))
+
+    async def _read_deliveries(self) -> None:
+        assert self.process.stdout is not None
+        async for line in self.process.stdout:
+            self.ids.add(json.loads(line)["id"])
+
+    async def _read_errors(self) -> None:
+        """Its standard error read as it comes (a full pipe would stop it), the end kept."""
+        assert self.process.stderr is not None
+        async for line in self.process.stderr:
+            self.said += line
+            del self.said[:-4000]
+
+    async def received(self, expected: set[str], timeout: float = 60) -> None:
+        """Until the running process printed every delivery of ``expected``; it must not have
+        exited meanwhile."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while not expected <= self.ids and asyncio.get_running_loop().time() < deadline:
+            assert self.process.returncode is None, (
+                f"consume exited {self.process.returncode}: {bytes(self.said)!r}")
+            await asyncio.sleep(0.2)
+        missing = expected - self.ids
+        assert not missing, f"consume printed {len(expected) - len(missing)} of " \
+                            f"{len(expected)} deliveries"
+
+    async def stop(self) -> None:
+        if self.process.returncode is None:
+            self.process.kill()
+        await self.process.wait()
+        self.reading.cancel()
 
 
 async def test_nothing_is_delivered_after_a_withdrawal_made_in_the_middle_of_a_burst(
@@ -224,3 +285,45 @@ async def test_a_registry_stopped_for_30s_fails_publish_clearly_and_loses_nothin
         "the provider topics hold other events than those the stream published"
     assert await read_all(bus.settings, dead_letters) == [], "dead-lettered during the outage"
     await _assert_nothing_lost(faults, start, stream.sent)
+
+
+async def test_a_registry_stopped_while_publish_is_mid_file_leaves_nothing_half_sent(
+        faults: PrivateBus, tmp_path: Path) -> None:
+    """``publish`` asks the registry for every schema at its start: a registry that stops
+    answering once the file is half written (before the first line of its second dataset)
+    neither stops it nor leaves the file half published."""
+    bus = faults.bus
+    file = tmp_path / "two-datasets.jsonl"
+    with file.open("w", encoding="utf-8") as lines:
+        for dataset, count in ((BOURSIER, MID_FILE_LINES), (SECOND_DATASET, 20)):
+            subprocess.run([*CLI, "generate", dataset, "--count", str(count), "--seed", "2123"],
+                           stdout=lines, text=True, check=True)
+    ids = [json.loads(line)["id"] for line in file.read_text(encoding="utf-8").splitlines()]
+    first_topic = CATALOG.topic_for(CATALOG.dataset(BOURSIER).providers[0], BOURSIER)
+    provider = await end_offsets(bus.settings, CATALOG.provider_topics())
+    registry = component(faults.env, "registry").pid()
+    assert registry is not None, "the private stack's registry is not running"
+    process = await asyncio.create_subprocess_exec(
+        *CLI, "publish", str(file), env=bus.cli_env, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE)
+    try:
+        await _until_written(bus.settings, first_topic, provider)
+        os.kill(registry, signal.SIGSTOP)
+        out, err = await asyncio.wait_for(process.communicate(), 180)
+    finally:
+        os.kill(registry, signal.SIGCONT)
+    assert process.returncode == 0, f"publish exited {process.returncode}: {out!r}{err!r}"
+    written = await read_all(bus.settings, provider)
+    assert sorted(str(header(r, "ce_id")) for r in written) == sorted(ids), \
+        "the provider topics do not hold each line of the file once"
+
+
+async def _until_written(settings: Settings, topic: str, start: Offsets) -> None:
+    """Until something was written on ``topic`` past ``start``."""
+    mine = [tp for tp in start if tp.topic == topic]
+    for _ in range(600):
+        now = await end_offsets(settings, [topic])
+        if any(now[tp] > start[tp] for tp in mine):
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"publish wrote nothing on {topic} in 30 s")
