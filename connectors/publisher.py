@@ -166,6 +166,21 @@ class Publisher:
         if found:
             raise PublishRefused(found[0], NIR_REASON)
 
+    def look_up_schemas(self) -> None:
+        """Ask the registry, once, for every dataset's current schema on every provider topic.
+
+        A file then needs the registry only before its first line: one that stops answering
+        half-way can no longer leave the file half published. A subject not registered yet
+        is left to the first line that needs it (registered there where the principal may).
+        """
+        for dataset in self.catalog.datasets():
+            for provider in dataset.providers:
+                topic = self.catalog.topic_for(provider, dataset.id)
+                subject = value_subject(topic)
+                if self.registry.lookup(subject, dataset.latest.text) is not None:
+                    self._serde.schema_id(subject, dataset.latest.text)  # known: cached only
+                    self._registered.add(topic)
+
     def _register(self, topic: str, dataset: Dataset, schema: SchemaVersion) -> None:
         """Look the schema up under ``<topic>-value``, once per topic; register the dataset's
         versions only where the operator has not (a development registry).

@@ -34,6 +34,8 @@ class PublishReport:
     published: int = 0
     refused: list[tuple[int, str]] = field(default_factory=list)
     failed: list[tuple[int, str]] = field(default_factory=list)
+    stopped: tuple[int, str] | None = None
+    """The line at which publishing stopped, and why: neither it nor any later line was sent."""
 
 
 def _lines(stream: IO[str]) -> Iterator[tuple[int, str | None]]:
@@ -92,6 +94,9 @@ async def publish_stream(stream: IO[str], publisher: Publisher, progress: Progre
         except PublishRefused as exc:
             report.refused.append((number, str(exc)))
             continue
+        except RegistryError as exc:  # the lines before are sent: say exactly where it stopped
+            report.stopped = (number, str(exc))
+            break
         pending.append((number, await publisher.send(outgoing)))
         if progress is not None and task is not None and number % _REPORT_EVERY == 0:
             progress.update(task, completed=number)
@@ -113,6 +118,10 @@ def _show(report: PublishReport, source: str) -> None:
     console.print(table)
     for number, reason in [*report.refused, *report.failed]:
         errors.print(f"line {number}: {reason}", highlight=False, markup=False, soft_wrap=True)
+    if report.stopped is not None:
+        number, reason = report.stopped
+        errors.print(f"stopped at line {number}: neither it nor any later line was published: "
+                     f"{reason}", highlight=False, markup=False, soft_wrap=True)
 
 
 def publish(
@@ -121,6 +130,9 @@ def publish(
     """Validate, pseudonymise, encode and produce each event; refused lines never reach Kafka.
 
     Exits 1 when any line was refused or not written, after publishing all the valid ones.
+    Every schema is looked up before the first line, so a registry that stops answering
+    later does not stop the file; should one line still need it and fail (a subject not
+    registered yet), publishing stops there and says at which line.
     """
     config = settings()
     if file != "-" and not Path(file).is_file():
@@ -134,6 +146,7 @@ def publish(
         progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                             TimeElapsedColumn(), console=console, transient=True)
         async with edge as publisher:
+            publisher.look_up_schemas()
             with progress:
                 if file == "-":
                     return await publish_stream(event_lines(sys.stdin.buffer), publisher,
@@ -146,5 +159,5 @@ def publish(
     except (RegistryError, KafkaError, OSError) as exc:
         fail(f"nothing more could be published: {exc}")
     _show(report, file)
-    if report.refused or report.failed:
+    if report.refused or report.failed or report.stopped:
         raise typer.Exit(1)

@@ -20,11 +20,15 @@ from pydantic import SecretStr
 from connectors.publisher import OutgoingEvent, Publisher
 from schemas.catalog import Catalog
 from schemas.nir_detection import contains_nir
+from schemas.registry import RegistryUnavailable
+from schemas.serde import AvroSerde
 from streams.cli.publish import MAX_LINE_CHARS, event_lines, publish_stream
 from streams.dev.synthetic import generate
 from streams.settings import Settings
 from tests import hostile_inputs
 from tests.unit.memory_registry import MemoryRegistry
+
+CATALOG = Catalog.load()
 
 
 class _Accepting(Publisher):
@@ -182,3 +186,51 @@ def test_any_file_publishes_its_valid_lines_and_refuses_the_others_by_number(
 
     with hostile_inputs.at_least("lines of a publish file"):
         one()
+
+
+class _Stopping(MemoryRegistry):
+    """A registry that stops answering when told to."""
+
+    answering = True
+
+    def lookup(self, subject: str, schema: Any) -> int | None:
+        if not self.answering:
+            raise RegistryUnavailable("schema registry at memory unreachable: stopped")
+        return super().lookup(subject, schema)
+
+
+def _two_datasets(registry: _Stopping, tmp_path: Any) -> tuple[_Accepting, io.StringIO]:
+    """A publisher on ``registry`` (every schema registered) and a file of 3 events of one
+    dataset then 2 of another."""
+    publisher = _Accepting(Settings(subject_secret=SecretStr(secrets.token_hex(32)),
+                                    cache_dir=tmp_path))
+    publisher.registry = registry  # type: ignore[assignment]
+    publisher._serde = AvroSerde(registry)  # type: ignore[arg-type]
+    for topic in CATALOG.provider_topics():
+        dataset = CATALOG.dataset(topic.split(".")[2])
+        registry.register(f"{topic}-value", dataset.latest.text)
+    lines = [*_valid(3), *generate("quotient_familial", 2, seed=11)]
+    return publisher, io.StringIO("".join(json.dumps(e) + "\n" for e in lines))
+
+
+async def test_a_registry_stopping_after_the_schemas_were_looked_up_stops_nothing(
+        tmp_path: Any) -> None:
+    registry = _Stopping()
+    publisher, file = _two_datasets(registry, tmp_path)
+    publisher.look_up_schemas()
+    registry.answering = False
+    report = await publish_stream(file, publisher)
+    assert (report.published, report.refused, report.failed, report.stopped) == (5, [], [], None)
+
+
+async def test_a_line_that_still_needs_an_absent_registry_stops_the_file_there(
+        tmp_path: Any) -> None:
+    registry = _Stopping()
+    publisher, file = _two_datasets(registry, tmp_path)
+    await publish_stream(io.StringIO(file.getvalue().split("\n", 1)[0] + "\n"), publisher)
+    registry.answering = False  # the first dataset's schema was asked for, the second's not
+    report = await publish_stream(file, publisher)
+    assert report.published == 3
+    assert report.stopped is not None
+    assert report.stopped[0] == 4
+    assert "unreachable" in report.stopped[1]
