@@ -6,6 +6,7 @@ No broker: the contracts are the shipped examples, built in memory.
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import json
 from datetime import UTC, date, datetime, timedelta
@@ -27,13 +28,20 @@ from connectors.asyncapi import (
     entitling,
     scope,
 )
+from connectors.publisher import Publisher
 from schemas.catalog import Catalog
+from schemas.serde import AvroSerde
 from streams.cli import app as cli
 from streams.cli import asyncapi as asyncapi_cli
+from streams.dev.synthetic import generate
+from streams.kafka import clients
 from streams.privacy.pseudonyms import Pseudonymiser
 from streams.routing.delivery import DeliveryChannel, EventHeaders, extension_headers
+from streams.settings import Settings
+from streams.state import subjects
 from streams.state.contract import Contract
 from tests.unit.command_settings import strong_secret
+from tests.unit.memory_registry import MemoryRegistry
 
 CATALOG = Catalog.load()
 ROOT = Path(__file__).resolve().parents[3]
@@ -225,3 +233,76 @@ def test_the_command_prints_the_document_and_refuses_an_unknown_subscriber(
     assert refused.exit_code == 2
     assert "--subscriber" in refused.stderr
     assert "nobody-here" not in refused.stderr
+
+
+def _conforms(headers: list[tuple[str, bytes]], described: dict[str, Any]) -> list[str]:
+    """What in ``headers`` (as written to Kafka) the described headers' schema refuses."""
+    decoded = {name: value.decode() for name, value in headers}
+    assert len(decoded) == len(headers), "a header written twice"
+    closed = {**described, "additionalProperties": False}
+    return [e.message for e in jsonschema.Draft7Validator(closed).iter_errors(decoded)]
+
+
+def test_what_the_publisher_writes_is_what_the_provider_document_says(tmp_path: Path) -> None:
+    event = {**next(iter(generate("quotient_familial", 1, 7))), "source": "msa"}
+    settings = Settings(cache_dir=tmp_path, subject_secret=strong_secret())
+    publisher = Publisher(settings, CATALOG, MemoryRegistry())  # type: ignore[arg-type]
+    prepared = publisher.prepare(event)
+    message = _document(provider="msa")["components"]["messages"][prepared.topic]
+    assert _conforms(prepared.headers, message["headers"]) == []
+    key = message["bindings"]["kafka"]["key"]
+    assert jsonschema.Draft7Validator(key).is_valid(prepared.key.decode())
+
+
+def test_what_the_router_writes_is_what_the_subscriber_document_says() -> None:
+    contract = _contract("lyon-cantine-2026")
+    pseudonyms = Pseudonymiser(strong_secret()).for_subscriber(contract.subscriber)
+    channel = DeliveryChannel(contract.delivery_topic, contract.delivery_subject,
+                              contract.retention_ms * timedelta(milliseconds=1), pseudonyms,
+                              extension_headers(contract))
+    event = EventHeaders("e-1", "cnaf", "quotient_familial", "sr1_" + "0" * 64,
+                         b"2026-10-01T00:00:00Z")
+    pseudonym = pseudonyms.pseudonym("sr1_" + "0" * 64).encode()
+    written = channel.headers(event, channel.delivery_id(event), pseudonym, channel.expiry(NOW))
+    message = _document(subscriber=contract.subscriber)["components"]["messages"][
+        f"{contract.id}.delivery"]
+    assert _conforms(written, message["headers"]) == []
+    assert jsonschema.Draft7Validator(message["bindings"]["kafka"]["key"]).is_valid(
+        pseudonym.decode())
+
+
+class _Producer:
+    """Keeps what is sent, acknowledging at once."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, list[tuple[str, bytes]]]] = []
+
+    async def start(self) -> None:
+        pass
+
+    async def stop(self) -> None:
+        pass
+
+    async def send(self, topic: str, _value: bytes, key: bytes,
+                   headers: list[tuple[str, bytes]]) -> asyncio.Future[None]:
+        self.sent.append((topic, headers))
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        return done
+
+
+async def test_an_erasure_notice_is_what_the_subscriber_document_says(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    contract = _contract("lyon-cantine-2026")
+    producer = _Producer()
+    monkeypatch.setattr(clients, "producer", lambda _settings: producer)
+    pseudonym = Pseudonymiser(strong_secret()).for_subscriber(contract.subscriber).pseudonym(
+        "sr1_" + "0" * 64)
+    serde = AvroSerde(MemoryRegistry())  # type: ignore[arg-type]
+    await subjects.send_erasure_notices(Settings(), serde, CATALOG, contract, [pseudonym],
+                                        "consent_withdrawn")
+    ((topic, headers),) = producer.sent
+    document_ = _document(subscriber=contract.subscriber)
+    assert topic in document_["channels"]
+    message = document_["components"]["messages"][f"{contract.id}.erasure_notice"]
+    assert _conforms(headers, message["headers"]) == []
