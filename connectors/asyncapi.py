@@ -16,7 +16,6 @@ Pure: no Kafka, no registry, no clock (the caller says which instant the entitle
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -203,8 +202,9 @@ def _subject_header(kinds: Iterable[SubjectKind],
     """``ce_subject`` (and the key): one shape per kind of subject the topic carries."""
     chosen = sorted(set(kinds))
     pattern = "|".join(shapes[kind][0] for kind in chosen)
+    described = "; or ".join(shapes[kind][1] for kind in chosen)
     return {"type": "string", "pattern": pattern,
-            "description": "; or ".join(shapes[kind][1] for kind in chosen)}
+            "description": described[:1].upper() + described[1:]}
 
 
 def _operation(action: str, channel: str, messages: Iterable[str], principal: str,
@@ -291,8 +291,9 @@ def _contract_part(catalog: Catalog, contract: Contract) -> _Part:
     config = {"cleanup.policy": ["delete"], "retention.ms": contract.retention_ms}
     channel = _channel(topic, f"Deliveries of contract {contract.id}",
                        _contract_description(contract), names, config)
-    group = {"type": "string", "pattern": f"^{re.escape(_groups(contract.subscriber))}.+$",
-             "description": f"Any group whose name starts with {_groups(contract.subscriber)}"}
+    prefix = _groups(contract.subscriber)
+    group = {"type": "string", "pattern": "^" + prefix.replace(".", "[.]") + ".+$",
+             "description": f"Any group whose name starts with {prefix}"}
     operation = _operation(
         "receive", topic, names, principal.name,
         f"{contract.subscriber} reads its deliveries under {contract.id} (as "
@@ -308,6 +309,7 @@ def _contract_part(catalog: Catalog, contract: Contract) -> _Part:
 
 
 def _groups(subscriber: str) -> str:
+    """The prefix of the consumer groups a subscriber may use (ids hold no dot)."""
     return f"{SUBSCRIBER_GROUPS}{subscriber}."
 
 

@@ -306,3 +306,14 @@ async def test_an_erasure_notice_is_what_the_subscriber_document_says(
     assert topic in document_["channels"]
     message = document_["components"]["messages"][f"{contract.id}.erasure_notice"]
     assert _conforms(headers, message["headers"]) == []
+
+
+def test_a_subscriber_is_told_the_consumer_groups_the_broker_allows_it() -> None:
+    contract = _contract("lyon-cantine-2026")
+    group = _document(subscriber=contract.subscriber)["operations"][
+        f"receive.{contract.delivery_topic}"]["bindings"]["kafka"]["groupId"]
+    allowed = jsonschema.Draft7Validator(group)
+    assert allowed.is_valid(f"subscriber.{contract.subscriber}.{contract.id}")
+    for other in (f"subscriber.{contract.subscriber}", f"subscriber.{contract.subscriber}-x.a",
+                  f"subscriber.{contract.subscriber}x.a", f"sink.{contract.subscriber}.a"):
+        assert not allowed.is_valid(other), other
