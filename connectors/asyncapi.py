@@ -21,8 +21,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
-from schemas.catalog import Catalog, Dataset, SubjectKind
+from schemas.catalog import SUBJECT_KINDS, Catalog, Dataset, SubjectKind, UnknownDataset
 from schemas.cloudevent import AVRO_CONTENT_TYPE, EVENT_ID
+from schemas.projection import DeliverySchema, ProjectionError
 from schemas.registration import value_subject
 from streams.security import principals
 from streams.security.access import SUBSCRIBER_GROUPS, entitles
@@ -284,28 +285,48 @@ def _contract_part(catalog: Catalog, contract: Contract) -> _Part:
     """A contract's delivery topic: its deliveries and the erasure notices about them."""
     principal = principals.subscriber(contract.subscriber)
     topic = contract.delivery_topic
-    names = [f"{contract.id}.delivery", f"{contract.id}.{ERASURE_TYPE}"]
-    kinds = [catalog.dataset(d).subject_kind for d in contract.datasets]
-    messages = {names[0]: _delivery_message(catalog, contract, kinds),
-                names[1]: _erasure_message(catalog, contract, kinds)}
+    messages = _contract_messages(catalog, contract)
+    description = _contract_description(contract)
+    if f"{contract.id}.delivery" not in messages:
+        description += (" It no longer matches the catalog: nothing is delivered under it until "
+                        "a corrected contract is applied.")
     config = {"cleanup.policy": ["delete"], "retention.ms": contract.retention_ms}
-    channel = _channel(topic, f"Deliveries of contract {contract.id}",
-                       _contract_description(contract), names, config)
+    channel = _channel(topic, f"Deliveries of contract {contract.id}", description, messages,
+                       config)
+    return _Part({topic: channel},
+                 {f"receive.{topic}": _receive(contract, principal.name, messages)}, messages,
+                 {principal.name: _scheme(principal, f"reads its own delivery topics "
+                                                     f"(deliver.{contract.subscriber}.*)")})
+
+
+def _contract_messages(catalog: Catalog, contract: Contract) -> dict[str, Any]:
+    """Its deliveries and its erasure notices; only the notices when the contract no longer
+    compiles against the catalog (the router withholds its events then, audited
+    ``contract_invalid``), so that one such contract never keeps the others' document away."""
+    erasure = f"{contract.id}.{ERASURE_TYPE}"
+    try:
+        schema = contract.delivery_schema(catalog)
+        kinds = [catalog.dataset(d).subject_kind for d in contract.datasets]
+    except (ProjectionError, UnknownDataset):
+        return {erasure: _erasure_message(catalog, contract, SUBJECT_KINDS)}
+    return {f"{contract.id}.delivery": _delivery_message(catalog, contract, kinds, schema),
+            erasure: _erasure_message(catalog, contract, kinds)}
+
+
+def _receive(contract: Contract, principal: str, messages: Iterable[str]) -> dict[str, Any]:
+    """The subscriber's reading of the topic: its principal, its consumer groups, its webhook."""
     prefix = _groups(contract.subscriber)
     group = {"type": "string", "pattern": "^" + prefix.replace(".", "[.]") + ".+$",
              "description": f"Any group whose name starts with {prefix}"}
-    operation = _operation(
-        "receive", topic, names, principal.name,
-        f"{contract.subscriber} reads its deliveries under {contract.id} (as "
-        f"{principal.name}), and erases what an erasure notice names.",
+    return _operation(
+        "receive", contract.delivery_topic, messages, principal,
+        f"{contract.subscriber} reads its deliveries under {contract.id} (as {principal}), "
+        f"and erases what an erasure notice names.",
         bindings={"kafka": {"groupId": group, "bindingVersion": KAFKA_BINDING}},
         tags=[{"name": "standard-webhooks",
                "description": "Also delivered by signed webhook when the contract has a "
                               "delivery.webhook section (see the document's description).",
                "externalDocs": {"url": STANDARD_WEBHOOKS}}])
-    return _Part({topic: channel}, {f"receive.{topic}": operation}, messages,
-                 {principal.name: _scheme(principal, f"reads its own delivery topics "
-                                                     f"(deliver.{contract.subscriber}.*)")})
 
 
 def _groups(subscriber: str) -> str:
@@ -324,8 +345,8 @@ def _contract_description(contract: Contract) -> str:
             f"kept {contract.retention} (retention.ms), then deleted.{revoked}")
 
 
-def _delivery_message(catalog: Catalog, contract: Contract,
-                      kinds: Sequence[SubjectKind]) -> dict[str, Any]:
+def _delivery_message(catalog: Catalog, contract: Contract, kinds: Sequence[SubjectKind],
+                      schema: DeliverySchema) -> dict[str, Any]:
     """A delivery: the event cut down to the contract's fields, under its projected schema."""
     subject = _subject_header(kinds, _SUBJECT_SHAPES)
     sources = sorted({p for d in contract.datasets for p in catalog.dataset(d).providers})
@@ -355,7 +376,7 @@ def _delivery_message(catalog: Catalog, contract: Contract,
                    + "; ".join(f"{d}: {', '.join(f)}" for d, f in contract.datasets.items()),
         "contentType": AVRO_CONTENT_TYPE,
         "headers": _headers(headers, optional=["ce_time"]),
-        "payload": _avro(contract.delivery_schema(catalog)),
+        "payload": _avro(schema),
         "bindings": _message_binding(subject, f"TopicNameStrategy "
                                               f"({contract.delivery_subject})"),
     }

@@ -317,3 +317,18 @@ def test_a_subscriber_is_told_the_consumer_groups_the_broker_allows_it() -> None
     for other in (f"subscriber.{contract.subscriber}", f"subscriber.{contract.subscriber}-x.a",
                   f"subscriber.{contract.subscriber}x.a", f"sink.{contract.subscriber}.a"):
         assert not allowed.is_valid(other), other
+
+
+@pytest.mark.parametrize("datasets", [{"quotient_familial": ["retired_field"]},
+                                      {"retired_dataset": ["statut"]}])
+def test_a_contract_the_catalog_outgrew_keeps_only_its_erasure_notices(
+        datasets: dict[str, list[str]]) -> None:
+    recorded = Contract.model_validate({**_contract("lyon-cantine-2026").to_file(),
+                                        "id": "lyon-ancien", "datasets": datasets})
+    contracts = [recorded, _contract("ugap-marches-publics")]
+    found = document(CATALOG, contracts, scope(CATALOG, contracts), ADDRESS, "1")
+    assert _problems(found) == []
+    channel = found["channels"][recorded.delivery_topic]
+    assert set(channel["messages"]) == {"lyon-ancien.erasure_notice"}
+    assert "no longer matches the catalog" in channel["description"]
+    assert "ugap-marches-publics.delivery" in found["components"]["messages"]
