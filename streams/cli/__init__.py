@@ -6,6 +6,7 @@ import typer
 
 from streams.cli import (
     acl,
+    asyncapi,
     audit,
     consume,
     contracts,
@@ -44,6 +45,7 @@ app.command()(publish.publish)
 app.command()(generate.generate)
 app.command()(lag.lag)
 app.command(name="reconcile")(reconcile.reconcile_command)
+app.command()(asyncapi.asyncapi)
 
 
 def main() -> None:
