@@ -24,8 +24,10 @@ processes those of the routing harness (:class:`~tests.integration.routing_harne
   purpose text changed and, every other time, the field ``mois`` removed from or added back to
   its projection (a new delivery schema).
 - **Memory**: ``VmRSS`` of each process every ``--sample-seconds`` (the publisher, each
-  worker, each consumer, this script, and the broker's and registry's JVMs), reported as start,
-  peak (``VmHWM`` at the last sample), final and one value per minute.
+  worker, each consumer, the broker's and registry's JVMs, and this script, which holds the ids
+  it counts), reported as start (the first sample 30 s into the load: an interpreter's first
+  seconds are its imports), peak (``VmHWM``), final (once everything is routed and received)
+  and the last sample of each minute.
 
 At the end, once the router group has committed the provider topics' end offsets and every
 consumer has received every delivery of its topic, ``circulation reconcile --since <the run's
@@ -59,7 +61,7 @@ import uuid
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -95,8 +97,10 @@ FIELDS = ["quotient_familial", "annee", "mois"]
 CHANGED_FIELD = "mois"
 """The field every other contract change removes from ``soak-all``'s projection or adds back."""
 CHANGE_SECONDS = 60.0
-SETTLED_SECONDS = 10.0
+SETTLED_SECONDS = 30.0
 """A process's start RSS is its first sample this long after the load began."""
+SCRIPT = "soak script (churn, contract changes, counting)"
+"""This process's label: its RSS holds the ids it counts, so the README's row leaves it out."""
 NOTICE = "erasure_notice"
 """``ce_type`` of an erasure notice, the other kind of record on a delivery topic."""
 CATCH_UP_SECONDS = 900.0
@@ -135,7 +139,7 @@ class Terms:
             "legal_basis": "RGPD art. 6.1.e ; CRPA art. L114-8",
             "datasets": {DATASET: self.fields}, "consent": self.consent,
             "population": self.population, "retention": "P30D",
-            "valid_from": (date.today() - timedelta(days=30)).isoformat(),
+            "valid_from": (datetime.now(UTC).date() - timedelta(days=30)).isoformat(),
         }
         self.path.write_text(yaml.safe_dump(document, allow_unicode=True), encoding="utf-8")
         return self.path
@@ -353,30 +357,39 @@ def start_consumer(settings: Settings, contract: str, seconds: float,
             stderr=(out.parent / f"{out.stem}.err").open("wb"))
 
 
-def received(out: Path) -> Counter[str]:
-    """The ids a consumer printed, with how many times each."""
-    ids: Counter[str] = Counter()
-    for line in out.read_text(encoding="utf-8", errors="replace").splitlines():
-        with contextlib.suppress(json.JSONDecodeError):
-            ids[str(json.loads(line)["id"])] += 1
-    return ids
+@dataclass
+class Received:
+    """The ids a consumer printed, with how many times each, read as its output grows."""
+
+    out: Path
+    ids: Counter[str] = field(default_factory=Counter)
+    position: int = 0
+
+    def update(self) -> Counter[str]:
+        """Read the lines printed since the last call (complete ones only)."""
+        with self.out.open("rb") as lines:
+            lines.seek(self.position)
+            for line in lines:
+                if not line.endswith(b"\n"):
+                    break
+                self.position += len(line)
+                with contextlib.suppress(json.JSONDecodeError, KeyError, TypeError):
+                    self.ids[str(json.loads(line)["id"])] += 1
+        return self.ids
 
 
 @dataclass
 class Topic:
     """What a delivery topic holds: deliveries and erasure notices, by id and count."""
 
-    deliveries: Counter[str]
-    notices: Counter[str]
+    deliveries: Counter[str] = field(default_factory=Counter)
+    notices: Counter[str] = field(default_factory=Counter)
 
-    @staticmethod
-    def of(records: Sequence[Record]) -> Topic:
-        deliveries: Counter[str] = Counter()
-        notices: Counter[str] = Counter()
-        for record in records:
-            kind = notices if header(record, "ce_type") == NOTICE else deliveries
-            kind[str(header(record, "ce_id"))] += 1
-        return Topic(deliveries, notices)
+    def count(self, record: Record) -> bool:
+        """Count one record of the topic and keep none: a long soak's topics hold millions."""
+        kind = self.notices if header(record, "ce_type") == NOTICE else self.deliveries
+        kind[str(header(record, "ce_id"))] += 1
+        return False
 
     @property
     def ids(self) -> set[str]:
@@ -391,11 +404,13 @@ def duplicates(ids: Counter[str]) -> int:
     return sum(count - 1 for count in ids.values() if count > 1)
 
 
-async def until_received(outs: Mapping[str, Path], topics: Mapping[str, Topic]) -> None:
+async def until_received(consumed: Mapping[str, Received],
+                         topics: Mapping[str, Topic]) -> None:
     """Until every consumer printed every id its topic holds, or :data:`RECEIVED_SECONDS`."""
+    wanted = {contract: topic.ids for contract, topic in topics.items()}
     deadline = time.monotonic() + RECEIVED_SECONDS
     while time.monotonic() < deadline:
-        if all(topics[c].ids <= set(received(out)) for c, out in outs.items()):
+        if all(r.update().keys() >= wanted[c] for c, r in consumed.items()):
             return
         await asyncio.sleep(2)
 
@@ -467,7 +482,7 @@ async def soak(settings: Settings, stack: LocalStack, run_dir: Path,
     ds.note("contracts applied, persons enrolled and consenting")
     sampler = Sampler(arguments.sample_seconds)
     outcome.memory = sampler.series
-    sampler.watch("soak script (churn, contract changes)", os.getpid())
+    sampler.watch(SCRIPT, os.getpid())
     for component in ("kafka", "registry"):
         sampler.watch(f"{component} (JVM)", stack.component_process(component).pid())
     workers = WorkerPool(Services(settings.kafka_bootstrap, settings.schema_registry_url),
@@ -535,11 +550,12 @@ async def read_deliveries(settings: Settings, terms: Sequence[Terms], outs: Mapp
     """Every delivery topic read whole; then what each consumer received, once it has every
     id of its topic (or after :data:`RECEIVED_SECONDS`)."""
     for t in terms:
-        contract = await find_contract(settings, t.id)
-        outcome.topics[t.id] = Topic.of(await read_all(
-            settings, await beginning(settings, [contract.delivery_topic])))
-    await until_received(outs, outcome.topics)
-    outcome.consumed = {c: received(out) for c, out in outs.items()}
+        topic = outcome.topics[t.id] = Topic()
+        delivery_topic = (await find_contract(settings, t.id)).delivery_topic
+        await read_all(settings, await beginning(settings, [delivery_topic]), topic.count)
+    consumed = {contract: Received(out) for contract, out in outs.items()}
+    await until_received(consumed, outcome.topics)
+    outcome.consumed = {contract: r.ids for contract, r in consumed.items()}
 
 
 async def reconcile(settings: Settings, seconds: int) -> tuple[int, dict[str, Any]]:
@@ -613,7 +629,7 @@ def outcomes(found: Mapping[str, Any]) -> str:
 
 def readme_row(outcome: Outcome, arguments: argparse.Namespace) -> str:
     memory = "; ".join(f"{label} {s.start:,.0f} / {s.high_water:,.0f} / {s.samples[-1][1]:,.0f}"
-                       for label, s in outcome.memory.items() if s.samples)
+                       for label, s in outcome.memory.items() if s.samples and label != SCRIPT)
     topics = outcome.topics.values()
     return (f"| soak, {arguments.minutes:g} min at {arguments.rate:g} events/s, two workers, "
             f"3 contracts, consent churn, a contract change a minute | "
