@@ -8,6 +8,7 @@ of topics that already exist (a contract's retention may change).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 
 from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -96,40 +97,47 @@ async def ensure_topics(settings: Settings, specs: list[TopicSpec],
         return created
 
 
-async def _wait_for_leaders(admin: AIOKafkaAdminClient, names: list[str],
-                            timeout: float = 30.0) -> None:
+async def _wait_for_leaders(admin: AIOKafkaAdminClient, names: list[str]) -> None:
     """Return once every partition of ``names`` has a leader, so the first write succeeds."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while names:
-        described = await admin.describe_topics(names)
-        names = [t["topic"] for t in described
-                 if t["error_code"] != 0 or not t["partitions"]
-                 or any(p["leader"] < 0 for p in t["partitions"])]
-        if names and asyncio.get_running_loop().time() > deadline:
-            raise TopicError(f"topics without a partition leader after {timeout:.0f}s: "
-                             f"{', '.join(names)}")
-        if names:
-            await asyncio.sleep(0.1)
+
+    async def leaderless(waiting: list[str]) -> list[str]:
+        described = await admin.describe_topics(waiting)
+        return [t["topic"] for t in described
+                if t["error_code"] != 0 or not t["partitions"]
+                or any(p["leader"] < 0 for p in t["partitions"])]
+
+    await _until_none_left(names, leaderless, "topics without a partition leader")
 
 
-async def _wait_for_configs(admin: AIOKafkaAdminClient, specs: list[TopicSpec],
-                            timeout: float = 30.0) -> None:
+async def _wait_for_configs(admin: AIOKafkaAdminClient, specs: list[TopicSpec]) -> None:
     """Return once the broker describes every topic of ``specs`` with its configuration. The
     controller acknowledges a change before the broker has applied it from the metadata log: a
     contract's shorter retention must be in force when ``contracts apply`` returns."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while specs:
+    wanted = {s.name: s.config for s in specs}
+
+    async def unapplied(waiting: list[str]) -> list[str]:
         answers = await admin.describe_configs(
-            [ConfigResource(ConfigResourceType.TOPIC, s.name) for s in specs])
+            [ConfigResource(ConfigResourceType.TOPIC, name) for name in waiting])
         described = {name: {entry[0]: entry[1] for entry in entries}
                      for answer in answers
                      for code, _, _, name, entries in answer.resources if code == 0}
-        specs = [s for s in specs
-                 if any(described.get(s.name, {}).get(k) != v for k, v in s.config.items())]
-        if specs and asyncio.get_running_loop().time() > deadline:
-            raise TopicError(f"configuration not in force after {timeout:.0f}s: "
-                             f"{', '.join(s.name for s in specs)}")
-        if specs:
+        return [name for name in waiting
+                if any(described.get(name, {}).get(k) != v for k, v in wanted[name].items())]
+
+    await _until_none_left(list(wanted), unapplied, "configuration not in force")
+
+
+async def _until_none_left(names: list[str],
+                           pending: Callable[[list[str]], Awaitable[list[str]]],
+                           what: str, timeout: float = 30.0) -> None:
+    """Ask ``pending`` which of ``names`` the broker does not show as wanted yet, until none;
+    :class:`TopicError` naming ``what`` and those left after ``timeout`` seconds."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while names:
+        names = await pending(names)
+        if names and asyncio.get_running_loop().time() > deadline:
+            raise TopicError(f"{what} after {timeout:.0f}s: {', '.join(names)}")
+        if names:
             await asyncio.sleep(0.1)
 
 
