@@ -96,10 +96,10 @@ async def set_population(settings: Settings, contract: Contract, subjects: Seque
                          enrolled: bool, on_written: Advance | None = None) -> None:
     """Enrol or release subjects; returns once the records are durably written and fenced
     (one fence round for all of them)."""
-    serde = AvroSerde(clients.schema_registry(settings))
-    async with SubjectLedger(settings, serde, Catalog.load()) as ledger:
-        await ledger.record_population(contract.id, [s.reference for s in subjects], enrolled,
-                                       on_written)
+    with clients.schema_registry(settings) as registry:  # a long-lived caller keeps no client
+        async with SubjectLedger(settings, AvroSerde(registry), Catalog.load()) as ledger:
+            await ledger.record_population(contract.id, [s.reference for s in subjects],
+                                           enrolled, on_written)
 
 
 async def set_consent(settings: Settings, contract: Contract, subjects: Sequence[Subject],
@@ -111,14 +111,15 @@ async def set_consent(settings: Settings, contract: Contract, subjects: Sequence
     and ``on_notified`` are told of each record and notice as the broker acknowledges it."""
     notified = pseudonyms(settings, contract, subjects) if status == "withdrawn" else []
     catalog = Catalog.load()
-    serde = AvroSerde(clients.schema_registry(settings))
-    async with SubjectLedger(settings, serde, catalog) as ledger:
-        await ledger.record_consent(contract.id, [s.reference for s in subjects], status,
-                                    collected_by or contract.subscriber_siret, channel,
-                                    evidence_ref, on_written)
-    if notified:
-        await send_erasure_notices(settings, serde, catalog, contract, notified,
-                                   "consent_withdrawn", on_notified)
+    with clients.schema_registry(settings) as registry:  # a long-lived caller keeps no client
+        serde = AvroSerde(registry)
+        async with SubjectLedger(settings, serde, catalog) as ledger:
+            await ledger.record_consent(contract.id, [s.reference for s in subjects], status,
+                                        collected_by or contract.subscriber_siret, channel,
+                                        evidence_ref, on_written)
+        if notified:
+            await send_erasure_notices(settings, serde, catalog, contract, notified,
+                                       "consent_withdrawn", on_notified)
 
 
 async def send_erasure_notices(settings: Settings, serde: AvroSerde, catalog: Catalog,
