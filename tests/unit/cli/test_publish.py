@@ -20,7 +20,8 @@ from pydantic import SecretStr
 from connectors.publisher import OutgoingEvent, Publisher
 from schemas.catalog import Catalog
 from schemas.nir_detection import contains_nir
-from streams.cli.publish import MAX_LINE_CHARS, event_lines, publish_stream
+from connectors.event_files import MAX_LINE_CHARS, event_lines
+from streams.cli.publish import publish_stream
 from streams.dev.synthetic import generate
 from streams.settings import Settings
 from tests import hostile_inputs
