@@ -12,6 +12,7 @@ from streams.cli import (
     credentials,
     demo,
     generate,
+    ingest,
     lag,
     local,
     publish,
@@ -41,6 +42,7 @@ app.command()(worker.worker)
 app.command()(consume.consume)
 app.command()(demo.demo)
 app.command()(publish.publish)
+app.command(name="ingest-file")(ingest.ingest_file)
 app.command()(generate.generate)
 app.command()(lag.lag)
 app.command(name="reconcile")(reconcile.reconcile_command)
