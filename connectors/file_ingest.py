@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import IO, Any, Literal
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import TopicAuthorizationFailedError
 from rich.progress import Progress
 
 from connectors import ingest_progress
@@ -288,18 +289,29 @@ class ProviderTopics:
         consumer = clients.consumer(self.settings, enable_auto_commit=False)
         await consumer.start()
         try:
-            consumer.assign(partitions)
-            ends = await consumer.end_offsets(partitions)
-            starts = await consumer.beginning_offsets(partitions)
-            ids: set[str] = set()
-            for tp in partitions:
-                start = max(starts[tp], offsets[tp.topic].get(tp.partition, 0))
-                if start < ends[tp]:
-                    consumer.seek(tp, start)
-                    await _read_ids(consumer, tp, ends[tp], ids)
-            return ids
+            return await self._read(consumer, partitions, offsets)
+        except TopicAuthorizationFailedError:
+            raise IngestRefused(
+                "resuming reads the provider topics from where the first run began, to send "
+                "nothing twice, and this principal may not read them: the operator grants it "
+                "Read on its own provider topics, or the rerun runs as a principal that may") \
+                from None
         finally:
             await consumer.stop()
+
+    @staticmethod
+    async def _read(consumer: AIOKafkaConsumer, partitions: list[TopicPartition],
+                    offsets: dict[str, dict[int, int]]) -> set[str]:
+        consumer.assign(partitions)
+        ends = await consumer.end_offsets(partitions)
+        starts = await consumer.beginning_offsets(partitions)
+        ids: set[str] = set()
+        for tp in partitions:
+            start = max(starts[tp], offsets[tp.topic].get(tp.partition, 0))
+            if start < ends[tp]:
+                consumer.seek(tp, start)
+                await _read_ids(consumer, tp, ends[tp], ids)
+        return ids
 
 
 async def _read_ids(consumer: AIOKafkaConsumer, tp: TopicPartition, end: int,
