@@ -107,6 +107,7 @@ class FileIngest:
             self._report.finished = self._report.finished_before = True
             return self._report
         self._report.settled_before = self._state.settled_through
+        self._check_header()
         written = await self.topics.written_ids(self._state.offsets) if recorded else set()
         self._keep_settled_rejections()
         with rejected_path(self.path).open("a", encoding="utf-8") as rejected:
@@ -170,14 +171,7 @@ class FileIngest:
                     yield number, line.rstrip("\r\n") if line else None, _parsed(line)
             return
         rows = numbered_rows(event_lines(binary, newline=""))
-        header = next(rows, None)
-        if header is None or isinstance(header[1], PublishRefused):
-            raise IngestRefused(f"{self.path} has no CSV header row (see the README for the "
-                                f"columns)")
-        try:
-            mapping = CsvMapping(self.publisher.catalog, header[1])
-        except CsvHeaderRefused as exc:
-            raise IngestRefused(f"{self.path}: {exc}") from None
+        mapping = self._csv_mapping(next(rows, None))
         for number, row in rows:
             if number <= settled:
                 continue
@@ -188,6 +182,23 @@ class FileIngest:
                 yield number, row_text(row), mapping.event(row)
             except PublishRefused as exc:
                 yield number, row_text(row), exc
+
+    def _csv_mapping(self, header: tuple[int, list[str] | PublishRefused] | None
+                     ) -> CsvMapping:
+        """The mapping of a CSV file's header row, or the refusal of the whole file."""
+        if header is None or isinstance(header[1], PublishRefused):
+            raise IngestRefused(f"{self.path} has no CSV header row (see the README for the "
+                                f"columns)")
+        try:
+            return CsvMapping(self.publisher.catalog, header[1])
+        except CsvHeaderRefused as exc:
+            raise IngestRefused(f"{self.path}: {exc}") from None
+
+    def _check_header(self) -> None:
+        """Refuse a CSV file whose header cannot be read before anything is written beside it."""
+        if self.format == "csv":
+            with self.path.open("rb") as binary:
+                self._csv_mapping(next(numbered_rows(event_lines(binary, newline="")), None))
 
     def _prepare(self, number: int, event: dict[str, Any] | PublishRefused) -> OutgoingEvent:
         if isinstance(event, PublishRefused):

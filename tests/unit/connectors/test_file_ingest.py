@@ -215,6 +215,7 @@ def test_a_csv_file_without_its_required_columns_is_refused_whole(tmp_path: Path
     with pytest.raises(IngestRefused, match="no column source"):
         _ingest(path, broker, _Topics(), "csv")
     assert broker.sent == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv"]  # corrected, it starts anew
 
 
 def test_a_changed_input_is_not_resumed(tmp_path: Path) -> None:
