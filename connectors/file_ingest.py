@@ -158,7 +158,8 @@ class FileIngest:
         for _, outcome in self._pending:
             if isinstance(outcome, asyncio.Future):
                 await asyncio.wait([outcome])
-        self._report.finished = not self._broken
+        self._settle()
+        self._report.finished = not self._broken and not self._pending
 
     def _events(self, binary: IO[bytes]
                 ) -> Iterator[tuple[int, str | None, dict[str, Any] | PublishRefused]]:

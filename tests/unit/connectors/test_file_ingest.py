@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -33,21 +34,28 @@ TOPIC = "provider.cnous.statut_etudiant_boursier"
 
 
 class _Broker(Publisher):
-    """A publisher whose sends are acknowledged at once, but for the event ids in ``refuse``."""
+    """A publisher whose sends are acknowledged at once (or ``later``, as a broker does), but
+    for the event ids in ``refuse``."""
 
-    def __init__(self, tmp_path: Path, refuse: set[str] | None = None) -> None:
+    def __init__(self, tmp_path: Path, refuse: set[str] | None = None,
+                 later: bool = False) -> None:
         settings = Settings(subject_secret=SecretStr(secrets.token_hex(32)), cache_dir=tmp_path)
         super().__init__(settings, CATALOG, MemoryRegistry())  # type: ignore[arg-type]
         self.refuse = refuse or set()
+        self.later = later
         self.sent: list[str] = []
 
     async def send(self, outgoing: OutgoingEvent) -> asyncio.Future[Any]:
         done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         if outgoing.event_id in self.refuse:
-            done.set_exception(ConnectionError("broker gone"))
+            answer = partial(done.set_exception, ConnectionError("broker gone"))
         else:
             self.sent.append(outgoing.event_id)
-            done.set_result(None)
+            answer = partial(done.set_result, None)
+        if self.later:
+            asyncio.get_running_loop().call_later(0.01, answer)
+        else:
+            answer()
         return done
 
 
@@ -136,6 +144,21 @@ def test_a_line_not_acknowledged_stops_the_progress_and_a_rerun_sends_only_what_
     recorded = ingest_progress.load(path)
     assert recorded is not None
     assert (recorded.settled_through, recorded.published, recorded.finished) == (5, 5, True)
+
+
+def test_a_last_line_refused_by_the_broker_after_the_file_was_read_leaves_it_unfinished(
+        tmp_path: Path) -> None:
+    events = _events(4)
+    path = _write(tmp_path / "in.jsonl", [json.dumps(e) for e in events])
+    broker = _Broker(tmp_path, refuse={events[-1]["id"]}, later=True)
+
+    report = _ingest(path, broker, _Topics())
+
+    assert [n for n, _ in report.failed] == [4]
+    assert not report.finished
+    recorded = ingest_progress.load(path)
+    assert recorded is not None
+    assert (recorded.settled_through, recorded.published, recorded.finished) == (3, 3, False)
 
 
 def test_a_crash_between_acknowledgement_and_progress_sends_nothing_twice(
