@@ -110,7 +110,7 @@ class FileIngest:
         self._check_header()
         written = await self.topics.written_ids(self._state.offsets) if recorded else set()
         self._keep_settled_rejections()
-        with rejected_path(self.path).open("a", encoding="utf-8") as rejected:
+        with _owner_only(rejected_path(self.path), "a") as rejected:
             try:
                 await self._ingest(rejected, written)
             finally:
@@ -130,12 +130,11 @@ class FileIngest:
     def _keep_settled_rejections(self) -> None:
         """Drop the rejections of unsettled lines an interrupted run wrote: they come again."""
         where = rejected_path(self.path)
-        if not self._state.settled_through or not where.exists():
-            where.write_text("", encoding="utf-8")
-            return
-        kept = [line for line in where.read_text(encoding="utf-8").splitlines()
+        kept = [line for line in (where.read_text(encoding="utf-8").splitlines()
+                                  if self._state.settled_through and where.exists() else [])
                 if _line_number(line) <= self._state.settled_through]
-        where.write_text("".join(f"{line}\n" for line in kept), encoding="utf-8")
+        with _owner_only(where, "w") as rewritten:
+            rewritten.write("".join(f"{line}\n" for line in kept))
 
     async def _ingest(self, rejected: IO[str], written: set[str]) -> None:
         task = self._bar.add_task("ingesting", total=None) if self._bar else None
@@ -260,6 +259,13 @@ class FileIngest:
         os.fsync(rejected.fileno())
         ingest_progress.save(self.path, self._state)
         self._saved_at = (self._state.settled_through, time.monotonic())
+
+
+def _owner_only(path: Path, mode: str) -> IO[str]:
+    """A text file that, when created, only its owner may read: refused lines are kept as
+    the provider wrote them, NIRs included."""
+    return open(path, mode, encoding="utf-8",
+                opener=lambda name, flags: os.open(name, flags, 0o600))
 
 
 def _line_number(rejection: str) -> float:

@@ -107,6 +107,7 @@ def test_refused_lines_go_beside_the_input_with_number_and_field_and_the_rest_is
     assert [(r["line"], r["field"]) for r in _rejected(path)] == [(2, "data.statut"),
                                                                  (3, "line")]
     assert _rejected(path)[0]["original"] == json.dumps(bad)  # for the provider to correct
+    assert ingest_progress.rejected_path(path).stat().st_mode & 0o077 == 0  # it holds NIRs
     recorded = ingest_progress.load(path)
     assert recorded is not None
     assert (recorded.settled_through, recorded.published, recorded.refused, recorded.finished) \
