@@ -74,6 +74,20 @@ def _pydantic_refusal(error: pydantic.ValidationError) -> PublishRefused:
     return PublishRefused(field, first["msg"])
 
 
+def provider_topic(catalog: Catalog, source: str, dataset_id: str) -> str:
+    """The provider topic of ``dataset_id`` published by ``source``; a refusal names the
+    catalog's datasets or publishers, never what the provider wrote."""
+    try:
+        return catalog.topic_for(source, dataset_id)
+    except UnknownDataset:
+        known = ", ".join(d.id for d in catalog.datasets())
+        raise PublishRefused("type", f"unknown dataset (known: {known})") from None
+    except NotPublishedBy:
+        publishers = ", ".join(catalog.dataset(dataset_id).providers)
+        raise PublishRefused("source", f"this provider does not publish {dataset_id} "
+                                       f"(published by: {publishers})") from None
+
+
 class Publisher:
     """Validates and sends a provider's events; use ``async with Publisher(settings)``.
 
@@ -136,17 +150,7 @@ class Publisher:
                              kafka_headers(message))
 
     def _topic(self, event: PublishedEvent) -> str:
-        """The provider topic; a refusal names the catalog's datasets or publishers, never what
-        the provider wrote."""
-        try:
-            return self.catalog.topic_for(event.source, event.type)
-        except UnknownDataset:
-            known = ", ".join(d.id for d in self.catalog.datasets())
-            raise PublishRefused("type", f"unknown dataset (known: {known})") from None
-        except NotPublishedBy:
-            publishers = ", ".join(self.catalog.dataset(event.type).providers)
-            raise PublishRefused("source", f"this provider does not publish {event.type} "
-                                           f"(published by: {publishers})") from None
+        return provider_topic(self.catalog, event.source, event.type)
 
     def _refuse_hidden_nirs(self, event: PublishedEvent, dataset: Dataset,
                             schema: SchemaVersion) -> None:

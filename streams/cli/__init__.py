@@ -13,6 +13,7 @@ from streams.cli import (
     credentials,
     demo,
     generate,
+    ingest,
     lag,
     local,
     publish,
@@ -42,6 +43,7 @@ app.command()(worker.worker)
 app.command()(consume.consume)
 app.command()(demo.demo)
 app.command()(publish.publish)
+app.command(name="ingest-file")(ingest.ingest_file)
 app.command()(generate.generate)
 app.command()(lag.lag)
 app.command(name="reconcile")(reconcile.reconcile_command)

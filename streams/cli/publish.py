@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import io
-import json
 import sys
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterable
 from pathlib import Path
 from typing import IO, Annotated, Any
 
@@ -16,70 +13,18 @@ from aiokafka.errors import KafkaError
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from connectors.event_files import (
+    PublishReport,
+    event_lines,
+    numbered_lines,
+    parse_line,
+)
 from connectors.publisher import Publisher, PublishRefused
 from schemas.registry import RegistryError
 from streams.cli.console import console, errors, fail, settings
 from streams.privacy.secret import SecretRefused
 
 _REPORT_EVERY = 500
-MAX_LINE_CHARS = 1_000_000
-"""Longest line read, newline excluded: a published event is a few kilobytes, and a longer line
-is refused unread rather than held in memory."""
-
-
-@dataclass
-class PublishReport:
-    """What happened to each line: how many were published, which were refused and why."""
-
-    published: int = 0
-    refused: list[tuple[int, str]] = field(default_factory=list)
-    failed: list[tuple[int, str]] = field(default_factory=list)
-    stopped: tuple[int, str] | None = None
-    """The line at which publishing stopped, and why: neither it nor any later line was sent."""
-
-
-def _lines(stream: IO[str]) -> Iterator[tuple[int, str | None]]:
-    """Numbered non-blank lines; ``None`` for a line longer than :data:`MAX_LINE_CHARS`, whose
-    rest is skipped in bounded pieces."""
-    number = 0
-    while line := stream.readline(MAX_LINE_CHARS + 1):
-        number += 1
-        if len(line) > MAX_LINE_CHARS and not line.endswith("\n"):
-            while (rest := stream.readline(MAX_LINE_CHARS)) and not rest.endswith("\n"):
-                pass
-            yield number, None
-        elif line.strip():
-            yield number, line
-
-
-def event_lines(binary: IO[bytes]) -> IO[str]:
-    """The text of a file of events, read so that bytes that are not UTF-8 refuse their own
-    line (:func:`_parse`) rather than end the command: each such byte becomes a lone surrogate,
-    which no UTF-8 text and no JSON escape can leave in a line as read."""
-    return io.TextIOWrapper(binary, encoding="utf-8", errors="surrogateescape")
-
-
-def _parse(line: str | None) -> dict[str, Any]:
-    """A JSON object, or a refusal of the whole line saying why (never quoting it)."""
-    if line is None:
-        raise PublishRefused("line", f"longer than {MAX_LINE_CHARS:,} characters "
-                                     f"(a published event is a few kilobytes)")
-    if not line.isascii():
-        try:
-            line.encode("utf-8")
-        except UnicodeEncodeError as exc:
-            raise PublishRefused("line", f"not UTF-8 text (character {exc.start + 1})") from None
-    try:
-        event = json.loads(line)
-    except json.JSONDecodeError as exc:
-        raise PublishRefused("line", f"not JSON ({exc.msg} at column {exc.colno})") from None
-    except ValueError:  # Python refuses to read integers beyond its digit limit
-        raise PublishRefused("line", "a number has too many digits") from None
-    except RecursionError:
-        raise PublishRefused("line", "nested too deeply") from None
-    if not isinstance(event, dict):
-        raise PublishRefused("line", "a published event is a JSON object")
-    return event
 
 
 async def publish_stream(stream: IO[str], publisher: Publisher, progress: Progress | None = None,
@@ -88,9 +33,9 @@ async def publish_stream(stream: IO[str], publisher: Publisher, progress: Progre
     report = PublishReport()
     pending: list[tuple[int, asyncio.Future[Any]]] = []
     task = progress.add_task("publishing", total=None) if progress else None
-    for number, line in _lines(stream):
+    for number, line in numbered_lines(stream):
         try:
-            outgoing = publisher.prepare(_parse(line))
+            outgoing = publisher.prepare(parse_line(line))
         except PublishRefused as exc:
             report.refused.append((number, str(exc)))
             continue
@@ -109,12 +54,24 @@ async def publish_stream(stream: IO[str], publisher: Publisher, progress: Progre
     return report
 
 
-def _show(report: PublishReport, source: str) -> None:
-    table = Table(title=f"publish {source}", show_header=False)
+def progress_bar() -> Progress:
+    """The progress shown while a file is published (on a terminal only: rich hides it
+    elsewhere), gone once done."""
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), console=console, transient=True)
+
+
+def show_report(report: PublishReport, title: str,
+                more: Iterable[tuple[str, str]] = ()) -> None:
+    """The counts on stdout, then each refused or unwritten line on stderr: its number and
+    the reason naming the field, never what the line held."""
+    table = Table(title=title, show_header=False)
     table.add_row("published", f"[green]{report.published}[/]")
     table.add_row("refused", f"[red]{len(report.refused)}[/]" if report.refused else "0")
     if report.failed:
         table.add_row("failed to write", f"[red]{len(report.failed)}[/]")
+    for name, value in more:
+        table.add_row(name, value)
     console.print(table)
     for number, reason in [*report.refused, *report.failed]:
         errors.print(f"line {number}: {reason}", highlight=False, markup=False, soft_wrap=True)
@@ -143,8 +100,7 @@ def publish(
         fail(str(exc))
 
     async def run() -> PublishReport:
-        progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                            TimeElapsedColumn(), console=console, transient=True)
+        progress = progress_bar()
         async with edge as publisher:
             publisher.look_up_schemas()
             with progress:
@@ -158,6 +114,6 @@ def publish(
         report = asyncio.run(run())
     except (RegistryError, KafkaError, OSError) as exc:
         fail(f"nothing more could be published: {exc}")
-    _show(report, file)
+    show_report(report, f"publish {file}")
     if report.refused or report.failed or report.stopped:
         raise typer.Exit(1)

@@ -50,9 +50,11 @@ async def topic_partitions(settings: Settings, topics: list[str],
     return sorted(partitions)
 
 
-async def end_offsets(settings: Settings, topics: list[str]) -> dict[TopicPartition, int]:
-    """The end offset of every partition of ``topics`` now: where the next record will go."""
-    partitions = await topic_partitions(settings, topics)
+async def end_offsets(settings: Settings, topics: list[str],
+                      missing_ok: bool = False) -> dict[TopicPartition, int]:
+    """The end offset of every partition of ``topics`` now: where the next record will go
+    (none for a missing topic, with ``missing_ok``)."""
+    partitions = await topic_partitions(settings, topics, missing_ok)
     if not partitions:
         return {}
     consumer = clients.consumer(settings, enable_auto_commit=False)

@@ -17,12 +17,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import SecretStr
 
+from connectors.event_files import MAX_LINE_CHARS, event_lines
 from connectors.publisher import OutgoingEvent, Publisher
 from schemas.catalog import Catalog
 from schemas.nir_detection import contains_nir
 from schemas.registry import RegistryUnavailable
 from schemas.serde import AvroSerde
-from streams.cli.publish import MAX_LINE_CHARS, event_lines, publish_stream
+from streams.cli.publish import publish_stream
 from streams.dev.synthetic import generate
 from streams.settings import Settings
 from tests import hostile_inputs

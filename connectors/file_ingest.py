@@ -1,0 +1,342 @@
+"""Ingesting a provider's file of events, resumable after a crash without duplicates.
+
+A file of JSON lines (the lines ``circulation publish`` takes) or of CSV rows
+(:mod:`connectors.csv_events`) goes through the publisher's own checks line by line. A refused
+line goes to the rejected-lines file beside the input, with its number, the field at fault and
+why, and the line itself: that file is the provider's, on the provider's disk, for the provider
+to correct; nothing else (terminal, logs) ever shows a value.
+
+Resuming rests on three things. Every event has an id that a rerun gives again: the file's own,
+or one derived from the file's content hash and the line's number. The progress file
+(:mod:`connectors.ingest_progress`) says up to which line everything is settled, and is written
+only after Kafka acknowledged those lines. A crash can still fall between an acknowledgement and
+the next progress write, so a rerun first reads the provider topics it wrote to from the offsets
+recorded before the first write, and does not send again an event whose id is already there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+import uuid
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, Literal
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import TopicAuthorizationFailedError
+from rich.progress import Progress
+
+from connectors import ingest_progress
+from connectors.csv_events import CsvHeaderRefused, CsvMapping, numbered_rows, row_text
+from connectors.event_files import PublishReport, event_lines, numbered_lines, parse_line
+from connectors.ingest_progress import IngestProgress, rejected_path
+from connectors.publisher import OutgoingEvent, Publisher, PublishRefused
+from streams.kafka import clients
+from streams.kafka.admin import end_offsets, topic_partitions
+from streams.settings import Settings
+
+Format = Literal["jsonl", "csv"]
+INGESTED_IDS = uuid.UUID("6b0f3f0e-8a7c-5d2e-9c41-3e2a7d5b9f10")
+"""The UUID namespace of the ids derived for lines that bring none."""
+SAVE_EVERY_LINES = 1000
+SAVE_EVERY_SECONDS = 1.0
+"""How often the progress is written while lines are acknowledged: what a rerun may have to
+look up on the bus rather than skip by number, against an fsync per write."""
+_ID_HEADER = "ce_id"
+
+
+class IngestRefused(ValueError):
+    """A file this command will not ingest as it stands; the message says what to do."""
+
+
+@dataclass
+class IngestReport(PublishReport):
+    """What a run did, beside what earlier runs of the same file had settled."""
+
+    settled_before: int = 0
+    """Lines settled by earlier runs, not read again."""
+    already_written: int = 0
+    """Events an interrupted run had written, found on the bus and not sent again."""
+    finished: bool = False
+    """Every line is settled: a rerun does nothing."""
+    finished_before: bool = False
+    """An earlier run had finished the file: this one did nothing."""
+    progress: IngestProgress | None = None
+
+
+def derived_id(sha256: str, line: int) -> str:
+    """The id of the event on ``line`` of the file of content hash ``sha256``, when the line
+    brings none: the same on every run, different for every line of every file."""
+    return str(uuid.uuid5(INGESTED_IDS, f"{sha256}:{line}"))
+
+
+_Outcome = asyncio.Future[Any] | Literal["refused", "written"]
+
+
+class FileIngest:
+    """One run over one input file; :meth:`run` does it."""
+
+    def __init__(self, path: Path, file_format: Format, publisher: Publisher,
+                 progress_bar: Progress | None = None,
+                 topics: ProviderTopics | None = None) -> None:
+        self.path = path
+        self.topics = topics or ProviderTopics(publisher.settings)
+        self.format = file_format
+        self.publisher = publisher
+        self._bar = progress_bar
+        self._pending: deque[tuple[int, _Outcome]] = deque()
+        self._broken = False
+        self._saved_at = (0, time.monotonic())
+        self._state = IngestProgress(sha256="", format=file_format)
+        self._report = IngestReport()
+
+    async def run(self) -> IngestReport:
+        """Ingest every line not settled yet; the report says what happened to each."""
+        sha256 = ingest_progress.file_sha256(self.path)
+        recorded = ingest_progress.load(self.path)
+        if recorded is not None:
+            self._refuse_other_input(recorded, sha256)
+        self._state = recorded or IngestProgress(sha256=sha256, format=self.format)
+        self._report.progress = self._state
+        if self._state.finished:
+            self._report.finished = self._report.finished_before = True
+            return self._report
+        self._report.settled_before = self._state.settled_through
+        self._check_header()
+        written = await self.topics.written_ids(self._state.offsets) if recorded else set()
+        self._keep_settled_rejections()
+        with _owner_only(rejected_path(self.path), "a") as rejected:
+            try:
+                await self._ingest(rejected, written)
+            finally:
+                self._settle()
+                self._save(rejected)
+        return self._report
+
+    def _refuse_other_input(self, recorded: IngestProgress, sha256: str) -> None:
+        where = ingest_progress.progress_path(self.path)
+        if recorded.sha256 != sha256:
+            raise IngestRefused(f"{self.path} changed since {where} was written: remove {where} "
+                                f"to ingest it as a new file (its events get new ids)")
+        if recorded.format != self.format:
+            raise IngestRefused(f"{where} was written reading {self.path} as {recorded.format}: "
+                                f"rerun with --format {recorded.format}")
+
+    def _keep_settled_rejections(self) -> None:
+        """Drop the rejections of unsettled lines an interrupted run wrote: they come again."""
+        where = rejected_path(self.path)
+        kept = [line for line in (where.read_text(encoding="utf-8").splitlines()
+                                  if self._state.settled_through and where.exists() else [])
+                if _line_number(line) <= self._state.settled_through]
+        with _owner_only(where, "w") as rewritten:
+            rewritten.write("".join(f"{line}\n" for line in kept))
+
+    async def _ingest(self, rejected: IO[str], written: set[str]) -> None:
+        task = self._bar.add_task("ingesting", total=None) if self._bar else None
+        with self.path.open("rb") as binary:
+            for number, original, event in self._events(binary):
+                try:
+                    outgoing = self._prepare(number, event)
+                except PublishRefused as exc:
+                    self._refuse(rejected, number, original, exc)
+                    continue
+                if outgoing.event_id in written:
+                    self._report.already_written += 1
+                    self._pending.append((number, "written"))
+                else:
+                    await self._send(rejected, number, outgoing)
+                self._settle()
+                self._save_now_and_then(rejected)
+                if self._bar is not None and task is not None and number % 500 == 0:
+                    self._bar.update(task, completed=number)
+        for _, outcome in self._pending:
+            if isinstance(outcome, asyncio.Future):
+                await asyncio.wait([outcome])
+        self._settle()
+        self._report.finished = not self._broken and not self._pending
+
+    def _events(self, binary: IO[bytes]
+                ) -> Iterator[tuple[int, str | None, dict[str, Any] | PublishRefused]]:
+        """Each unsettled line: its number, its text (for the rejected file) and its event,
+        or the refusal of a line that is no event."""
+        settled = self._state.settled_through
+        if self.format == "jsonl":
+            for number, line in numbered_lines(event_lines(binary)):
+                if number > settled:
+                    yield number, line.rstrip("\r\n") if line else None, _parsed(line)
+            return
+        rows = numbered_rows(event_lines(binary, newline=""))
+        mapping = self._csv_mapping(next(rows, None))
+        for number, row in rows:
+            if number <= settled:
+                continue
+            if isinstance(row, PublishRefused):
+                yield number, None, row
+                continue
+            try:
+                yield number, row_text(row), mapping.event(row)
+            except PublishRefused as exc:
+                yield number, row_text(row), exc
+
+    def _csv_mapping(self, header: tuple[int, list[str] | PublishRefused] | None
+                     ) -> CsvMapping:
+        """The mapping of a CSV file's header row, or the refusal of the whole file."""
+        if header is None or isinstance(header[1], PublishRefused):
+            raise IngestRefused(f"{self.path} has no CSV header row (see the README for the "
+                                f"columns)")
+        try:
+            return CsvMapping(self.publisher.catalog, header[1])
+        except CsvHeaderRefused as exc:
+            raise IngestRefused(f"{self.path}: {exc}") from None
+
+    def _check_header(self) -> None:
+        """Refuse a CSV file whose header cannot be read before anything is written beside it."""
+        if self.format == "csv":
+            with self.path.open("rb") as binary:
+                self._csv_mapping(next(numbered_rows(event_lines(binary, newline="")), None))
+
+    def _prepare(self, number: int, event: dict[str, Any] | PublishRefused) -> OutgoingEvent:
+        if isinstance(event, PublishRefused):
+            raise event
+        event.setdefault("id", derived_id(self._state.sha256, number))
+        return self.publisher.prepare(event)
+
+    def _refuse(self, rejected: IO[str], number: int, original: str | None,
+                refusal: PublishRefused) -> None:
+        self._report.refused.append((number, str(refusal)))
+        rejected.write(json.dumps({"line": number, "field": refusal.field,
+                                   "reason": refusal.reason, "original": original}) + "\n")
+        self._pending.append((number, "refused"))
+
+    async def _send(self, rejected: IO[str], number: int, outgoing: OutgoingEvent) -> None:
+        """Send, after recording the topic's end offsets if this is the file's first write to
+        it: whatever any run writes there is after them."""
+        if outgoing.topic not in self._state.offsets:
+            self._state.offsets[outgoing.topic] = await self.topics.end_offsets(outgoing.topic)
+            self._save(rejected)
+        self._pending.append((number, await self.publisher.send(outgoing)))
+
+    def _settle(self) -> None:
+        """Move the settled line past every line at the head that is done, in file order; a
+        line that failed to be written stops it there for good (a rerun sends it again)."""
+        while self._pending:
+            number, outcome = self._pending[0]
+            if isinstance(outcome, asyncio.Future):
+                if not outcome.done():
+                    return
+                self._count_written(number, outcome)
+            elif not self._broken:
+                self._state.published += outcome == "written"
+                self._state.refused += outcome == "refused"
+            self._pending.popleft()
+            if not self._broken:
+                self._state.settled_through = number
+
+    def _count_written(self, number: int, outcome: asyncio.Future[Any]) -> None:
+        error = outcome.exception() if not outcome.cancelled() else asyncio.CancelledError()
+        if error is None:
+            self._report.published += 1
+            self._state.published += not self._broken
+        else:  # a broker error: the line was valid but is not written
+            self._report.failed.append((number, f"not written: {error!r}"))
+            self._broken = True
+
+    def _save_now_and_then(self, rejected: IO[str]) -> None:
+        line, at = self._saved_at
+        if (self._state.settled_through - line >= SAVE_EVERY_LINES
+                or time.monotonic() - at >= SAVE_EVERY_SECONDS):
+            self._save(rejected)
+
+    def _save(self, rejected: IO[str]) -> None:
+        """Write the progress, after the rejections it counts are on disk."""
+        self._state.finished = self._report.finished
+        rejected.flush()
+        os.fsync(rejected.fileno())
+        ingest_progress.save(self.path, self._state)
+        self._saved_at = (self._state.settled_through, time.monotonic())
+
+
+def _owner_only(path: Path, mode: str) -> IO[str]:
+    """A text file that, when created, only its owner may read: refused lines are kept as
+    the provider wrote them, NIRs included."""
+    return open(path, mode, encoding="utf-8",
+                opener=lambda name, flags: os.open(name, flags, 0o600))
+
+
+def _line_number(rejection: str) -> float:
+    """The line a rejection is about; an infinite one for the part of a rejection a crash cut
+    short (it belongs to an unsettled line: the settled ones were synced before the progress)."""
+    try:
+        return int(json.loads(rejection)["line"])
+    except (ValueError, KeyError, TypeError):
+        return float("inf")
+
+
+def _parsed(line: str | None) -> dict[str, Any] | PublishRefused:
+    try:
+        return parse_line(line)
+    except PublishRefused as exc:
+        return exc
+
+
+class ProviderTopics:
+    """What a run asks of the provider topics: where they end before its first write, and
+    which event ids are on them from there."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    async def end_offsets(self, topic: str) -> dict[int, int]:
+        """The end offset of each partition of ``topic`` (none when it does not exist yet)."""
+        ends = await end_offsets(self.settings, [topic], missing_ok=True)
+        return {tp.partition: end for tp, end in ends.items()}
+
+    async def written_ids(self, offsets: dict[str, dict[int, int]]) -> set[str]:
+        """The ids of the events on the topics of ``offsets`` from those offsets to the end (a
+        partition not recorded from its start)."""
+        if not offsets:
+            return set()
+        partitions = await topic_partitions(self.settings, sorted(offsets), missing_ok=True)
+        if not partitions:
+            return set()
+        consumer = clients.consumer(self.settings, enable_auto_commit=False)
+        await consumer.start()
+        try:
+            return await self._read(consumer, partitions, offsets)
+        except TopicAuthorizationFailedError:
+            raise IngestRefused(
+                "resuming reads the provider topics from where the first run began, to send "
+                "nothing twice, and this principal may not read them: the operator grants it "
+                "Read on its own provider topics, or the rerun runs as a principal that may") \
+                from None
+        finally:
+            await consumer.stop()
+
+    @staticmethod
+    async def _read(consumer: AIOKafkaConsumer, partitions: list[TopicPartition],
+                    offsets: dict[str, dict[int, int]]) -> set[str]:
+        consumer.assign(partitions)
+        ends = await consumer.end_offsets(partitions)
+        starts = await consumer.beginning_offsets(partitions)
+        ids: set[str] = set()
+        for tp in partitions:
+            start = max(starts[tp], offsets[tp.topic].get(tp.partition, 0))
+            if start < ends[tp]:
+                consumer.seek(tp, start)
+                await _read_ids(consumer, tp, ends[tp], ids)
+        return ids
+
+
+async def _read_ids(consumer: AIOKafkaConsumer, tp: TopicPartition, end: int,
+                    ids: set[str]) -> None:
+    while await consumer.position(tp) < end:
+        batches = await consumer.getmany(tp, timeout_ms=1000, max_records=10_000)
+        for record in batches.get(tp, []):
+            if record.offset < end:
+                ids.update(value.decode("utf-8", "replace") for key, value in record.headers
+                           if key == _ID_HEADER)
