@@ -292,6 +292,7 @@ async def test_a_registry_stopped_while_publish_is_mid_file_leaves_nothing_half_
     """``publish`` asks the registry for every schema at its start: a registry that stops
     answering once the file is half written (before the first line of its second dataset)
     neither stops it nor leaves the file half published."""
+    await _two_workers(faults)
     bus = faults.bus
     file = tmp_path / "two-datasets.jsonl"
     with file.open("w", encoding="utf-8") as lines:
@@ -316,6 +317,8 @@ async def test_a_registry_stopped_while_publish_is_mid_file_leaves_nothing_half_
     written = await read_all(bus.settings, provider)
     assert sorted(str(header(r, "ce_id")) for r in written) == sorted(ids), \
         "the provider topics do not hold each line of the file once"
+    found = await faults.reconcile()
+    assert found["events"] >= len(ids), found
 
 
 async def _until_written(settings: Settings, topic: str, start: Offsets) -> None:
