@@ -5,8 +5,7 @@ equal to it and ``circulation render k8s`` writes the same grants into Strimzi `
 resources, so the laptop and the cluster cannot drift apart. Anything not granted here is denied:
 the broker runs with ``allow.everyone.if.no.acl.found=false``.
 
-- A provider writes its own provider topics (``provider.<id>.`` prefix) and reads them back
-  without a group, and nothing else.
+- A provider writes its own provider topics (``provider.<id>.`` prefix) and nothing else.
 - A subscriber reads the delivery topic of each contract that entitles it, and uses consumer
   groups prefixed ``subscriber.<id>.``. A contract entitles its subscriber from the day it is
   applied (even before it is in force: its topic is empty) until its retention has passed after
@@ -101,14 +100,8 @@ def _allow(who: Principal, kind: ResourceType, pattern: PatternType, name: str,
 
 
 def _provider(who: Principal, provider_id: str) -> set[Grant]:
-    """The provider's topics are named by its catalog id, which its principal may respell.
-
-    It may read them back too, without a group (none is granted): ``ingest-file`` resuming
-    after a crash looks there for what it already sent, so as to send nothing twice. They
-    hold only what the provider wrote, under references of its own subject secret."""
-    prefix = f"{PROVIDER_PREFIX}{provider_id}."
-    return {*_allow(who, "topic", "prefix", prefix, "Write"),
-            *_allow(who, "topic", "prefix", prefix, "Read")}
+    """The provider's topics are named by its catalog id, which its principal may respell."""
+    return set(_allow(who, "topic", "prefix", f"{PROVIDER_PREFIX}{provider_id}.", "Write"))
 
 
 def _subscriber(who: Principal, contract: Contract) -> set[Grant]:

@@ -94,13 +94,3 @@ def test_the_bus_components_never_read_what_they_do_not_need() -> None:
                                                       datetime(2026, 6, 1, tzinfo=UTC))))
 def test_every_grant_survives_the_broker_s_form(grant: Grant) -> None:
     assert as_grant(as_binding(grant)) == grant
-
-
-def test_a_provider_writes_and_reads_back_its_own_topics_with_no_group() -> None:
-    grants = by_principal(entitlements(CATALOG, []))
-    assert grants["provider.cnaf"] == sorted(
-        Grant("User:provider.cnaf", "topic", "prefix", "provider.cnaf.", operation)
-        for operation in ("Read", "Write"))
-    assert grants["provider.france-travail"] == sorted(
-        Grant("User:provider.france-travail", "topic", "prefix", "provider.france_travail.",
-              operation) for operation in ("Read", "Write"))
