@@ -185,6 +185,8 @@ class Subscriber:
         exited meanwhile."""
         deadline = asyncio.get_running_loop().time() + timeout
         while not expected <= self.ids and asyncio.get_running_loop().time() < deadline:
+            if self.reading.done():  # its output ended, or could not be read: say why
+                self.reading.result()
             assert self.process.returncode is None, (
                 f"consume exited {self.process.returncode}: {bytes(self.said)!r}")
             await asyncio.sleep(0.2)
@@ -196,7 +198,7 @@ class Subscriber:
         if self.process.returncode is None:
             self.process.kill()
         await self.process.wait()
-        self.reading.cancel()
+        await asyncio.gather(self.reading, return_exceptions=True)  # its pipes closed: ends
 
 
 async def test_nothing_is_delivered_after_a_withdrawal_made_in_the_middle_of_a_burst(
@@ -307,12 +309,21 @@ async def test_a_registry_stopped_while_publish_is_mid_file_leaves_nothing_half_
     process = await asyncio.create_subprocess_exec(
         *CLI, "publish", str(file), env=bus.cli_env, stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE)
+    second_topic = CATALOG.topic_for(CATALOG.dataset(SECOND_DATASET).providers[0],
+                                     SECOND_DATASET)
     try:
         await _until_written(bus.settings, first_topic, provider)
         os.kill(registry, signal.SIGSTOP)
+        assert process.returncode is None, "publish ended before the registry stopped"
+        second = {tp: o for tp, o in provider.items() if tp.topic == second_topic}
+        assert await end_offsets(bus.settings, [second_topic]) == second, \
+            "the second dataset was written before the registry stopped: nothing was tested"
         out, err = await asyncio.wait_for(process.communicate(), 180)
     finally:
         os.kill(registry, signal.SIGCONT)
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
     assert process.returncode == 0, f"publish exited {process.returncode}: {out!r}{err!r}"
     written = await read_all(bus.settings, provider)
     assert sorted(str(header(r, "ce_id")) for r in written) == sorted(ids), \
