@@ -35,5 +35,6 @@ def _problem(error: Mapping[str, Any]) -> str:
 
 def fail(message: str, code: int = 1) -> NoReturn:
     """Print ``message`` as an error on stderr and exit with ``code``."""
-    errors.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    errors.print("error:", style="bold red", end=" ")
+    errors.print(message, highlight=False, markup=False, soft_wrap=True)  # may name a file
     raise typer.Exit(code)

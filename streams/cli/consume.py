@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 from typing import Annotated, Any
 
@@ -43,13 +44,17 @@ def consume(
     try:
         subscriber = _subscriber_of(config.sasl_username)
         if subscriber is None:
-            subscriber = asyncio.run(find_contract(config, contract)).subscriber
+            try:
+                subscriber = asyncio.run(find_contract(config, contract)).subscriber
+            except LookupError as exc:
+                fail(str(exc))
         asyncio.run(read_deliveries(config, subscriber, contract, _print, from_beginning,
                                     max_events, timeout))
-    except LookupError as exc:
-        fail(str(exc))
     except (KafkaError, RegistryError) as exc:
         fail(f"nothing more could be read: {exc!r}")
+    except BrokenPipeError:  # the reader went away (``| head``): what it took is committed
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise typer.Exit(0) from None
 
 
 def _subscriber_of(username: str | None) -> str | None:

@@ -22,6 +22,7 @@ from connectors.event_files import (
 from connectors.publisher import Publisher, PublishRefused
 from schemas.registry import RegistryError
 from streams.cli.console import console, errors, fail, settings
+from streams.kafka.admin import TopicError
 from streams.privacy.secret import SecretRefused
 
 _REPORT_EVERY = 500
@@ -112,7 +113,7 @@ def publish(
 
     try:
         report = asyncio.run(run())
-    except (RegistryError, KafkaError, OSError) as exc:
+    except (RegistryError, KafkaError, TopicError, OSError) as exc:
         fail(f"nothing more could be published: {exc}")
     show_report(report, f"publish {file}")
     if report.refused or report.failed or report.stopped:

@@ -147,3 +147,33 @@ async def _until_committed(settings: Settings, group: str, count: int) -> None:
                 return
             await asyncio.sleep(0.1)
     raise AssertionError(f"{group} did not commit {count} records in 60 s")
+
+
+async def test_a_consume_whose_reader_goes_away_ends_quietly(
+        settings: Settings, services: Services) -> None:
+    """``consume … | head -1``: the reader closes the pipe; consume exits 0 without a
+    traceback, having committed no more than what was printed before."""
+    contract = _contract()
+    with SchemaRegistry(services.registry_url) as registry:
+        await ContractStore(settings, registry, CATALOG).apply([contract])
+    await _write_deliveries(settings, services, contract, KILLED_AFTER, create=False)
+    environment = {**os.environ, "CIRCULATION_KAFKA_BOOTSTRAP": services.bootstrap,
+                   "CIRCULATION_SCHEMA_REGISTRY_URL": services.registry_url}
+    process = await asyncio.create_subprocess_exec(
+        *CLI, "consume", contract.id, "--from-beginning", "--timeout", "60",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=environment)
+    assert process.stdout is not None
+    assert process.stderr is not None
+    first = await asyncio.wait_for(process.stdout.readline(), 60)
+    assert json.loads(first)["id"].startswith("delivery-")
+    process.stdout.feed_eof()
+    transport = process._transport  # type: ignore[attr-defined]
+    transport.get_pipe_transport(1).close()  # the reader goes away, as `head -1` does
+    said = await asyncio.wait_for(process.stderr.read(), 60)
+    assert await asyncio.wait_for(process.wait(), 60) == 0, said.decode()
+    assert b"Traceback" not in said
+    async with clients.admin(settings) as admin:
+        committed = await admin.list_consumer_group_offsets(
+            f"subscriber.{contract.subscriber}.{contract.id}")
+    assert sum(meta.offset for meta in committed.values()) < KILLED_AFTER, \
+        "committed deliveries the reader never took"
