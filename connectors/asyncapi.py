@@ -20,6 +20,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
+from urllib.parse import urlsplit, urlunsplit
 
 from schemas.catalog import SUBJECT_KINDS, Catalog, Dataset, SubjectKind, UnknownDataset
 from schemas.cloudevent import AVRO_CONTENT_TYPE, EVENT_ID
@@ -56,10 +57,17 @@ class UnknownParty(LookupError):
 
 @dataclass(frozen=True)
 class BusAddress:
-    """Where parties connect: the Kafka bootstrap servers and the schema registry's API."""
+    """Where parties connect: the Kafka bootstrap servers and the schema registry's API (any
+    credential written into its URL left out: the document is handed to other parties)."""
 
     bootstrap: str
     registry_url: str
+
+    def __post_init__(self) -> None:
+        parts = urlsplit(self.registry_url)
+        if parts.username is not None or parts.password is not None:
+            public = parts._replace(netloc=parts.netloc.rpartition("@")[2])
+            object.__setattr__(self, "registry_url", urlunsplit(public))
 
 
 @dataclass(frozen=True)

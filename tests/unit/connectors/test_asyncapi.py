@@ -332,3 +332,10 @@ def test_a_contract_the_catalog_outgrew_keeps_only_its_erasure_notices(
     assert set(channel["messages"]) == {"lyon-ancien.erasure_notice"}
     assert "no longer matches the catalog" in channel["description"]
     assert "ugap-marches-publics.delivery" in found["components"]["messages"]
+
+
+def test_a_credential_in_the_registry_url_is_left_out_of_the_document() -> None:
+    address = BusAddress("kafka.example:9093",
+                         "https://reader:s3cret@registry.example:8443/apis/ccompat/v7")
+    assert address.registry_url == "https://registry.example:8443/apis/ccompat/v7"
+    assert BusAddress("k:1", "http://registry:8081/x").registry_url == "http://registry:8081/x"

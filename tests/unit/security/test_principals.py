@@ -14,6 +14,8 @@ def test_every_catalog_provider_has_a_principal_writing_its_own_topics() -> None
         who = principals.provider(provider)
         assert "_" not in who.name
         (grant,) = grants[who.name]
-        assert grant.resource == f"provider.{provider}."
-        assert all(topic.startswith(grant.resource) == topic.startswith(f"provider.{provider}.")
-                   for topic in catalog.provider_topics())
+        assert (grant.resource_type, grant.pattern, grant.operation) == (
+            "topic", "prefix", "Write")
+        covered = {t for t in catalog.provider_topics() if t.startswith(grant.resource)}
+        assert covered == {catalog.topic_for(provider, d.id) for d in catalog.datasets()
+                           if provider in d.providers}, "another provider's topic, or not all"
