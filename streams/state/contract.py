@@ -160,10 +160,10 @@ def delivery_topic(subscriber: str, contract_id: str) -> str:
 
 
 _ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]{0,127}")
-_SECRET_PREFIX = "whsec_"
+_SECRET_PREFIX = "whsec_"  # noqa: S105 (the prefix refused, not a secret)
 """How Standard Webhooks secrets are written: one pasted into a contract is refused."""
-_SECRET_ENV_REASON = ("must name the environment variable that holds the secret (upper-case "
-                      "letters, digits and underscores), never hold the secret itself")
+_ENV_NAME_REASON = ("must name the environment variable that holds the secret (upper-case "
+                    "letters, digits and underscores), never hold the secret itself")
 
 
 class Webhook(BaseModel):
@@ -194,7 +194,7 @@ class Webhook(BaseModel):
     @classmethod
     def _secret_env(cls, value: str) -> str:
         if value.startswith(_SECRET_PREFIX) or not _ENV_NAME.fullmatch(value):
-            raise ValueError(_SECRET_ENV_REASON)
+            raise ValueError(_ENV_NAME_REASON)
         return value
 
 

@@ -43,7 +43,8 @@ def test_a_contract_file_may_name_a_webhook(tmp_path: Path) -> None:
     path.write_text(yaml.safe_dump({**LYON, "delivery": {"webhook": WEBHOOK}}))
     (contract,), problems = validate_paths([path], CATALOG)
     assert problems == []
-    assert contract.delivery is not None and contract.delivery.webhook is not None
+    assert contract.delivery is not None
+    assert contract.delivery.webhook is not None
     assert contract.delivery.webhook.secret_env == "LYON_WEBHOOK_SECRET"
     assert contract.to_file()["delivery"] == {"webhook": WEBHOOK}
 
@@ -80,7 +81,8 @@ def test_a_bad_url_is_refused_by_its_key(tmp_path: Path, url: str, reason: str) 
 
 def test_an_unknown_delivery_key_is_refused(tmp_path: Path) -> None:
     problems = _problems(tmp_path, {**WEBHOOK, "secret": SECRET})
-    assert problems and all(SECRET not in p for p in problems)
+    assert problems
+    assert all(SECRET not in p for p in problems)
 
 
 def test_the_record_carries_the_delivery_and_reads_back() -> None:
