@@ -29,6 +29,7 @@ from typing import Any
 import httpx
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from cloudevents.core.exceptions import BaseCloudEventException
 
 from connectors.deliveries import delivery_json
 from connectors.webhook import metrics
@@ -116,15 +117,23 @@ class _Partition:
     async def _send(self, record: Any) -> None:
         """Deliver one record, or write its dead letter once the budget is spent."""
         outlets = self._outlets
-        event = delivery_json(outlets.serde, list(record.headers), record.key, record.value)
+        try:
+            event = delivery_json(outlets.serde, list(record.headers), record.key, record.value)
+        except (ValueError, KeyError, BaseCloudEventException) as exc:
+            # unreadable: sent again and again, it would stop its partition for good
+            await self._dead_letter(record, exc)
+            return
         body = json.dumps(event, ensure_ascii=False, separators=(",", ":"))
         outcome = await outlets.caller.deliver(str(event["id"]), body)
-        if outcome.accepted:
-            return
+        if not outcome.accepted:
+            await self._dead_letter(record, Undelivered(outcome.attempts, outcome.last))
+
+    async def _dead_letter(self, record: Any, error: Exception) -> None:
+        """Write the record's dead letter (its coordinates and ``error``, nothing it holds)."""
+        outlets = self._outlets
         source = SourceRecord(record.topic, record.partition, record.offset, record.timestamp,
                               record.key, record.value, list(record.headers))
-        letter = outlets.dead_letters.letter(source, Undelivered(outcome.attempts, outcome.last),
-                                             datetime.now(UTC))
+        letter = outlets.dead_letters.letter(source, error, datetime.now(UTC))
         await outlets.producer.send_and_wait(letter.topic, letter.value, key=letter.key,
                                              headers=letter.headers)
         metrics.DEAD_LETTERS.labels(outlets.contract_id).inc()

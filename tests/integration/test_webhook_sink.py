@@ -175,23 +175,38 @@ async def test_a_delivery_refused_past_the_budget_becomes_a_dead_letter(
         contract = _contract(receiver.url)
         dlq_from = await _ends(settings)
         written = await _write_deliveries(settings, services, contract, 9)
+        garbage = await _write_unreadable(settings, contract.delivery_topic)
         stop = asyncio.Event()
         sink = asyncio.ensure_future(run(_sink_settings(settings, attempts=3), contract,
                                          Signer(SECRETS, SECRET_ENV), stop))
         await _until(lambda: len(set(receiver.accepted_ids())) == 8, 60,
                      "the deliveries behind the refused one did not arrive")
-        letters = await _dead_letters(settings, dlq_from, contract.delivery_topic, 1)
+        letters = await _dead_letters(settings, dlq_from, contract.delivery_topic, 2)
         stop.set()
         await asyncio.wait_for(sink, 30)
     finally:
         receiver.close()
     assert "delivery-4" not in receiver.accepted_ids()
     assert sum(1 for _, event in receiver.calls.seen if event["id"] == "delivery-4") == 3
-    (letter,) = letters
-    assert (letter["origin_partition"], letter["origin_offset"]) == written["delivery-4"]
-    assert letter["field"] == "delivery.webhook.url"
-    assert "accepted none of 3 calls (last answer: 500)" in letter["error"]
-    assert await _committed(settings, contract) == len(written)
+    by_place = {(letter["origin_partition"], letter["origin_offset"]): letter
+                for letter in letters}
+    assert set(by_place) == {written["delivery-4"], garbage}
+    refused = by_place[written["delivery-4"]]
+    assert refused["field"] == "delivery.webhook.url"
+    assert "accepted none of 3 calls (last answer: 500)" in refused["error"]
+    assert "unreadable" not in by_place[garbage]["error"]  # a reason, never the value
+    assert await _committed(settings, contract) == len(written) + 1
+
+
+async def _write_unreadable(settings: Settings, topic: str) -> tuple[int, int]:
+    """A record no delivery decoder can read, on partition 1: (partition, offset)."""
+    producer = clients.producer(settings)
+    await producer.start()
+    try:
+        sent = await producer.send_and_wait(topic, b"unreadable", partition=1)
+    finally:
+        await producer.stop()
+    return sent.partition, sent.offset
 
 
 async def test_410_stops_the_sink_and_commits_nothing_past_it(
