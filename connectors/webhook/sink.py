@@ -42,7 +42,7 @@ from streams.kafka import clients
 from streams.routing.dead_letters import DeadLetters
 from streams.routing.records import SourceRecord
 from streams.settings import Settings
-from streams.state.contract import Contract
+from streams.state.contract import Contract, Webhook
 
 log = structlog.get_logger(__name__)
 SINK_GROUP_PREFIX = "sink."
@@ -188,11 +188,11 @@ def _resume_idle(consumer: AIOKafkaConsumer,
             consumer.resume(partition)
 
 
-def webhook_url(contract: Contract) -> str:
-    """The endpoint the contract names; LookupError when it names none."""
+def webhook_of(contract: Contract) -> Webhook:
+    """The webhook the contract names; LookupError when it names none."""
     if contract.delivery is None or contract.delivery.webhook is None:
         raise LookupError(f"contract {contract.id} names no webhook (delivery.webhook)")
-    return contract.delivery.webhook.url
+    return contract.delivery.webhook
 
 
 async def run(settings: Settings, contract: Contract, signer: Signer, stop: asyncio.Event,
@@ -200,7 +200,7 @@ async def run(settings: Settings, contract: Contract, signer: Signer, stop: asyn
     """Deliver the contract's topic to its webhook until ``stop`` is set; raises
     :class:`~connectors.webhook.endpoint.EndpointRefused` at once for an endpoint that may not
     be called, :class:`~connectors.webhook.calls.EndpointGone` once it answered 410."""
-    url = webhook_url(contract)
+    url = webhook_of(contract).url
     contract_id = contract.id
     policy = Policy.of(settings)
     await check_target(url, policy.allow_private, resolver)

@@ -15,7 +15,7 @@ from connectors.webhook import metrics as webhook_metrics
 from connectors.webhook.calls import EndpointGone
 from connectors.webhook.endpoint import EndpointRefused
 from connectors.webhook.signing import SecretError, Signer
-from connectors.webhook.sink import run, webhook_url
+from connectors.webhook.sink import run, webhook_of
 from schemas.registry import RegistryError
 from streams.cli.console import fail, settings
 from streams.ops import metrics
@@ -41,7 +41,7 @@ def webhook(contract: Annotated[str, typer.Argument(help="Contract id.")]) -> No
     config = settings()
     try:
         found = asyncio.run(find_contract(config, contract))
-        signer = _signer(found)
+        signer = signer_of(found)
     except (LookupError, SecretError) as exc:
         fail(str(exc))
     except (KafkaError, RegistryError) as exc:
@@ -58,12 +58,9 @@ def webhook(contract: Annotated[str, typer.Argument(help="Contract id.")]) -> No
         fail(f"the sink stopped: {exc!r}")
 
 
-def _signer(contract: Contract) -> Signer:
+def signer_of(contract: Contract) -> Signer:
     """The signer of the contract's webhook, from the variable it names."""
-    webhook_url(contract)  # LookupError when the contract names no webhook
-    assert contract.delivery is not None
-    assert contract.delivery.webhook is not None
-    variable = contract.delivery.webhook.secret_env
+    variable = webhook_of(contract).secret_env
     secrets = os.environ.get(variable)
     if secrets is None:
         raise SecretError(f"{variable}: not set (it must hold the webhook's signing secret)")
