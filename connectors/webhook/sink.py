@@ -6,10 +6,11 @@ It reads in the consumer group ``sink.<contract>`` (``bus-sink`` may use groups 
 of its own that sends its deliveries one after another, so one person's deliveries (one key,
 one partition) arrive in order, while a slow or failing partition holds no other back; a
 partition is paused while its task has work, so that the consumer keeps polling (and stays in
-its group) however long an endpoint makes it wait. After each delivery the task commits its
-partition's offset just past it: a crash or a kill re-sends at most the delivery in flight,
-with the same ``webhook-id``. A revoked partition's task is cancelled before the partition
-goes: what it had not committed is sent again by the next owner, never skipped.
+its group) however long an endpoint makes it wait. The task commits its partition's offset
+just past the last delivery accepted (or dead-lettered), never further: when its queue is
+empty, every :data:`COMMIT_INTERVAL_S` while it is not, and when it is stopped or its
+partition revoked. A kill re-sends what was accepted since the last commit and the delivery
+in flight, with their same ``webhook-id``; nothing is skipped.
 
 A ``410 Gone`` stops the sink without committing the refused delivery
 (:class:`~connectors.webhook.calls.EndpointGone`): nobody commits the group any more, and the
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -47,6 +49,10 @@ from streams.state.contract import Contract, Webhook
 log = structlog.get_logger(__name__)
 SINK_GROUP_PREFIX = "sink."
 FETCH_RECORDS = 100
+COMMIT_INTERVAL_S = 0.1
+"""A partition's offset is committed at most this often while it has deliveries queued, and
+whenever its queue is empty: a commit per delivery cost about 40% of the sink's rate, and a
+kill re-sends, with their same ids, only the deliveries accepted since the last commit."""
 """Records fetched at a time: a partition's task is handed at most this many at once."""
 
 
@@ -85,6 +91,9 @@ class _Partition:
         self._outlets = outlets
         self._task: asyncio.Task[None] | None = None
         self._queue: deque[Any] = deque()
+        self._done: int | None = None
+        """The offset just past the last delivery accepted or dead-lettered."""
+        self._committed: int | None = None
 
     @property
     def busy(self) -> bool:
@@ -103,16 +112,28 @@ class _Partition:
         return self._task.exception()
 
     async def cancel(self) -> None:
+        """Stop sending, and commit what was done (the partition is still assigned)."""
         if self._task is not None and not self._task.done():
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
+        await self._commit()
 
     async def _send_queued(self) -> None:
+        last_commit = time.monotonic()
         while self._queue:
             record = self._queue[0]
             await self._send(record)
             self._queue.popleft()
-            await self._consumer.commit({self.partition: record.offset + 1})
+            self._done = record.offset + 1
+            if not self._queue or time.monotonic() - last_commit >= COMMIT_INTERVAL_S:
+                await self._commit()
+                last_commit = time.monotonic()
+
+    async def _commit(self) -> None:
+        """Commit the partition just past the last delivery done, if not yet committed."""
+        if self._done is not None and self._done != self._committed:
+            await self._consumer.commit({self.partition: self._done})
+            self._committed = self._done
 
     async def _send(self, record: Any) -> None:
         """Deliver one record, or write its dead letter once the budget is spent."""
