@@ -2,11 +2,11 @@
 
 1. Writes ``--count`` deliveries (default 3,000) straight to a fresh contract's delivery topic
    (three partitions), as the integration tests do.
-2. Starts a local endpoint on 127.0.0.1 (a threaded ``http.server`` that verifies every call
-   with the ``standardwebhooks`` verifier and answers 200 at once).
-3. Times the sink in process, from its start to the endpoint's acceptance of the last delivery:
-   reading, decoding to CloudEvents JSON, signing, one POST per delivery, and one offset commit
-   after each (at-least-once), partitions in parallel.
+2. Starts a local endpoint on 127.0.0.1 in a process of its own (a threaded ``http.server``
+   that verifies every call with the ``standardwebhooks`` verifier and answers 200 at once).
+3. Times the sink in process, from its start until its group has committed every delivery
+   (it commits only what the endpoint accepted): reading, decoding to CloudEvents JSON,
+   signing, one POST per delivery, the commits, partitions in parallel.
 
 Run: ``.venv/bin/python tests/benchmarks/webhook_sink.py [--count 3000]``. Prints one line.
 """
@@ -16,7 +16,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import multiprocessing
 import os
+import threading
 import time
 from collections.abc import Sequence
 
@@ -24,31 +26,42 @@ from connectors.webhook.signing import Signer
 from connectors.webhook.sink import run
 from streams.settings import Settings
 from tests.conftest import Services
-from tests.integration.test_webhook_sink import _contract, _write_deliveries
+from tests.integration.test_webhook_sink import _committed, _contract, _write_deliveries
 from tests.integration.webhook_receiver import ACCEPT, Receiver
 
 SECRET = "whsec_" + base64.b64encode(b"benchmark-secret-thirty-two-byte").decode()
 
 
+def serve(urls: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
+    """The endpoint's process: serve until terminated."""
+    receiver = Receiver(SECRET, lambda number, event: ACCEPT)
+    urls.put(receiver.url)
+    threading.Event().wait()
+
+
 async def measure(count: int) -> tuple[float, int]:
-    """(seconds, deliveries accepted) for ``count`` deliveries."""
+    """(seconds, deliveries committed) for ``count`` deliveries."""
     settings = Settings(webhook_allow_private=True)
     services = Services(settings.kafka_bootstrap, settings.schema_registry_url)
-    receiver = Receiver(SECRET, lambda number, event: ACCEPT)
+    urls: multiprocessing.Queue = multiprocessing.Queue()  # type: ignore[type-arg]
+    endpoint = multiprocessing.Process(target=serve, args=(urls,), daemon=True)
+    endpoint.start()
     try:
-        contract = _contract(receiver.url)
+        contract = _contract(urls.get(timeout=30))
         await _write_deliveries(settings, services, contract, count)
         stop = asyncio.Event()
         started = time.perf_counter()
         sink = asyncio.ensure_future(run(settings, contract, Signer(SECRET, "V"), stop))
-        while len(receiver.calls.accepted) < count and not sink.done():
-            await asyncio.sleep(0.01)
+        done = 0
+        while done < count and not sink.done():
+            await asyncio.sleep(0.05)
+            done = await _committed(settings, contract)
         elapsed = time.perf_counter() - started
         stop.set()
         await sink
     finally:
-        receiver.close()
-    return elapsed, len(receiver.calls.accepted)
+        endpoint.terminate()
+    return elapsed, done
 
 
 def main(argv: Sequence[str] | None = None) -> None:
