@@ -31,6 +31,7 @@ from typing import Any
 import httpx
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import KafkaError
 from cloudevents.core.exceptions import BaseCloudEventException
 
 from connectors.deliveries import delivery_json
@@ -116,7 +117,11 @@ class _Partition:
         if self._task is not None and not self._task.done():
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
-        await self._commit()
+        try:
+            await self._commit()
+        except KafkaError as exc:  # best effort: what stopped the sink must be the error shown
+            log.warning("webhook sink could not commit on stop: the next run re-sends",
+                        partition=self.partition.partition, error=type(exc).__name__)
 
     async def _send_queued(self) -> None:
         last_commit = time.monotonic()
