@@ -14,11 +14,13 @@ import asyncio
 import base64
 import os
 import signal
+import socket
 import sys
 import uuid
 from collections import defaultdict
 from typing import Any
 
+import httpx
 from aiokafka import TopicPartition
 
 from connectors.webhook.signing import Signer
@@ -106,6 +108,12 @@ def _assert_all_arrived_in_order(receiver: Receiver, written: dict[str, tuple[in
         assert offsets == sorted(offsets), f"partition {partition} delivered out of order"
 
 
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
 async def _committed(settings: Settings, contract: Contract) -> int:
     async with clients.admin(settings) as admin:
         offsets = await admin.list_consumer_group_offsets(sink_group(contract.id))
@@ -154,17 +162,25 @@ async def test_a_sink_killed_mid_stream_and_restarted_loses_nothing(
         await _until(lambda: len(receiver.accepted_ids()) >= 40, 60, "the sink did not start")
         first.send_signal(signal.SIGKILL)
         assert await first.wait() == -signal.SIGKILL
-        assert len(set(receiver.accepted_ids())) < len(written), "killed too late to matter"
-        second = await asyncio.create_subprocess_exec(*CLI, "sink", "webhook", contract.id,
-                                                      env=environment)
+        await asyncio.sleep(5 * CALL_S)  # calls of the killed sink the endpoint still answers
+        accepted_before_kill = len(receiver.accepted_ids())
+        assert accepted_before_kill < len(written), "killed too late to matter"
+        port = _free_port()
+        second = await asyncio.create_subprocess_exec(
+            *CLI, "sink", "webhook", contract.id,
+            env={**environment, "CIRCULATION_METRICS_PORT": str(port)})
         await _until(lambda: set(receiver.accepted_ids()) >= set(written), 90,
                      "deliveries were lost after the restart")
         await asyncio.sleep(0.5)  # the last delivery's commit
+        scraped = httpx.get(f"http://127.0.0.1:{port}/metrics").text
         second.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(second.wait(), 30) == 0
     finally:
         receiver.close()
     _assert_all_arrived_in_order(receiver, written)
+    after_restart = len(receiver.accepted_ids()) - accepted_before_kill
+    assert (f'circulation_webhook_deliveries_total{{contract="{contract.id}"}} '
+            f'{float(after_restart)}') in scraped
     again = len(receiver.accepted_ids()) - len(written)
     bound = 3 * (int(COMMIT_INTERVAL_S / CALL_S) + 2)
     assert again <= bound, (f"{again} deliveries re-sent: at most those accepted since the "
