@@ -4,7 +4,10 @@ An endpoint named in a contract is checked where the call would really go: after
 resolution, and again for every redirect target, since a public name may resolve to, or
 redirect to, an address inside the bus's own network (its broker, its registry, a cloud
 metadata service). Only globally routable addresses are called, over https, unless the
-development setting ``webhook_allow_private`` allows private ones and plain http.
+development setting ``webhook_allow_private`` allows private ones and plain http. The check
+before a call gives a clear refusal; the connection itself goes only to an address it resolved
+and checked (:class:`CheckedConnections`), so that a name answering a public address to the
+check and a private one to the connection (DNS rebinding) reaches nothing inside.
 
 Waits are exponential with full jitter (a random wait below the doubled bound, as AWS's
 architecture note on backoff recommends), so that many sinks failing together do not retry in
@@ -20,7 +23,11 @@ import socket
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from typing import Any
 from urllib.parse import urlsplit
+
+import httpcore
+import httpx
 
 URL_FIELD = "delivery.webhook.url"
 THROTTLING = frozenset({429, 503})
@@ -64,6 +71,49 @@ async def check_target(url: str, allow_private: bool, resolver: Resolver = resol
         raise EndpointRefused("the endpoint resolves to a private, loopback, link-local or "
                               "otherwise non-public address (allowed in development only, "
                               "with CIRCULATION_WEBHOOK_ALLOW_PRIVATE)")
+
+
+class CheckedConnections(httpcore.AsyncNetworkBackend):
+    """Opens TCP connections only to addresses it resolved itself and found public; TLS still
+    verifies the certificate against the host name (httpcore passes it apart)."""
+
+    def __init__(self, allow_private: bool, resolver: Resolver = resolve) -> None:
+        self._allow_private = allow_private
+        self._resolver = resolver
+        self._inner = httpcore.AnyIOBackend()
+
+    async def connect_tcp(self, host: str, port: int, timeout: float | None = None,
+                          local_address: str | None = None,
+                          socket_options: Iterable[Any] | None = None,
+                          ) -> httpcore.AsyncNetworkStream:
+        if self._allow_private:
+            return await self._inner.connect_tcp(host, port, timeout, local_address,
+                                                 socket_options)
+        try:
+            addresses = list(await self._resolver(host, port))
+        except OSError:
+            raise httpcore.ConnectError("the endpoint's host name does not resolve") from None
+        if not addresses or not all(_public(address) for address in addresses):
+            raise httpcore.ConnectError("the endpoint resolves to a non-public address")
+        return await self._inner.connect_tcp(addresses[0], port, timeout, local_address,
+                                             socket_options)
+
+    async def sleep(self, seconds: float) -> None:
+        await self._inner.sleep(seconds)
+
+
+def checked_transport(allow_private: bool, resolver: Resolver = resolve,
+                      ) -> httpx.AsyncHTTPTransport:
+    """An httpx transport whose connections go through :class:`CheckedConnections`.
+
+    httpx takes no network backend: the one of the connection pool it builds is replaced.
+    """
+    transport = httpx.AsyncHTTPTransport()
+    pool = transport._pool
+    if not isinstance(pool, httpcore.AsyncConnectionPool):  # pragma: no cover - no proxy here
+        raise TypeError("an httpx transport without a plain connection pool")
+    pool._network_backend = CheckedConnections(allow_private, resolver)
+    return transport
 
 
 def _public(address: str) -> bool:

@@ -37,7 +37,13 @@ from cloudevents.core.exceptions import BaseCloudEventException
 from connectors.deliveries import delivery_json
 from connectors.webhook import metrics
 from connectors.webhook.calls import Caller, Policy
-from connectors.webhook.endpoint import URL_FIELD, Resolver, check_target, resolve
+from connectors.webhook.endpoint import (
+    URL_FIELD,
+    Resolver,
+    check_target,
+    checked_transport,
+    resolve,
+)
 from connectors.webhook.signing import Signer
 from schemas.catalog import Catalog
 from schemas.serde import AvroSerde
@@ -236,7 +242,9 @@ async def run(settings: Settings, contract: Contract, signer: Signer, stop: asyn
                                 auto_offset_reset="earliest", enable_auto_commit=False)
     producer = clients.producer(settings)
     # no proxy from the environment: the address checked must be the address called
-    async with httpx.AsyncClient(follow_redirects=False, trust_env=False) as client:
+    transport = checked_transport(policy.allow_private, resolver)
+    async with httpx.AsyncClient(follow_redirects=False, trust_env=False,
+                                 transport=transport) as client:
         caller = Caller(contract_id, url, signer, policy, client, resolver)
         outlets = Outlets(contract_id, caller, serde, DeadLetters(Catalog.load(), serde),
                           producer)

@@ -8,9 +8,18 @@ from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
+import httpcore
+import httpx
 import pytest
 
-from connectors.webhook.endpoint import EndpointRefused, backoff, check_target, retry_after
+from connectors.webhook.endpoint import (
+    CheckedConnections,
+    EndpointRefused,
+    backoff,
+    check_target,
+    checked_transport,
+    retry_after,
+)
 
 
 def _resolving_to(*addresses: str):  # type: ignore[no-untyped-def]
@@ -102,3 +111,24 @@ def test_retry_after_is_capped() -> None:
                                                 (200, "7")])
 def test_retry_after_asks_nothing_otherwise(status: int, header: str | None) -> None:
     assert retry_after(status, header, 60.0) is None
+
+
+async def test_a_connection_goes_only_to_an_address_checked_for_it() -> None:
+    """DNS rebinding: the name answers a public address to the check before the call, then a
+    private one when the connection is opened; the connection is refused, nothing is opened."""
+    answers = iter([["93.184.216.34"], ["127.0.0.1"]])
+
+    async def rebinding(host: str, port: int) -> Iterable[str]:
+        return next(answers)
+
+    backend = CheckedConnections(False, rebinding)
+    await check_target("https://hooks.lyon.example/in", False, rebinding)
+    with pytest.raises(httpcore.ConnectError, match="non-public"):
+        await backend.connect_tcp("hooks.lyon.example", 443)
+
+
+async def test_the_client_s_connections_are_checked() -> None:
+    """Through httpx, as the sink calls: a loopback address is never connected to."""
+    async with httpx.AsyncClient(transport=checked_transport(False)) as client:
+        with pytest.raises(httpx.ConnectError, match="non-public"):
+            await client.post("http://127.0.0.1:9/in", content=b"{}")
