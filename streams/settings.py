@@ -93,6 +93,23 @@ class Settings(BaseSettings):
         50, ge=1, le=1500, description="How long the broker may hold a routing worker's fetch "
         "(Faust's own 1500 ms stalls busy partitions behind idle ones; see streams.worker.intake).")
 
+    webhook_timeout_s: float = Field(
+        10.0, gt=0, le=300, description="How long the webhook sink waits for an endpoint's "
+        "answer to one call before counting it a failed attempt.")
+    webhook_attempts: int = Field(
+        8, ge=1, le=100, description="Calls the webhook sink makes for one delivery (the retry "
+        "budget) before it writes the delivery's dead letter and moves on.")
+    webhook_backoff_s: float = Field(
+        0.5, gt=0, le=3600, description="First wait between two calls for one delivery; each "
+        "later wait doubles, up to webhook_backoff_max_s, and is drawn at random below that "
+        "(full jitter), so that sinks do not retry in step.")
+    webhook_backoff_max_s: float = Field(
+        60.0, gt=0, le=3600, description="Longest wait between two calls for one delivery, "
+        "including one an endpoint asks for with Retry-After.")
+    webhook_allow_private: bool = Field(
+        False, description="Development only: let the webhook sink call endpoints on private, "
+        "loopback or link-local addresses, and over plain http.")
+
     cache_dir: Path = Field(
         default_factory=default_cache_dir,
         description="Where a development machine keeps the bus's generated local secret (and "

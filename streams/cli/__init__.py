@@ -20,6 +20,7 @@ from streams.cli import (
     reconcile,
     render,
     schemas,
+    sink,
     subjects,
     worker,
 )
@@ -37,6 +38,7 @@ app.add_typer(audit.app, name="audit")
 app.add_typer(credentials.app, name="credentials")
 app.add_typer(acl.app, name="acl")
 app.add_typer(render.app, name="render")
+app.add_typer(sink.app, name="sink")
 app.add_typer(subjects.population_app, name="population")
 app.add_typer(subjects.consent_app, name="consent")
 app.command()(worker.worker)

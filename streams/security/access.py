@@ -19,7 +19,9 @@ the broker runs with ``allow.everyone.if.no.acl.found=false``.
   the callers it authenticates, and reads those state topics and the contracts. It also writes
   delivery topics, never reading them: a consent withdrawn there sends the subscriber an
   erasure notice at once.
-- ``bus-sink`` reads delivery topics through groups prefixed ``sink.``.
+- ``bus-sink`` reads delivery topics through groups prefixed ``sink.``, and the contracts to
+  find where each delivers; a delivery the subscriber's endpoint refused past the retry
+  budget becomes a dead letter, so it writes ``bus.dlq`` too.
 - ``bus-admin`` is a super user of the broker: it needs no grant.
 
 Read, write and alter imply describe in Kafka, so no grant spells describe out beside them.
@@ -138,7 +140,9 @@ def _gateway() -> set[Grant]:
 def _sink() -> set[Grant]:
     who = Principal.parse(principals.SINK)
     return {*_allow(who, "topic", "prefix", DELIVERY_PREFIX, "Read"),
-            *_allow(who, "group", "prefix", SINK_GROUPS, "Read")}
+            *_allow(who, "group", "prefix", SINK_GROUPS, "Read"),
+            *_allow(who, "topic", "literal", CONTRACTS, "Read"),
+            *_allow(who, "topic", "literal", DLQ, "Write")}
 
 
 def by_principal(grants: Iterable[Grant]) -> dict[str, list[Grant]]:

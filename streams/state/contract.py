@@ -16,6 +16,10 @@ several) and recorded on the compacted ``bus.contracts`` topic (see
     retention: P90D                      # ISO 8601 duration, at most P10Y
     valid_from: 2026-01-01
     valid_until: 2027-12-31              # optional
+    delivery:                            # optional: the bus pushes deliveries itself
+      webhook:
+        url: https://api.example.fr/circulation   # the subscriber's HTTPS endpoint
+        secret_env: LYON_WEBHOOK_SECRET  # the variable holding the signing secret, never it
 
 :func:`streams.state.contract_files.validate_paths` checks files without touching Kafka and
 reports *every* problem, each with its file, line, key and reason. ``revoked`` and ``revoked_at``
@@ -40,6 +44,7 @@ import unicodedata
 from collections.abc import Collection, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -70,7 +75,7 @@ PopulationMode = Literal["enrolled", "all"]
 """Whether a contract follows everyone (``all``) or only the persons its subscriber enrolled."""
 
 FILE_KEYS = ("id", "subscriber", "subscriber_siret", "purpose", "legal_basis", "datasets",
-             "consent", "population", "retention", "valid_from", "valid_until")
+             "consent", "population", "retention", "valid_from", "valid_until", "delivery")
 """The keys a contract file may hold, in the order they are written back."""
 RECORD_ONLY_KEYS = ("revoked", "revoked_at")
 """Keys of the recorded contract that only ``contracts revoke`` sets."""
@@ -154,6 +159,53 @@ def delivery_topic(subscriber: str, contract_id: str) -> str:
     return f"deliver.{subscriber}.{contract_id}"
 
 
+_ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]{0,127}")
+_SECRET_PREFIX = "whsec_"  # noqa: S105 (the prefix refused, not a secret)
+"""How Standard Webhooks secrets are written: one pasted into a contract is refused."""
+_ENV_NAME_REASON = ("must name the environment variable that holds the secret (upper-case "
+                    "letters, digits and underscores), never hold the secret itself")
+
+
+class Webhook(BaseModel):
+    """A subscriber's webhook endpoint; its signing secret is read from the environment.
+
+    A contract is published to operators and subscribers and kept on a topic for good, so a
+    secret must never be written in it: ``secret_env`` names the variable the sink reads, and a
+    value shaped like a secret, or a URL carrying credentials, is refused.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
+
+    url: str = Field(min_length=1, max_length=2000)
+    secret_env: str
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("https", "http") or not parts.hostname:
+            raise ValueError("must be an absolute https:// URL")
+        if parts.username is not None or parts.password is not None:
+            raise ValueError("must not carry credentials: the sink signs each call instead")
+        _refuse_identifiers(value)
+        return value
+
+    @field_validator("secret_env")
+    @classmethod
+    def _secret_env(cls, value: str) -> str:
+        if value.startswith(_SECRET_PREFIX) or not _ENV_NAME.fullmatch(value):
+            raise ValueError(_ENV_NAME_REASON)
+        return value
+
+
+class Delivery(BaseModel):
+    """How the bus pushes a contract's deliveries to its subscriber (optional)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
+
+    webhook: Webhook | None = None
+
+
 class Contract(BaseModel):
     """One contract as recorded on ``bus.contracts``; build it from a file or from a record.
 
@@ -180,6 +232,7 @@ class Contract(BaseModel):
     valid_until: date | None = None
     revoked: bool = False
     revoked_at: datetime | None = None
+    delivery: Delivery | None = None
 
     @classmethod
     def checked(cls, data: Mapping[str, Any], catalog: Catalog) -> Contract:
@@ -356,6 +409,7 @@ class Contract(BaseModel):
             "valid_until": self.valid_until.isoformat() if self.valid_until else None,
             "revoked": self.revoked,
             "revoked_at": rfc3339_millis(self.revoked_at) if self.revoked_at else None,
+            "delivery": self.delivery.model_dump() if self.delivery else None,
         }
 
     @classmethod
@@ -369,6 +423,10 @@ class Contract(BaseModel):
         data["datasets"] = {name: list(fields) for name, fields in self.datasets.items()}
         if data["valid_until"] is None:
             del data["valid_until"]
+        if self.delivery is None:
+            del data["delivery"]
+        else:
+            data["delivery"] = self.delivery.model_dump(exclude_none=True)
         if self.revoked:
             data["revoked"] = True
             data["revoked_at"] = rfc3339_millis(self.revoked_at) if self.revoked_at else None
@@ -378,6 +436,8 @@ class Contract(BaseModel):
 Place = tuple[str | int, ...]
 """Where a problem is: keys and list positions from the document's root, as pydantic's ``loc``."""
 Problem = tuple[Place, str]
+_NESTED_KEYS = {"delivery": ("webhook",), "delivery.webhook": ("url", "secret_env")}
+"""The keys the bus defines below a file key, named in problems like the file keys."""
 """A place and the reason, in operators' words, never repeating the value found there."""
 
 
@@ -394,7 +454,8 @@ def place_name(place: Sequence[Any], document: Any = None,
     for depth, part in enumerate(place):
         named = isinstance(part, str) and (
             (depth == 0 and part in FILE_KEYS + RECORD_ONLY_KEYS)
-            or (depth == 1 and shown == "datasets" and part in known_datasets))
+            or (depth == 1 and shown == "datasets" and part in known_datasets)
+            or part in _NESTED_KEYS.get(shown, ()))
         if named:
             shown += f".{part}" if shown else str(part)
         else:

@@ -251,6 +251,14 @@ def test_audit_v3_adds_the_delivery_s_own_id_and_nothing_else(catalog: Catalog) 
     assert [n for n in v3 if n != "delivery_id"] == list(v2)
 
 
+def test_contract_v2_adds_the_optional_delivery_and_nothing_else(catalog: Catalog) -> None:
+    contract = catalog.bus_record("contract")
+    v1, v2 = ({f["name"]: f for f in contract.version(n).raw["fields"]} for n in (1, 2))
+    assert set(v2) - set(v1) == {"delivery"}
+    assert (v2["delivery"]["type"][0], v2["delivery"]["default"]) == ("null", None)
+    assert [n for n in v2 if n != "delivery"] == list(v1)
+
+
 def test_contract_record_carries_datasets_as_a_map_of_field_lists(catalog: Catalog) -> None:
     fields = {f["name"]: f for f in catalog.bus_record("contract").latest.raw["fields"]}
     assert fields["datasets"]["type"] == {
@@ -266,7 +274,7 @@ def test_every_shipped_avsc_file_is_loaded(catalog: Catalog) -> None:
     ]
     loaded = sum(len(d.versions) for d in catalog.datasets())
     loaded += sum(len(r.versions) for r in catalog.bus_records())
-    assert loaded == len(files) == 20
+    assert loaded == len(files) == 21
 
 
 def test_dataset_records_are_named_after_their_dataset(catalog: Catalog) -> None:

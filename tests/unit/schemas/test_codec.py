@@ -184,6 +184,8 @@ BUS_SAMPLES: dict[str, dict[str, Any]] = {
         "valid_until": None,
         "revoked": False,
         "revoked_at": None,
+        "delivery": {"webhook": {"url": "https://api.lyon.example/circulation",
+                                 "secret_env": "LYON_WEBHOOK_SECRET"}},
     },
     "dead_letter": {
         "error": "ValidationError: data.mois: above the maximum 12",

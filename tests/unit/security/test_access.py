@@ -86,7 +86,11 @@ def test_the_bus_components_never_read_what_they_do_not_need() -> None:
              for name, found in grants.items()}
     assert ("topic", "deliver.") not in reads[principals.GATEWAY]
     assert ("topic", "provider.") not in reads[principals.GATEWAY]
-    assert reads[principals.SINK] == {("topic", "deliver."), ("group", "sink.")}
+    assert reads[principals.SINK] == {("topic", "deliver."), ("group", "sink."),
+                                      ("topic", "bus.contracts")}
+    writes = {(g.resource_type, g.resource) for g in grants[principals.SINK]
+              if g.operation == "Write"}
+    assert writes == {("topic", "bus.dlq")}  # a dead letter, never a delivery or the audit
     assert principals.ADMIN not in grants  # a super user: it needs no grant
 
 
