@@ -232,6 +232,47 @@ def test_a_csv_file_is_ingested_row_by_row(tmp_path: Path) -> None:
     assert _rejected(path)[0]["original"] == "cnous,statut_etudiant_boursier,1"
 
 
+def test_excel_s_csv_utf8_with_a_byte_order_mark_and_semicolons_is_ingested(
+        tmp_path: Path) -> None:
+    fields = [f["name"] for f in CATALOG.dataset(DATASET).latest.parsed["fields"]]
+    events = _events(2)
+    text = events_csv(events, fields).replace(",", ";")
+    path = tmp_path / "in.csv"
+    path.write_bytes(b"\xef\xbb\xbf" + text.replace("\n", "\r\n").encode("utf-8"))
+    broker = _Broker(tmp_path)
+
+    report = _ingest(path, broker, _Topics(), "csv")
+
+    assert (report.published, report.refused) == (2, [])
+
+
+def test_a_byte_order_mark_does_not_refuse_the_first_json_line(tmp_path: Path) -> None:
+    events = _events(2)
+    path = tmp_path / "in.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + "".join(f"{json.dumps(e)}\n" for e in events)
+                     .encode("utf-8"))
+    broker = _Broker(tmp_path)
+
+    report = _ingest(path, broker, _Topics())
+
+    assert (broker.sent, report.refused) == ([e["id"] for e in events], [])
+
+
+def test_a_stray_quote_in_a_csv_row_refuses_that_line_only(tmp_path: Path) -> None:
+    fields = [f["name"] for f in CATALOG.dataset(DATASET).latest.parsed["fields"]]
+    events = _events(30)
+    header, first, *rest = events_csv(events, fields).splitlines()
+    stray = first.replace(",", ',"', 1)
+    path = tmp_path / "in.csv"
+    path.write_text("\n".join([header, stray, *rest]) + "\n", encoding="utf-8")
+    broker = _Broker(tmp_path)
+
+    report = _ingest(path, broker, _Topics(), "csv")
+
+    assert report.published == 29
+    assert [(r["line"], r["original"]) for r in _rejected(path)] == [(2, stray)]
+
+
 def test_a_csv_file_without_its_required_columns_is_refused_whole(tmp_path: Path) -> None:
     path = tmp_path / "in.csv"
     path.write_text("type,subject\nstatut_etudiant_boursier,x\n", encoding="utf-8")
