@@ -32,7 +32,7 @@ from aiokafka.errors import TopicAuthorizationFailedError
 from rich.progress import Progress
 
 from connectors import ingest_progress
-from connectors.csv_events import CsvHeaderRefused, CsvMapping, numbered_rows, row_text
+from connectors.csv_events import CsvHeaderRefused, CsvMapping, CsvRow, numbered_rows
 from connectors.event_files import PublishReport, event_lines, numbered_lines, parse_line
 from connectors.ingest_progress import IngestProgress, rejected_path
 from connectors.publisher import OutgoingEvent, Publisher, PublishRefused
@@ -172,19 +172,18 @@ class FileIngest:
             return
         rows = numbered_rows(event_lines(binary, newline=""))
         mapping = self._csv_mapping(next(rows, None))
-        for number, row in rows:
+        for number, row, text in rows:
             if number <= settled:
                 continue
             if isinstance(row, PublishRefused):
-                yield number, None, row
+                yield number, text, row
                 continue
             try:
-                yield number, row_text(row), mapping.event(row)
+                yield number, text, mapping.event(row)
             except PublishRefused as exc:
-                yield number, row_text(row), exc
+                yield number, text, exc
 
-    def _csv_mapping(self, header: tuple[int, list[str] | PublishRefused] | None
-                     ) -> CsvMapping:
+    def _csv_mapping(self, header: CsvRow | None) -> CsvMapping:
         """The mapping of a CSV file's header row, or the refusal of the whole file."""
         if header is None or isinstance(header[1], PublishRefused):
             raise IngestRefused(f"{self.path} has no CSV header row (see the README for the "
