@@ -97,6 +97,11 @@ class FileIngest:
 
     async def run(self) -> IngestReport:
         """Ingest every line not settled yet; the report says what happened to each."""
+        self._check_header()
+        with ingest_progress.exclusive_run(self.path):
+            return await self._run_alone()
+
+    async def _run_alone(self) -> IngestReport:
         sha256 = ingest_progress.file_sha256(self.path)
         recorded = ingest_progress.load(self.path)
         if recorded is not None:
@@ -107,10 +112,9 @@ class FileIngest:
             self._report.finished = self._report.finished_before = True
             return self._report
         self._report.settled_before = self._state.settled_through
-        self._check_header()
         written = await self.topics.written_ids(self._state.offsets) if recorded else set()
         self._keep_settled_rejections()
-        with _owner_only(rejected_path(self.path), "a") as rejected:
+        with ingest_progress.owner_only_appending(rejected_path(self.path)) as rejected:
             try:
                 await self._ingest(rejected, written)
             finally:
@@ -133,8 +137,7 @@ class FileIngest:
         kept = [line for line in (where.read_text(encoding="utf-8").splitlines()
                                   if self._state.settled_through and where.exists() else [])
                 if _line_number(line) <= self._state.settled_through]
-        with _owner_only(where, "w") as rewritten:
-            rewritten.write("".join(f"{line}\n" for line in kept))
+        ingest_progress.replace_durably(where, "".join(f"{line}\n" for line in kept))
 
     async def _ingest(self, rejected: IO[str], written: set[str]) -> None:
         task = self._bar.add_task("ingesting", total=None) if self._bar else None
@@ -258,13 +261,6 @@ class FileIngest:
         os.fsync(rejected.fileno())
         ingest_progress.save(self.path, self._state)
         self._saved_at = (self._state.settled_through, time.monotonic())
-
-
-def _owner_only(path: Path, mode: str) -> IO[str]:
-    """A text file that, when created, only its owner may read: refused lines are kept as
-    the provider wrote them, NIRs included."""
-    return open(path, mode, encoding="utf-8",
-                opener=lambda name, flags: os.open(name, flags, 0o600))
 
 
 def _line_number(rejection: str) -> float:

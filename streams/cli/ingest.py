@@ -11,7 +11,12 @@ import typer
 from aiokafka.errors import KafkaError
 
 from connectors.file_ingest import FileIngest, Format, IngestRefused, IngestReport
-from connectors.ingest_progress import ProgressUnreadable, progress_path, rejected_path
+from connectors.ingest_progress import (
+    AnotherRun,
+    ProgressUnreadable,
+    progress_path,
+    rejected_path,
+)
 from connectors.publisher import Publisher
 from schemas.registry import RegistryError
 from streams.cli.console import console, fail, settings
@@ -68,7 +73,7 @@ def ingest_file(
 
     try:
         report = asyncio.run(run())
-    except (IngestRefused, ProgressUnreadable) as exc:
+    except (IngestRefused, ProgressUnreadable, AnotherRun) as exc:
         fail(str(exc))
     except (RegistryError, KafkaError, TopicError, OSError) as exc:
         fail(f"nothing more could be ingested (rerun to resume from {progress_path(path)}): "

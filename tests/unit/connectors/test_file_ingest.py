@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import re
 import secrets
 from functools import partial
 from pathlib import Path
@@ -20,7 +22,7 @@ from pydantic import SecretStr
 
 from connectors import ingest_progress
 from connectors.file_ingest import FileIngest, IngestRefused, ProviderTopics, derived_id
-from connectors.ingest_progress import IngestProgress, ProgressUnreadable
+from connectors.ingest_progress import AnotherRun, IngestProgress, ProgressUnreadable
 from connectors.publisher import OutgoingEvent, Publisher
 from schemas.catalog import Catalog
 from streams.dev.synthetic import generate
@@ -290,6 +292,74 @@ def test_a_changed_input_is_not_resumed(tmp_path: Path) -> None:
     _write(path, [json.dumps(e) for e in events])
     with pytest.raises(IngestRefused, match="changed since"):
         _ingest(path, _Broker(tmp_path), _Topics())
+
+
+def test_a_second_run_on_the_same_file_at_once_is_refused_and_sends_nothing(
+        tmp_path: Path) -> None:
+    path = _write(tmp_path / "in.jsonl", [json.dumps(e) for e in _events(2)])
+    broker = _Broker(tmp_path)
+    with ingest_progress.exclusive_run(path), pytest.raises(AnotherRun, match=re.escape(
+            f"another run of ingest-file holds {path}.lock")):
+        _ingest(path, broker, _Topics())
+    assert broker.sent == []
+    assert _ingest(path, broker, _Topics()).published == 2  # once the first run ended
+
+
+def test_the_rejected_file_becomes_owner_only_even_when_it_existed_before(
+        tmp_path: Path) -> None:
+    path = _write(tmp_path / "in.jsonl", ["{"])
+    where = ingest_progress.rejected_path(path)
+    where.write_text("", encoding="utf-8")
+    where.chmod(0o644)
+    _ingest(path, _Broker(tmp_path), _Topics())
+    assert where.stat().st_mode & 0o777 == 0o600
+    assert [r["line"] for r in _rejected(path)] == [1]
+
+
+def test_a_symlink_in_place_of_the_rejected_file_is_replaced_not_followed(
+        tmp_path: Path) -> None:
+    path = _write(tmp_path / "in.jsonl", ["{"])
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.write_text("kept\n", encoding="utf-8")
+    ingest_progress.rejected_path(path).symlink_to(elsewhere)
+    _ingest(path, _Broker(tmp_path), _Topics())
+    assert elsewhere.read_text(encoding="utf-8") == "kept\n"
+    assert not ingest_progress.rejected_path(path).is_symlink()
+    assert [r["line"] for r in _rejected(path)] == [1]
+
+
+def test_the_rejected_file_is_rewritten_aside_and_renamed_over(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A crash while the kept rejections are rewritten leaves them all in place: the new
+    content is complete and synced aside before it takes the old one's name."""
+    events = _events(1)
+    path = _write(tmp_path / "in.jsonl", ["{", json.dumps(events[0])])
+    ingest_progress.save(path, IngestProgress(
+        sha256=ingest_progress.file_sha256(path), format="jsonl", settled_through=1, refused=1,
+        offsets={TOPIC: {0: 0}}))
+    where = ingest_progress.rejected_path(path)
+    where.write_text('{"line": 1, "field": "line"}\n', encoding="utf-8")
+
+    replace = os.replace
+
+    def crash_before_renaming_over_the_rejections(source: Any, target: Any) -> None:
+        if Path(target) == where:
+            raise OSError("power cut")
+        replace(source, target)
+
+    monkeypatch.setattr(os, "replace", crash_before_renaming_over_the_rejections)
+    with pytest.raises(OSError, match="power cut"):
+        _ingest(path, _Broker(tmp_path), _Topics())
+    assert where.read_text(encoding="utf-8") == '{"line": 1, "field": "line"}\n'
+
+
+def test_the_progress_file_is_written_aside_under_a_name_of_its_own(tmp_path: Path) -> None:
+    """Two writers never share the temporary file: a fixed name there is in use."""
+    path = tmp_path / "in.jsonl"
+    (tmp_path / "in.jsonl.progress.tmp").mkdir()
+    progress = IngestProgress(sha256="ab", format="jsonl", settled_through=1)
+    ingest_progress.save(path, progress)
+    assert ingest_progress.load(path) == progress
 
 
 def test_the_progress_file_is_replaced_whole_and_read_back(tmp_path: Path) -> None:
