@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import IO, Any, Literal
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.errors import TopicAuthorizationFailedError
+from aiokafka.errors import KafkaTimeoutError, TopicAuthorizationFailedError
 from rich.progress import Progress
 
 from connectors import ingest_progress
@@ -37,7 +37,7 @@ from connectors.event_files import PublishReport, event_lines, numbered_lines, p
 from connectors.ingest_progress import IngestProgress, rejected_path
 from connectors.publisher import OutgoingEvent, Publisher, PublishRefused
 from streams.kafka import clients
-from streams.kafka.admin import end_offsets, topic_partitions
+from streams.kafka.admin import TopicError, end_offsets, topic_partitions
 from streams.settings import Settings
 
 Format = Literal["jsonl", "csv"]
@@ -48,6 +48,14 @@ SAVE_EVERY_SECONDS = 1.0
 """How often the progress is written while lines are acknowledged: what a rerun may have to
 look up on the bus rather than skip by number, against an fsync per write."""
 _ID_HEADER = "ce_id"
+READ_BACK_SECONDS = 600
+"""Longest a rerun reads the provider topics back before giving up with a clear error rather
+than hang on a cluster that does not answer."""
+UNREADABLE = ("resuming reads the provider topics back (from where the first run began) to send "
+              "nothing twice, and they could not be read: a provider's principal may only write "
+              "to them; rerun as a principal that may read them, e.g. the operator's")
+WrittenEvent = tuple[str, bytes]
+"""An event found on a provider topic: its id and its record key (the pseudonymised subject)."""
 
 
 class IngestRefused(ValueError):
@@ -112,7 +120,8 @@ class FileIngest:
             self._report.finished = self._report.finished_before = True
             return self._report
         self._report.settled_before = self._state.settled_through
-        written = await self.topics.written_ids(self._state.offsets) if recorded else set()
+        written = (await self.topics.written_ids(self._state.offsets, self._candidates())
+                   if recorded else set())
         self._keep_settled_rejections()
         with ingest_progress.owner_only_appending(rejected_path(self.path)) as rejected:
             try:
@@ -139,7 +148,18 @@ class FileIngest:
                 if _line_number(line) <= self._state.settled_through]
         ingest_progress.replace_durably(where, "".join(f"{line}\n" for line in kept))
 
-    async def _ingest(self, rejected: IO[str], written: set[str]) -> None:
+    def _candidates(self) -> set[str]:
+        """The ids of the unsettled lines: the only ones a rerun looks for on the bus."""
+        with self.path.open("rb") as binary:
+            return {self._event_id(number, event) for number, _, event in self._events(binary)
+                    if not isinstance(event, PublishRefused)}
+
+    def _event_id(self, number: int, event: dict[str, Any]) -> str:
+        """The line's own id, or the one derived for it when it has none (or a null one)."""
+        given = event.get("id")
+        return derived_id(self._state.sha256, number) if given is None else str(given)
+
+    async def _ingest(self, rejected: IO[str], written: set[WrittenEvent]) -> None:
         task = self._bar.add_task("ingesting", total=None) if self._bar else None
         with self.path.open("rb") as binary:
             for number, original, event in self._events(binary):
@@ -148,7 +168,7 @@ class FileIngest:
                 except PublishRefused as exc:
                     self._refuse(rejected, number, original, exc)
                     continue
-                if outgoing.event_id in written:
+                if (outgoing.event_id, outgoing.key) in written:
                     self._report.already_written += 1
                     self._pending.append((number, "written"))
                 else:
@@ -205,7 +225,8 @@ class FileIngest:
     def _prepare(self, number: int, event: dict[str, Any] | PublishRefused) -> OutgoingEvent:
         if isinstance(event, PublishRefused):
             raise event
-        event.setdefault("id", derived_id(self._state.sha256, number))
+        if event.get("id") is None:
+            event["id"] = self._event_id(number, event)
         return self.publisher.prepare(event)
 
     def _refuse(self, rejected: IO[str], number: int, original: str | None,
@@ -291,47 +312,59 @@ class ProviderTopics:
         ends = await end_offsets(self.settings, [topic], missing_ok=True)
         return {tp.partition: end for tp, end in ends.items()}
 
-    async def written_ids(self, offsets: dict[str, dict[int, int]]) -> set[str]:
-        """The ids of the events on the topics of ``offsets`` from those offsets to the end (a
-        partition not recorded from its start)."""
-        if not offsets:
+    async def written_ids(self, offsets: dict[str, dict[int, int]], candidates: set[str]
+                          ) -> set[WrittenEvent]:
+        """The (id, key) of the events among ``candidates`` on the topics of ``offsets``, from
+        those offsets to the end (a partition not recorded from its start). The key tells this
+        file's event from another file's that reused its id for someone else."""
+        if not offsets or not candidates:
             return set()
+        try:
+            async with asyncio.timeout(READ_BACK_SECONDS):
+                return await self._read_back(offsets, candidates)
+        except (TopicAuthorizationFailedError, KafkaTimeoutError, TopicError):
+            raise IngestRefused(UNREADABLE) from None
+        except TimeoutError:
+            raise IngestRefused(f"the provider topics were not read back within "
+                                f"{READ_BACK_SECONDS} s: {UNREADABLE}") from None
+
+    async def _read_back(self, offsets: dict[str, dict[int, int]], candidates: set[str]
+                         ) -> set[WrittenEvent]:
         partitions = await topic_partitions(self.settings, sorted(offsets), missing_ok=True)
+        if {tp.topic for tp in partitions} < {topic for topic, ends in offsets.items() if ends}:
+            raise IngestRefused(UNREADABLE)  # a topic written to cannot be gone: unauthorized
         if not partitions:
             return set()
-        consumer = clients.consumer(self.settings, enable_auto_commit=False)
+        consumer = clients.consumer(self.settings, enable_auto_commit=False,
+                                    auto_offset_reset="earliest")
         await consumer.start()
         try:
-            return await self._read(consumer, partitions, offsets)
-        except TopicAuthorizationFailedError:
-            raise IngestRefused(
-                "resuming reads the provider topics from where the first run began, to send "
-                "nothing twice, and this principal may not read them: the operator grants it "
-                "Read on its own provider topics, or the rerun runs as a principal that may") \
-                from None
+            return await self._read(consumer, partitions, offsets, candidates)
         finally:
             await consumer.stop()
 
     @staticmethod
     async def _read(consumer: AIOKafkaConsumer, partitions: list[TopicPartition],
-                    offsets: dict[str, dict[int, int]]) -> set[str]:
+                    offsets: dict[str, dict[int, int]], candidates: set[str]
+                    ) -> set[WrittenEvent]:
         consumer.assign(partitions)
         ends = await consumer.end_offsets(partitions)
         starts = await consumer.beginning_offsets(partitions)
-        ids: set[str] = set()
+        found: set[WrittenEvent] = set()
         for tp in partitions:
             start = max(starts[tp], offsets[tp.topic].get(tp.partition, 0))
             if start < ends[tp]:
                 consumer.seek(tp, start)
-                await _read_ids(consumer, tp, ends[tp], ids)
-        return ids
+                await _read_ids(consumer, tp, ends[tp], candidates, found)
+        return found
 
 
 async def _read_ids(consumer: AIOKafkaConsumer, tp: TopicPartition, end: int,
-                    ids: set[str]) -> None:
+                    candidates: set[str], found: set[WrittenEvent]) -> None:
     while await consumer.position(tp) < end:
         batches = await consumer.getmany(tp, timeout_ms=1000, max_records=10_000)
         for record in batches.get(tp, []):
             if record.offset < end:
-                ids.update(value.decode("utf-8", "replace") for key, value in record.headers
-                           if key == _ID_HEADER)
+                found.update((event_id, record.key or b"") for event_id in (
+                    value.decode("utf-8", "replace") for key, value in record.headers
+                    if key == _ID_HEADER) if event_id in candidates)
