@@ -24,7 +24,9 @@ from streams.cli.publish import progress_bar, show_report
 from streams.kafka.admin import TopicError
 from streams.privacy.secret import SecretRefused
 
-_BY_SUFFIX: dict[str, Format] = {".jsonl": "jsonl", ".json": "jsonl", ".csv": "csv"}
+_BY_SUFFIX: dict[str, Format] = {".jsonl": "jsonl", ".csv": "csv"}
+"""The suffixes that say a format; not ``.json``, which is as often one pretty-printed array
+(every line of it refused) as one event a line."""
 
 
 class FileFormat(StrEnum):
@@ -45,7 +47,7 @@ def ingest_file(
     path: Annotated[Path, typer.Argument(help="The provider's file of events.")],
     file_format_option: Annotated[FileFormat | None, typer.Option(
         "--format", help="jsonl (the lines publish takes) or csv (a header row, then one event "
-                         "a row); by default from the file's suffix.")] = None,
+                         "a row); by default from the file's suffix (.jsonl or .csv).")] = None,
 ) -> None:
     """Validate, pseudonymise and produce each event of a file, as publish does; refused lines
     go to PATH.rejected.jsonl, and PATH.progress lets a rerun resume where Kafka's

@@ -15,7 +15,8 @@ from streams.settings import get_settings
 
 
 @pytest.mark.parametrize(("name", "given", "expected"), [
-    ("envoi.jsonl", None, "jsonl"), ("envoi.JSON", None, "jsonl"), ("envoi.csv", None, "csv"),
+    ("envoi.jsonl", None, "jsonl"), ("envoi.JSONL", None, "jsonl"), ("envoi.csv", None, "csv"),
+    ("envoi.json", None, None), ("envoi.json", FileFormat.jsonl, "jsonl"),
     ("envoi.txt", FileFormat.csv, "csv"), ("envoi.csv", FileFormat.jsonl, "jsonl"),
     ("envoi.txt", None, None),
 ])
@@ -37,11 +38,13 @@ def offline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
 @pytest.mark.usefixtures("offline")
 @pytest.mark.parametrize(("name", "message"), [
     ("envoi.txt", "cannot tell the format of envoi.txt from its suffix: say --format"),
+    ("envoi.json", "cannot tell the format of envoi.json from its suffix: say --format"),
     ("absent.jsonl", "no such file"),
 ])
 def test_a_file_it_cannot_start_on_ends_the_command_in_one_line(
         tmp_path: Path, name: str, message: str) -> None:
     (tmp_path / "envoi.txt").write_text("{}\n", encoding="utf-8")
+    (tmp_path / "envoi.json").write_text('[\n  {}\n]\n', encoding="utf-8")
     result = CliRunner().invoke(app, ["ingest-file", str(tmp_path / name)])
     assert result.exit_code == 1
     assert message in result.stderr
