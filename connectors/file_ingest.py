@@ -83,6 +83,28 @@ def derived_id(sha256: str, line: int) -> str:
     return str(uuid.uuid5(INGESTED_IDS, f"{sha256}:{line}"))
 
 
+def already_finished(path: Path, file_format: Format) -> IngestReport | None:
+    """The report of a file an earlier run finished, from its progress file alone: a rerun of
+    it needs neither the broker nor the registry. ``None`` when it is not finished."""
+    recorded = ingest_progress.load(path)
+    if recorded is None or not recorded.finished:
+        return None
+    refuse_other_input(path, file_format, recorded, ingest_progress.file_sha256(path))
+    return IngestReport(finished=True, finished_before=True, progress=recorded)
+
+
+def refuse_other_input(path: Path, file_format: Format, recorded: IngestProgress,
+                       sha256: str) -> None:
+    """Refuse to resume a progress file written for other content or another format."""
+    where = ingest_progress.progress_path(path)
+    if recorded.sha256 != sha256:
+        raise IngestRefused(f"{path} changed since {where} was written: remove {where} "
+                            f"to ingest it as a new file (its events get new ids)")
+    if recorded.format != file_format:
+        raise IngestRefused(f"{where} was written reading {path} as {recorded.format}: "
+                            f"rerun with --format {recorded.format}")
+
+
 _Outcome = asyncio.Future[Any] | Literal["refused", "written"]
 
 
@@ -113,7 +135,7 @@ class FileIngest:
         sha256 = ingest_progress.file_sha256(self.path)
         recorded = ingest_progress.load(self.path)
         if recorded is not None:
-            self._refuse_other_input(recorded, sha256)
+            refuse_other_input(self.path, self.format, recorded, sha256)
         self._state = recorded or IngestProgress(sha256=sha256, format=self.format)
         self._report.progress = self._state
         if self._state.finished:
@@ -130,15 +152,6 @@ class FileIngest:
                 self._settle()
                 self._save(rejected)
         return self._report
-
-    def _refuse_other_input(self, recorded: IngestProgress, sha256: str) -> None:
-        where = ingest_progress.progress_path(self.path)
-        if recorded.sha256 != sha256:
-            raise IngestRefused(f"{self.path} changed since {where} was written: remove {where} "
-                                f"to ingest it as a new file (its events get new ids)")
-        if recorded.format != self.format:
-            raise IngestRefused(f"{where} was written reading {self.path} as {recorded.format}: "
-                                f"rerun with --format {recorded.format}")
 
     def _keep_settled_rejections(self) -> None:
         """Drop the rejections of unsettled lines an interrupted run wrote: they come again."""

@@ -10,7 +10,13 @@ from typing import Annotated
 import typer
 from aiokafka.errors import KafkaError
 
-from connectors.file_ingest import FileIngest, Format, IngestRefused, IngestReport
+from connectors.file_ingest import (
+    FileIngest,
+    Format,
+    IngestRefused,
+    IngestReport,
+    already_finished,
+)
 from connectors.ingest_progress import (
     AnotherRun,
     ProgressUnreadable,
@@ -63,6 +69,13 @@ def ingest_file(
     if chosen is None:
         fail(f"cannot tell the format of {path.name} from its suffix: say --format jsonl or csv")
     try:
+        finished = already_finished(path, chosen)
+    except (IngestRefused, ProgressUnreadable) as exc:
+        fail(str(exc))
+    if finished is not None:
+        _tell(path, finished)
+        return
+    try:
         edge = Publisher(config)
     except SecretRefused as exc:
         fail(str(exc))
@@ -78,8 +91,9 @@ def ingest_file(
     except (IngestRefused, ProgressUnreadable, AnotherRun) as exc:
         fail(str(exc))
     except (RegistryError, KafkaError, TopicError, OSError) as exc:
-        fail(f"nothing more could be ingested (rerun to resume from {progress_path(path)}): "
-             f"{exc}")
+        where = progress_path(path)
+        resume = f" (rerun to resume from {where})" if where.exists() else ""
+        fail(f"nothing more could be ingested{resume}: {exc}")
     _tell(path, report)
 
 

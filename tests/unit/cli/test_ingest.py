@@ -3,12 +3,15 @@ command cannot start on ends it in one line, before any connection."""
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
+from connectors import ingest_progress
+from connectors.ingest_progress import IngestProgress
 from streams.cli import app
 from streams.cli.ingest import FileFormat, file_format
 from streams.settings import get_settings
@@ -50,3 +53,30 @@ def test_a_file_it_cannot_start_on_ends_the_command_in_one_line(
     assert message in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert not list(tmp_path.glob("*.progress"))
+
+
+@pytest.mark.usefixtures("offline")
+def test_a_finished_file_run_again_needs_no_broker_nor_registry(tmp_path: Path) -> None:
+    path = tmp_path / "envoi.jsonl"
+    path.write_text("{}\n", encoding="utf-8")
+    ingest_progress.save(path, IngestProgress(
+        sha256=ingest_progress.file_sha256(path), format="jsonl", settled_through=1,
+        published=1, finished=True))
+    result = CliRunner().invoke(app, ["ingest-file", str(path)])
+    assert result.exit_code == 0, result.stderr
+    assert "ingested already (1 published, 0 refused): nothing to do" in result.stdout
+
+
+@pytest.mark.usefixtures("offline")
+def test_a_run_that_wrote_no_progress_does_not_offer_to_resume_from_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CIRCULATION_SUBJECT_SECRET", secrets.token_hex(32))
+    monkeypatch.setenv("CIRCULATION_SCHEMA_REGISTRY_URL", "http://127.0.0.1:1")
+    get_settings.cache_clear()
+    path = tmp_path / "envoi.jsonl"
+    path.write_text("{}\n", encoding="utf-8")
+    result = CliRunner().invoke(app, ["ingest-file", str(path)])
+    assert result.exit_code == 1
+    assert "nothing more could be ingested: " in result.stderr
+    assert "resume" not in result.stderr
+    assert not ingest_progress.progress_path(path).exists()
