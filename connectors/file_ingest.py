@@ -11,7 +11,13 @@ or one derived from the file's content hash and the line's number. The progress 
 (:mod:`connectors.ingest_progress`) says up to which line everything is settled, and is written
 only after Kafka acknowledged those lines. A crash can still fall between an acknowledgement and
 the next progress write, so a rerun first reads the provider topics it wrote to from the offsets
-recorded before the first write, and does not send again an event whose id is already there.
+recorded before the first write, and does not send again an event whose id and record key are
+already there: the key too, since another file may reuse an id for someone else. Only the ids
+of the unsettled lines are kept from that read. A provider's principal may only write to its
+topics, so on a secured cluster that read is refused outright rather than taken as empty,
+which would send every unsettled line again.
+
+One run at a time per file: the lock ``PATH.lock`` is held for the whole run.
 """
 
 from __future__ import annotations
