@@ -14,20 +14,26 @@ line would.
 from __future__ import annotations
 
 import csv
-import io
 import json
 import re
+from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
 from typing import IO, Any
 
-from connectors.event_files import refuse_non_utf8
+from connectors.event_files import MAX_LINE_CHARS, physical_lines, refuse_non_utf8
 from connectors.publisher import PublishRefused, provider_topic
 from schemas.catalog import Catalog
 from schemas.nir_detection import contains_nir
+from streams.state.subject_lists import header_delimiter
 
 ATTRIBUTES = ("source", "type", "subject", "id", "time")
 """Columns that are the event's attributes; every other one is a field of its data."""
 REQUIRED = ("source", "type", "subject")
+DELIMITERS = (",", ";", "\t")
+"""Cell separators, in the order tried on the header: the one under which it names a
+``source`` column is the file's."""
+MAX_ROW_LINES = 10
+"""Most lines one row may span (a quoted cell holding line breaks): more is a stray quote."""
 _INTEGER = re.compile(r"[+-]?[0-9]{1,20}")
 _PRIMITIVE_KINDS = {"boolean": "boolean", "int": "integer", "long": "integer",
                     "float": "number", "double": "number"}
@@ -38,30 +44,95 @@ class CsvHeaderRefused(ValueError):
     """A header the file cannot be read with; the message names the column, never a cell."""
 
 
-def numbered_rows(stream: IO[str]) -> Iterator[tuple[int, list[str] | PublishRefused]]:
-    """Each non-blank row with the number of the line it starts on (a quoted cell may span
-    lines), or the refusal of a row that is not CSV; the header row included."""
-    reader = csv.reader(stream, strict=True)
-    start = 1
-    while True:
-        try:
-            row = next(reader)
-        except StopIteration:
-            return
-        except csv.Error as exc:  # the csv module's messages describe the syntax, not cells
-            yield start, PublishRefused("line", f"not CSV ({exc})")
-            start = reader.line_num + 1
-            continue
-        number, start = start, reader.line_num + 1
-        if any(cell.strip() for cell in row):
-            yield number, row
+CsvRow = tuple[int, list[str] | PublishRefused, str | None]
+"""A row: the number of the line it starts on, its cells or its refusal, and its raw text (none
+for a line too long to read)."""
 
 
-def row_text(row: Sequence[str]) -> str:
-    """A row written back as one CSV record, for the rejected-lines file."""
-    buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="").writerow(row)
-    return buffer.getvalue()
+def numbered_rows(stream: IO[str]) -> Iterator[CsvRow]:
+    """Each non-blank row, the header row included, or the refusal of the line(s) that are no
+    CSV row. The delimiter is the header's: a comma, a semicolon (French spreadsheets) or a tab.
+
+    A row is read within bounds, so that a stray quote refuses its own line and no other: a
+    quoted cell may span at most :data:`MAX_ROW_LINES` lines and :data:`MAX_LINE_CHARS`
+    characters; past them, the line that opened it is refused and reading goes on at the next
+    one. The csv module alone would swallow every following line into that one cell."""
+    lines = _Lookahead(physical_lines(stream))
+    delimiter: str | None = None
+    for number, line in lines:
+        if line is None:
+            yield number, _too_long(), None
+        elif line.strip():
+            delimiter = delimiter or _delimiter(line)
+            yield _row(number, _record(line, lines), delimiter)
+
+
+def _delimiter(header: str) -> str:
+    found = header_delimiter(header, REQUIRED[0], DELIMITERS)
+    return found[0] if found else DELIMITERS[0]
+
+
+def _record(first: str, lines: _Lookahead) -> list[str]:
+    """The physical lines of the row that starts with ``first``: more than one only when a
+    quoted cell is left open at a line's end and a later line within bounds closes it."""
+    record, size = [first], len(first)
+    while "".join(record).count('"') % 2:
+        following = lines.peek(len(record))
+        if following is None or len(record) >= MAX_ROW_LINES or size > MAX_LINE_CHARS:
+            return [first]
+        record.append(following)
+        size += len(following)
+    if size > MAX_LINE_CHARS:
+        return [first]
+    lines.skip(len(record) - 1)
+    return record
+
+
+def _row(number: int, record: list[str], delimiter: str) -> CsvRow:
+    text = "".join(record).rstrip("\r\n")
+    if "".join(record).count('"') % 2:
+        return number, PublishRefused("line", f"a quoted cell is not closed within "
+                                              f"{MAX_ROW_LINES} lines"), text
+    try:  # the csv module's messages describe the syntax, not cells
+        rows = list(csv.reader(record, delimiter=delimiter, strict=True))
+    except csv.Error as exc:
+        return number, PublishRefused("line", f"not CSV ({exc})"), text
+    if len(rows) != 1:
+        return number, PublishRefused("line", "not CSV (not one row)"), text
+    return number, rows[0], text
+
+
+def _too_long() -> PublishRefused:
+    return PublishRefused("line", f"longer than {MAX_LINE_CHARS:,} characters")
+
+
+class _Lookahead:
+    """Physical lines, read ahead without being consumed while a row looks for its end."""
+
+    def __init__(self, lines: Iterator[tuple[int, str | None]]) -> None:
+        self._lines = lines
+        self._ahead: deque[tuple[int, str | None]] = deque()
+
+    def __iter__(self) -> Iterator[tuple[int, str | None]]:
+        while self._ahead or self._fill(1):
+            yield self._ahead.popleft()
+
+    def peek(self, place: int) -> str | None:
+        """The text of the ``place``-th line ahead (1 is the next); None past the end or for
+        a line too long to read."""
+        return self._ahead[place - 1][1] if self._fill(place) else None
+
+    def skip(self, count: int) -> None:
+        for _ in range(count):
+            self._ahead.popleft()
+
+    def _fill(self, count: int) -> bool:
+        while len(self._ahead) < count:
+            line = next(self._lines, None)
+            if line is None:
+                return False
+            self._ahead.append(line)
+        return True
 
 
 class CsvMapping:

@@ -31,9 +31,9 @@ class PublishReport:
     """The line at which publishing stopped, and why: neither it nor any later line was sent."""
 
 
-def numbered_lines(stream: IO[str]) -> Iterator[tuple[int, str | None]]:
-    """Numbered non-blank lines; ``None`` for a line longer than :data:`MAX_LINE_CHARS`, whose
-    rest is skipped in bounded pieces."""
+def physical_lines(stream: IO[str]) -> Iterator[tuple[int, str | None]]:
+    """Every line with its number, blank ones included; ``None`` for a line longer than
+    :data:`MAX_LINE_CHARS`, whose rest is skipped in bounded pieces, never held whole."""
     number = 0
     while line := stream.readline(MAX_LINE_CHARS + 1):
         number += 1
@@ -41,7 +41,15 @@ def numbered_lines(stream: IO[str]) -> Iterator[tuple[int, str | None]]:
             while (rest := stream.readline(MAX_LINE_CHARS)) and not rest.endswith("\n"):
                 pass
             yield number, None
-        elif line.strip():
+        else:
+            yield number, line
+
+
+def numbered_lines(stream: IO[str]) -> Iterator[tuple[int, str | None]]:
+    """Numbered non-blank lines; ``None`` for a line too long to read
+    (:func:`physical_lines`)."""
+    for number, line in physical_lines(stream):
+        if line is None or line.strip():
             yield number, line
 
 
@@ -50,8 +58,12 @@ def event_lines(binary: IO[bytes], newline: str | None = None) -> IO[str]:
     line (:func:`parse_line`) rather than end the command: each such byte becomes a lone
     surrogate, which no UTF-8 text and no JSON escape can leave in a line as read.
 
+    A leading UTF-8 byte-order mark, which Excel writes in its "CSV UTF-8", is dropped: it
+    would otherwise stick to the first column's name or refuse the first JSON line.
+
     ``newline`` as :func:`open` takes it: CSV is read with ``""``, as the csv module asks."""
-    return io.TextIOWrapper(binary, encoding="utf-8", errors="surrogateescape", newline=newline)
+    return io.TextIOWrapper(binary, encoding="utf-8-sig", errors="surrogateescape",
+                            newline=newline)
 
 
 def refuse_non_utf8(text: str) -> None:

@@ -11,7 +11,13 @@ or one derived from the file's content hash and the line's number. The progress 
 (:mod:`connectors.ingest_progress`) says up to which line everything is settled, and is written
 only after Kafka acknowledged those lines. A crash can still fall between an acknowledgement and
 the next progress write, so a rerun first reads the provider topics it wrote to from the offsets
-recorded before the first write, and does not send again an event whose id is already there.
+recorded before the first write, and does not send again an event whose id and record key are
+already there: the key too, since another file may reuse an id for someone else. Only the ids
+of the unsettled lines are kept from that read. A provider's principal may only write to its
+topics, so on a secured cluster that read is refused outright rather than taken as empty,
+which would send every unsettled line again.
+
+One run at a time per file: the lock ``PATH.lock`` is held for the whole run.
 """
 
 from __future__ import annotations
@@ -28,16 +34,16 @@ from pathlib import Path
 from typing import IO, Any, Literal
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.errors import TopicAuthorizationFailedError
+from aiokafka.errors import KafkaTimeoutError, TopicAuthorizationFailedError
 from rich.progress import Progress
 
 from connectors import ingest_progress
-from connectors.csv_events import CsvHeaderRefused, CsvMapping, numbered_rows, row_text
+from connectors.csv_events import CsvHeaderRefused, CsvMapping, CsvRow, numbered_rows
 from connectors.event_files import PublishReport, event_lines, numbered_lines, parse_line
 from connectors.ingest_progress import IngestProgress, rejected_path
 from connectors.publisher import OutgoingEvent, Publisher, PublishRefused
 from streams.kafka import clients
-from streams.kafka.admin import end_offsets, topic_partitions
+from streams.kafka.admin import TopicError, end_offsets, topic_partitions
 from streams.settings import Settings
 
 Format = Literal["jsonl", "csv"]
@@ -48,6 +54,14 @@ SAVE_EVERY_SECONDS = 1.0
 """How often the progress is written while lines are acknowledged: what a rerun may have to
 look up on the bus rather than skip by number, against an fsync per write."""
 _ID_HEADER = "ce_id"
+READ_BACK_SECONDS = 600
+"""Longest a rerun reads the provider topics back before giving up with a clear error rather
+than hang on a cluster that does not answer."""
+UNREADABLE = ("resuming reads the provider topics back (from where the first run began) to send "
+              "nothing twice, and they could not be read: a provider's principal may only write "
+              "to them; rerun as a principal that may read them, e.g. the operator's")
+WrittenEvent = tuple[str, bytes]
+"""An event found on a provider topic: its id and its record key (the pseudonymised subject)."""
 
 
 class IngestRefused(ValueError):
@@ -75,6 +89,28 @@ def derived_id(sha256: str, line: int) -> str:
     return str(uuid.uuid5(INGESTED_IDS, f"{sha256}:{line}"))
 
 
+def already_finished(path: Path, file_format: Format) -> IngestReport | None:
+    """The report of a file an earlier run finished, from its progress file alone: a rerun of
+    it needs neither the broker nor the registry. ``None`` when it is not finished."""
+    recorded = ingest_progress.load(path)
+    if recorded is None or not recorded.finished:
+        return None
+    refuse_other_input(path, file_format, recorded, ingest_progress.file_sha256(path))
+    return IngestReport(finished=True, finished_before=True, progress=recorded)
+
+
+def refuse_other_input(path: Path, file_format: Format, recorded: IngestProgress,
+                       sha256: str) -> None:
+    """Refuse to resume a progress file written for other content or another format."""
+    where = ingest_progress.progress_path(path)
+    if recorded.sha256 != sha256:
+        raise IngestRefused(f"{path} changed since {where} was written: remove {where} "
+                            f"to ingest it as a new file (its events get new ids)")
+    if recorded.format != file_format:
+        raise IngestRefused(f"{where} was written reading {path} as {recorded.format}: "
+                            f"rerun with --format {recorded.format}")
+
+
 _Outcome = asyncio.Future[Any] | Literal["refused", "written"]
 
 
@@ -97,20 +133,25 @@ class FileIngest:
 
     async def run(self) -> IngestReport:
         """Ingest every line not settled yet; the report says what happened to each."""
+        self._check_header()
+        with ingest_progress.exclusive_run(self.path):
+            return await self._run_alone()
+
+    async def _run_alone(self) -> IngestReport:
         sha256 = ingest_progress.file_sha256(self.path)
         recorded = ingest_progress.load(self.path)
         if recorded is not None:
-            self._refuse_other_input(recorded, sha256)
+            refuse_other_input(self.path, self.format, recorded, sha256)
         self._state = recorded or IngestProgress(sha256=sha256, format=self.format)
         self._report.progress = self._state
         if self._state.finished:
             self._report.finished = self._report.finished_before = True
             return self._report
         self._report.settled_before = self._state.settled_through
-        self._check_header()
-        written = await self.topics.written_ids(self._state.offsets) if recorded else set()
+        written = (await self.topics.written_ids(self._state.offsets, self._candidates())
+                   if recorded else set())
         self._keep_settled_rejections()
-        with _owner_only(rejected_path(self.path), "a") as rejected:
+        with ingest_progress.owner_only_appending(rejected_path(self.path)) as rejected:
             try:
                 await self._ingest(rejected, written)
             finally:
@@ -118,25 +159,26 @@ class FileIngest:
                 self._save(rejected)
         return self._report
 
-    def _refuse_other_input(self, recorded: IngestProgress, sha256: str) -> None:
-        where = ingest_progress.progress_path(self.path)
-        if recorded.sha256 != sha256:
-            raise IngestRefused(f"{self.path} changed since {where} was written: remove {where} "
-                                f"to ingest it as a new file (its events get new ids)")
-        if recorded.format != self.format:
-            raise IngestRefused(f"{where} was written reading {self.path} as {recorded.format}: "
-                                f"rerun with --format {recorded.format}")
-
     def _keep_settled_rejections(self) -> None:
         """Drop the rejections of unsettled lines an interrupted run wrote: they come again."""
         where = rejected_path(self.path)
         kept = [line for line in (where.read_text(encoding="utf-8").splitlines()
                                   if self._state.settled_through and where.exists() else [])
                 if _line_number(line) <= self._state.settled_through]
-        with _owner_only(where, "w") as rewritten:
-            rewritten.write("".join(f"{line}\n" for line in kept))
+        ingest_progress.replace_durably(where, "".join(f"{line}\n" for line in kept))
 
-    async def _ingest(self, rejected: IO[str], written: set[str]) -> None:
+    def _candidates(self) -> set[str]:
+        """The ids of the unsettled lines: the only ones a rerun looks for on the bus."""
+        with self.path.open("rb") as binary:
+            return {self._event_id(number, event) for number, _, event in self._events(binary)
+                    if not isinstance(event, PublishRefused)}
+
+    def _event_id(self, number: int, event: dict[str, Any]) -> str:
+        """The line's own id, or the one derived for it when it has none (or a null one)."""
+        given = event.get("id")
+        return derived_id(self._state.sha256, number) if given is None else str(given)
+
+    async def _ingest(self, rejected: IO[str], written: set[WrittenEvent]) -> None:
         task = self._bar.add_task("ingesting", total=None) if self._bar else None
         with self.path.open("rb") as binary:
             for number, original, event in self._events(binary):
@@ -145,7 +187,7 @@ class FileIngest:
                 except PublishRefused as exc:
                     self._refuse(rejected, number, original, exc)
                     continue
-                if outgoing.event_id in written:
+                if (outgoing.event_id, outgoing.key) in written:
                     self._report.already_written += 1
                     self._pending.append((number, "written"))
                 else:
@@ -172,19 +214,18 @@ class FileIngest:
             return
         rows = numbered_rows(event_lines(binary, newline=""))
         mapping = self._csv_mapping(next(rows, None))
-        for number, row in rows:
+        for number, row, text in rows:
             if number <= settled:
                 continue
             if isinstance(row, PublishRefused):
-                yield number, None, row
+                yield number, text, row
                 continue
             try:
-                yield number, row_text(row), mapping.event(row)
+                yield number, text, mapping.event(row)
             except PublishRefused as exc:
-                yield number, row_text(row), exc
+                yield number, text, exc
 
-    def _csv_mapping(self, header: tuple[int, list[str] | PublishRefused] | None
-                     ) -> CsvMapping:
+    def _csv_mapping(self, header: CsvRow | None) -> CsvMapping:
         """The mapping of a CSV file's header row, or the refusal of the whole file."""
         if header is None or isinstance(header[1], PublishRefused):
             raise IngestRefused(f"{self.path} has no CSV header row (see the README for the "
@@ -203,7 +244,8 @@ class FileIngest:
     def _prepare(self, number: int, event: dict[str, Any] | PublishRefused) -> OutgoingEvent:
         if isinstance(event, PublishRefused):
             raise event
-        event.setdefault("id", derived_id(self._state.sha256, number))
+        if event.get("id") is None:
+            event["id"] = self._event_id(number, event)
         return self.publisher.prepare(event)
 
     def _refuse(self, rejected: IO[str], number: int, original: str | None,
@@ -261,13 +303,6 @@ class FileIngest:
         self._saved_at = (self._state.settled_through, time.monotonic())
 
 
-def _owner_only(path: Path, mode: str) -> IO[str]:
-    """A text file that, when created, only its owner may read: refused lines are kept as
-    the provider wrote them, NIRs included."""
-    return open(path, mode, encoding="utf-8",
-                opener=lambda name, flags: os.open(name, flags, 0o600))
-
-
 def _line_number(rejection: str) -> float:
     """The line a rejection is about; an infinite one for the part of a rejection a crash cut
     short (it belongs to an unsettled line: the settled ones were synced before the progress)."""
@@ -296,47 +331,59 @@ class ProviderTopics:
         ends = await end_offsets(self.settings, [topic], missing_ok=True)
         return {tp.partition: end for tp, end in ends.items()}
 
-    async def written_ids(self, offsets: dict[str, dict[int, int]]) -> set[str]:
-        """The ids of the events on the topics of ``offsets`` from those offsets to the end (a
-        partition not recorded from its start)."""
-        if not offsets:
+    async def written_ids(self, offsets: dict[str, dict[int, int]], candidates: set[str]
+                          ) -> set[WrittenEvent]:
+        """The (id, key) of the events among ``candidates`` on the topics of ``offsets``, from
+        those offsets to the end (a partition not recorded from its start). The key tells this
+        file's event from another file's that reused its id for someone else."""
+        if not offsets or not candidates:
             return set()
+        try:
+            async with asyncio.timeout(READ_BACK_SECONDS):
+                return await self._read_back(offsets, candidates)
+        except (TopicAuthorizationFailedError, KafkaTimeoutError, TopicError):
+            raise IngestRefused(UNREADABLE) from None
+        except TimeoutError:
+            raise IngestRefused(f"the provider topics were not read back within "
+                                f"{READ_BACK_SECONDS} s: {UNREADABLE}") from None
+
+    async def _read_back(self, offsets: dict[str, dict[int, int]], candidates: set[str]
+                         ) -> set[WrittenEvent]:
         partitions = await topic_partitions(self.settings, sorted(offsets), missing_ok=True)
+        if {tp.topic for tp in partitions} < {topic for topic, ends in offsets.items() if ends}:
+            raise IngestRefused(UNREADABLE)  # a topic written to cannot be gone: unauthorized
         if not partitions:
             return set()
-        consumer = clients.consumer(self.settings, enable_auto_commit=False)
+        consumer = clients.consumer(self.settings, enable_auto_commit=False,
+                                    auto_offset_reset="earliest")
         await consumer.start()
         try:
-            return await self._read(consumer, partitions, offsets)
-        except TopicAuthorizationFailedError:
-            raise IngestRefused(
-                "resuming reads the provider topics from where the first run began, to send "
-                "nothing twice, and this principal may not read them: the operator grants it "
-                "Read on its own provider topics, or the rerun runs as a principal that may") \
-                from None
+            return await self._read(consumer, partitions, offsets, candidates)
         finally:
             await consumer.stop()
 
     @staticmethod
     async def _read(consumer: AIOKafkaConsumer, partitions: list[TopicPartition],
-                    offsets: dict[str, dict[int, int]]) -> set[str]:
+                    offsets: dict[str, dict[int, int]], candidates: set[str]
+                    ) -> set[WrittenEvent]:
         consumer.assign(partitions)
         ends = await consumer.end_offsets(partitions)
         starts = await consumer.beginning_offsets(partitions)
-        ids: set[str] = set()
+        found: set[WrittenEvent] = set()
         for tp in partitions:
             start = max(starts[tp], offsets[tp.topic].get(tp.partition, 0))
             if start < ends[tp]:
                 consumer.seek(tp, start)
-                await _read_ids(consumer, tp, ends[tp], ids)
-        return ids
+                await _read_ids(consumer, tp, ends[tp], candidates, found)
+        return found
 
 
 async def _read_ids(consumer: AIOKafkaConsumer, tp: TopicPartition, end: int,
-                    ids: set[str]) -> None:
+                    candidates: set[str], found: set[WrittenEvent]) -> None:
     while await consumer.position(tp) < end:
         batches = await consumer.getmany(tp, timeout_ms=1000, max_records=10_000)
         for record in batches.get(tp, []):
             if record.offset < end:
-                ids.update(value.decode("utf-8", "replace") for key, value in record.headers
-                           if key == _ID_HEADER)
+                found.update((event_id, record.key or b"") for event_id in (
+                    value.decode("utf-8", "replace") for key, value in record.headers
+                    if key == _ID_HEADER) if event_id in candidates)

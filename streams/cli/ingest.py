@@ -10,8 +10,19 @@ from typing import Annotated
 import typer
 from aiokafka.errors import KafkaError
 
-from connectors.file_ingest import FileIngest, Format, IngestRefused, IngestReport
-from connectors.ingest_progress import ProgressUnreadable, progress_path, rejected_path
+from connectors.file_ingest import (
+    FileIngest,
+    Format,
+    IngestRefused,
+    IngestReport,
+    already_finished,
+)
+from connectors.ingest_progress import (
+    AnotherRun,
+    ProgressUnreadable,
+    progress_path,
+    rejected_path,
+)
 from connectors.publisher import Publisher
 from schemas.registry import RegistryError
 from streams.cli.console import console, fail, settings
@@ -19,7 +30,9 @@ from streams.cli.publish import progress_bar, show_report
 from streams.kafka.admin import TopicError
 from streams.privacy.secret import SecretRefused
 
-_BY_SUFFIX: dict[str, Format] = {".jsonl": "jsonl", ".json": "jsonl", ".csv": "csv"}
+_BY_SUFFIX: dict[str, Format] = {".jsonl": "jsonl", ".csv": "csv"}
+"""The suffixes that say a format; not ``.json``, which is as often one pretty-printed array
+(every line of it refused) as one event a line."""
 
 
 class FileFormat(StrEnum):
@@ -40,7 +53,7 @@ def ingest_file(
     path: Annotated[Path, typer.Argument(help="The provider's file of events.")],
     file_format_option: Annotated[FileFormat | None, typer.Option(
         "--format", help="jsonl (the lines publish takes) or csv (a header row, then one event "
-                         "a row); by default from the file's suffix.")] = None,
+                         "a row); by default from the file's suffix (.jsonl or .csv).")] = None,
 ) -> None:
     """Validate, pseudonymise and produce each event of a file, as publish does; refused lines
     go to PATH.rejected.jsonl, and PATH.progress lets a rerun resume where Kafka's
@@ -56,6 +69,13 @@ def ingest_file(
     if chosen is None:
         fail(f"cannot tell the format of {path.name} from its suffix: say --format jsonl or csv")
     try:
+        finished = already_finished(path, chosen)
+    except (IngestRefused, ProgressUnreadable) as exc:
+        fail(str(exc))
+    if finished is not None:
+        _tell(path, finished)
+        return
+    try:
         edge = Publisher(config)
     except SecretRefused as exc:
         fail(str(exc))
@@ -68,11 +88,12 @@ def ingest_file(
 
     try:
         report = asyncio.run(run())
-    except (IngestRefused, ProgressUnreadable) as exc:
+    except (IngestRefused, ProgressUnreadable, AnotherRun) as exc:
         fail(str(exc))
     except (RegistryError, KafkaError, TopicError, OSError) as exc:
-        fail(f"nothing more could be ingested (rerun to resume from {progress_path(path)}): "
-             f"{exc}")
+        where = progress_path(path)
+        resume = f" (rerun to resume from {where})" if where.exists() else ""
+        fail(f"nothing more could be ingested{resume}: {exc}")
     _tell(path, report)
 
 

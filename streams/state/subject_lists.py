@@ -214,16 +214,28 @@ def _line_problem(content: str) -> str | None:
     return None
 
 
+def header_delimiter(header: str, column: str, delimiters: tuple[str, ...]
+                     ) -> tuple[str, list[str]] | None:
+    """The first of ``delimiters`` under which the header line has a cell named ``column``
+    (any case), with its cells casefolded; None when none does. A spreadsheet's header says
+    which separator its export used: French ones write semicolons, others commas or tabs."""
+    for delimiter in delimiters:
+        cells = [cell.strip().casefold() for cell in next(csv.reader([header],
+                                                                     delimiter=delimiter))]
+        if column in cells:
+            return delimiter, cells
+    return None
+
+
 def _nir_column(header: str, line: int) -> tuple[str, int, int] | None:
     """For a CSV header: its delimiter, the ``nir`` column's index and the number of columns;
     None for a line of a plain list."""
-    for delimiter in _DELIMITERS:
-        cells = [cell.strip().casefold() for cell in next(csv.reader([header],
-                                                                     delimiter=delimiter))]
+    found = header_delimiter(header, NIR_COLUMN, _DELIMITERS)
+    if found is not None:
+        delimiter, cells = found
         if cells.count(NIR_COLUMN) > 1:
             raise SubjectListRefused.because(f"line {line}: two columns are named nir")
-        if NIR_COLUMN in cells:
-            return delimiter, cells.index(NIR_COLUMN), len(cells)
+        return delimiter, cells.index(NIR_COLUMN), len(cells)
     if any(delimiter in header for delimiter in _DELIMITERS):
         raise SubjectListRefused.because(
             f"line {line}: a CSV header without a column named nir (the column of NIRs must "

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import socket
 import ssl
 import subprocess
@@ -35,6 +36,7 @@ from confluent_kafka.admin import (
     ResourceType,
 )
 
+from connectors import ingest_progress
 from schemas.catalog import Catalog
 from schemas.registry import RegistryRefused
 from streams.dev.synthetic import generate, people
@@ -505,3 +507,32 @@ def test_a_plain_stack_is_refused_while_the_secure_one_runs(secure: SecureStack)
     assert plain.returncode == 1
     assert "a secure stack runs" in plain.stderr
     assert run_cli(env, "local", "status").returncode == 0  # still the secure one, running
+
+
+def test_a_provider_s_ingest_rerun_that_must_read_its_topics_back_is_refused_with_what_to_do(
+        secure: SecureStack, tmp_path: Path) -> None:
+    """A provider's principal may only write to its topics. Its first ``ingest-file`` run needs
+    no more; a rerun after a crash reads them back, and is refused, not taken for an empty
+    read (which would send every unsettled line again). The operator's rerun finds them."""
+    events = list(generate("quotient_familial", 5, 7, provider="cnaf"))
+    path = tmp_path / "envoi.jsonl"
+    path.write_text("".join(json.dumps(e) + "\n" for e in events), encoding="utf-8")
+    provider = {**secure.env_of("provider.cnaf"), "CIRCULATION_PSEUDONYM_SECRET_FILE": ""}
+    first = run_cli(provider, "ingest-file", str(path))
+    assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-2000:]
+    recorded = ingest_progress.load(path)
+    assert recorded is not None
+    ingest_progress.save(path, recorded.model_copy(update={
+        "settled_through": 0, "published": 0, "finished": False}))  # a crash before the save
+
+    again = run_cli(provider, "ingest-file", str(path))
+
+    assert again.returncode == 1
+    assert "rerun as a principal that may read them, e.g. the operator's" in " ".join(
+        again.stderr.split())
+    kept = ingest_progress.load(path)
+    assert kept is not None
+    assert kept.settled_through == 0
+    operator = secure.cli("ingest-file", str(path))
+    assert operator.returncode == 0, operator.stderr[-2000:]
+    assert re.search(r"already written\W+5\b", operator.stdout), operator.stdout

@@ -9,7 +9,8 @@ import re
 
 import pytest
 
-from connectors.csv_events import CsvHeaderRefused, CsvMapping, numbered_rows
+from connectors.csv_events import MAX_ROW_LINES, CsvHeaderRefused, CsvMapping, numbered_rows
+from connectors.event_files import MAX_LINE_CHARS
 from connectors.publisher import PublishRefused
 from schemas.catalog import Catalog
 from schemas.codec import from_json
@@ -24,7 +25,7 @@ ROW = ["cnous", "statut_etudiant_boursier", "105037510597604", "true", "", "defi
 
 
 def _rows(text: str) -> list[list[str]]:
-    return [row for _, row in numbered_rows(io.StringIO(text, newline=""))
+    return [row for _, row, _ in numbered_rows(io.StringIO(text, newline=""))
             if isinstance(row, list)]
 
 
@@ -120,8 +121,34 @@ def test_a_header_the_file_cannot_be_read_with_is_refused(header: list[str],
 def test_rows_are_numbered_by_the_line_they_start_on_and_bad_csv_refuses_only_its_row() -> None:
     text = 'a,b\n1,"two\nlines"\n\n3,"bad"x\n5,6\n'
     numbered = list(numbered_rows(io.StringIO(text, newline="")))
-    assert [(n, row) for n, row in numbered if isinstance(row, list)] == [
+    assert [(n, row) for n, row, _ in numbered if isinstance(row, list)] == [
         (1, ["a", "b"]), (2, ["1", "two\nlines"]), (6, ["5", "6"])]
-    refusals = [(n, row) for n, row in numbered if isinstance(row, PublishRefused)]
-    assert [n for n, _ in refusals] == [5]
+    refusals = [(n, row, raw) for n, row, raw in numbered if isinstance(row, PublishRefused)]
+    assert [(n, raw) for n, _, raw in refusals] == [(5, '3,"bad"x')]
     assert refusals[0][1].field == "line"
+
+
+def test_a_stray_quote_refuses_its_own_line_and_reading_goes_on_at_the_next() -> None:
+    lines = [f"{n},x" for n in range(3, 3 + 5 * MAX_ROW_LINES)]
+    text = "a,b\n" + '1,"stray\n' + "\n".join(lines) + "\n"
+    numbered = list(numbered_rows(io.StringIO(text, newline="")))
+    assert [(n, raw) for n, row, raw in numbered if isinstance(row, PublishRefused)] == [
+        (2, '1,"stray')]
+    assert [row for _, row, _ in numbered if isinstance(row, list)][1:] == [
+        line.split(",") for line in lines]
+
+
+def test_a_line_longer_than_the_bound_is_refused_unread() -> None:
+    text = "a,b\n" + "1," + "x" * MAX_LINE_CHARS + "\n2,y\n"
+    numbered = list(numbered_rows(io.StringIO(text, newline="")))
+    assert [(n, raw) for n, row, raw in numbered if isinstance(row, PublishRefused)] == [
+        (2, None)]
+    assert numbered[-1][:2] == (3, ["2", "y"])
+
+
+@pytest.mark.parametrize("delimiter", [",", ";", "\t"])
+def test_the_delimiter_is_the_header_s_comma_semicolon_or_tab(delimiter: str) -> None:
+    others = "a,b;c\td".replace(delimiter, "")  # the other separators are text in a cell
+    text = delimiter.join(["source", "type", "ville"]) + "\n" + delimiter.join(
+        ["cnous", "t", others]) + "\n"
+    assert _rows(text) == [["source", "type", "ville"], ["cnous", "t", others]]
