@@ -30,7 +30,7 @@ from schemas.codec import to_json
 from schemas.registry import SchemaRegistry
 from schemas.serde import AvroSerde
 from streams.kafka import clients
-from streams.kafka.admin import topic_partitions
+from streams.kafka.admin import end_offsets
 from streams.kafka.topics import DLQ
 from streams.settings import Settings
 from streams.state.contract import Contract
@@ -149,10 +149,7 @@ async def test_a_sink_killed_mid_stream_and_restarted_loses_nothing(
         settings: Settings, services: Services) -> None:
     receiver = Receiver(NEW, lambda number, event: Answer(200, delay=CALL_S))
     contract = _contract(receiver.url)
-    environment = {**os.environ, SECRET_ENV: SECRETS,
-                   "CIRCULATION_KAFKA_BOOTSTRAP": services.bootstrap,
-                   "CIRCULATION_SCHEMA_REGISTRY_URL": services.registry_url,
-                   "CIRCULATION_WEBHOOK_ALLOW_PRIVATE": "true"}
+    environment = _sink_environment(services)
     try:
         with SchemaRegistry(services.registry_url) as registry:
             await ContractStore(settings, registry, CATALOG).apply([contract])
@@ -193,7 +190,7 @@ async def test_a_delivery_refused_past_the_budget_becomes_a_dead_letter(
         Answer(500) if event["id"] == "delivery-4" else ACCEPT))
     try:
         contract = _contract(receiver.url)
-        dlq_from = await _ends(settings)
+        dlq_from = await end_offsets(settings, [DLQ], missing_ok=True)
         written = await _write_deliveries(settings, services, contract, 9)
         garbage = await _write_unreadable(settings, contract.delivery_topic)
         stop = asyncio.Event()
@@ -233,10 +230,7 @@ async def test_410_stops_the_sink_and_commits_nothing_past_it(
         settings: Settings, services: Services) -> None:
     receiver = Receiver(NEW, lambda number, event: Answer(410))
     contract = _contract(receiver.url)
-    environment = {**os.environ, SECRET_ENV: SECRETS,
-                   "CIRCULATION_KAFKA_BOOTSTRAP": services.bootstrap,
-                   "CIRCULATION_SCHEMA_REGISTRY_URL": services.registry_url,
-                   "CIRCULATION_WEBHOOK_ALLOW_PRIVATE": "true"}
+    environment = _sink_environment(services)
     try:
         with SchemaRegistry(services.registry_url) as registry:
             await ContractStore(settings, registry, CATALOG).apply([contract])
@@ -251,19 +245,6 @@ async def test_410_stops_the_sink_and_commits_nothing_past_it(
     assert "410 Gone" in stderr.decode()
     assert receiver.accepted_ids() == []
     assert await _committed(settings, contract) == 0
-
-
-async def _ends(settings: Settings) -> dict[TopicPartition, int]:
-    """The dead-letter topic's end offsets now (none while it does not exist)."""
-    partitions = await topic_partitions(settings, [DLQ], missing_ok=True)
-    if not partitions:
-        return {}
-    consumer = clients.consumer(settings, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        return dict(await consumer.end_offsets(partitions))
-    finally:
-        await consumer.stop()
 
 
 async def _dead_letters(settings: Settings, since: dict[TopicPartition, int], origin: str,
@@ -290,3 +271,12 @@ async def _dead_letters(settings: Settings, since: dict[TopicPartition, int], or
     finally:
         await consumer.stop()
     raise AssertionError(f"{len(found)} dead letters of {count} from {origin}")
+
+
+def _sink_environment(services: Services) -> dict[str, str]:
+    """A ``sink webhook`` process's environment: the session's bus, both secrets, and the
+    development setting that lets it call the receiver on loopback."""
+    return {**os.environ, SECRET_ENV: SECRETS,
+            "CIRCULATION_KAFKA_BOOTSTRAP": services.bootstrap,
+            "CIRCULATION_SCHEMA_REGISTRY_URL": services.registry_url,
+            "CIRCULATION_WEBHOOK_ALLOW_PRIVATE": "true"}
