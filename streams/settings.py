@@ -80,6 +80,17 @@ class Settings(BaseSettings):
     pseudonym_secret_file: Path | None = Field(
         None, description="File holding the pseudonym secret, readable by its owner only.")
 
+    audit_signing_key_file: Path | None = Field(
+        None, description="Ed25519 private key (PEM, PKCS#8) with which routing workers sign "
+        "the audit chains' checkpoints, readable by its owner only. Unset: a local key is "
+        "generated once under cache_dir, on a PLAINTEXT bus only.")
+    audit_checkpoint_records: int = Field(
+        1000, ge=1, description="Audit records a worker writes to its chains before it signs "
+        "a checkpoint of their heads.")
+    audit_checkpoint_seconds: float = Field(
+        60.0, gt=0, description="Longest time a worker lets pass, while it writes audit "
+        "records, before it signs a checkpoint of their heads.")
+
     log_format: LogFormat = Field(
         "auto", description="json for machines, console for people, auto picks by terminal."
     )

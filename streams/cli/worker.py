@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from schemas.catalog import Catalog
+from streams.audit.checkpoints import signing_key
 from streams.cli.console import fail, settings
 from streams.ops import metrics
 from streams.privacy.pseudonyms import Pseudonymiser
@@ -22,12 +23,14 @@ def worker(
     config = settings()
     try:  # refused before anything touches the broker
         pseudonyms = Pseudonymiser(pseudonym_secret(config))
+        signer = signing_key(config)
     except SecretRefused as exc:
         fail(str(exc))
     catalog = Catalog.load()
     asyncio.run(prepare_topics(config, catalog))
     asyncio.set_event_loop(asyncio.new_event_loop())
-    app = create_app(config, catalog, exit_on_failure=True, pseudonymiser=pseudonyms)
+    app = create_app(config, catalog, exit_on_failure=True, pseudonymiser=pseudonyms,
+                     signer=signer)
     if config.metrics_port is not None:
         metrics.serve(config.metrics_port, metrics.REGISTRY, config.metrics_bind)
     WorkerProcess(app, loglevel).execute_from_commandline()

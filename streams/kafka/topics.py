@@ -15,14 +15,16 @@ CONTRACTS = "bus.contracts"
 CONSENTS = "bus.consents"
 POPULATION = "bus.population"
 AUDIT = "bus.audit"
+AUDIT_CHECKPOINTS = "bus.audit.checkpoints"
 DLQ = "bus.dlq"
 TOKENS = "bus.tokens"
 
 PROVIDER_PREFIX = "provider."
 """Every provider topic is ``provider.<provider>.<dataset>``."""
 
-BUS_RECORD_TOPICS = {"audit": AUDIT, "consent": CONSENTS, "contract": CONTRACTS,
-                     "dead_letter": DLQ, "population": POPULATION, "token": TOKENS}
+BUS_RECORD_TOPICS = {"audit": AUDIT, "audit_checkpoint": AUDIT_CHECKPOINTS, "consent": CONSENTS,
+                     "contract": CONTRACTS, "dead_letter": DLQ, "population": POPULATION,
+                     "token": TOKENS}
 """The topic each of the bus's own record types is written to."""
 
 
@@ -35,6 +37,7 @@ def bus_topics(settings: Settings) -> list[TopicSpec]:
         spec(settings, CONSENTS, **compacted),
         spec(settings, POPULATION, **compacted),
         spec(settings, AUDIT, cleanup_policy="delete", retention_ms="-1"),
+        spec(settings, AUDIT_CHECKPOINTS, cleanup_policy="delete", retention_ms="-1"),
         spec(settings, DLQ, cleanup_policy="delete", retention_ms=str(90 * 86_400_000)),
         spec(settings, TOKENS, cleanup_policy="compact"),
     ]

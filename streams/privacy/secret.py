@@ -30,6 +30,7 @@ import contextlib
 import math
 import os
 import secrets
+from collections.abc import Callable
 from pathlib import Path
 from typing import Final
 
@@ -38,7 +39,8 @@ from pydantic import SecretStr
 from streams.privacy.pseudonyms import MIN_SECRET_BYTES
 from streams.settings import Settings
 
-__all__ = ["MIN_SECRET_BITS", "SecretRefused", "pseudonym_secret", "subject_secret"]
+__all__ = ["MIN_SECRET_BITS", "SecretRefused", "generate_secret_file", "pseudonym_secret",
+           "read_owner_only", "subject_secret"]
 
 MIN_SECRET_BITS: Final = 128
 _ESTIMATED_LENGTH: Final = 72  # zxcvbn's own limit; a longer secret is judged on its start
@@ -73,7 +75,7 @@ def _load(settings: Settings, name: str, value: SecretStr | None,
     if value is not None and path is not None:
         raise SecretRefused(setting, f"set it or {setting}_FILE, not both")
     if path is not None:
-        return _strong(f"{setting}_FILE", _read_owner_only(f"{setting}_FILE", path, "file"))
+        return _strong(f"{setting}_FILE", read_owner_only(f"{setting}_FILE", path, "file"))
     if value is not None:
         return _strong(setting, value)
     if settings.security_protocol != "PLAINTEXT":
@@ -82,7 +84,7 @@ def _load(settings: Settings, name: str, value: SecretStr | None,
                             "local secret is generated on a PLAINTEXT bus only")
     kept = settings.cache_dir / "secrets" / f"{name}-secret"
     generate_secret_file(kept)
-    return _strong(setting, _read_owner_only(setting, kept, "development secret"))
+    return _strong(setting, read_owner_only(setting, kept, "development secret"))
 
 
 def _strong(setting: str, secret: SecretStr) -> SecretStr:
@@ -106,7 +108,7 @@ def _estimated_bits(value: str) -> float:
     return float(estimate["guesses_log10"]) * math.log2(10)
 
 
-def _read_owner_only(setting: str, path: Path, what: str) -> SecretStr:
+def read_owner_only(setting: str, path: Path, what: str) -> SecretStr:
     """The secret kept in ``path``, refused when anyone but its owner may read or change it
     (the mode is read from the opened file, so that it is the one read)."""
     try:
@@ -124,16 +126,18 @@ def _read_owner_only(setting: str, path: Path, what: str) -> SecretStr:
         raise SecretRefused(setting, f"the {what} {path} is not UTF-8 text") from None
 
 
-def generate_secret_file(path: Path) -> None:
-    """Create ``path`` (owner-only) with a random secret (256 bits, hexadecimal) unless it
-    exists; two processes starting together agree on the one that was linked first."""
+def generate_secret_file(path: Path, make: Callable[[], str] = lambda: secrets.token_hex(32),
+                         ) -> None:
+    """Create ``path`` (owner-only) with a random secret (by default 256 bits, hexadecimal;
+    ``make`` gives another kind, a key's PEM) unless it exists; two processes starting
+    together agree on the one that was linked first."""
     if path.exists():
         return
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     draft = path.with_name(f".{path.name}.{os.getpid()}")
     descriptor = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(descriptor, "w", encoding="ascii") as secret_file:
-        secret_file.write(secrets.token_hex(32))
+        secret_file.write(make())
     with contextlib.suppress(FileExistsError):  # another process won the race: use its
         os.link(draft, path)
     draft.unlink()

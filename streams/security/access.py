@@ -12,9 +12,10 @@ the broker runs with ``allow.everyone.if.no.acl.found=false``.
   it ended or was revoked, because the subscriber must still read the erasure notices that
   follow a revocation. No new delivery arrives there in that time: routing stops at the end.
 - ``bus-worker`` reads provider and state topics and the audit trail's heads, writes deliveries,
-  audit and dead letters, and commits the routers' group. It also runs the lag exporter, which
-  describes the subscribers' groups and reads the timestamp of the oldest record each has not
-  consumed: hence read on the delivery topics, which the worker wrote in the first place.
+  audit, signed audit checkpoints and dead letters, and commits the routers' group. It also
+  runs the lag exporter, which describes the subscribers' groups and reads the timestamp of the
+  oldest record each has not consumed: hence read on the delivery topics, which the worker
+  wrote in the first place.
 - ``bus-gateway`` writes provider topics and the consent and population topics on behalf of
   the callers it authenticates, and reads those state topics and the contracts. It also writes
   delivery topics, never reading them: a consent withdrawn there sends the subscriber an
@@ -38,6 +39,7 @@ from typing import Literal
 from schemas.catalog import Catalog
 from streams.kafka.topics import (
     AUDIT,
+    AUDIT_CHECKPOINTS,
     CONSENTS,
     CONTRACTS,
     DLQ,
@@ -128,6 +130,7 @@ def _worker() -> set[Grant]:
         *(grant for topic in (CONTRACTS, CONSENTS, POPULATION)
           for grant in _allow(who, "topic", "literal", topic, "Read")),
         *_allow(who, "topic", "literal", AUDIT, "Read", "Write"),
+        *_allow(who, "topic", "literal", AUDIT_CHECKPOINTS, "Write"),
         *_allow(who, "topic", "literal", DLQ, "Write"),
         *_allow(who, "topic", "prefix", DELIVERY_PREFIX, "Read", "Write"),
         *_allow(who, "group", "prefix", SUBSCRIBER_GROUPS, "Describe"),

@@ -21,9 +21,11 @@ from typing import Any, cast
 
 import faust
 import structlog
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from faust.types import TP, StreamT
 
 from schemas.catalog import Catalog
+from streams.audit.checkpoints import signing_key
 from streams.kafka import clients
 from streams.kafka.admin import ensure_topics
 from streams.kafka.topics import catalog_topics
@@ -125,16 +127,19 @@ class WorkerProcess(faust.Worker):
 
 def create_app(settings: Settings, catalog: Catalog | None = None,
                exit_on_failure: bool = False,
-               pseudonymiser: Pseudonymiser | None = None) -> faust.App:
+               pseudonymiser: Pseudonymiser | None = None,
+               signer: Ed25519PrivateKey | None = None) -> faust.App:
     """The Faust app of a routing worker (web server off: it would expose table contents).
 
     ``exit_on_failure`` is for the ``circulation worker`` process; tests that drive the agent in
     process keep Faust's own handling. The worker holds the pseudonym secret and never the
     subject secret: events reach it with their subject reference already made. Without
-    ``pseudonymiser`` it reads that secret here (:class:`~streams.privacy.secret.SecretRefused`).
+    ``pseudonymiser`` it reads that secret here, without ``signer`` the key it signs audit
+    checkpoints with (:class:`~streams.privacy.secret.SecretRefused`).
     """
     catalog = catalog or Catalog.load()
     pseudonymiser = pseudonymiser or Pseudonymiser(pseudonym_secret(settings))
+    signer = signer or signing_key(settings)
     app = RoutingApp(
         APP_ID,
         fetch_max_wait_ms=settings.fetch_max_wait_ms,
@@ -152,7 +157,7 @@ def create_app(settings: Settings, catalog: Catalog | None = None,
     )
     service = RoutingService(app, settings, catalog,
                              exit_on_routing_failure if exit_on_failure else _log_failure,
-                             pseudonymiser)
+                             pseudonymiser, signer)
     source = app.topic(*catalog.provider_topics(), key_serializer="raw", value_serializer="raw")
 
     @app.agent(source, concurrency=1)

@@ -18,22 +18,24 @@ from typing import Any
 
 import faust
 import structlog
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from faust.types import TP
 
 from schemas.catalog import Catalog
 from schemas.serde import AvroSerde
 from streams.audit.heads import ChainHeads
 from streams.kafka import clients
-from streams.kafka.topics import PROVIDER_PREFIX
+from streams.kafka.topics import AUDIT, PROVIDER_PREFIX
 from streams.ops import metrics
 from streams.privacy.pseudonyms import Pseudonymiser
 from streams.privacy.redaction import redacted_error
-from streams.routing.records import SourceRecord
+from streams.routing.records import Outgoing, SourceRecord
 from streams.routing.router import Router
 from streams.routing.tally import RoutingTally
 from streams.settings import Settings
 from streams.state.fences import FenceGate
 from streams.state.follower import StateFollower
+from streams.worker.checkpointer import Checkpointer
 from streams.worker.inflight import InFlight, Routed
 from streams.worker.sink import BatchSink
 
@@ -53,6 +55,10 @@ class BatchReport:
     began: float
     fenced: float
     routed: float
+    heads: dict[int, str]
+    """The head hash of each audit chain the batch extended, as routed."""
+    audited: int
+    """How many audit records the batch wrote."""
 
 
 class RoutingService:
@@ -60,7 +66,7 @@ class RoutingService:
 
     def __init__(self, app: faust.App, settings: Settings, catalog: Catalog,
                  on_failure: Callable[[BaseException], None],
-                 pseudonymiser: Pseudonymiser) -> None:
+                 pseudonymiser: Pseudonymiser, signer: Ed25519PrivateKey) -> None:
         self.app = app
         self.settings = settings
         self.serde = AvroSerde(clients.schema_registry(settings))
@@ -71,6 +77,7 @@ class RoutingService:
                                       metrics.record_state)
         self.gate = FenceGate(self.follower)
         self.sink = BatchSink(settings)
+        self.checkpointer = Checkpointer(settings, signer, catalog, self.serde)
         self.inflight: InFlight[BatchReport] = InFlight(IN_FLIGHT_BATCHES, self._settle,
                                                         on_failure)
         self.acknowledge: Callable[[Any], Awaitable[Any]] | None = None
@@ -87,6 +94,7 @@ class RoutingService:
                 await self.follower.start(self.router.catalog.provider_topics())
                 await self.sink.start()
                 await self.heads.start()
+                await self.serde.fetch_ids([self.checkpointer.encoding])
                 self._running = True
 
     def on_assigned(self, assigned: Iterable[TP]) -> None:
@@ -100,6 +108,7 @@ class RoutingService:
         self.follower.hold(tp.partition for tp in assigned
                            if tp.topic.startswith(PROVIDER_PREFIX))
         self.heads.reset()
+        self.checkpointer.reset()
         if not self._running and self._starting is None:
             # Restore the state now rather than when the first event arrives, as Kafka Streams
             # restores a task once assigned; a failure here is raised again by the first batch.
@@ -123,9 +132,10 @@ class RoutingService:
         records, events = self._held(records, events, admitted)
         outgoing = self.router.route(records, self.follower.state, now)
         routed = time.perf_counter()
+        heads, audited = self._extended(records, outgoing)
         written = await self.sink.send(outgoing)
         report = BatchReport(self.router.tally.take(), records, len(outgoing), began, fenced,
-                             routed)
+                             routed, heads, audited)
         await self.inflight.add(Routed(events, written, report))
 
     async def _prepared(self, records: list[SourceRecord]) -> datetime:
@@ -166,8 +176,21 @@ class RoutingService:
         return ([r for r in records if r.partition in kept],
                 [e for e in events if e.message.partition in kept])
 
+    def _extended(self, records: list[SourceRecord], outgoing: Sequence[Outgoing]
+                  ) -> tuple[dict[int, str], int]:
+        """The heads of the chains a routed batch extended, taken before the next batch is
+        routed, and how many audit records it wrote."""
+        chains = self.router.chains
+        touched = {chains.chain_of(record.partition) for record in records}
+        heads = {chain: chains.heads[chain] for chain in touched if chain in chains.heads}
+        return heads, sum(1 for record in outgoing if record.topic == AUDIT)
+
     async def _settle(self, batch: Routed[BatchReport]) -> None:
         report = batch.report
+        checkpoint = self.checkpointer.written(report.heads, batch.written.result(),
+                                               report.audited)
+        if checkpoint is not None:
+            await (await self.sink.send([checkpoint]))
         if self.acknowledge is not None:
             for event in batch.events:
                 await self.acknowledge(event)

@@ -61,8 +61,9 @@ class BatchSink:
         if unknown:
             await asyncio.gather(*(producer.client.add_topic(topic) for topic in unknown))
 
-    async def send(self, records: Sequence[Outgoing]) -> asyncio.Future[Any]:
-        """Hand ``records`` to the producer; the future resolves once all are acknowledged."""
+    async def send(self, records: Sequence[Outgoing]) -> asyncio.Future[Written]:
+        """Hand ``records`` to the producer; the future resolves once all are acknowledged, to
+        the offset of the last record written to each topic partition."""
         producer = self._producer
         if producer is None:
             raise RuntimeError("the sink is not started")
@@ -76,15 +77,21 @@ class BatchSink:
             self._spread += 1
             groups[(record.topic, partition_of(record.key, count, self._spread))].append(record)
         pending: list[Any] = []
+        lasts: list[tuple[str, int, Any, int]] = []
         for (topic, partition), group in groups.items():
-            pending += await self._send(producer, topic, partition, group)
-        return asyncio.gather(*pending)
+            futures, last_count = await self._send(producer, topic, partition, group)
+            pending += futures
+            lasts.append((topic, partition, futures[-1], last_count))
+        return asyncio.ensure_future(_written(pending, lasts))
 
     @staticmethod
     async def _send(producer: AIOKafkaProducer, topic: str, partition: int,
-                    records: list[Outgoing]) -> list[Any]:
+                    records: list[Outgoing]) -> tuple[list[Any], int]:
+        """Submit ``records`` in as few batches as fit; their futures, and how many records
+        the last batch holds."""
         futures = []
         batch = producer.create_batch()
+        count = 0
         for record in records:
             if batch.append(key=record.key, value=record.value, timestamp=None,
                             headers=record.headers) is None:
@@ -92,8 +99,22 @@ class BatchSink:
                 batch = producer.create_batch()
                 batch.append(key=record.key, value=record.value, timestamp=None,
                              headers=record.headers)
+                count = 0
+            count += 1
         futures.append(await _submit(producer, batch, topic, partition))
-        return futures
+        return futures, count
+
+
+Written = dict[tuple[str, int], int]
+"""The offset of the last record a send wrote to each (topic, partition)."""
+
+
+async def _written(pending: list[Any], lasts: list[tuple[str, int, Any, int]]) -> Written:
+    """Once every batch is acknowledged: where each partition's last record landed (a batch's
+    acknowledgement gives its first record's offset, and a batch is written contiguously)."""
+    await asyncio.gather(*pending)
+    return {(topic, partition): last.result().offset + count - 1
+            for topic, partition, last, count in lasts}
 
 
 async def _submit(producer: AIOKafkaProducer, batch: Any, topic: str, partition: int) -> Any:

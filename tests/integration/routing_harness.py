@@ -798,13 +798,19 @@ async def steady_stream(private: PrivateBus, rate: int) -> AsyncIterator[Stream]
 
 # --- fixtures -------------------------------------------------------------------------------
 
+CHECKPOINT_OFTEN = {"CIRCULATION_AUDIT_CHECKPOINT_SECONDS": "1"}
+"""The session's workers sign their chains' heads at the first batch settled a second after the
+last checkpoint: every routing test then writes checkpoints, which the session's closing checks
+hold against the trail."""
+
 
 @pytest.fixture(scope="session")
 async def bus(services: Services, tmp_path_factory: pytest.TempPathFactory,
               ) -> AsyncIterator[Bus]:
     """Two routing workers for the whole session, caught up with the provider topics."""
     settings = services.settings()
-    workers = WorkerPool(services, tmp_path_factory.mktemp("routing-workers"))
+    workers = WorkerPool(services, tmp_path_factory.mktemp("routing-workers"),
+                         environment=CHECKPOINT_OFTEN)
     workers.start()
     registry = SchemaRegistry(services.registry_url)
     decoder = PlainDecoder(services.registry_url)

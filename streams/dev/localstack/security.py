@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from streams.audit.checkpoints import new_key_pem
 from streams.dev.localstack.tls import LocalCertificates
 from streams.privacy.secret import generate_secret_file
 
@@ -41,6 +42,13 @@ class LocalSecurity:
         path = self.folder / "secrets" / f"{name}-secret"
         self._private_folder()
         generate_secret_file(path)
+        return path
+
+    def signing_key_file(self) -> Path:
+        """The workers' audit checkpoint signing key (Ed25519, PEM), made at first use."""
+        path = self.folder / "secrets" / "audit-signing-key.pem"
+        self._private_folder()
+        generate_secret_file(path, new_key_pem)
         return path
 
     def _private_folder(self) -> None:

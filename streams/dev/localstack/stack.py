@@ -31,7 +31,8 @@ SECURE_VARIABLES = (
     "CIRCULATION_SASL_MECHANISM", "CIRCULATION_SASL_USERNAME", "CIRCULATION_SASL_PASSWORD",
     "CIRCULATION_SSL_CAFILE", "CIRCULATION_SCHEMA_REGISTRY_USERNAME",
     "CIRCULATION_SCHEMA_REGISTRY_PASSWORD", "CIRCULATION_IDENTITY_URL",
-    "CIRCULATION_SUBJECT_SECRET_FILE", "CIRCULATION_PSEUDONYM_SECRET_FILE")
+    "CIRCULATION_SUBJECT_SECRET_FILE", "CIRCULATION_PSEUDONYM_SECRET_FILE",
+    "CIRCULATION_AUDIT_SIGNING_KEY_FILE")
 """What ``local env`` sets for a secure stack and unsets for a plain one."""
 State = Literal["running", "unhealthy", "stopped", "foreign"]
 
@@ -117,6 +118,7 @@ class LocalStack:
                 "CIRCULATION_IDENTITY_URL": self.settings.identity_url,
                 "CIRCULATION_SUBJECT_SECRET_FILE": str(self.security.secret_file("subject")),
                 "CIRCULATION_PSEUDONYM_SECRET_FILE": str(self.security.secret_file("pseudonym")),
+                "CIRCULATION_AUDIT_SIGNING_KEY_FILE": str(self.security.signing_key_file()),
             }
         return variables | secure
 

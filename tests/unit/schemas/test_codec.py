@@ -210,6 +210,12 @@ BUS_SAMPLES: dict[str, dict[str, Any]] = {
         "enrolled": True,
         "recorded_at": "2026-03-01T08:00:00.000Z",
     },
+    "audit_checkpoint": {
+        "key_id": "cd" * 32,
+        "signed_at": "2026-03-01T08:00:00.000Z",
+        "heads": [{"partition": 0, "offset": 41, "record_hash": "ef" * 32}],
+        "signature": "AQI=",
+    },
     "token": {
         "principal": "provider.cnaf",
         "token_sha256": "ab" * 32,

@@ -1,6 +1,7 @@
-"""A routing worker holds the pseudonym secret and nothing else: it never needs a NIR's subject
-reference (events arrive with one), so it never reads the subject secret; without its own
-secret it refuses to start, in one line, before it touches the broker."""
+"""A routing worker holds the pseudonym secret and its checkpoint signing key, nothing else: it
+never needs a NIR's subject reference (events arrive with one), so it never reads the subject
+secret; without its own secret or key it refuses to start, in one line, before it touches the
+broker."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from streams.audit.checkpoints import new_key_pem
 from streams.cli import app as cli
 from streams.dev.localstack.tls import LocalCertificates
 from streams.privacy.secret import SecretRefused
@@ -19,12 +21,33 @@ from tests.unit.command_settings import strong_secret
 pytest_plugins = ("tests.unit.command_settings",)  # the fresh_settings fixture
 
 
-def test_a_worker_needs_only_the_pseudonym_secret(tmp_path: Path) -> None:
+def _signing_key_file(folder: Path) -> Path:
+    """An owner-only checkpoint signing key, as an operator provides it on a secured bus."""
+    folder.mkdir(mode=0o700)
+    path = folder / "audit-signing-key.pem"
+    path.write_text(new_key_pem(), encoding="ascii")
+    path.chmod(0o600)
+    return path
+
+
+def test_a_worker_needs_only_the_pseudonym_secret(tmp_path: Path,
+                                                  tmp_path_factory: pytest.TempPathFactory,
+                                                  ) -> None:
     """On a production bus a missing subject secret is refused by whatever reads it: the worker
     is built, so it never does; nor does it make a development one."""
     create_app(Settings(cache_dir=tmp_path, security_protocol="SASL_PLAINTEXT",
-                        pseudonym_secret=strong_secret()))
+                        pseudonym_secret=strong_secret(),
+                        audit_signing_key_file=_signing_key_file(
+                            tmp_path_factory.mktemp("operator") / "keys")))
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_worker_on_a_secured_bus_without_its_signing_key_does_not_start(tmp_path: Path) -> None:
+    with pytest.raises(SecretRefused) as caught:
+        create_app(Settings(cache_dir=tmp_path, security_protocol="SASL_PLAINTEXT",
+                            pseudonym_secret=strong_secret()))
+    assert caught.value.setting == "CIRCULATION_AUDIT_SIGNING_KEY_FILE"
+    assert list(tmp_path.iterdir()) == [], "no development key on a secured bus"
 
 
 def test_a_worker_given_only_the_subject_secret_does_not_start(tmp_path: Path) -> None:
@@ -66,6 +89,7 @@ def test_a_worker_on_sasl_ssl_authenticates_its_faust_clients(tmp_path: Path) ->
     certificates.ensure()
     password = strong_secret()
     app = create_app(Settings(cache_dir=tmp_path, pseudonym_secret=strong_secret(),
+                              audit_signing_key_file=_signing_key_file(tmp_path / "keys"),
                               security_protocol="SASL_SSL", sasl_mechanism="SCRAM-SHA-512",
                               sasl_username="bus-worker", sasl_password=password,
                               ssl_cafile=certificates.ca_file))

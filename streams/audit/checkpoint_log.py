@@ -1,0 +1,45 @@
+"""The signed checkpoints as kept on ``bus.audit.checkpoints``, read back whole."""
+
+from __future__ import annotations
+
+import structlog
+from aiokafka import TopicPartition
+
+from schemas.serde import AvroSerde
+from streams.audit.checkpoints import Checkpoint
+from streams.kafka import clients
+from streams.kafka.admin import end_offsets
+from streams.kafka.topics import AUDIT_CHECKPOINTS
+from streams.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+
+async def read_checkpoints(settings: Settings) -> list[Checkpoint]:
+    """Every checkpoint on the topic up to its end offsets now, oldest first. A record that
+    does not read as one is skipped with a warning: it proves nothing, and the verifier
+    relies only on those whose signature holds."""
+    ends = await end_offsets(settings, [AUDIT_CHECKPOINTS], missing_ok=True)
+    if not any(ends.values()):
+        return []
+    serde = AvroSerde(clients.schema_registry(settings))
+    consumer = clients.consumer(settings, enable_auto_commit=False)
+    await consumer.start()
+    found: list[Checkpoint] = []
+    try:
+        consumer.assign(list(ends))
+        await consumer.seek_to_beginning(*ends)
+        while [p for p, end in ends.items() if await consumer.position(p) < end]:
+            messages = [m for batch in (await consumer.getmany(timeout_ms=500)).values()
+                        for m in batch if m.offset < ends[TopicPartition(m.topic, m.partition)]]
+            await serde.fetch_writers(m.value for m in messages)
+            for message in messages:
+                try:
+                    found.append(Checkpoint.from_record(serde.decode(message.value)[1]))
+                except Exception as exc:  # a damaged record must not hide the others
+                    log.warning("checkpoint record unreadable, skipped",
+                                partition=message.partition, offset=message.offset,
+                                error=type(exc).__name__)
+    finally:
+        await consumer.stop()
+    return sorted(found, key=lambda c: c.signed_at)
