@@ -4,12 +4,20 @@ from __future__ import annotations
 
 import structlog
 from aiokafka import TopicPartition
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from schemas.serde import AvroSerde
-from streams.audit.checkpoints import Checkpoint
+from streams.audit.chain import NotARecord
+from streams.audit.checkpoints import (
+    Checkpoint,
+    CheckpointReport,
+    PartitionRecords,
+    check_against,
+)
+from streams.audit.trail import Chains
 from streams.kafka import clients
-from streams.kafka.admin import end_offsets
-from streams.kafka.topics import AUDIT_CHECKPOINTS
+from streams.kafka.admin import end_offsets, topic_partitions
+from streams.kafka.topics import AUDIT, AUDIT_CHECKPOINTS
 from streams.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -43,3 +51,29 @@ async def read_checkpoints(settings: Settings) -> list[Checkpoint]:
     finally:
         await consumer.stop()
     return sorted(found, key=lambda c: c.signed_at)
+
+
+async def log_starts(settings: Settings, topic: str = AUDIT) -> dict[int, int]:
+    """Where each partition of ``topic`` begins now: records before were removed by
+    retention, which a checkpoint of them must not read as tampering."""
+    partitions = await topic_partitions(settings, [topic])
+    consumer = clients.consumer(settings, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        return {tp.partition: offset
+                for tp, offset in (await consumer.beginning_offsets(partitions)).items()}
+    finally:
+        await consumer.stop()
+
+
+def prove_heads(chains: Chains, starts: dict[int, int], checkpoints: list[Checkpoint],
+                public: Ed25519PublicKey) -> CheckpointReport:
+    """The trail as read (``chains``, from ``starts``) held against the checkpoints."""
+    partitions = {}
+    for partition, entries in chains.items():
+        start = starts.get(partition, entries[0][0] if entries else 0)
+        end = entries[-1][0] + 1 if entries else start
+        partitions[partition] = PartitionRecords(start, end, {
+            offset: str(entry["record_hash"]) for offset, entry in entries
+            if not isinstance(entry, NotARecord) and "record_hash" in entry})
+    return check_against(checkpoints, public, partitions)

@@ -141,10 +141,11 @@ async def audit_ends(settings: Settings) -> dict[int, int]:
     return {tp.partition: offset for tp, offset in (await end_offsets(settings, [AUDIT])).items()}
 
 
-def _verification(chains: Chains, since: dict[int, int]) -> Verification:
+def verification_of(chains: Chains, since: dict[int, int] | None = None) -> Verification:
     """Verify each chain; one read from the offset before ``since`` starts from what is there,
     the anchor, which is not counted: the record the first checked one must link to, or a break
     of its own when it is none (the first link is then taken as it is)."""
+    since = since or {}
     breaks: list[ChainBreak] = []
     checked = 0
     for partition, entries in sorted(chains.items()):
@@ -168,10 +169,10 @@ async def verify_since(settings: Settings, since: dict[int, int]) -> Verificatio
     if not await _audit_exists(settings):
         return Verification(0, 0, [])
     chains = await read_chains(settings, {p: max(o - 1, 0) for p, o in since.items()})
-    return _verification(chains, since)
+    return verification_of(chains, since)
 
 
 async def verify_trail(settings: Settings, topic: str = AUDIT) -> Verification:
     """Recompute every hash of every chain of ``topic`` (the audit trail, unless a test points
     it at a topic of its own)."""
-    return _verification(await read_chains(settings, topic=topic), {})
+    return verification_of(await read_chains(settings, topic=topic))

@@ -16,6 +16,7 @@ from schemas.serde import AvroSerde
 from streams.audit.checkpoint_log import read_checkpoints
 from streams.audit.checkpoints import (
     Checkpoint,
+    Head,
     key_id,
     read_public_key,
     signature_holds,
@@ -97,3 +98,29 @@ async def test_exported_checkpoints_read_back_and_still_verify(bus: Bus, tmp_pat
     code, out, err = await bus.run_cli("audit", "public-key")
     assert code == 0, err
     assert key_id(read_public_key(out.encode())) == key_id(public)
+
+
+async def test_audit_verify_holds_the_trail_against_the_checkpoints(
+        bus: Bus, tmp_path: Path) -> None:
+    code, out, err = await bus.run_cli("audit", "verify", "--json", timeout=180)
+    assert code == 0, out + err
+    report = json.loads(out)
+    assert report["status"] == "OK"
+    assert report["checkpoints"]["checked"] > 0
+    assert report["checkpoints"]["problems"] == []
+    kept = tmp_path / "checkpoints.jsonl"
+    code, _, err = await bus.run_cli("audit", "export-checkpoints", str(kept))
+    assert code == 0, err
+    forged = Checkpoint.from_record(json.loads(kept.read_text().splitlines()[0]))
+    altered = Checkpoint(forged.key_id, forged.signed_at,
+                         tuple(Head(h.partition, h.offset + 1, h.record_hash)
+                               for h in forged.heads), forged.signature)
+    kept.write_text(json.dumps(altered.as_json()) + "\n", encoding="utf-8")
+    code, out, err = await bus.run_cli("audit", "verify", "--checkpoints", str(kept),
+                                       timeout=180)
+    assert code == 1
+    assert "signature does not hold" in err
+    kept.write_text("not a checkpoint\n", encoding="utf-8")
+    code, out, err = await bus.run_cli("audit", "verify", "--checkpoints", str(kept))
+    assert code == 1
+    assert "line 1: not a checkpoint" in err

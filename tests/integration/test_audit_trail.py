@@ -15,7 +15,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaProducer, TopicPartition
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from schemas.catalog import Catalog, SchemaVersion
 from schemas.codec import encode
@@ -23,6 +24,8 @@ from schemas.registration import COMPATIBILITY, register_versions, value_subject
 from schemas.registry import SchemaRegistry
 from schemas.serde import AvroSerde
 from streams.audit.chain import GENESIS, AuditChains, record_hash
+from streams.audit.checkpoint_log import log_starts, prove_heads
+from streams.audit.checkpoints import Checkpoint, CheckpointReport, Head, sign
 from streams.audit.encoder import AuditEncoder
 from streams.audit.heads import AuditChainError, recover_heads
 from streams.audit.trail import Verification, read_chains, verify_trail
@@ -230,3 +233,91 @@ def test_the_registry_s_rule_for_bus_records_accepts_every_audit_version(
         assert registry.compatibility(subject) == COMPATIBILITY == "BACKWARD_TRANSITIVE"
         assert [r.version for r in done] == sorted(AUDIT.versions) == [1, 2, 3]
         assert registry.versions(subject) == [1, 2, 3]
+
+
+# --- signed checkpoints: what a valid chain cannot prove about its own tail --------------------
+
+CHECKPOINT_KEY = Ed25519PrivateKey.generate()
+
+
+async def _copy_with_checkpoint(settings: Settings, topic: str, records: int,
+                                signed_at: int) -> tuple[AuditPartition, list[Checkpoint]]:
+    """A chain of ``records`` records on a topic of its own, and a checkpoint signing its
+    record at offset ``signed_at`` (as its worker would have)."""
+    trail = AuditPartition(settings, topic)
+    await trail.create()
+    values = []
+    hashes = []
+    for _ in range(records):
+        values.append(trail.current())
+        hashes.append(trail.chains.heads[0])
+    await trail.write(*values)
+    signed = sign(CHECKPOINT_KEY, [Head(0, signed_at, hashes[signed_at])], datetime.now(UTC))
+    return trail, [signed]
+
+
+async def _proof(trail: AuditPartition, checkpoints: list[Checkpoint]) -> CheckpointReport:
+    chains = await read_chains(trail.settings, topic=trail.topic)
+    starts = await log_starts(trail.settings, trail.topic)
+    return prove_heads(chains, starts, checkpoints, CHECKPOINT_KEY.public_key())
+
+
+async def test_an_intact_chain_holds_its_checkpoint_and_says_what_is_newer(
+        services: Services, topic_name: str) -> None:
+    trail, signed = await _copy_with_checkpoint(services.settings(), topic_name, 10, 7)
+    assert _breaks(await trail.verify()) == []
+    proof = await _proof(trail, signed)
+    assert proof.problems == []
+    assert proof.uncovered == {0: 2}
+
+
+async def test_a_truncated_tail_verifies_as_a_chain_but_fails_its_checkpoint(
+        services: Services, topic_name: str) -> None:
+    original, signed = await _copy_with_checkpoint(services.settings(), topic_name, 10, 7)
+    copy = AuditPartition(original.settings, f"{topic_name}.truncated")
+    await copy.create()
+    kept = [r.value for r in await _read_values(original, 6)]
+    await copy.write(*kept)
+    assert _breaks(await copy.verify()) == [], "the six records left are a valid chain"
+    (problem,) = (await _proof(copy, signed)).problems
+    assert (problem.partition, problem.offset) == (0, 7)
+    assert "truncated" in problem.problem
+
+
+async def test_a_tail_rewritten_with_valid_hashes_fails_its_checkpoint(
+        services: Services, topic_name: str) -> None:
+    original, signed = await _copy_with_checkpoint(services.settings(), topic_name, 10, 7)
+    copy = AuditPartition(original.settings, f"{topic_name}.rewritten")
+    await copy.create()
+    await copy.write(*[r.value for r in await _read_values(original, 5)])
+    copy.chains.heads[0] = original_head = await copy.head()
+    assert original_head
+    await copy.write(*[copy.current() for _ in range(5)])  # new records, correctly linked
+    assert _breaks(await copy.verify()) == [], "a rewritten tail is a valid chain"
+    (problem,) = (await _proof(copy, signed)).problems
+    assert (problem.partition, problem.offset) == (0, 7)
+    assert "rewritten" in problem.problem
+
+
+async def test_a_forged_checkpoint_is_reported(services: Services, topic_name: str) -> None:
+    trail, signed = await _copy_with_checkpoint(services.settings(), topic_name, 4, 3)
+    forged = sign(Ed25519PrivateKey.generate(), signed[0].heads, signed[0].signed_at)
+    (problem,) = (await _proof(trail, [forged])).problems
+    assert "signature does not hold" in problem.problem
+
+
+async def _read_values(trail: AuditPartition, count: int) -> list[Any]:
+    """The first ``count`` records of ``trail``'s partition."""
+    consumer = clients.consumer(trail.settings, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        partition = TopicPartition(trail.topic, 0)
+        consumer.assign([partition])
+        await consumer.seek_to_beginning(partition)
+        found: list[Any] = []
+        while len(found) < count:
+            for messages in (await consumer.getmany(timeout_ms=500)).values():
+                found += messages
+        return found[:count]
+    finally:
+        await consumer.stop()
