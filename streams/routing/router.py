@@ -50,6 +50,7 @@ from streams.privacy.pseudonyms import Pseudonymiser, subject_kind
 from streams.routing.dead_letters import DeadLetters
 from streams.routing.delivery import DeliveryChannel, EventHeaders, extension_headers
 from streams.routing.records import Outgoing, SourceRecord, UnroutableRecord
+from streams.routing.replay_markers import MarkerRefused, is_replay_marker
 from streams.routing.rules import (
     NO_TERMS,
     ContractTerms,
@@ -184,6 +185,9 @@ class Router:
                    routed_at: datetime) -> list[Outgoing]:
         if record.value is None:
             raise UnroutableRecord("value", "empty (a tombstone) on a provider topic")
+        if is_replay_marker(record.headers):  # one the worker could not read, or forged
+            raise MarkerRefused("a record marked as a replay marker that the worker could not "
+                                "read as one (its key, or the offsets it names)")
         provider, dataset = self._dataset_of(record.topic)
         event = EventHeaders.read(record.headers, provider, dataset.id)
         kind = subject_kind(event.subject, "ce_subject")  # a raw NIR: a bug upstream

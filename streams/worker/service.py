@@ -35,6 +35,7 @@ from streams.settings import Settings
 from streams.state.fences import FenceGate
 from streams.state.follower import StateFollower
 from streams.worker.inflight import InFlight, Routed
+from streams.worker.replays import ReplayReader
 from streams.worker.sink import BatchSink
 
 log = structlog.get_logger(__name__)
@@ -71,6 +72,7 @@ class RoutingService:
                                       metrics.record_state)
         self.gate = FenceGate(self.follower)
         self.sink = BatchSink(settings)
+        self.replays = ReplayReader(settings)
         self.inflight: InFlight[BatchReport] = InFlight(IN_FLIGHT_BATCHES, self._settle,
                                                         on_failure)
         self.acknowledge: Callable[[Any], Awaitable[Any]] | None = None
@@ -116,7 +118,9 @@ class RoutingService:
         Faust, counted, logged) by :class:`InFlight` once everything it produced is written."""
         await self.ensure_started()
         began = time.perf_counter()
-        records = await self.gate.admit([_source(event.message) for event in events])
+        records = await self.replays.expand(
+            await self.gate.admit([_source(event.message) for event in events]))
+        self.serde.forget_missing(r.value for r in records if r.replay)
         admitted = self.follower.epochs()
         fenced = time.perf_counter()
         now = await self._prepared(records)
@@ -183,6 +187,7 @@ class RoutingService:
             await self.inflight.stop()
             await self.follower.stop()
             await self.sink.stop()
+            await self.replays.stop()
 
 
 def _log_start_failure(started: asyncio.Future[None]) -> None:
