@@ -213,7 +213,8 @@ class Router:
                 delivery, delivery_id = self._delivery(decision.terms, event, datum, routed_at,
                                                        bodies)
                 out.append(delivery)
-            out.append(self._audit(chain, decision, event, provider, routed_at, delivery_id))
+            out.append(self._audit(chain, decision, event, provider, routed_at, delivery_id,
+                                   replay=record.replay))
         return out
 
     @staticmethod
@@ -231,16 +232,17 @@ class Router:
         return state.directory.file_of(subject, partition)
 
     def _audit(self, chain: int, decision: Decision, event: EventHeaders, provider: str,
-               routed_at: datetime, delivery_id: str | None) -> Outgoing:
+               routed_at: datetime, delivery_id: str | None, *, replay: bool) -> Outgoing:
         """The audit record of ``decision``, linked into ``chain``, counted in the tally; a
-        delivery's names the delivery's own id (``delivery_id``), its join to the delivery."""
+        delivery's names the delivery's own id (``delivery_id``), its join to the delivery, and
+        a replayed event's decisions are marked ``replay``."""
         terms = decision.terms
         subscriber = terms.contract.subscriber
         audit = self.chains.record(
             chain, event_id=event.id, contract_id=terms.contract_id, subscriber=subscriber,
             provider=provider, dataset=terms.dataset, subject_ref=event.subject,
             reason=decision.reason, fields_delivered=terms.fields, decided_at=routed_at,
-            delivery_id=delivery_id)
+            delivery_id=delivery_id, replay=replay)
         written = Outgoing(AUDIT, event.subject.encode(), self.serde.framed(
             AUDIT_SUBJECT, self._audit_schema, self._audit_encoder.encode(audit)), [],
             partition=chain)
