@@ -3,6 +3,7 @@ forged or garbled marker becomes (a dead letter naming ``value``, the next recor
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -81,3 +82,16 @@ def test_a_marker_the_worker_could_not_read_is_a_dead_letter_and_the_next_is_rou
     assert letter["origin_offset"] == 0
     assert letter["error"].startswith("MarkerRefused: value: ")
     assert len(_delivered(out)) == 1, "the next record was not routed"
+
+
+def test_a_replayed_record_that_fails_again_is_a_new_dead_letter_at_the_same_origin(
+        router: Router, serde: AvroSerde) -> None:  # noqa: F811
+    contract = _contract("lyon", {"quotient_familial": ["quotient_familial"]})
+    record, _ = _record(serde, "quotient_familial", PERSON, 1, 17)
+    broken = dataclasses.replace(record, key=b"another-key", replay=True)
+    out = router.route([broken], _state(contract), now=NOW)
+    (letter,) = _letters(serde, out)
+    assert (letter["origin_topic"], letter["origin_partition"], letter["origin_offset"]) == (
+        record.topic, record.partition, 17)
+    assert letter["field"] == "key"
+    assert _delivered(out) == []
