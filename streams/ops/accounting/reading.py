@@ -226,7 +226,8 @@ async def _outcomes(reader: _Reader, serde: AvroSerde, catalog: Catalog,
         outcomes.append(Outcome(
             _at(record), (audit["provider"], audit["dataset"], audit["event_id"]),
             audit["contract_id"], audit["reason"] if audit["decision"] == "withheld" else None,
-            audit.get("delivery_id"), audit["decided_at"], _written(record)))
+            audit.get("delivery_id"), audit["decided_at"], _written(record),
+            bool(audit.get("replay"))))
 
     await reader.read("decisions", [AUDIT], since, take)
     return outcomes
