@@ -15,11 +15,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from aiokafka import TopicPartition
+
 from schemas.catalog import Catalog
 from schemas.codec import DecodeError
 from schemas.serde import AvroSerde
 from streams.kafka import clients
-from streams.kafka.admin import existing_topics, topic_partitions
+from streams.kafka.admin import end_offsets, existing_topics, topic_partitions
 from streams.kafka.topics import DLQ
 from streams.ops.accounting.window import parse_window
 from streams.settings import Settings
@@ -123,16 +125,26 @@ def selected(letters: Iterable[DeadLetter], reason: str | None,
     return [chosen[origin] for origin in sorted(chosen)]
 
 
-async def read_letters(settings: Settings, catalog: Catalog | None = None) -> list[DeadLetter]:
-    """Every dead letter on ``bus.dlq`` up to its end offsets now. A record that does not read
-    as a dead letter is skipped: the topic is the bus's own, and one such record must not hide
-    the others."""
+Offsets = dict[TopicPartition, int]
+
+
+async def letter_ends(settings: Settings) -> Offsets:
+    """Where ``bus.dlq`` ends now: the letters written from now on begin there."""
+    return await end_offsets(settings, [DLQ], missing_ok=True)
+
+
+async def read_letters(settings: Settings, after: Offsets | None = None,
+                       catalog: Catalog | None = None) -> list[DeadLetter]:
+    """Every dead letter on ``bus.dlq`` up to its end offsets now, from the offsets ``after``
+    names (the beginning otherwise). A record that does not read as a dead letter is skipped:
+    the topic is the bus's own, and one such record must not hide the others."""
     if DLQ not in await existing_topics(settings, DLQ):
         return []
     schema = (catalog or Catalog.load()).bus_record("dead_letter").latest.parsed
     serde = AvroSerde(clients.schema_registry(settings))
     letters: list[DeadLetter] = []
-    for value in await _values(settings, await topic_partitions(settings, [DLQ])):
+    partitions = await topic_partitions(settings, [DLQ])
+    for value in await _values(settings, partitions, after or {}):
         try:
             letters.append(letter_of(serde.decode(value, schema)[1]))
         except (DecodeError, TypeError, ValueError, KeyError):
@@ -140,16 +152,21 @@ async def read_letters(settings: Settings, catalog: Catalog | None = None) -> li
     return letters
 
 
-async def _values(settings: Settings, partitions: Sequence[Any]) -> list[bytes]:
-    """The values of ``partitions`` from their beginning to their end offsets now."""
+async def _values(settings: Settings, partitions: Sequence[TopicPartition],
+                  after: Offsets) -> list[bytes]:
+    """The values of ``partitions`` from the offsets ``after`` names (else their beginning) to
+    their end offsets now."""
     consumer = clients.consumer(settings, enable_auto_commit=False)
     await consumer.start()
     values: list[bytes] = []
     try:
         consumer.assign(list(partitions))
-        await consumer.seek_to_beginning()
+        starts = await consumer.beginning_offsets(list(partitions))
+        firsts = {tp: max(starts[tp], after.get(tp, 0)) for tp in partitions}
+        for tp, first in firsts.items():
+            consumer.seek(tp, first)
         ends = await consumer.end_offsets(list(partitions))
-        pending = {tp for tp in partitions if ends[tp] > 0}
+        pending = {tp for tp in partitions if ends[tp] > firsts[tp]}
         while pending:
             for records in (await consumer.getmany(*pending, timeout_ms=1000)).values():
                 values += [r.value for r in records if r.value is not None]
@@ -164,3 +181,10 @@ async def _values(settings: Settings, partitions: Sequence[Any]) -> list[bytes]:
 def _iso(at: datetime | None) -> str | None:
     return None if at is None else at.astimezone(UTC).isoformat()
 
+
+
+def failed_again(later: Iterable[DeadLetter], asked: Iterable[DeadLetter]) -> list[DeadLetter]:
+    """The letters of ``later`` (written after a replay was asked) about a record ``asked``
+    names: replayed, it failed again."""
+    origins = {letter.origin for letter in asked}
+    return [letter for letter in later if letter.origin in origins]

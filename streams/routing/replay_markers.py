@@ -25,6 +25,7 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 
 from streams.routing.records import UnroutableRecord
+from streams.state.fences import Positions, positions_after
 
 REPLAY_HEADER = "circulation-replay"
 """The header that marks a record of a provider topic as a replay marker, not an event."""
@@ -83,12 +84,11 @@ def markers_for(origins: Iterable[tuple[str, int, int]]) -> dict[tuple[str, int]
 
 
 async def write_markers(producer: AIOKafkaProducer,
-                        markers: dict[tuple[str, int], list[bytes]]) -> int:
-    """Write every marker on its partition and return how many, once each is acknowledged
-    (``producer`` waits for all replicas, as a fence's does)."""
+                        markers: dict[tuple[str, int], list[bytes]]) -> Positions:
+    """Write every marker on its partition, once each is acknowledged (``producer`` waits for
+    all replicas, as a fence's does); return the position after the last marker of each
+    partition: the routers' committed offset there reaches it once they routed every marker."""
     sends = [await producer.send(topic, value, key=REPLAY_KEY, partition=partition,
                                  headers=[(REPLAY_HEADER, b"1")])
              for (topic, partition), values in markers.items() for value in values]
-    for sent in sends:
-        await sent
-    return len(sends)
+    return positions_after([await sent for sent in sends])

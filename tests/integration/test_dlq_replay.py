@@ -3,11 +3,12 @@
 The cause: an event framed with a schema id the registry does not hold yet (a provider's
 schema registered in a registry the bus's had not caught up with). The worker cannot decode
 it: a dead letter (``DecodeError``, no field), and the worker remembers the id as missing.
-Once the schema is registered under that id, ``circulation dlq replay`` writes a marker on the
-event's partition; the worker owning it reads the event again and routes it: delivered once,
-with the delivery id any routing of that event gives, its audit record marked ``replay``, and
-the audit chains still verify. A second replay delivers again with the *same* id (a duplicate
-the subscriber recognises), never another.
+Replayed before the cause is fixed, it fails again: a new letter at the same origin, and the
+command exits 1 saying so. Once the schema is registered under that id, ``circulation dlq
+replay`` writes a marker on the event's partition; the worker owning it reads the event again
+and routes it: delivered once, with the delivery id any routing of that event gives, its audit
+record marked ``replay``, and the audit chains still verify. A second replay delivers again
+with the *same* id (a duplicate the subscriber recognises), never another.
 """
 
 from __future__ import annotations
@@ -110,15 +111,26 @@ async def test_a_dead_letter_is_replayed_once_its_cause_is_fixed(bus: Bus) -> No
     assert TOPIC in listed["origin_topics"]
     assert person.nir not in out
 
+    # Replayed before its cause is fixed: it fails again, a new letter at the same origin.
+    since = letter["failed_at"].astimezone(UTC).isoformat()
+    again_start = await dlq_start(bus.settings)
+    code, out, err = await bus.run_cli("dlq", "replay", "--reason", "DecodeError", "--since",
+                                       since, timeout=CLI_WAIT)
+    assert code == 1, out + err
+    assert "asked a replay of 1 record(s) in 1 marker(s) on 1 partition(s)" in out
+    assert "failed again: 1 (DecodeError)" in " ".join(err.split())
+    again = await _letter_of(bus, again_start, sent)
+    assert again["schema_id"] == missing
+
     # The cause fixed: the schema the event names is registered.
     fixed = bus.registry.register(f"rt-replay-{RUN}-value", _schema_variant(RUN))
     assert fixed == missing, "another schema took the id the event names: run the test again"
 
-    since = letter["failed_at"].astimezone(UTC).isoformat()
     code, out, err = await bus.run_cli("dlq", "replay", "--reason", "DecodeError", "--since",
                                        since, timeout=CLI_WAIT)
-    assert code == 0, err
+    assert code == 0, out + err
     assert "asked a replay of 1 record(s) in 1 marker(s) on 1 partition(s)" in out
+    assert "routed again: 1 record(s), none failed again" in " ".join(out.split())
     expected_id = bus.delivery_id(contract, sent)
 
     audits = await _replay_audits(bus, audits_start, sent, contract.id, expected=1)
@@ -132,9 +144,9 @@ async def test_a_dead_letter_is_replayed_once_its_cause_is_fixed(bus: Bus) -> No
     assert code == 0, out + err
 
     # Replayed again: the same delivery id, never another.
-    code, _, err = await bus.run_cli("dlq", "replay", "--reason", "DecodeError", "--since",
-                                     since, timeout=CLI_WAIT)
-    assert code == 0, err
+    code, out, err = await bus.run_cli("dlq", "replay", "--reason", "DecodeError", "--since",
+                                       since, timeout=CLI_WAIT)
+    assert code == 0, out + err
     audits = await _replay_audits(bus, audits_start, sent, contract.id, expected=2)
     assert {a["delivery_id"] for a in audits} == {expected_id}
     everything = await read_all(bus.settings, deliveries_start)

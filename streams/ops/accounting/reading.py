@@ -67,7 +67,7 @@ async def read_ledger(settings: Settings, since: timedelta, advance: Advance,
     window = Window(now - since, now - IN_FLIGHT)
     horizon = window.start - max(since, MIN_LOOKBACK)
     catalog = Catalog.load()
-    committed = await _committed(settings)
+    committed = await routers_committed(settings)
     layout = await _layout(settings)
     consumer = clients.consumer(settings, enable_auto_commit=False)
     await consumer.start()
@@ -89,7 +89,7 @@ async def read_ledger(settings: Settings, since: timedelta, advance: Advance,
                   StateConcerns(contracts, enrolments, fences, horizon), now)
 
 
-async def _committed(settings: Settings) -> dict[TopicPartition, int]:
+async def routers_committed(settings: Settings) -> dict[TopicPartition, int]:
     """The routers' committed offsets on the provider topics. A cluster that never had a
     consumer group has no coordinator yet: asking creates its offsets topic, and the question
     is asked again while it comes up."""

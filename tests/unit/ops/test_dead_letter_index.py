@@ -9,6 +9,7 @@ import pytest
 from streams.ops.dead_letter_index import (
     DeadLetter,
     by_reason,
+    failed_again,
     letter_of,
     parse_since,
     reason_of,
@@ -71,3 +72,9 @@ def test_a_bad_since_is_refused_without_repeating_it(text: str) -> None:
     with pytest.raises(ValueError, match="a duration") as refused:
         parse_since(text, NOW)
     assert not text or text not in str(refused.value)
+
+
+def test_what_failed_again_is_a_later_letter_about_a_record_asked() -> None:
+    asked = [_letter(4), _letter(5)]
+    later = [_letter(5, "ValidationError:data.echelon"), _letter(6)]
+    assert [x.origin_offset for x in failed_again(later, asked)] == [5]
