@@ -19,8 +19,11 @@ from datetime import UTC
 from typing import Any
 
 import pytest
+from aiokafka import AIOKafkaProducer
 
 from schemas.codec import frame, unframe
+from streams.kafka import clients
+from streams.routing.replay_markers import REPLAY_HEADER, REPLAY_KEY, encode_marker
 from tests.integration.routing_harness import (
     CATALOG,
     RUN,
@@ -161,3 +164,50 @@ async def _deliveries_of(bus: Bus, start: Any, topic: str, delivery_id: str) -> 
                            "the replayed delivery", bus.workers)
         return await reader.drain()
 
+
+
+async def test_a_forged_marker_replays_only_its_partition_s_records_with_their_own_ids(
+        bus: Bus) -> None:
+    """A provider may write its own topics, so it can forge a marker: at worst the records
+    before it on that partition are delivered again with their own ids. A garbled marker, or
+    one naming an offset after its own, is a dead letter naming ``value``; routing goes on."""
+    contract = bus.contract("forged-marker", {BOURSIER: ["echelon"]})
+    await bus.apply(contract)
+    first, later = fresh_people(2)
+    (sent,) = await bus.publish([event_for(BOURSIER, first)])
+    await bus.delivered(contract, 1)
+    letters_start, audits_start = await dlq_start(bus.settings), await audit_start(bus.settings)
+    producer = AIOKafkaProducer(**clients.connection_options(bus.settings), acks="all")
+    await producer.start()
+    try:
+        forged = {}
+        for name, value in (("replay", encode_marker([sent.offset])), ("garbled", b"{"),
+                            ("ahead", json.dumps({"offsets": [sent.offset + 10**6]}).encode())):
+            written = await producer.send_and_wait(sent.topic, value, key=REPLAY_KEY,
+                                                   partition=sent.partition,
+                                                   headers=[(REPLAY_HEADER, b"1")])
+            forged[name] = written.offset
+    finally:
+        await producer.stop()
+    after = await bus.publish([event_for(BOURSIER, later)])
+
+    audits = await _replay_audits(bus, audits_start, sent, contract.id, expected=1)
+    assert [(a["replay"], a["delivery_id"]) for a in audits] == [
+        (True, bus.delivery_id(contract, sent))]
+    delivered = await bus.delivered(contract, 3)
+    assert sorted(str(header(r, "ce_id")) for r in delivered) == sorted(
+        [bus.delivery_id(contract, sent)] * 2 + [bus.delivery_id(contract, after[0])])
+
+    def refused(record: Any) -> bool:
+        letter = bus.audit(record)
+        return (letter["origin_topic"], letter["origin_partition"]) == (
+            sent.topic, sent.partition) and letter["origin_offset"] in forged.values()
+
+    async with Reader(bus.settings, letters_start, refused) as reader:
+        found = await reader.until(lambda records: len(records) >= 2, "2 dead letters",
+                                   bus.workers)
+    letters = {bus.audit(r)["origin_offset"]: bus.audit(r) for r in found}
+    assert sorted(letters) == sorted([forged["garbled"], forged["ahead"]])
+    assert {(x["field"], x["error"].split(":")[0]) for x in letters.values()} == {
+        ("value", "MarkerRefused")}
+    bus.workers.check_alive()
