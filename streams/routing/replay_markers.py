@@ -48,6 +48,19 @@ def is_replay_marker(headers: Sequence[tuple[str, Any]]) -> bool:
     return any(name == REPLAY_HEADER for name, _ in headers)
 
 
+def is_marker_read(key: bytes | None, value: bytes | None, offset: int,
+                   headers: Sequence[tuple[str, Any]]) -> bool:
+    """Whether a worker reads the record at ``offset`` as a replay marker (and routes the
+    records it names in its place) rather than as a record to route, or dead-letter."""
+    if key != REPLAY_KEY or not is_replay_marker(headers):
+        return False
+    try:
+        read_marker(value, offset)
+    except MarkerRefused:
+        return False
+    return True
+
+
 def encode_marker(offsets: Sequence[int]) -> bytes:
     """A marker's value: ``{"offsets": [...]}`` as JSON, sorted and without repeats."""
     wanted = sorted(set(offsets))

@@ -23,12 +23,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from streams.kafka import clients
 from streams.routing.records import SourceRecord
-from streams.routing.replay_markers import (
-    REPLAY_KEY,
-    MarkerRefused,
-    is_replay_marker,
-    read_marker,
-)
+from streams.routing.replay_markers import is_marker_read, is_replay_marker, read_marker
 from streams.settings import Settings
 from streams.state.fences import is_fence
 
@@ -101,13 +96,10 @@ class ReplayReader:
 
 
 def _asked(marker: SourceRecord) -> list[int] | None:
-    """The offsets ``marker`` asks to replay; None when it is not a marker the bus wrote."""
-    if marker.key != REPLAY_KEY:
+    """The offsets ``marker`` asks to replay; None when it does not read as a marker."""
+    if not is_marker_read(marker.key, marker.value, marker.offset, marker.headers):
         return None
-    try:
-        return read_marker(marker.value, marker.offset)
-    except MarkerRefused:
-        return None
+    return read_marker(marker.value, marker.offset)
 
 
 def _replayed(record: Any) -> SourceRecord:

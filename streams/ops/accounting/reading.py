@@ -30,6 +30,7 @@ from streams.kafka.topics import AUDIT, CONTRACTS, DLQ, POPULATION, PROVIDER_PRE
 from streams.ops.accounting.books import Books, Delivery, Event, Outcome, Place, Window
 from streams.ops.accounting.concern import Fence, Recorded, StateConcerns
 from streams.ops.lag.model import DELIVERY_PREFIX, ROUTER_GROUP
+from streams.routing.replay_markers import is_marker_read
 from streams.settings import Settings
 from streams.state.contract import Contract
 from streams.state.fences import FENCE_KEY, is_fence, read_fence
@@ -188,7 +189,8 @@ def _header(record: ConsumerRecord[Any, Any], name: str) -> str | None:
 async def _provider_records(reader: _Reader, since: datetime,
                             committed: dict[TopicPartition, int],
                             ) -> tuple[list[Event], dict[tuple[str, int], list[Fence]]]:
-    """The provider topics' events (headers and key only) and fences, from ``since``."""
+    """The provider topics' events (headers and key only) and fences, from ``since``; the
+    replay markers a worker reads as such are neither."""
     events: list[Event] = []
     fences: dict[tuple[str, int], list[Fence]] = {}
 
@@ -199,6 +201,8 @@ async def _provider_records(reader: _Reader, since: datetime,
                 fences.setdefault((record.topic, record.partition), []).append(Fence(
                     record.offset, {(tp.topic, tp.partition): p for tp, p in positions.items()}))
                 return
+        if is_marker_read(record.key, record.value, record.offset, record.headers):
+            return  # the records it names are accounted where they are
         _, provider, dataset = record.topic.split(".", 2)
         acknowledged = record.offset < committed.get(
             TopicPartition(record.topic, record.partition), 0)

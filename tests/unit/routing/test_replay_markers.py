@@ -16,6 +16,7 @@ from streams.routing.replay_markers import (
     REPLAY_KEY,
     MarkerRefused,
     encode_marker,
+    is_marker_read,
     is_replay_marker,
     markers_for,
     read_marker,
@@ -95,3 +96,14 @@ def test_a_replayed_record_that_fails_again_is_a_new_dead_letter_at_the_same_ori
         record.topic, record.partition, 17)
     assert letter["field"] == "key"
     assert _delivered(out) == []
+
+
+def test_a_record_is_read_as_a_marker_only_with_its_key_header_and_a_readable_value() -> None:
+    """What the worker replaces by the records it names, and ``reconcile`` accounts as no
+    event; anything else under the header is routed, so dead-lettered."""
+    value, header = encode_marker([1]), [(REPLAY_HEADER, b"1")]
+    assert is_marker_read(REPLAY_KEY, value, 2, header)
+    assert not is_marker_read(b"sr1_x", value, 2, header)
+    assert not is_marker_read(REPLAY_KEY, value, 2, [])
+    assert not is_marker_read(REPLAY_KEY, b"{", 2, header)
+    assert not is_marker_read(REPLAY_KEY, value, 1, header)
