@@ -6,6 +6,7 @@ import typer
 
 from streams.cli import (
     acl,
+    api,
     asyncapi,
     audit,
     consume,
@@ -52,6 +53,7 @@ app.command()(generate.generate)
 app.command()(lag.lag)
 app.command(name="reconcile")(reconcile.reconcile_command)
 app.command()(asyncapi.asyncapi)
+app.command()(api.api)
 
 
 def main() -> None:

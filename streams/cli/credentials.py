@@ -1,14 +1,16 @@
 """``circulation credentials create | rotate | list``: one credential per principal.
 
 The operator (``bus-admin``) runs them. ``create`` and ``rotate`` print one JSON object
-``{"principal", "username", "password"}`` on standard output, once: the password is set as the
-principal's SCRAM credential on the broker and, where the registry authenticates, as its client
-secret at the identity server, and is kept nowhere. Hand it to the party over a channel fit for a
-secret, then let it go.
+``{"principal", "username", "password"}`` on standard output, once (with ``--token``, the
+party's bearer token for the HTTP gateway instead: ``{"principal", "token"}``, only its hash
+kept, on ``bus.tokens``): the password is set as the principal's SCRAM credential on the
+broker and, where the registry authenticates, as its client secret at the identity server, and
+is kept nowhere. Hand it to the party over a channel fit for a secret, then let it go.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable
 from typing import Annotated, TypeVar
@@ -17,12 +19,14 @@ import typer
 from rich.table import Table
 
 from schemas.catalog import Catalog
+from schemas.registry import RegistryError
 from streams.cli.console import console, fail, settings
 from streams.kafka import clients
 from streams.security import principals
 from streams.security.credentials import Credential, CredentialError, Credentials
 from streams.security.identity import IdentityAdmin, IdentityError
 from streams.security.principals import Principal, UnknownPrincipal
+from streams.security.tokens import TokenError, issue_token
 from streams.settings import Settings
 
 app = typer.Typer(help="Credentials of providers, subscribers and the bus's components.",
@@ -71,10 +75,27 @@ def _print_once(credential: Credential) -> None:
 
 
 @app.command()
-def create(principal: PrincipalName) -> None:
+def create(
+    principal: PrincipalName,
+    token: Annotated[bool, typer.Option(
+        "--token", help="Make the party's bearer token for the HTTP gateway instead, and "
+                        "print {principal, token} once; a new token replaces the last.")] = False,
+) -> None:
     """Make a principal's credential and print it once, as JSON."""
     who = _principal(principal)
+    if token:
+        _print_token_once(who)
+        return
     _print_once(_run(lambda store: store.create(who)))
+
+
+def _print_token_once(who: Principal) -> None:
+    """Only the token's hash is written (to bus.tokens); the token goes to stdout alone."""
+    try:
+        made = asyncio.run(issue_token(settings(), who))
+    except (TokenError, RegistryError) as exc:
+        fail(str(exc))
+    typer.echo(json.dumps({"principal": who.name, "token": made}))
 
 
 @app.command()

@@ -16,17 +16,19 @@ CONSENTS = "bus.consents"
 POPULATION = "bus.population"
 AUDIT = "bus.audit"
 DLQ = "bus.dlq"
+TOKENS = "bus.tokens"
 
 PROVIDER_PREFIX = "provider."
 """Every provider topic is ``provider.<provider>.<dataset>``."""
 
 BUS_RECORD_TOPICS = {"audit": AUDIT, "consent": CONSENTS, "contract": CONTRACTS,
-                     "dead_letter": DLQ, "population": POPULATION}
+                     "dead_letter": DLQ, "population": POPULATION, "token": TOKENS}
 """The topic each of the bus's own record types is written to."""
 
 
 def bus_topics(settings: Settings) -> list[TopicSpec]:
-    """The bus's own topics: compacted state, append-only audit, dead letters."""
+    """The bus's own topics: compacted state, append-only audit, dead letters, and the
+    gateway's token hashes (compacted: only each principal's latest token counts)."""
     compacted = {"cleanup_policy": "compact", "min_compaction_lag_ms": "60000"}
     return [
         spec(settings, CONTRACTS, **compacted),
@@ -34,6 +36,7 @@ def bus_topics(settings: Settings) -> list[TopicSpec]:
         spec(settings, POPULATION, **compacted),
         spec(settings, AUDIT, cleanup_policy="delete", retention_ms="-1"),
         spec(settings, DLQ, cleanup_policy="delete", retention_ms=str(90 * 86_400_000)),
+        spec(settings, TOKENS, cleanup_policy="compact"),
     ]
 
 

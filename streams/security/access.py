@@ -18,7 +18,8 @@ the broker runs with ``allow.everyone.if.no.acl.found=false``.
 - ``bus-gateway`` writes provider topics and the consent and population topics on behalf of
   the callers it authenticates, and reads those state topics and the contracts. It also writes
   delivery topics, never reading them: a consent withdrawn there sends the subscriber an
-  erasure notice at once.
+  erasure notice at once. It reads ``bus.tokens``, the hashes of the callers' bearer tokens,
+  which nobody else but the operator may read or write.
 - ``bus-sink`` reads delivery topics through groups prefixed ``sink.``, and the contracts to
   find where each delivers; a delivery the subscriber's endpoint refused past the retry
   budget becomes a dead letter, so it writes ``bus.dlq`` too.
@@ -35,7 +36,15 @@ from datetime import UTC, datetime, time, timedelta
 from typing import Literal
 
 from schemas.catalog import Catalog
-from streams.kafka.topics import AUDIT, CONSENTS, CONTRACTS, DLQ, POPULATION, PROVIDER_PREFIX
+from streams.kafka.topics import (
+    AUDIT,
+    CONSENTS,
+    CONTRACTS,
+    DLQ,
+    POPULATION,
+    PROVIDER_PREFIX,
+    TOKENS,
+)
 from streams.security import principals
 from streams.security.principals import Principal
 from streams.state.contract import Contract
@@ -133,6 +142,7 @@ def _gateway() -> set[Grant]:
         *(grant for topic in (CONSENTS, POPULATION)
           for grant in _allow(who, "topic", "literal", topic, "Read", "Write")),
         *_allow(who, "topic", "literal", CONTRACTS, "Read"),
+        *_allow(who, "topic", "literal", TOKENS, "Read"),
         *_allow(who, "topic", "prefix", DELIVERY_PREFIX, "Write"),
     }
 

@@ -121,6 +121,7 @@ BUS_RECORDS = {
     "dead_letter": "DeadLetter",
     "erasure_notice": "ErasureNotice",
     "population": "PopulationRecord",
+    "token": "TokenRecord",
 }
 
 

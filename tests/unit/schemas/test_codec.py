@@ -211,6 +211,11 @@ BUS_SAMPLES: dict[str, dict[str, Any]] = {
         "enrolled": True,
         "recorded_at": "2026-03-01T08:00:00.000Z",
     },
+    "token": {
+        "principal": "provider.cnaf",
+        "token_sha256": "ab" * 32,
+        "issued_at": "2026-03-01T08:00:00.000Z",
+    },
 }
 
 

@@ -1,0 +1,80 @@
+"""The gateway's FastAPI application: its routes, its refusals and what it holds while it runs.
+
+It holds one Kafka producer (through the provider's :class:`~connectors.publisher.Publisher`,
+as ``bus-gateway``), one registry client and the token directory, made once at start-up and
+shared by every request; it answers nothing before the directory has read every token, so a
+replica that just started does not refuse a valid token.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+import structlog
+from fastapi import FastAPI, Request, Response
+
+from connectors.gateway import health, problems
+from connectors.publisher import Publisher
+from schemas.catalog import Catalog
+from schemas.serde import AvroSerde
+from streams.kafka import clients
+from streams.security.tokens import TokenDirectory
+from streams.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+API_VERSION = "1"
+"""The version of the API under ``/v1``; a change that breaks a caller gets ``/v2``."""
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """The gateway, connecting with ``settings`` when it starts."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        catalog = Catalog.load()
+        registry = clients.schema_registry(settings)
+        tokens = TokenDirectory(settings, AvroSerde(registry))
+        await tokens.start()
+        try:
+            async with Publisher(settings, catalog, registry) as publisher:
+                app.state.settings = settings
+                app.state.catalog = catalog
+                app.state.registry = registry
+                app.state.tokens = tokens
+                app.state.publisher = publisher
+                yield
+        finally:
+            await tokens.stop()
+            registry.close()
+
+    app = FastAPI(
+        title="Circulation gateway",
+        summary="Publish change events, manage a contract's population and consents.",
+        version=API_VERSION, lifespan=lifespan,
+        docs_url=None, redoc_url=None,  # their pages load scripts from a CDN: none here
+    )
+    problems.install(app)
+    app.middleware("http")(_log_request)
+    app.include_router(health.router)
+    return app
+
+
+async def _log_request(request: Request,
+                       call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+    """One log line per request, naming its route's template rather than its path: a path or
+    a query may hold whatever a careless caller put there. Never a header: one is the token."""
+    started = time.perf_counter()
+    response = await call_next(request)
+    route = request.scope.get("route")
+    log.info("request", method=request.method, route=getattr(route, "path", None),
+             status=response.status_code,
+             duration_ms=round((time.perf_counter() - started) * 1000, 1))
+    return response
+
+
+def openapi_document() -> dict[str, object]:
+    """The OpenAPI document, without starting anything (what is committed and tested)."""
+    return create_app(Settings()).openapi()
