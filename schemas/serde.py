@@ -137,6 +137,12 @@ class AvroSerde:
         missing (a value that is not framed names none: it cannot be decoded anyway)."""
         return {i for i in schema_ids(values) if i not in self._writers and i not in self._absent}
 
+    def forget_missing(self, values: Iterable[bytes | None]) -> None:
+        """Ask the registry again, at the next fetch, about the ids ``values`` name that it
+        did not hold: records replayed once their schema is registered must not be refused
+        from memory."""
+        self._absent.difference_update(schema_ids(values))
+
     def unknown_ids(self, schemas: Iterable[tuple[str, WriterSchema]],
                     ) -> list[tuple[str, WriterSchema]]:
         """The (subject, schema) pairs whose registry id is not cached yet."""

@@ -25,13 +25,14 @@ from streams.audit.encoder import AuditEncoder
 GENESIS = "0" * 64
 """The ``previous_hash`` of the first record of a chain."""
 
-HASH_VERSION = 3
+HASH_VERSION = 4
 """The hashed form writers use (a record's ``hash_version``).
 
-Form 3 hashes the record's own Avro binary encoding (audit schema version 3) of every field but
-``record_hash``, ``previous_hash`` and ``hash_version`` included. Form 2 is the same under
-audit schema version 2, which has no ``delivery_id``: a record's form is the schema version it
-was written under, so records written before the delivery's id was audited still verify.
+Form 4 hashes the record's own Avro binary encoding (audit schema version 4) of every field but
+``record_hash``, ``previous_hash`` and ``hash_version`` included. Forms 3 and 2 are the same
+under audit schema versions 3 (no ``replay``) and 2 (no ``delivery_id`` either): a record's
+form is the schema version it was written under, so records written before a field was added
+still verify.
 Avro writes every string and array with its length or count first, the union branch and enum
 symbol as indexes, and the fields in a fixed order, so two different records never give the
 same bytes; and any Avro
@@ -71,7 +72,7 @@ def _hash_v1(record: Mapping[str, Any]) -> str:
     return hashlib.sha256(f"{record['previous_hash']}\x1e{canonical}".encode()).hexdigest()
 
 
-_FORMS = {1: _hash_v1, 2: _hash_avro(2), 3: _hash_avro(HASH_VERSION)}
+_FORMS = {1: _hash_v1, 2: _hash_avro(2), 3: _hash_avro(3), 4: _hash_avro(HASH_VERSION)}
 _hash_current = _FORMS[HASH_VERSION]
 
 
@@ -108,17 +109,19 @@ class AuditChains:
     def record(self, chain: int, *, event_id: str, contract_id: str, subscriber: str,
                provider: str, dataset: str, subject_ref: str, reason: str | None,
                fields_delivered: tuple[str, ...], decided_at: datetime,
-               delivery_id: str | None = None) -> dict[str, Any]:
+               delivery_id: str | None = None, replay: bool = False) -> dict[str, Any]:
         """The audit record of one contract's verdict on one event, linked to the head of
         ``chain``: delivered (with the fields it received and the delivery's own id) when
-        ``reason`` is None, withheld for ``reason`` otherwise."""
+        ``reason`` is None, withheld for ``reason`` otherwise; ``replay`` when the event was
+        routed again at an operator's request."""
         record = {"event_id": event_id, "delivery_id": delivery_id if reason is None else None,
                   "contract_id": contract_id, "subscriber": subscriber,
                   "provider": provider, "dataset": dataset, "subject_ref": subject_ref,
                   "decision": "delivered" if reason is None else "withheld", "reason": reason,
                   "decided_at": decided_at,
                   "fields_delivered": fields_delivered if reason is None else (),
-                  "hash_version": HASH_VERSION, "previous_hash": self.heads.get(chain, GENESIS)}
+                  "hash_version": HASH_VERSION, "replay": replay,
+                  "previous_hash": self.heads.get(chain, GENESIS)}
         record["record_hash"] = self.heads[chain] = _hash_current(record)
         return record
 

@@ -19,12 +19,12 @@ from schemas.projection import field_names, project_schema
 AUDIT_PARTS = (("event_id",), ("delivery_id",), ("contract_id", "subscriber"),
                ("provider", "dataset"), ("subject_ref",),
                ("decision", "reason", "decided_at", "fields_delivered", "hash_version"),
-               ("previous_hash",), ("record_hash",))
+               ("replay",), ("previous_hash",), ("record_hash",))
 """The audit record's fields in schema order, in the parts :class:`AuditEncoder` writes: one
 string field alone (``delivery_id`` may be null), or a group whose values repeat (per contract,
 per topic, per verdict). A schema version without ``delivery_id`` (version 2, whose encoding is
-hashed form 2) is written by the other parts. The last part, ``record_hash``, is the hash of the
-encoding of all the others (:meth:`AuditEncoder.hashed`)."""
+hashed form 2) or ``replay`` (versions before 4) is written by the other parts. The last part,
+``record_hash``, is the hash of the encoding of all the others (:meth:`AuditEncoder.hashed`)."""
 PART_MEMO_SIZE = 4096
 """Encoded groups remembered per part before its memo starts afresh (bounds its memory)."""
 
@@ -73,7 +73,7 @@ class AuditEncoder:
 
     def hashed(self, record: Mapping[str, Any]) -> bytes:
         """The Avro encoding of every field of ``record`` but ``record_hash``: the bytes its
-        hash covers in the form this schema's version names (2 or 3)."""
+        hash covers in the form this schema's version names (2, 3 or 4)."""
         return b"".join(self._written(record, self._parts[:-1]))
 
     @staticmethod

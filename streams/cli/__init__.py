@@ -13,6 +13,7 @@ from streams.cli import (
     contracts,
     credentials,
     demo,
+    dlq,
     generate,
     ingest,
     lag,
@@ -40,6 +41,7 @@ app.add_typer(credentials.app, name="credentials")
 app.add_typer(acl.app, name="acl")
 app.add_typer(render.app, name="render")
 app.add_typer(sink.app, name="sink")
+app.add_typer(dlq.app, name="dlq")
 app.add_typer(subjects.population_app, name="population")
 app.add_typer(subjects.consent_app, name="consent")
 app.command()(worker.worker)

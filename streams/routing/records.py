@@ -22,6 +22,9 @@ class SourceRecord:
     value: bytes | None
     headers: list[tuple[str, bytes | None]]
     """As the client gives them: a header's value may be null (Kafka allows it)."""
+    replay: bool = False
+    """Read again at an operator's request (:mod:`streams.routing.replay_markers`): its
+    decisions are audited as replays."""
 
 
 class Outgoing(NamedTuple):

@@ -50,6 +50,7 @@ from streams.privacy.pseudonyms import Pseudonymiser, subject_kind
 from streams.routing.dead_letters import DeadLetters
 from streams.routing.delivery import DeliveryChannel, EventHeaders, extension_headers
 from streams.routing.records import Outgoing, SourceRecord, UnroutableRecord
+from streams.routing.replay_markers import MarkerRefused, is_replay_marker
 from streams.routing.rules import (
     NO_TERMS,
     ContractTerms,
@@ -184,6 +185,9 @@ class Router:
                    routed_at: datetime) -> list[Outgoing]:
         if record.value is None:
             raise UnroutableRecord("value", "empty (a tombstone) on a provider topic")
+        if is_replay_marker(record.headers):  # one the worker could not read, or forged
+            raise MarkerRefused("a record marked as a replay marker that the worker could not "
+                                "read as one (its key, or the offsets it names)")
         provider, dataset = self._dataset_of(record.topic)
         event = EventHeaders.read(record.headers, provider, dataset.id)
         kind = subject_kind(event.subject, "ce_subject")  # a raw NIR: a bug upstream
@@ -209,7 +213,8 @@ class Router:
                 delivery, delivery_id = self._delivery(decision.terms, event, datum, routed_at,
                                                        bodies)
                 out.append(delivery)
-            out.append(self._audit(chain, decision, event, provider, routed_at, delivery_id))
+            out.append(self._audit(chain, decision, event, provider, routed_at, delivery_id,
+                                   replay=record.replay))
         return out
 
     @staticmethod
@@ -227,16 +232,17 @@ class Router:
         return state.directory.file_of(subject, partition)
 
     def _audit(self, chain: int, decision: Decision, event: EventHeaders, provider: str,
-               routed_at: datetime, delivery_id: str | None) -> Outgoing:
+               routed_at: datetime, delivery_id: str | None, *, replay: bool) -> Outgoing:
         """The audit record of ``decision``, linked into ``chain``, counted in the tally; a
-        delivery's names the delivery's own id (``delivery_id``), its join to the delivery."""
+        delivery's names the delivery's own id (``delivery_id``), its join to the delivery, and
+        a replayed event's decisions are marked ``replay``."""
         terms = decision.terms
         subscriber = terms.contract.subscriber
         audit = self.chains.record(
             chain, event_id=event.id, contract_id=terms.contract_id, subscriber=subscriber,
             provider=provider, dataset=terms.dataset, subject_ref=event.subject,
             reason=decision.reason, fields_delivered=terms.fields, decided_at=routed_at,
-            delivery_id=delivery_id)
+            delivery_id=delivery_id, replay=replay)
         written = Outgoing(AUDIT, event.subject.encode(), self.serde.framed(
             AUDIT_SUBJECT, self._audit_schema, self._audit_encoder.encode(audit)), [],
             partition=chain)

@@ -37,6 +37,7 @@ from streams.state.fences import FenceGate
 from streams.state.follower import StateFollower
 from streams.worker.checkpointer import Checkpointer
 from streams.worker.inflight import InFlight, Routed
+from streams.worker.replays import ReplayReader
 from streams.worker.sink import BatchSink
 
 log = structlog.get_logger(__name__)
@@ -78,6 +79,7 @@ class RoutingService:
         self.gate = FenceGate(self.follower)
         self.sink = BatchSink(settings)
         self.checkpointer = Checkpointer(settings, signer, catalog, self.serde)
+        self.replays = ReplayReader(settings)
         self.inflight: InFlight[BatchReport] = InFlight(IN_FLIGHT_BATCHES, self._settle,
                                                         on_failure)
         self.acknowledge: Callable[[Any], Awaitable[Any]] | None = None
@@ -125,7 +127,9 @@ class RoutingService:
         Faust, counted, logged) by :class:`InFlight` once everything it produced is written."""
         await self.ensure_started()
         began = time.perf_counter()
-        records = await self.gate.admit([_source(event.message) for event in events])
+        records = await self.replays.expand(
+            await self.gate.admit([_source(event.message) for event in events]))
+        self.serde.forget_missing(r.value for r in records if r.replay)
         admitted = self.follower.epochs()
         fenced = time.perf_counter()
         now = await self._prepared(records)
@@ -206,6 +210,7 @@ class RoutingService:
             await self.inflight.stop()
             await self.follower.stop()
             await self.sink.stop()
+            await self.replays.stop()
 
 
 def _log_start_failure(started: asyncio.Future[None]) -> None:

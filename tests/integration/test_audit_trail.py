@@ -194,19 +194,19 @@ async def test_a_chain_in_the_first_hashed_form_switches_once_and_never_back(
     assert _breaks(await partition.verify()) == []
     read = (await read_chains(partition.settings, topic=partition.topic))[0]
     assert [(offset, record["hash_version"]) for offset, record in read] == [  # type: ignore[index]
-        (0, None), (1, None), (2, 3), (3, 3)]
+        (0, None), (1, None), (2, 4), (3, 4)]
 
     taken_over.chains.heads[0] = await taken_over.head()
     await taken_over.write(taken_over.first_form())
     (problem,) = (await partition.verify()).breaks
     assert problem.offset == 4
-    assert "hashed form 1 after its chain switched to form 3" in problem.reason
+    assert "hashed form 1 after its chain switched to form 4" in problem.reason
 
 
-async def test_a_chain_in_form_2_goes_on_in_form_3_naming_delivery_ids_and_never_back(
+async def test_a_chain_in_form_2_goes_on_in_the_current_form_naming_delivery_ids_never_back(
         partition: AuditPartition) -> None:
     """Records written before audit records named the delivery's id keep verifying, read
-    under the current schema (``delivery_id`` null); the next ones are in form 3."""
+    under the current schema (``delivery_id`` null); the next ones are in form 4."""
     await partition.write(partition.second_form(), partition.second_form())
     taken_over = AuditPartition(partition.settings, partition.topic)
     taken_over.chains.heads[0] = await partition.head()
@@ -214,7 +214,7 @@ async def test_a_chain_in_form_2_goes_on_in_form_3_naming_delivery_ids_and_never
     assert _breaks(await partition.verify()) == []
     read = (await read_chains(partition.settings, topic=partition.topic))[0]
     records = [record for _, record in read]
-    assert [r["hash_version"] for r in records] == [2, 2, 3, 3]  # type: ignore[index]
+    assert [r["hash_version"] for r in records] == [2, 2, 4, 4]  # type: ignore[index]
     named = [r["delivery_id"] is not None for r in records]  # type: ignore[index]
     assert named == [False, False, True, True]
 
@@ -222,7 +222,7 @@ async def test_a_chain_in_form_2_goes_on_in_form_3_naming_delivery_ids_and_never
     await taken_over.write(taken_over.second_form())
     (problem,) = (await partition.verify()).breaks
     assert problem.offset == 4
-    assert "hashed form 2 after its chain switched to form 3" in problem.reason
+    assert "hashed form 2 after its chain switched to form 4" in problem.reason
 
 
 def test_the_registry_s_rule_for_bus_records_accepts_every_audit_version(
@@ -231,8 +231,8 @@ def test_the_registry_s_rule_for_bus_records_accepts_every_audit_version(
     with SchemaRegistry(services.registry_url) as registry:
         done = register_versions(registry, subject, AUDIT.versions)
         assert registry.compatibility(subject) == COMPATIBILITY == "BACKWARD_TRANSITIVE"
-        assert [r.version for r in done] == sorted(AUDIT.versions) == [1, 2, 3]
-        assert registry.versions(subject) == [1, 2, 3]
+        assert [r.version for r in done] == sorted(AUDIT.versions) == [1, 2, 3, 4]
+        assert registry.versions(subject) == [1, 2, 3, 4]
 
 
 # --- signed checkpoints: what a valid chain cannot prove about its own tail --------------------

@@ -68,6 +68,8 @@ class Outcome:
     before audit records named it."""
     decided_at: datetime
     written_at: datetime
+    replay: bool = False
+    """Taken on a replay (``circulation dlq replay``): the event had been dead-lettered."""
 
     @property
     def verdict(self) -> str:
@@ -198,12 +200,14 @@ def _account_event(event: Event, outcomes: Mapping[EventKey, list[Outcome]],
                    dead_letters: frozenset[Place], concerns: Concerns, today: date,
                    found: Reconciliation) -> None:
     """One event: a dead letter, or one outcome per contract certainly concerned, the same
-    outcome whenever it was written twice."""
+    outcome whenever it was written twice. A dead-lettered event replayed since is accounted
+    by the outcomes of its replay."""
     place = event.place
-    if place in dead_letters:
+    key = event.key
+    replayed = key is not None and any(o.replay for o in outcomes.get(key, ()))
+    if place in dead_letters and not replayed:
         found.dead_lettered += 1
         return
-    key = event.key
     if key is None or event.subject is None:
         found.gaps.append(Gap(place.topic, place.partition, place.offset, None, "dead letter"))
         return

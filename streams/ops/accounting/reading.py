@@ -30,6 +30,7 @@ from streams.kafka.topics import AUDIT, CONTRACTS, DLQ, POPULATION, PROVIDER_PRE
 from streams.ops.accounting.books import Books, Delivery, Event, Outcome, Place, Window
 from streams.ops.accounting.concern import Fence, Recorded, StateConcerns
 from streams.ops.lag.model import DELIVERY_PREFIX, ROUTER_GROUP
+from streams.routing.replay_markers import is_marker_read
 from streams.settings import Settings
 from streams.state.contract import Contract
 from streams.state.fences import FENCE_KEY, is_fence, read_fence
@@ -67,7 +68,7 @@ async def read_ledger(settings: Settings, since: timedelta, advance: Advance,
     window = Window(now - since, now - IN_FLIGHT)
     horizon = window.start - max(since, MIN_LOOKBACK)
     catalog = Catalog.load()
-    committed = await _committed(settings)
+    committed = await routers_committed(settings)
     layout = await _layout(settings)
     consumer = clients.consumer(settings, enable_auto_commit=False)
     await consumer.start()
@@ -89,7 +90,7 @@ async def read_ledger(settings: Settings, since: timedelta, advance: Advance,
                   StateConcerns(contracts, enrolments, fences, horizon), now)
 
 
-async def _committed(settings: Settings) -> dict[TopicPartition, int]:
+async def routers_committed(settings: Settings) -> dict[TopicPartition, int]:
     """The routers' committed offsets on the provider topics. A cluster that never had a
     consumer group has no coordinator yet: asking creates its offsets topic, and the question
     is asked again while it comes up."""
@@ -188,7 +189,8 @@ def _header(record: ConsumerRecord[Any, Any], name: str) -> str | None:
 async def _provider_records(reader: _Reader, since: datetime,
                             committed: dict[TopicPartition, int],
                             ) -> tuple[list[Event], dict[tuple[str, int], list[Fence]]]:
-    """The provider topics' events (headers and key only) and fences, from ``since``."""
+    """The provider topics' events (headers and key only) and fences, from ``since``; the
+    replay markers a worker reads as such are neither."""
     events: list[Event] = []
     fences: dict[tuple[str, int], list[Fence]] = {}
 
@@ -199,6 +201,8 @@ async def _provider_records(reader: _Reader, since: datetime,
                 fences.setdefault((record.topic, record.partition), []).append(Fence(
                     record.offset, {(tp.topic, tp.partition): p for tp, p in positions.items()}))
                 return
+        if is_marker_read(record.key, record.value, record.offset, record.headers):
+            return  # the records it names are accounted where they are
         _, provider, dataset = record.topic.split(".", 2)
         acknowledged = record.offset < committed.get(
             TopicPartition(record.topic, record.partition), 0)
@@ -226,7 +230,8 @@ async def _outcomes(reader: _Reader, serde: AvroSerde, catalog: Catalog,
         outcomes.append(Outcome(
             _at(record), (audit["provider"], audit["dataset"], audit["event_id"]),
             audit["contract_id"], audit["reason"] if audit["decision"] == "withheld" else None,
-            audit.get("delivery_id"), audit["decided_at"], _written(record)))
+            audit.get("delivery_id"), audit["decided_at"], _written(record),
+            bool(audit.get("replay"))))
 
     await reader.read("decisions", [AUDIT], since, take)
     return outcomes

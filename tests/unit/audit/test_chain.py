@@ -118,6 +118,7 @@ def _audit_records(draw: st.DrawFn) -> dict[str, Any]:
                                                 max_size=4))) if delivered else (),
         "hash_version": draw(st.one_of(st.just(HASH_VERSION), st.none(),
                                        st.integers(-2**31, 2**31 - 1))),
+        "replay": draw(st.one_of(st.none(), st.booleans())),
         "previous_hash": draw(st.one_of(_HASH, _TEXT)),
         "record_hash": draw(st.one_of(_HASH, _TEXT)),
     }
@@ -178,7 +179,7 @@ def test_records_that_differ_never_hash_alike(one: dict[str, Any], other: dict[s
 
 def test_records_are_written_in_the_current_hashed_form() -> None:
     written = AuditChains().record(0, **_decided())
-    assert written["hash_version"] == HASH_VERSION == 3
+    assert written["hash_version"] == HASH_VERSION == 4
     assert record_hash(written) == written["record_hash"]
 
 
@@ -199,7 +200,7 @@ def test_the_current_hashed_form_is_the_avro_encoding_of_every_other_field(
         delivery_id: str | None) -> None:
     written = AuditChains().record(0, **_decided(delivery_id=delivery_id))
     assert written["delivery_id"] == delivery_id
-    assert _avro_hash(3, written) == written["record_hash"]
+    assert _avro_hash(4, written) == written["record_hash"]
 
 
 def test_a_delivered_record_names_the_delivery_s_id_and_a_withheld_one_none() -> None:
@@ -222,25 +223,48 @@ def _v2_record(previous: str, index: int) -> dict[str, Any]:
               "subscriber": LYON.subscriber, "provider": "cnaf", "dataset": TERMS.dataset,
               "subject_ref": "sr1_" + "ef" * 32, "decision": "delivered", "reason": None,
               "decided_at": datetime(2026, 11, 2, 9, 0, index, tzinfo=UTC),
-              "fields_delivered": ["quotient_familial"], "hash_version": 2,
+              "fields_delivered": ["quotient_familial"], "hash_version": 2, "replay": None,
               "previous_hash": previous}
     return record | {"record_hash": _avro_hash(2, record)}
 
 
-def test_records_written_in_form_2_still_verify_and_the_chain_goes_on_in_form_3() -> None:
+def test_records_written_in_form_2_still_verify_and_the_chain_goes_on_in_form_4() -> None:
     v2 = CATALOG.bus_record("audit").version(2).parsed
     chains = AuditChains()
     read = []
     for index in range(2):
         old = _v2_record(chains.heads.get(0, GENESIS), index)
         chains.heads[0] = old["record_hash"]
-        written = encode(v2, {k: v for k, v in old.items() if k != "delivery_id"})
+        written = encode(v2, {k: v for k, v in old.items() if k not in ("delivery_id", "replay")})
         read.append((index, decode(v2, SCHEMA, written)))
     assert [r["delivery_id"] for _, r in read] == [None, None]
     new = chains.record(0, **_decided(delivery_id="d-2"))
     read.append((2, decode(SCHEMA, SCHEMA, ENCODER.encode(new))))
     assert verify_chain(0, read) == []
-    assert [hashed_form(r) for _, r in read] == [2, 2, 3]
+    assert [hashed_form(r) for _, r in read] == [2, 2, 4]
+
+
+def test_records_written_in_form_3_still_verify_and_the_chain_goes_on_in_form_4() -> None:
+    """A chain written before replays were audited reads back with ``replay`` null and still
+    proves itself; a replay's record after it extends it in form 4."""
+    v3 = CATALOG.bus_record("audit").version(3).parsed
+    chains = AuditChains()
+    old = {**chains.record(0, **_decided(delivery_id="d-1")), "hash_version": 3}
+    del old["replay"]
+    old["record_hash"] = chains.heads[0] = _avro_hash(3, old)
+    read = [(0, decode(v3, SCHEMA, encode(v3, {**old, "fields_delivered": ["q", "annee"]})))]
+    assert read[0][1]["replay"] is None
+    new = chains.record(0, **_decided(delivery_id="d-1"), replay=True)
+    read.append((1, decode(SCHEMA, SCHEMA, ENCODER.encode(new))))
+    assert read[1][1]["replay"] is True
+    assert verify_chain(0, read) == []
+    assert [hashed_form(r) for _, r in read] == [3, 4]
+
+
+def test_the_replay_mark_is_covered_by_the_hash() -> None:
+    records = _mixed_chain("44")
+    records[1][1]["replay"] = True
+    assert [b.offset for b in verify_chain(0, records)] == [1]
 
 
 def _v1_record(previous: str, index: int) -> dict[str, Any]:
@@ -251,7 +275,8 @@ def _v1_record(previous: str, index: int) -> dict[str, Any]:
               "provider": "cnaf", "dataset": TERMS.dataset, "subject_ref": "sr1_" + "cd" * 32,
               "decision": "withheld", "reason": "no_consent",
               "decided_at": datetime(2026, 11, 1, 9, 0, index, tzinfo=UTC),
-              "fields_delivered": [], "hash_version": None, "previous_hash": previous}
+              "fields_delivered": [], "hash_version": None, "replay": None,
+              "previous_hash": previous}
     return record | {"record_hash": record_hash(record)}
 
 
@@ -274,14 +299,15 @@ def _mixed_chain(forms: str) -> list[tuple[int, dict[str, Any]]]:
 
 def test_a_chain_switches_from_the_first_hashed_form_to_the_current_one() -> None:
     records = _mixed_chain("11133")
-    assert [r["hash_version"] for _, r in records] == [None, None, None, 3, 3]
+    assert [r["hash_version"] for _, r in records] == [None, None, None, 4, 4]
     assert verify_chain(0, records) == []
 
 
 def test_a_record_in_the_first_form_is_read_as_such_under_the_current_schema() -> None:
     v1 = CATALOG.bus_record("audit").version(1).parsed
     old = _v1_record(GENESIS, 0)
-    written = encode(v1, {k: v for k, v in old.items() if k not in ("hash_version", "delivery_id")})
+    written = encode(v1, {k: v for k, v in old.items()
+                          if k not in ("hash_version", "delivery_id", "replay")})
     read = decode(v1, SCHEMA, written)
     assert read["hash_version"] is None
     assert verify_chain(0, [(0, read)]) == []
@@ -291,7 +317,7 @@ def test_a_chain_never_switches_back_to_the_first_form() -> None:
     records = _mixed_chain("1131")
     breaks = verify_chain(0, records)
     assert [b.offset for b in breaks] == [3]
-    assert "hashed form 1 after its chain switched to form 3" in breaks[0].reason
+    assert "hashed form 1 after its chain switched to form 4" in breaks[0].reason
 
 
 def test_a_chain_checked_from_a_record_in_the_current_form_refuses_the_first() -> None:

@@ -8,6 +8,7 @@ fields still gets only its own.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
@@ -93,3 +94,27 @@ def test_the_audit_record_of_a_delivery_names_the_delivery_s_own_id() -> None:
                  for o in out if o.topic != AUDIT}
     assert len(delivered) == 2
     assert named == delivered | {("bron-cantine", None)}
+
+
+def test_a_replayed_event_is_delivered_with_the_same_ids_and_audited_as_a_replay() -> None:
+    """Routing a dead-lettered record again must give each subscriber the same delivery (same
+    ``ce_id``, same body) as a first routing would have, so that a replay run twice, or a
+    replay of a record that was routed after all, is a duplicate a subscriber recognises."""
+    state = BusState()
+    contract = _contract("lyon-cantine", ["quotient_familial"])
+    state.contracts[contract.id] = contract
+    serde = AvroSerde(MemoryRegistry())  # type: ignore[arg-type]
+    router = Router(CATALOG, serde, Pseudonymiser(SECRET))
+    record, _ = _record(serde, "quotient_familial", SUBJECT, 7, 3)
+    first = router.route([record], state, now=NOW)
+    replayed = router.route([dataclasses.replace(record, replay=True)], state, now=NOW)
+
+    def delivered(out: list[Any]) -> list[tuple[str, bytes, bytes]]:
+        return [(o.topic, dict(o.headers)["ce_id"], o.value) for o in out if o.topic != AUDIT]
+
+    assert delivered(first) == delivered(replayed)
+    assert len(delivered(first)) == 1
+    audits = [serde.decode(o.value)[1] for o in (*first, *replayed) if o.topic == AUDIT]
+    assert [a["replay"] for a in audits] == [False, True]
+    assert audits[0]["delivery_id"] == audits[1]["delivery_id"] == \
+        delivered(first)[0][1].decode()

@@ -236,7 +236,7 @@ def test_bus_records(catalog: Catalog) -> None:
 
 def test_audit_v2_adds_the_hashed_form_and_the_contract_invalid_reason(catalog: Catalog) -> None:
     audit = catalog.bus_record("audit")
-    assert sorted(audit.versions) == [1, 2, 3]
+    assert sorted(audit.versions) == [1, 2, 3, 4]
     v1, v2 = ({f["name"]: f for f in audit.version(n).raw["fields"]} for n in (1, 2))
     assert set(v2) - set(v1) == {"hash_version"}
     assert (v2["hash_version"]["type"], v2["hash_version"]["default"]) == (["null", "int"], None)
@@ -251,6 +251,14 @@ def test_audit_v3_adds_the_delivery_s_own_id_and_nothing_else(catalog: Catalog) 
     assert set(v3) - set(v2) == {"delivery_id"}
     assert (v3["delivery_id"]["type"], v3["delivery_id"]["default"]) == (["null", "string"], None)
     assert [n for n in v3 if n != "delivery_id"] == list(v2)
+
+
+def test_audit_v4_adds_the_replay_mark_and_nothing_else(catalog: Catalog) -> None:
+    audit = catalog.bus_record("audit")
+    v3, v4 = ({f["name"]: f for f in audit.version(n).raw["fields"]} for n in (3, 4))
+    assert set(v4) - set(v3) == {"replay"}
+    assert (v4["replay"]["type"], v4["replay"]["default"]) == (["null", "boolean"], None)
+    assert [n for n in v4 if n != "replay"] == list(v3)
 
 
 def test_contract_v2_adds_the_optional_delivery_and_nothing_else(catalog: Catalog) -> None:

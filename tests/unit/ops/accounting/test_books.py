@@ -182,3 +182,25 @@ def test_deliveries_audited_before_their_id_was_are_counted_not_joined() -> None
                                outcome("e1", "bron", "no_consent")], [])
     found = reconcile(books, WINDOW, BOTH, NOW.date())
     assert (found.gaps, found.unjoined) == ([], 1)
+
+
+def test_a_dead_lettered_event_replayed_since_is_accounted_by_its_replay() -> None:
+    """``dlq replay``: the event's outcomes are those of its replay, owed for every contract
+    concerning it; a replay run twice gives duplicates with the same outcome, not a gap."""
+    dead = event(3)
+    replayed = [replace(o, replay=True) for o in clean_books([dead]).outcomes]
+    deliveries = [delivery("lyon", "lyon-e3", 0)]
+    books = Books([dead], replayed, deliveries, frozenset({dead.place}))
+    found = reconcile(books, WINDOW, BOTH, NOW.date())
+    assert (found.gaps, found.dead_lettered, found.events) == ([], 0, 1)
+    assert dict(found.outcomes) == {"delivered": 1, "no_consent": 1}
+
+    half = replace(books, outcomes=[o for o in replayed if o.contract_id == "lyon"])
+    assert reconcile(half, WINDOW, BOTH, NOW.date()).gaps == [Gap(TOPIC, 0, 3, "bron", "outcome")]
+
+    twice = replace(books, outcomes=[*replayed, *(replace(o, place=Place("bus.audit", 0, 900 + i))
+                                                  for i, o in enumerate(replayed))],
+                    deliveries=[*deliveries, delivery("lyon", "lyon-e3", 1)])
+    found = reconcile(twice, WINDOW, BOTH, NOW.date())
+    assert found.gaps == []
+    assert (found.duplicate_outcomes, found.duplicate_deliveries) == (2, 1)
