@@ -118,7 +118,7 @@ class Settings(BaseSettings):
         500, ge=1, le=10_000, description="Most events in one batch POST to the gateway's "
         "/v1/events; more is refused (413) as a whole.")
     gateway_idempotency_window_s: float = Field(
-        3600.0, ge=0, le=7 * 86_400, description="How long a gateway replica remembers an "
+        900.0, ge=0, le=7 * 86_400, description="How long a gateway replica remembers an "
         "event id it accepted: within it, the same event posted again is answered 202 without "
         "a second record (per replica, see ARCHITECTURE.md).")
 

@@ -17,7 +17,6 @@ import asyncio
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from enum import Enum
 
 EventKey = tuple[str, str]
@@ -35,47 +34,44 @@ class Reservation(Enum):
     """Already written within the window: the caller answers without producing."""
 
 
-@dataclass
-class _Entry:
-    digest: str
-    outcome: asyncio.Future[bool] = field(
-        default_factory=lambda: asyncio.get_running_loop().create_future())
-    expires: float | None = None  # set once Kafka acknowledged the event
-
-
 class AcceptedEvents:
     """Accepted and in-flight event ids, each forgotten ``window_s`` after its acknowledgement.
 
-    Entries are kept in the order they were acknowledged, so forgetting is a walk from the
-    front that stops at the first entry still in its window.
+    An accepted id keeps only a 128-bit digest and its expiry, in the order acknowledged, so
+    forgetting is a walk from the front that stops at the first entry still in its window; the
+    ids in flight, few, are kept apart with the future their waiters await.
     """
 
     def __init__(self, window_s: float, clock: Callable[[], float] = time.monotonic) -> None:
         self._window_s = window_s
         self._clock = clock
-        self._entries: OrderedDict[EventKey, _Entry] = OrderedDict()
+        self._accepted: OrderedDict[EventKey, tuple[bytes, float]] = OrderedDict()
+        self._in_flight: dict[EventKey, tuple[bytes, asyncio.Future[bool]]] = {}
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self._accepted) + len(self._in_flight)
 
-    async def reserve(self, key: EventKey, digest: str) -> Reservation:
+    async def reserve(self, key: EventKey, digest: bytes) -> Reservation:
         """Hold ``key`` for producing, or learn that it was accepted; :class:`IdConflict`
         when it was accepted or is in flight with another digest. Waits while another request
         produces the same event: if that fails, this one holds the id instead."""
         while True:
             self._forget_expired()
-            entry = self._entries.get(key)
-            if entry is None:
-                self._entries[key] = _Entry(digest)
-                return Reservation.NEW
-            if entry.digest != digest:
-                raise IdConflict
-            if entry.expires is not None:
+            accepted = self._accepted.get(key)
+            if accepted is not None:
+                if accepted[0] != digest:
+                    raise IdConflict
                 return Reservation.ACCEPTED
-            if await asyncio.shield(entry.outcome):
+            flying = self._in_flight.get(key)
+            if flying is None:
+                self._in_flight[key] = (digest, asyncio.get_running_loop().create_future())
+                return Reservation.NEW
+            if flying[0] != digest:
+                raise IdConflict
+            if await asyncio.shield(flying[1]):
                 return Reservation.ACCEPTED
 
-    async def reserve_all(self, items: Iterable[tuple[EventKey, str]]
+    async def reserve_all(self, items: Iterable[tuple[EventKey, bytes]]
                           ) -> tuple[dict[EventKey, Reservation], list[EventKey]]:
         """Reserve every key (each once) in sorted order, so that two requests sharing ids
         cannot each hold one the other waits for. Returns the reservations and the keys in
@@ -95,22 +91,21 @@ class AcceptedEvents:
     def acknowledged(self, keys: Iterable[EventKey]) -> None:
         """Kafka wrote these: remember them for the window (or, with no window, forget)."""
         for key in keys:
-            entry = self._entries.pop(key)
+            digest, outcome = self._in_flight.pop(key)
             if self._window_s > 0:
-                entry.expires = self._clock() + self._window_s
-                self._entries[key] = entry
-            entry.outcome.set_result(True)
+                self._accepted[key] = (digest, self._clock() + self._window_s)
+            outcome.set_result(True)
 
     def release(self, keys: Iterable[EventKey]) -> None:
         """These were not (surely) written: forget them, so that a retry produces them."""
         for key in keys:
-            entry = self._entries.pop(key)
-            entry.outcome.set_result(False)
+            _, outcome = self._in_flight.pop(key)
+            outcome.set_result(False)
 
     def _forget_expired(self) -> None:
         now = self._clock()
-        while self._entries:
-            entry = next(iter(self._entries.values()))
-            if entry.expires is None or entry.expires > now:
+        while self._accepted:
+            key, (_, expires) = next(iter(self._accepted.items()))
+            if expires > now:
                 return
-            self._entries.popitem(last=False)
+            del self._accepted[key]

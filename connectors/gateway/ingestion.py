@@ -43,13 +43,14 @@ class Prepared:
 
     index: int
     outgoing: OutgoingEvent
-    digest: str
+    digest: bytes
 
 
-def content_digest(event: Mapping[str, Any]) -> str:
-    """The event as posted, key order aside: what tells a retry from another event."""
+def content_digest(event: Mapping[str, Any]) -> bytes:
+    """The event as posted, key order aside: what tells a retry from another event (128 bits
+    of SHA-256: a replica keeps one per id accepted within its window)."""
     canonical = json.dumps(event, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    return hashlib.sha256(canonical.encode()).digest()[:16]
 
 
 class Ingestion:

@@ -44,9 +44,10 @@ def gateway_environment(services: Services, **overrides: str) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def running_gateway(environment: Mapping[str, str]) -> Iterator[str]:
-    """``circulation api`` with ``environment``, yielding its base URL once it answers."""
-    port = free_port()
+def running_gateway(environment: Mapping[str, str], port: int = 0) -> Iterator[str]:
+    """``circulation api`` with ``environment`` on ``port`` (a free one by default),
+    yielding its base URL once it answers."""
+    port = port or free_port()
     with tempfile.TemporaryDirectory() as folder:
         log = Path(folder) / "gateway.log"
         with log.open("wb") as output:

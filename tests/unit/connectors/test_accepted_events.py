@@ -24,12 +24,12 @@ def test_an_acknowledged_id_is_accepted_again_until_the_window_ends() -> None:
     async def run() -> list[Reservation]:
         clock = Clock()
         accepted = AcceptedEvents(60, clock)
-        seen = [await accepted.reserve(KEY, "d")]
+        seen = [await accepted.reserve(KEY, b"d")]
         accepted.acknowledged([KEY])
         clock.now = 59.9
-        seen.append(await accepted.reserve(KEY, "d"))
+        seen.append(await accepted.reserve(KEY, b"d"))
         clock.now = 60.0
-        seen.append(await accepted.reserve(KEY, "d"))
+        seen.append(await accepted.reserve(KEY, b"d"))
         return seen
 
     assert asyncio.run(run()) == [Reservation.NEW, Reservation.ACCEPTED, Reservation.NEW]
@@ -38,9 +38,9 @@ def test_an_acknowledged_id_is_accepted_again_until_the_window_ends() -> None:
 def test_another_content_under_an_accepted_id_is_a_conflict() -> None:
     async def run() -> None:
         accepted = AcceptedEvents(60)
-        await accepted.reserve(KEY, "d")
+        await accepted.reserve(KEY, b"d")
         accepted.acknowledged([KEY])
-        await accepted.reserve(KEY, "other")
+        await accepted.reserve(KEY, b"other")
 
     with pytest.raises(IdConflict):
         asyncio.run(run())
@@ -49,9 +49,9 @@ def test_another_content_under_an_accepted_id_is_a_conflict() -> None:
 def test_a_released_id_is_produced_by_the_next_request() -> None:
     async def run() -> tuple[Reservation, int]:
         accepted = AcceptedEvents(60)
-        await accepted.reserve(KEY, "d")
+        await accepted.reserve(KEY, b"d")
         accepted.release([KEY])
-        return await accepted.reserve(KEY, "d"), len(accepted)
+        return await accepted.reserve(KEY, b"d"), len(accepted)
 
     assert asyncio.run(run()) == (Reservation.NEW, 1)
 
@@ -59,9 +59,9 @@ def test_a_released_id_is_produced_by_the_next_request() -> None:
 def test_without_a_window_nothing_is_kept() -> None:
     async def run() -> tuple[Reservation, int]:
         accepted = AcceptedEvents(0)
-        await accepted.reserve(KEY, "d")
+        await accepted.reserve(KEY, b"d")
         accepted.acknowledged([KEY])
-        return await accepted.reserve(KEY, "d"), len(accepted)
+        return await accepted.reserve(KEY, b"d"), len(accepted)
 
     assert asyncio.run(run()) == (Reservation.NEW, 1)
 
@@ -69,10 +69,10 @@ def test_without_a_window_nothing_is_kept() -> None:
 def test_a_conflict_in_a_batch_leaves_none_of_its_ids_held() -> None:
     async def run() -> tuple[list[tuple[str, str]], int]:
         accepted = AcceptedEvents(60)
-        await accepted.reserve(KEY, "d")
+        await accepted.reserve(KEY, b"d")
         accepted.acknowledged([KEY])
         other = ("provider.cnous", "e-0")
-        reservations, conflicts = await accepted.reserve_all([(other, "x"), (KEY, "changed")])
+        reservations, conflicts = await accepted.reserve_all([(other, b"x"), (KEY, b"changed")])
         assert reservations == {}
         return conflicts, len(accepted)
 
