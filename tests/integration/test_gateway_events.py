@@ -10,9 +10,9 @@ records written between offsets taken around it.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import random
+import subprocess
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 from urllib.parse import urlsplit
@@ -22,11 +22,14 @@ import pytest
 
 from streams.dev.synthetic import generate
 from streams.privacy.secret import subject_secret
-from streams.security.principals import Principal
-from streams.security.tokens import issue_token
 from streams.settings import Settings
 from tests.conftest import Services
-from tests.integration.gateway_process import TcpRelay, gateway_environment, running_gateway
+from tests.integration.gateway_process import (
+    CLI,
+    TcpRelay,
+    gateway_environment,
+    running_gateway,
+)
 from tests.integration.test_publish import (
     BOURSIER_TOPIC,
     event_id_of,
@@ -45,9 +48,20 @@ PARTIES = ("provider.cnous", "provider.cnaf", "subscriber.ville-de-lyon")
 
 @pytest.fixture(scope="module")
 def tokens(services: Services) -> dict[str, str]:
-    """A token for each party, issued before the gateway starts (it reads them all first)."""
-    settings = services.settings()
-    return {name: asyncio.run(issue_token(settings, Principal.parse(name))) for name in PARTIES}
+    """A token for each party, made as the README says (``circulation credentials create
+    PRINCIPAL --token``, printed once as ``{"principal", "token"}``), before the gateway
+    starts."""
+    made = {}
+    for name in PARTIES:
+        run = subprocess.run([*CLI, "credentials", "create", name, "--token"],
+                             env=gateway_environment(services), capture_output=True, text=True,
+                             timeout=120, check=False)
+        assert run.returncode == 0, run.stderr
+        printed = json.loads(run.stdout)
+        assert set(printed) == {"principal", "token"}
+        assert printed["principal"] == name
+        made[name] = printed["token"]
+    return made
 
 
 @pytest.fixture(scope="module")
@@ -231,6 +245,9 @@ async def test_wrong_media_type_malformed_and_deeply_nested_bodies(
     wrong_type = await client.post("/v1/events", content=json.dumps(event),
                                    headers={**headers, "Content-Type": "application/json"})
     malformed = await client.post("/v1/events", content=json.dumps(event)[:-5], headers=headers)
+    not_utf8 = await client.post("/v1/events", content=b'{"id": "\xff"}', headers=headers)
+    not_a_batch = await client.post("/v1/events", content=json.dumps(event), headers={
+        **headers, "Content-Type": BATCH})
     deep = "[" * 30_000 + "]" * 30_000  # within the body limit
     too_deep = await client.post("/v1/events", content=deep, headers=headers)
     nested = {**event, "data": {**event["data"], "ville_etudes": json.loads(
@@ -239,6 +256,8 @@ async def test_wrong_media_type_malformed_and_deeply_nested_bodies(
     assert (wrong_type.status_code, wrong_type.json()["errors"][0]["field"]) == (
         415, "Content-Type")
     assert (malformed.status_code, malformed.json()["errors"][0]["field"]) == (400, "body")
+    assert (not_utf8.status_code, not_utf8.json()["errors"][0]["field"]) == (400, "body")
+    assert (not_a_batch.status_code, not_a_batch.json()["errors"][0]["field"]) == (422, "body")
     assert (too_deep.status_code, too_deep.json()["errors"][0]["reason"]) == (
         400, "nested too deeply")
     assert deep_data.status_code == 422
@@ -264,3 +283,22 @@ async def test_readyz_follows_the_registry(services: Services, tokens: dict[str,
     assert cut.status_code == 503
     assert [e["field"] for e in cut.json()["errors"]] == ["schema_registry"]
     assert alive.status_code == 200
+
+
+async def test_the_window_is_each_replicas_own(
+        services: Services, settings: Settings, gateway: str, tokens: dict[str, str]) -> None:
+    """As the README says: a retry that reaches another replica is written again, same id."""
+    event = _boursiers(1)[0]
+    answers: list[httpx.Response] = []
+
+    async def post_to_each() -> None:
+        with running_gateway(gateway_environment(services)) as other:
+            for url in (gateway, other):
+                async with httpx.AsyncClient(base_url=url, timeout=60) as http:
+                    answers.append(await http.post("/v1/events", content=json.dumps(event),
+                                                   headers=_as(tokens, "provider.cnous")))
+
+    records = await _records_of(settings, {event["id"]}, post_to_each)
+    assert [a.status_code for a in answers] == [202, 202]
+    assert len(records) == 2
+    assert records[0].key == records[1].key

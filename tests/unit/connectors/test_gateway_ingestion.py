@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +90,23 @@ def test_a_batch_with_invalid_events_is_refused_whole_naming_each(sender: Sender
     assert problem.status == 422
     assert [e.field for e in problem.errors] == ["1.data.echelon", "3.subject", "4.event"]
     assert sender.sent == []
+
+
+def test_an_unknown_dataset_is_refused_naming_type(sender: Sender) -> None:
+    event = {**_events(1)[0], "type": "inconnu"}
+    problem = _refusal(Ingestion(sender, AcceptedEvents(60)), [event], batch=False)
+    assert (problem.status, [e.field for e in problem.errors]) == (422, ["type"])
+
+
+def test_an_event_without_id_gets_a_fresh_one_on_every_post(sender: Sender) -> None:
+    event = _events(1)[0]
+    del event["id"]
+    ingestion = Ingestion(sender, AcceptedEvents(60))
+    first = asyncio.run(ingestion.ingest(CNOUS, [event], batch=False))
+    second = asyncio.run(ingestion.ingest(CNOUS, [event], batch=False))
+    assert first != second
+    assert [str(uuid.UUID(i)) for i in first + second] == first + second
+    assert sender.sent == first + second
 
 
 def test_another_providers_event_refuses_the_batch_with_403(sender: Sender) -> None:
