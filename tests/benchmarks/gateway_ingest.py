@@ -130,11 +130,12 @@ def main(argv: Sequence[str] | None = None) -> None:
                                                       for k, v in rates.items()),
                   file=sys.stderr)
 
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     print(f"Ingesting {args.count:,} `{args.dataset}` events per measurement to "
           f"{settings.kafka_bootstrap}, {settings.topic_partitions} partitions, acks=all, "
           f"{args.repeat} interleaved round(s) (Python {platform.python_version()}, "
-          f"{os.cpu_count()} CPUs; the gateway, its clients and the stack on the same "
-          f"machine).\n")
+          f"{os.cpu_count()} CPUs, load average {load} at the end; the gateway, its clients "
+          f"and the stack on the same machine).\n")
     print("| measurement | events/s, median | range | × `publish` (median of rounds) |")
     print("|---|---:|---:|---:|")
     labels = {"cli": "`circulation publish FILE` (subprocess, end to end)",
