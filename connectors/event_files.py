@@ -75,20 +75,28 @@ def refuse_non_utf8(text: str) -> None:
             raise PublishRefused("line", f"not UTF-8 text (character {exc.start + 1})") from None
 
 
+def load_json(text: str, field: str) -> Any:
+    """``text`` read as JSON, or a refusal naming ``field`` that says why without quoting it:
+    a file's line and the gateway's request body are read alike."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        where = f"line {exc.lineno} column {exc.colno}" if exc.lineno > 1 else \
+            f"column {exc.colno}"
+        raise PublishRefused(field, f"not JSON ({exc.msg} at {where})") from None
+    except ValueError:  # Python refuses to read integers beyond its digit limit
+        raise PublishRefused(field, "a number has too many digits") from None
+    except RecursionError:
+        raise PublishRefused(field, "nested too deeply") from None
+
+
 def parse_line(line: str | None) -> dict[str, Any]:
     """A JSON object, or a refusal of the whole line saying why (never quoting it)."""
     if line is None:
         raise PublishRefused("line", f"longer than {MAX_LINE_CHARS:,} characters "
                                      f"(a published event is a few kilobytes)")
     refuse_non_utf8(line)
-    try:
-        event = json.loads(line)
-    except json.JSONDecodeError as exc:
-        raise PublishRefused("line", f"not JSON ({exc.msg} at column {exc.colno})") from None
-    except ValueError:  # Python refuses to read integers beyond its digit limit
-        raise PublishRefused("line", "a number has too many digits") from None
-    except RecursionError:
-        raise PublishRefused("line", "nested too deeply") from None
+    event = load_json(line, "line")
     if not isinstance(event, dict):
         raise PublishRefused("line", "a published event is a JSON object")
     return event

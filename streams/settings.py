@@ -121,6 +121,18 @@ class Settings(BaseSettings):
         False, description="Development only: let the webhook sink call endpoints on private, "
         "loopback or link-local addresses, and over plain http.")
 
+    gateway_max_body_bytes: int = Field(
+        1_048_576, ge=1024, le=64 * 1_048_576, description="Largest request body the HTTP "
+        "gateway reads, in bytes; a larger one is refused (413) before or while it is read, "
+        "never buffered whole.")
+    gateway_max_batch_events: int = Field(
+        500, ge=1, le=10_000, description="Most events in one batch POST to the gateway's "
+        "/v1/events; more is refused (413) as a whole.")
+    gateway_idempotency_window_s: float = Field(
+        900.0, ge=0, le=7 * 86_400, description="How long a gateway replica remembers an "
+        "event id it accepted: within it, the same event posted again is answered 202 without "
+        "a second record (per replica, see ARCHITECTURE.md).")
+
     cache_dir: Path = Field(
         default_factory=default_cache_dir,
         description="Where a development machine keeps the bus's generated local secret (and "

@@ -8,6 +8,7 @@ replica that just started does not refuse a valid token.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -15,7 +16,7 @@ from contextlib import asynccontextmanager
 import structlog
 from fastapi import FastAPI, Request, Response
 
-from connectors.gateway import health, problems
+from connectors.gateway import events, health, problems
 from connectors.publisher import Publisher
 from schemas.catalog import Catalog
 from schemas.serde import AvroSerde
@@ -45,6 +46,7 @@ def create_app(settings: Settings) -> FastAPI:
                 app.state.registry = registry
                 app.state.tokens = tokens
                 app.state.publisher = publisher
+                app.state.ingestion = events.ingestion(settings, publisher)
                 yield
         finally:
             await tokens.stop()
@@ -59,6 +61,7 @@ def create_app(settings: Settings) -> FastAPI:
     problems.install(app)
     app.middleware("http")(_log_request)
     app.include_router(health.router)
+    app.include_router(events.router)
     return app
 
 
@@ -78,3 +81,8 @@ async def _log_request(request: Request,
 def openapi_document() -> dict[str, object]:
     """The OpenAPI document, without starting anything (what is committed and tested)."""
     return create_app(Settings()).openapi()
+
+
+def openapi_json() -> str:
+    """The OpenAPI document as committed in ``docs/openapi.json``: indented, keys in order."""
+    return json.dumps(openapi_document(), indent=2, ensure_ascii=False) + "\n"

@@ -45,9 +45,14 @@ Caller = Annotated[Principal, Depends(caller)]
 """A route parameter that is the authenticated caller."""
 
 
+def is_provider(who: Principal, provider_id: str) -> bool:
+    """Whether ``who`` is the provider ``provider_id`` (a catalog id, ``_`` for ``-``)."""
+    return who.kind == "provider" and who.party == provider_id.replace("_", "-")
+
+
 def require_provider(who: Principal, provider_id: str, what: str) -> None:
     """Refuse (``403``) unless ``who`` is the provider ``provider_id`` (a catalog id)."""
-    if who.kind != "provider" or who.party != provider_id.replace("_", "-"):
+    if not is_provider(who, provider_id):
         raise Problem(403, f"{what}: only its provider may do this; the token is "
                            f"{who.name}'s")
 

@@ -109,8 +109,10 @@ def install(app: FastAPI) -> None:
 
 
 PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
-    status: {"model": ProblemDocument, "content": {PROBLEM_JSON: {}},
+    status: {"model": ProblemDocument,  # the model puts the schema in the components
+             "content": {PROBLEM_JSON: {"schema": {
+                 "$ref": "#/components/schemas/ProblemDocument"}}},
              "description": HTTPStatus(status).phrase}
-    for status in (400, 401, 403, 404, 413, 422, 503)
+    for status in (400, 401, 403, 404, 409, 413, 415, 422, 503)
 }
 """The refusals a route may answer with, for its OpenAPI description."""

@@ -12,16 +12,21 @@ from typing import Annotated
 import typer
 import uvicorn
 
-from connectors.gateway.app import create_app
+from connectors.gateway.app import create_app, openapi_json
 from streams.cli.console import settings
 
 
 def api(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8000,
+    openapi: Annotated[bool, typer.Option(
+        "--openapi", help="Print the gateway's OpenAPI document (JSON) and exit.")] = False,
 ) -> None:
     """Serve the HTTP gateway: events from providers, population and consents from
     subscribers' portals, each caller authenticated by its bearer token."""
+    if openapi:  # connects to nothing: the document is the code's
+        typer.echo(openapi_json(), nl=False)
+        return
     config = settings()
     # uvicorn's access log would print each request's path and query as sent: a careless
     # caller may put anything there, a NIR included. Requests are logged by route instead.

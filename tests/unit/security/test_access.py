@@ -94,6 +94,13 @@ def test_the_bus_components_never_read_what_they_do_not_need() -> None:
     assert principals.ADMIN not in grants  # a super user: it needs no grant
 
 
+def test_the_gateway_reads_the_token_hashes_and_no_party_does() -> None:
+    grants = by_principal(entitlements(CATALOG, [_contract()], datetime(2026, 6, 1, tzinfo=UTC)))
+    readers = {name for name, found in grants.items()
+               if any(g.resource == "bus.tokens" and g.operation == "Read" for g in found)}
+    assert readers == {principals.GATEWAY}
+
+
 @pytest.mark.parametrize("grant", sorted(entitlements(CATALOG, [_contract()],
                                                       datetime(2026, 6, 1, tzinfo=UTC))))
 def test_every_grant_survives_the_broker_s_form(grant: Grant) -> None:
