@@ -110,6 +110,11 @@ class Settings(BaseSettings):
         False, description="Development only: let the webhook sink call endpoints on private, "
         "loopback or link-local addresses, and over plain http.")
 
+    gateway_max_subjects: int = Field(
+        1000, ge=1, le=100_000, description="Most subjects one gateway request may name "
+        "(population or consents): the request is written and fenced whole before it is "
+        "answered, so a portal sends a large population in several requests.")
+
     cache_dir: Path = Field(
         default_factory=default_cache_dir,
         description="Where a development machine keeps the bus's generated local secret (and "

@@ -15,11 +15,12 @@ from contextlib import asynccontextmanager
 import structlog
 from fastapi import FastAPI, Request, Response
 
-from connectors.gateway import health, problems
+from connectors.gateway import health, portal, problems
 from connectors.publisher import Publisher
 from schemas.catalog import Catalog
 from schemas.serde import AvroSerde
 from streams.kafka import clients
+from streams.privacy.secret import pseudonym_secret
 from streams.security.tokens import TokenDirectory
 from streams.settings import Settings
 
@@ -35,6 +36,7 @@ def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         catalog = Catalog.load()
+        pseudonym_secret(settings)  # enrolments answer pseudonyms: refuse to start without it
         registry = clients.schema_registry(settings)
         tokens = TokenDirectory(settings, AvroSerde(registry))
         await tokens.start()
@@ -59,6 +61,7 @@ def create_app(settings: Settings) -> FastAPI:
     problems.install(app)
     app.middleware("http")(_log_request)
     app.include_router(health.router)
+    app.include_router(portal.router)
     return app
 
 

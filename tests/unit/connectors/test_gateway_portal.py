@@ -1,0 +1,293 @@
+"""The portal routes' bodies, refusals and answers, the bus's writes replaced by recorders.
+
+What reaches Kafka is tested against the real broker in
+``tests/integration/test_gateway_portal.py``; here, which request is refused with what, and
+that a refused request writes nothing and repeats nothing it was sent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiokafka.errors import KafkaConnectionError
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from pydantic import ValidationError
+
+from connectors.gateway import contracts, portal, problems
+from connectors.gateway.portal import ConsentDecisions
+from connectors.gateway.subjects import SubjectsBody
+from schemas.catalog import Catalog
+from streams.dev.synthetic.population import people
+from streams.privacy.pseudonyms import Pseudonymiser, SubjectReferences
+from streams.privacy.secret import pseudonym_secret, subject_secret
+from streams.security.principals import Principal
+from streams.settings import Settings
+from streams.state.contract import Contract
+from streams.state.subjects import Subject
+
+CATALOG = Catalog.load()
+PERSONS = [p.nir for p in people(4242, 3)]
+BAD_NIR = PERSONS[0][:-2] + ("00" if PERSONS[0][-2:] != "00" else "01")
+"""A NIR whose control key is wrong."""
+SIRET = "21690123100011"
+TOKENS = {"sub-token": "subscriber.ville-a", "other-token": "subscriber.ville-b",
+          "provider-token": "provider.cnaf"}
+
+
+def a_contract(contract_id: str = "c-ville-a", subscriber: str = "ville-a") -> Contract:
+    return Contract.checked({
+        "id": contract_id, "subscriber": subscriber, "subscriber_siret": SIRET,
+        "purpose": "Tarification sociale", "legal_basis": "Essai",
+        "datasets": {"quotient_familial": ["quotient_familial"]}, "consent": "opt_in",
+        "population": "enrolled", "retention": "P90D", "valid_from": "2026-01-01"}, CATALOG)
+
+
+class _Tokens:
+    def principal(self, token: str) -> Principal | None:
+        name = TOKENS.get(token)
+        return None if name is None else Principal.parse(name)
+
+
+@dataclass
+class Bus:
+    """What the routes asked of the bus."""
+
+    contracts: dict[str, Contract] = field(default_factory=dict)
+    looked_up: list[str] = field(default_factory=list)
+    population: list[tuple[list[str], bool]] = field(default_factory=list)
+    consents: list[dict[str, Any]] = field(default_factory=list)
+    down: bool = False
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(cache_dir=tmp_path, gateway_max_subjects=5)
+
+
+@pytest.fixture
+def bus(monkeypatch: pytest.MonkeyPatch) -> Bus:
+    state = Bus(contracts={c.id: c for c in (a_contract(), a_contract("c-ville-b", "ville-b"))})
+
+    async def find_contract(_: Settings, contract_id: str) -> Contract:
+        state.looked_up.append(contract_id)
+        if state.down:
+            raise KafkaConnectionError()
+        if contract_id not in state.contracts:
+            raise LookupError("no contract of that id")
+        return state.contracts[contract_id]
+
+    async def set_population(_: Settings, contract: Contract, subjects: Sequence[Subject],
+                             enrolled: bool) -> None:
+        state.population.append(([s.reference for s in subjects], enrolled))
+
+    async def set_consent(_: Settings, contract: Contract, subjects: Sequence[Subject],
+                          *terms: Any) -> None:
+        state.consents.append({"refs": [s.reference for s in subjects], "terms": terms})
+
+    monkeypatch.setattr(contracts, "find_contract", find_contract)
+    monkeypatch.setattr(portal, "set_population", set_population)
+    monkeypatch.setattr(portal, "set_consent", set_consent)
+    return state
+
+
+@pytest.fixture
+def client(settings: Settings, bus: Bus) -> Iterator[TestClient]:
+    app = FastAPI()
+    problems.install(app)
+    app.include_router(portal.router)
+    app.state.settings = settings
+    app.state.tokens = _Tokens()
+    with TestClient(app) as test_client:
+        yield test_client
+
+
+def as_(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def reference(settings: Settings, nir: str) -> str:
+    return SubjectReferences(subject_secret(settings)).for_person(nir)
+
+
+# --- bodies -------------------------------------------------------------------------------
+
+
+def test_a_consent_body_takes_the_command_s_defaults() -> None:
+    body = ConsentDecisions.model_validate({"subjects": PERSONS[:1], "status": "granted"})
+    assert (body.channel, body.evidence, body.collected_by) == ("online_portal", None, None)
+
+
+@pytest.mark.parametrize("body", [
+    {"subjects": []},
+    {"subjects": [""]},
+    {"subjects": ["1" * 33]},
+    {"subjects": [1234]},
+    {"subjects": PERSONS, "extra": 1},
+])
+def test_a_subjects_body_is_bounded_and_closed(body: dict[str, Any]) -> None:
+    with pytest.raises(ValidationError):
+        SubjectsBody.model_validate(body)
+
+
+@pytest.mark.parametrize("terms", [
+    {"status": "maybe"}, {"status": "granted", "channel": "fax"},
+    {"status": "granted", "evidence": "x" * 201},
+])
+def test_a_consent_body_knows_its_statuses_channels_and_evidence_length(
+        terms: dict[str, Any]) -> None:
+    with pytest.raises(ValidationError):
+        ConsentDecisions.model_validate({"subjects": PERSONS[:1], **terms})
+
+
+# --- who may -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("headers", [{}, as_("no-such-token"), {"Authorization": "Basic x"}])
+def test_no_or_a_bad_token_is_401(client: TestClient, bus: Bus,
+                                  headers: dict[str, str]) -> None:
+    answer = client.post("/v1/contracts/c-ville-a/population", json={"subjects": PERSONS},
+                         headers=headers)
+    assert answer.status_code == 401
+    assert answer.headers["www-authenticate"].startswith("Bearer")
+    assert bus.population == []
+
+
+def test_a_provider_token_is_403_before_any_contract_is_looked_up(client: TestClient,
+                                                                 bus: Bus) -> None:
+    answer = client.post("/v1/contracts/c-ville-a/population", json={"subjects": PERSONS},
+                         headers=as_("provider-token"))
+    assert answer.status_code == 403
+    assert bus.looked_up == []
+    assert bus.population == []
+
+
+def test_another_subscriber_s_contract_is_403(client: TestClient, bus: Bus) -> None:
+    answer = client.post("/v1/contracts/c-ville-b/consents",
+                         json={"subjects": PERSONS, "status": "withdrawn"},
+                         headers=as_("sub-token"))
+    assert answer.status_code == 403
+    assert bus.consents == []
+
+
+def test_an_unknown_contract_is_404_without_repeating_its_id(client: TestClient,
+                                                             bus: Bus) -> None:
+    answer = client.request("DELETE", f"/v1/contracts/{PERSONS[0]}/population",
+                            json={"subjects": PERSONS}, headers=as_("sub-token"))
+    assert answer.status_code == 404
+    assert answer.headers["content-type"] == problems.PROBLEM_JSON
+    assert PERSONS[0] not in answer.text
+    assert bus.population == []
+
+
+def test_a_broker_that_does_not_answer_is_503(client: TestClient, bus: Bus) -> None:
+    bus.down = True
+    answer = client.post("/v1/contracts/c-ville-a/population", json={"subjects": PERSONS},
+                         headers=as_("sub-token"))
+    assert answer.status_code == 503
+    assert answer.headers["content-type"] == problems.PROBLEM_JSON
+
+
+# --- what is refused ---------------------------------------------------------------------
+
+
+def test_more_subjects_than_the_setting_allows_is_413(client: TestClient, bus: Bus,
+                                                      settings: Settings) -> None:
+    too_many = [p.nir for p in people(77, settings.gateway_max_subjects + 1)]
+    answer = client.post("/v1/contracts/c-ville-a/population", json={"subjects": too_many},
+                         headers=as_("sub-token"))
+    assert answer.status_code == 413
+    assert bus.population == []
+    within = client.post("/v1/contracts/c-ville-a/population",
+                         json={"subjects": too_many[:-1]}, headers=as_("sub-token"))
+    assert within.status_code == 200
+
+
+def test_every_invalid_subject_is_named_by_index_never_by_value_and_nothing_written(
+        client: TestClient, bus: Bus) -> None:
+    sent = [PERSONS[0], BAD_NIR, PERSONS[1], "12345678", BAD_NIR]
+    answer = client.post("/v1/contracts/c-ville-a/population", json={"subjects": sent},
+                         headers=as_("sub-token"))
+    assert answer.status_code == 422
+    assert [e["field"] for e in answer.json()["errors"]] == [
+        "body.subjects.1", "body.subjects.3", "body.subjects.4"]
+    assert all(e["reason"] for e in answer.json()["errors"])
+    for value in (*PERSONS, BAD_NIR, "12345678"):
+        assert value not in answer.text
+    assert bus.population == []
+
+
+def test_a_nir_in_the_evidence_is_refused_by_field_without_repeating_it(
+        client: TestClient, bus: Bus) -> None:
+    answer = client.post("/v1/contracts/c-ville-a/consents", headers=as_("sub-token"), json={
+        "subjects": PERSONS, "status": "granted", "evidence": f"form of {PERSONS[2]}"})
+    assert answer.status_code == 422
+    assert [e["field"] for e in answer.json()["errors"]] == ["body.evidence"]
+    assert PERSONS[2] not in answer.text
+    assert bus.consents == []
+
+
+def test_an_invalid_collecting_siret_is_refused_without_repeating_it(client: TestClient,
+                                                                     bus: Bus) -> None:
+    wrong = SIRET[:-1] + "2"
+    answer = client.post("/v1/contracts/c-ville-a/consents", headers=as_("sub-token"), json={
+        "subjects": [BAD_NIR], "status": "granted", "collected_by": wrong})
+    assert answer.status_code == 422
+    assert [e["field"] for e in answer.json()["errors"]] == ["body.subjects.0",
+                                                             "body.collected_by"]
+    assert wrong not in answer.text
+    assert wrong[:9] not in answer.text
+    assert bus.consents == []
+
+
+# --- what is written and answered --------------------------------------------------------
+
+
+def test_an_enrolment_answers_pseudonyms_by_index_never_the_nirs(
+        client: TestClient, bus: Bus, settings: Settings) -> None:
+    sent = [PERSONS[0], PERSONS[1], PERSONS[0]]
+    answer = client.post("/v1/contracts/c-ville-a/population", json={"subjects": sent},
+                         headers=as_("sub-token"))
+    assert answer.status_code == 200
+    mine = Pseudonymiser(pseudonym_secret(settings)).for_subscriber("ville-a")
+    expected = [mine.pseudonym(reference(settings, nir)) for nir in sent]
+    assert answer.json() == {
+        "contract_id": "c-ville-a", "written": 2, "repeats": 1,
+        "pseudonyms": [{"index": i, "pseudonym": p} for i, p in enumerate(expected)]}
+    assert not any(nir in answer.text for nir in PERSONS)
+    assert bus.population == [([reference(settings, PERSONS[0]),
+                                reference(settings, PERSONS[1])], True)]
+
+
+def test_a_release_writes_each_subject_once_and_counts(client: TestClient, bus: Bus,
+                                                      settings: Settings) -> None:
+    answer = client.request("DELETE", "/v1/contracts/c-ville-a/population",
+                            json={"subjects": [PERSONS[2], PERSONS[2]]},
+                            headers=as_("sub-token"))
+    assert answer.status_code == 200
+    assert answer.json() == {"contract_id": "c-ville-a", "written": 1, "repeats": 1}
+    assert bus.population == [([reference(settings, PERSONS[2])], False)]
+
+
+def test_a_withdrawal_is_recorded_with_its_terms_and_counts_its_notices(
+        client: TestClient, bus: Bus, settings: Settings) -> None:
+    answer = client.post("/v1/contracts/c-ville-a/consents", headers=as_("sub-token"), json={
+        "subjects": PERSONS[:2], "status": "withdrawn", "channel": "counter",
+        "evidence": "guichet-2026-118", "collected_by": SIRET})
+    assert answer.status_code == 200
+    assert answer.json() == {"contract_id": "c-ville-a", "written": 2, "repeats": 0,
+                             "status": "withdrawn", "erasure_notices": 2}
+    assert bus.consents == [{"refs": [reference(settings, n) for n in PERSONS[:2]],
+                             "terms": ("withdrawn", "counter", SIRET, "guichet-2026-118")}]
+
+
+def test_a_grant_sends_no_notice(client: TestClient, bus: Bus) -> None:
+    answer = client.post("/v1/contracts/c-ville-a/consents", headers=as_("sub-token"),
+                         json={"subjects": PERSONS[:1], "status": "granted"})
+    assert answer.status_code == 200
+    assert answer.json()["erasure_notices"] == 0
+    assert bus.consents[0]["terms"] == ("granted", "online_portal", None, None)
