@@ -19,16 +19,18 @@ from fastapi.testclient import TestClient
 from pydantic import ValidationError
 
 from connectors.gateway import contracts, portal, problems
+from connectors.gateway.app import create_app
 from connectors.gateway.portal import ConsentDecisions
 from connectors.gateway.subjects import SubjectsBody
 from schemas.catalog import Catalog
-from streams.dev.synthetic.population import people
+from streams.dev.synthetic.population import companies, people
 from streams.privacy.pseudonyms import Pseudonymiser, SubjectReferences
-from streams.privacy.secret import pseudonym_secret, subject_secret
+from streams.privacy.secret import SecretRefused, pseudonym_secret, subject_secret
 from streams.security.principals import Principal
 from streams.settings import Settings
 from streams.state.contract import Contract
 from streams.state.subjects import Subject
+from tests.unit.command_settings import strong_secret
 
 CATALOG = Catalog.load()
 PERSONS = [p.nir for p in people(4242, 3)]
@@ -263,6 +265,33 @@ def test_an_enrolment_answers_pseudonyms_by_index_never_the_nirs(
                                 reference(settings, PERSONS[1])], True)]
 
 
+def test_a_nir_with_spaces_is_the_same_subject_and_a_company_s_pseudonym_is_its_siren(
+        client: TestClient, bus: Bus, settings: Settings) -> None:
+    nir = PERSONS[1]
+    spaced = f"{nir[0]} {nir[1:3]} {nir[3:5]} {nir[5:7]} {nir[7:10]} {nir[10:13]} {nir[13:]}"
+    siren = companies(99, 1)[0]
+    answer = client.post("/v1/contracts/c-ville-a/population", headers=as_("sub-token"),
+                         json={"subjects": [nir, siren, spaced]})
+    assert answer.status_code == 200
+    shown = answer.json()["pseudonyms"]
+    assert (answer.json()["written"], answer.json()["repeats"]) == (2, 1)
+    assert shown[0]["pseudonym"] == shown[2]["pseudonym"] != nir
+    assert shown[1] == {"index": 1, "pseudonym": siren}
+    assert bus.population == [([reference(settings, nir), siren], True)]
+
+
+def test_a_body_off_its_schema_is_422_naming_the_field(client: TestClient, bus: Bus) -> None:
+    answer = client.post("/v1/contracts/c-ville-a/consents", headers=as_("sub-token"),
+                         json={"subjects": PERSONS[:1], "status": "perhaps"})
+    assert answer.status_code == 422
+    assert [e["field"] for e in answer.json()["errors"]] == ["body.status"]
+    assert bus.looked_up == []
+
+
+def test_a_request_takes_1000_subjects_unless_configured_otherwise() -> None:
+    assert Settings().gateway_max_subjects == 1000
+
+
 def test_a_release_writes_each_subject_once_and_counts(client: TestClient, bus: Bus,
                                                       settings: Settings) -> None:
     answer = client.request("DELETE", "/v1/contracts/c-ville-a/population",
@@ -291,3 +320,17 @@ def test_a_grant_sends_no_notice(client: TestClient, bus: Bus) -> None:
     assert answer.status_code == 200
     assert answer.json()["erasure_notices"] == 0
     assert bus.consents[0]["terms"] == ("granted", "online_portal", None, None)
+
+
+# --- secrets -----------------------------------------------------------------------------
+
+
+def test_the_gateway_does_not_start_without_the_pseudonym_secret(tmp_path: Path) -> None:
+    """Enrolments answer pseudonyms and withdrawals send notices under them: a gateway that
+    could not would fail its first portal request, so it refuses to start, before it connects
+    to anything, naming the setting."""
+    app = create_app(Settings(cache_dir=tmp_path, security_protocol="SASL_PLAINTEXT",
+                              subject_secret=strong_secret()))
+    with pytest.raises(SecretRefused) as caught, TestClient(app):
+        pass
+    assert caught.value.setting == "CIRCULATION_PSEUDONYM_SECRET"
