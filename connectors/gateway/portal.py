@@ -49,7 +49,7 @@ router = APIRouter(prefix="/v1/contracts/{id}", tags=["portal"])
 ContractId = Annotated[str, Path(alias="id", description="The contract's id.")]
 
 _REFUSALS: Final[dict[int | str, dict[str, Any]]] = {
-    status: PROBLEM_RESPONSES[status] for status in (401, 403, 404, 413, 422, 503)}
+    status: PROBLEM_RESPONSES[status] for status in (400, 401, 403, 404, 413, 422, 503)}
 
 
 # --- bodies -------------------------------------------------------------------------------

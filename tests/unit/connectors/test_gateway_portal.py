@@ -7,16 +7,21 @@ that a refused request writes nothing and repeats nothing it was sent.
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
+import schemathesis
 from aiokafka.errors import KafkaConnectionError
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from hypothesis import HealthCheck
+from hypothesis import settings as settings_of_hypothesis
 from pydantic import ValidationError
+from schemathesis import Case, checks
 
 from connectors.gateway import contracts, portal, problems
 from connectors.gateway.app import create_app
@@ -194,6 +199,15 @@ def test_a_broker_that_does_not_answer_is_503(client: TestClient, bus: Bus) -> N
     assert answer.headers["content-type"] == problems.PROBLEM_JSON
 
 
+def test_a_method_the_population_does_not_take_is_405_naming_both_it_takes(
+        client: TestClient) -> None:
+    answer = client.put("/v1/contracts/c-ville-a/population", json={"subjects": PERSONS},
+                        headers=as_("sub-token"))
+    assert answer.status_code == 405
+    assert answer.headers["allow"] == "DELETE, POST"
+    assert answer.headers["content-type"] == problems.PROBLEM_JSON
+
+
 # --- what is refused ---------------------------------------------------------------------
 
 
@@ -334,3 +348,39 @@ def test_the_gateway_does_not_start_without_the_pseudonym_secret(tmp_path: Path)
     with pytest.raises(SecretRefused) as caught, TestClient(app):
         pass
     assert caught.value.setting == "CIRCULATION_PSEUDONYM_SECRET"
+
+
+# --- any input ----------------------------------------------------------------------------
+
+
+def _portal_app() -> FastAPI:
+    app = FastAPI()
+    problems.install(app)
+    app.include_router(portal.router)
+    return app
+
+
+FUZZED = _portal_app()
+fuzzed = schemathesis.openapi.from_asgi("/openapi.json", FUZZED)
+"""The portal routes' own OpenAPI document, served by an app whose bus is the recorder above
+(set up per test, below)."""
+
+
+@fuzzed.parametrize()
+@settings_of_hypothesis(max_examples=60, deadline=None,
+                        suppress_health_check=list(HealthCheck))
+def test_no_input_makes_a_portal_route_fail_or_answer_off_its_schema(
+        case: Case, settings: Settings, bus: Bus) -> None:
+    """Valid and invalid requests alike (schemathesis' positive and negative cases): never a
+    5xx, and every answer is one the document declares, in the shape it declares. Every
+    contract id is the caller's, so that generated requests reach the writes, not only 404.
+
+    Only "a schema-valid request is accepted" is left out: a string of the right length is
+    not yet a NIR (its control key is checked after the schema, 422), and the count bound is
+    a setting (413), which no schema can say."""
+    mine = a_contract()
+    bus.contracts = defaultdict(lambda: mine)
+    FUZZED.state.settings = settings
+    FUZZED.state.tokens = _Tokens()
+    case.call_and_validate(headers=as_("sub-token"),
+                           excluded_checks=[checks.positive_data_acceptance])
