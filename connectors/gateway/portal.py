@@ -66,8 +66,8 @@ class ConsentDecisions(SubjectsBody):
         description="Reference of the signed form or of the portal session (printable, no "
                     "NIR).")
     collected_by: str | None = Field(
-        None, description="SIRET of the body that collected them; the contract's subscriber's "
-                          "SIRET when absent.")
+        None, max_length=32, description="SIRET of the body that collected them; the "
+                                         "contract's subscriber's SIRET when absent.")
 
 
 _BODY_FIELDS: Final = {"collected_by": "body.collected_by", "evidence_ref": "body.evidence"}
@@ -77,7 +77,7 @@ _BODY_FIELDS: Final = {"collected_by": "body.collected_by", "evidence_ref": "bod
 # --- answers ------------------------------------------------------------------------------
 
 
-class Written(BaseModel):
+class SubjectsWritten(BaseModel):
     """What a request wrote: each distinct subject once."""
 
     contract_id: str
@@ -93,7 +93,7 @@ class PseudonymOf(BaseModel):
     pseudonym: str
 
 
-class Enrolment(Written):
+class Enrolment(SubjectsWritten):
     """An enrolment: the pseudonym the subscriber will receive for each subject sent."""
 
     pseudonyms: list[PseudonymOf] = Field(
@@ -101,7 +101,7 @@ class Enrolment(Written):
                     "pseudonym as its first occurrence).")
 
 
-class Consents(Written):
+class ConsentsRecorded(SubjectsWritten):
     """Recorded consent decisions, and the erasure notices a withdrawal sent."""
 
     status: ConsentStatus
@@ -129,25 +129,25 @@ async def enrol(contract_id: ContractId, body: SubjectsBody, who: Caller,
 @router.delete("/population", summary="Release persons or companies from the population",
                responses=_REFUSALS)
 async def release(contract_id: ContractId, body: SubjectsBody, who: Caller,
-                  request: Request) -> Written:
+                  request: Request) -> SubjectsWritten:
     settings, contract, given = await _admitted(request, who, contract_id, body.subjects)
     unique, repeats = distinct(given)
     async with _bus_answers():
         await set_population(settings, contract, unique, enrolled=False)
-    return Written(contract_id=contract.id, written=len(unique), repeats=repeats)
+    return SubjectsWritten(contract_id=contract.id, written=len(unique), repeats=repeats)
 
 
 @router.post("/consents", summary="Record persons' consent decisions (grant or withdrawal)",
              responses=_REFUSALS)
 async def decide(contract_id: ContractId, body: ConsentDecisions, who: Caller,
-                 request: Request) -> Consents:
+                 request: Request) -> ConsentsRecorded:
     settings, contract, given = await _admitted(request, who, contract_id, body.subjects,
                                                 consent_text_problems(body))
     unique, repeats = distinct(given)
     async with _bus_answers():
         await set_consent(settings, contract, unique, body.status, body.channel,
                           body.collected_by, body.evidence)
-    return Consents(contract_id=contract.id, written=len(unique), repeats=repeats,
+    return ConsentsRecorded(contract_id=contract.id, written=len(unique), repeats=repeats,
                     status=body.status,
                     erasure_notices=len(unique) if body.status == "withdrawn" else 0)
 

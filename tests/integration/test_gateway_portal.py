@@ -366,5 +366,6 @@ async def test_the_gateway_logs_routes_never_a_nir_nor_a_token(portal: Portal) -
     text = portal.log.read_text()
     assert '"route": "/v1/contracts/{id}/population"' in text
     assert '"request failed"' not in text, "a portal request crashed the gateway"
+    assert portal.enrolled.id not in text, "a path was logged, not its route's template"
     assert not contains_nir(text)
     assert not any(token in text for token in portal.tokens.values())
