@@ -211,6 +211,14 @@ def test_a_method_the_population_does_not_take_is_405_naming_both_it_takes(
     assert answer.headers["content-type"] == problems.PROBLEM_JSON
 
 
+def test_a_body_that_is_not_utf8_is_a_400_problem(client: TestClient, bus: Bus) -> None:
+    answer = client.post("/v1/contracts/c-ville-a/population", content=b'{"subjects": ["\xff"]}',
+                         headers={**as_("sub-token"), "content-type": "application/json"})
+    assert answer.status_code == 400
+    assert answer.headers["content-type"] == problems.PROBLEM_JSON
+    assert bus.population == []
+
+
 # --- what is refused ---------------------------------------------------------------------
 
 
