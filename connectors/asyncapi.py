@@ -62,6 +62,9 @@ class BusAddress:
 
     bootstrap: str
     registry_url: str
+    security_protocol: str = "SASL_SSL"
+    """How parties reach the brokers (the bus's ``security_protocol`` setting): the document
+    says what the cluster it was made from requires, not what a production one would."""
 
     def __post_init__(self) -> None:
         parts = urlsplit(self.registry_url)
@@ -156,16 +159,21 @@ _WEBHOOK_NOTE = (
 
 
 def _server(address: BusAddress, schemes: Mapping[str, Any]) -> dict[str, Any]:
-    """The Kafka cluster, reached over TLS with SCRAM, and its schema registry."""
+    """The Kafka cluster as parties reach it, and its schema registry."""
     first = address.bootstrap.split(",", 1)[0].strip()
+    secured = address.security_protocol == "SASL_SSL"
+    how = ("TLS with SASL/SCRAM-SHA-512 (security.protocol SASL_SSL); each party connects as "
+           "its own principal and is allowed its own topics and nothing else"
+           if secured else
+           f"security.protocol {address.security_protocol}: a development cluster, "
+           "without the authentication a production one requires")
     return {
         "host": first,
-        "protocol": "kafka-secure",
-        "description": (f"Bootstrap servers: {address.bootstrap}. TLS with SASL/SCRAM-SHA-512 "
-                        f"(security.protocol SASL_SSL); each party connects as its own "
-                        f"principal and is allowed its own topics and nothing else. The schema "
-                        f"registry speaks the Confluent API; the same credential opens it."),
-        "security": [_scheme_ref(name) for name in schemes],
+        "protocol": "kafka-secure" if address.security_protocol.endswith("SSL") else "kafka",
+        "description": (f"Bootstrap servers: {address.bootstrap}. {how}. The schema registry "
+                        "speaks the Confluent API"
+                        + ("; the same credential opens it." if secured else ".")),
+        "security": [_scheme_ref(name) for name in schemes] if secured else [],
         "bindings": {"kafka": {"schemaRegistryUrl": address.registry_url,
                                "schemaRegistryVendor": "confluent",
                                "bindingVersion": KAFKA_BINDING}},

@@ -89,20 +89,26 @@ def derived_id(sha256: str, line: int) -> str:
     return str(uuid.uuid5(INGESTED_IDS, f"{sha256}:{line}"))
 
 
-def already_finished(path: Path, file_format: Format) -> IngestReport | None:
-    """The report of a file an earlier run finished, from its progress file alone: a rerun of
-    it needs neither the broker nor the registry. ``None`` when it is not finished."""
+def already_finished(path: Path, file_format: Format, bus: str) -> IngestReport | None:
+    """The report of a file an earlier run finished into ``bus``, from its progress file
+    alone: a rerun of it needs neither the broker nor the registry. ``None`` when it is not
+    finished."""
     recorded = ingest_progress.load(path)
     if recorded is None or not recorded.finished:
         return None
-    refuse_other_input(path, file_format, recorded, ingest_progress.file_sha256(path))
+    refuse_other_input(path, file_format, recorded, ingest_progress.file_sha256(path), bus)
     return IngestReport(finished=True, finished_before=True, progress=recorded)
 
 
 def refuse_other_input(path: Path, file_format: Format, recorded: IngestProgress,
-                       sha256: str) -> None:
-    """Refuse to resume a progress file written for other content or another format."""
+                       sha256: str, bus: str) -> None:
+    """Refuse to resume a progress file written for other content, another format or
+    another bus."""
     where = ingest_progress.progress_path(path)
+    if recorded.destination is not None and recorded.destination != bus:
+        raise IngestRefused(f"{where} records ingesting {path.name} as {recorded.destination}, "
+                            f"not as {bus}: remove {where} to ingest it into this bus from its "
+                            f"first line")
     if recorded.sha256 != sha256:
         raise IngestRefused(f"{path} changed since {where} was written: remove {where} "
                             f"to ingest it as a new file (its events get new ids)")
@@ -140,9 +146,11 @@ class FileIngest:
     async def _run_alone(self) -> IngestReport:
         sha256 = ingest_progress.file_sha256(self.path)
         recorded = ingest_progress.load(self.path)
+        bus = ingest_progress.destination(self.publisher.settings)
         if recorded is not None:
-            refuse_other_input(self.path, self.format, recorded, sha256)
-        self._state = recorded or IngestProgress(sha256=sha256, format=self.format)
+            refuse_other_input(self.path, self.format, recorded, sha256, bus)
+        self._state = recorded or IngestProgress(sha256=sha256, format=self.format,
+                                                 destination=bus)
         self._report.progress = self._state
         if self._state.finished:
             self._report.finished = self._report.finished_before = True

@@ -7,7 +7,8 @@ every line is settled (published and acknowledged, or refused), and for each pro
 run wrote to, the end offsets before its first write: a rerun reads those topics from there to
 learn which events of the unsettled lines Kafka had already acknowledged when the process
 stopped. The offsets are those of the first run and are kept by every rerun, since the lines
-any earlier run wrote are after them. It holds no value of the input.
+any earlier run wrote are after them. It names the bus written to, so that it is never resumed
+against another. It holds no value of the input.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from pathlib import Path
 from typing import IO
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from streams.settings import Settings
 
 PROGRESS_SUFFIX = ".progress"
 REJECTED_SUFFIX = ".rejected.jsonl"
@@ -51,6 +54,17 @@ class IngestProgress(BaseModel):
         "Per provider topic, the end offset of each partition before the first write to it; "
         "a partition not listed was created later, and is read from its start."))
     finished: bool = False
+    destination: str | None = Field(default=None, description=(
+        "The bus the lines were written to: principal@bootstrap servers (see destination())."))
+
+
+def destination(settings: Settings) -> str:
+    """Where a run writes, as its settings say: the principal and the bootstrap servers.
+
+    Taken from the settings alone, so that a rerun of a finished file still needs no broker.
+    A progress file says what one bus acknowledged: resumed against another (a staging
+    cluster, then production), it would skip lines that bus never received."""
+    return f"{settings.sasl_username or 'anonymous'}@{settings.kafka_bootstrap}"
 
 
 def progress_path(path: Path) -> Path:

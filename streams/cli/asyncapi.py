@@ -38,6 +38,7 @@ def asyncapi(
         chosen = scope(catalog, contracts, provider=provider, subscriber=subscriber)
     except UnknownParty as exc:
         fail(str(exc), code=2)
-    address = BusAddress(current.kafka_bootstrap, current.schema_registry_url)
+    address = BusAddress(current.kafka_bootstrap, current.schema_registry_url,
+                         current.security_protocol)
     found = document(catalog, contracts, chosen, address, version("circulation"))
     sys.stdout.write(json.dumps(found, ensure_ascii=False, indent=2) + "\n")

@@ -20,6 +20,7 @@ from connectors.file_ingest import (
 from connectors.ingest_progress import (
     AnotherRun,
     ProgressUnreadable,
+    destination,
     progress_path,
     rejected_path,
 )
@@ -69,7 +70,7 @@ def ingest_file(
     if chosen is None:
         fail(f"cannot tell the format of {path.name} from its suffix: say --format jsonl or csv")
     try:
-        finished = already_finished(path, chosen)
+        finished = already_finished(path, chosen, destination(config))
     except (IngestRefused, ProgressUnreadable) as exc:
         fail(str(exc))
     if finished is not None:

@@ -18,6 +18,11 @@ WORKER = "circulation-worker"
 the alert rules in ``deploy/observability/alerts.yml`` select."""
 LAG = "circulation-lag"
 """The lag exporter's Deployment and Service."""
+GATEWAY = "circulation-gateway"
+"""The HTTP gateway's Deployment and Service (``circulation api``)."""
+GATEWAY_PORT = 8000
+SINK_PREFIX = "circulation-sink-"
+"""Each webhook sink's Deployment: this prefix and the contract's id."""
 METRICS_PORT = 9464
 """The worker's metrics port (``CIRCULATION_METRICS_PORT``), as in ``deploy/observability``."""
 LAG_PORT = 9465
@@ -45,6 +50,9 @@ class RenderOptions:
     registry_url: str = "http://schema-registry:8080/apis/ccompat/v7"
     pseudonym_secret_name: str = "circulation-pseudonym"  # noqa: S105 - a name, no value
     """The Secret (key ``secret``) holding the pseudonym secret; created by the operator."""
+    subject_secret_name: str = "circulation-subject"  # noqa: S105 - a name, no value
+    """The Secret (key ``secret``) holding the subject secret, for the gateway; the operator's."""
+    gateway_replicas: int = 2
     lag_threshold: int = 1000
     """Records of router lag per worker before KEDA adds one."""
 
@@ -73,6 +81,12 @@ class RenderOptions:
     def worker_user(self) -> str:
         """The principal the workers and the lag exporter connect as."""
         return principals.WORKER
+
+    @staticmethod
+    def webhook_secret(contract_id: str) -> str:
+        """The Secret (key ``secret``) holding a contract's webhook signing secret(s), created
+        by the operator with the subscriber: ``webhook-<contract>``."""
+        return f"webhook-{contract_id}"
 
     def metadata(self, name: str, **labels: str) -> dict[str, Any]:
         """A resource's metadata in this namespace, with the labels every resource carries."""

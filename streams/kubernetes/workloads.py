@@ -15,28 +15,45 @@ caches (``HOME``).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import PurePosixPath
 from typing import Any
 
-from streams.kubernetes.options import LAG, LAG_PORT, METRICS_PORT, WORKER, RenderOptions
+from streams.kubernetes.options import (
+    GATEWAY,
+    GATEWAY_PORT,
+    LAG,
+    LAG_PORT,
+    METRICS_PORT,
+    SINK_PREFIX,
+    WORKER,
+    RenderOptions,
+)
+from streams.security import principals
 from streams.security.access import ROUTER_GROUP
+from streams.state.contract import Contract
 
 Resource = dict[str, Any]
 
 _UID = 10001
 _TMP = "/tmp"  # noqa: S108 - an emptyDir of the pod's own, not the host's /tmp
 _CA_DIR = "/etc/circulation/kafka-ca"
-_PSEUDONYM_IN = "/etc/circulation/pseudonym-in"
-_PSEUDONYM_DIR = "/run/circulation"
+_SECRETS_IN = "/etc/circulation/secrets-in"
+_SECRETS_DIR = "/run/circulation"
 STATE_DIR = "/var/lib/circulation/state"
 STATE_SIZE = "8Gi"
 """The worker's state stores (:mod:`streams.state.directory_store`) live on the node's disk, in
 an emptyDir: it outlives a container's restart, which then reads on from where its stores left
 off; a pod scheduled elsewhere starts empty and restores its partitions from the topics."""
-PSEUDONYM_FILE = f"{_PSEUDONYM_DIR}/pseudonym-secret"
+PSEUDONYM_FILE = f"{_SECRETS_DIR}/pseudonym-secret"
+SUBJECT_FILE = f"{_SECRETS_DIR}/subject-secret"
 WORKER_RESOURCES = {"requests": {"cpu": "500m", "memory": "512Mi"},
                     "limits": {"memory": "1Gi"}}
 """A starting point: a worker routes on one core; memory holds the followed state and the
 batches in flight. No CPU limit: throttling a worker only grows its lag."""
+GATEWAY_RESOURCES = {"requests": {"cpu": "250m", "memory": "256Mi"},
+                     "limits": {"memory": "512Mi"}}
+SINK_RESOURCES = {"requests": {"cpu": "50m", "memory": "128Mi"},
+                  "limits": {"memory": "256Mi"}}
 LAG_RESOURCES = {"requests": {"cpu": "100m", "memory": "256Mi"},
                  "limits": {"memory": "512Mi"}}
 LAG_COMMAND = ["circulation", "lag", "--serve", str(LAG_PORT), "--window", "60",
@@ -48,9 +65,10 @@ def _selector(name: str) -> dict[str, str]:
     return {"app.kubernetes.io/name": name}
 
 
-def _connection_env(options: RenderOptions) -> list[dict[str, Any]]:
-    """The settings of a client of the bus connecting as ``bus-worker``."""
-    user = options.worker_user
+def _connection_env(options: RenderOptions, user: str | None = None) -> list[dict[str, Any]]:
+    """The settings of a client of the bus connecting as ``user`` (``bus-worker`` unless
+    said)."""
+    user = user or options.worker_user
     return [
         {"name": "CIRCULATION_KAFKA_BOOTSTRAP", "value": options.bootstrap},
         {"name": "CIRCULATION_SECURITY_PROTOCOL", "value": "SASL_SSL"},
@@ -101,7 +119,7 @@ def worker_deployment(options: RenderOptions) -> Resource:
     manifests again must not reset it. No liveness probe: a worker that cannot route exits
     (status 70) for its restart, while its metrics thread would answer a probe regardless.
     Time to stop: the batches in flight are settled before the process ends."""
-    container = {
+    container: dict[str, Any] = {
         "name": "worker", "image": options.image, "command": ["circulation", "worker"],
         "workingDir": _TMP,
         "env": [*_connection_env(options),
@@ -113,28 +131,43 @@ def worker_deployment(options: RenderOptions) -> Resource:
         "ports": [{"name": "metrics", "containerPort": METRICS_PORT}],
         "readinessProbe": _metrics_probe(),
         "resources": WORKER_RESOURCES, "securityContext": _CONTAINER_SECURITY,
-        "volumeMounts": [*_BASE_MOUNTS, {"name": "pseudonym", "mountPath": _PSEUDONYM_DIR,
-                                         "readOnly": True},
-                         {"name": "state", "mountPath": STATE_DIR}],
     }
-    copy = {
-        "name": "pseudonym-secret", "image": options.image,
-        "command": ["install", "-m", "0400", f"{_PSEUDONYM_IN}/secret", PSEUDONYM_FILE],
-        "securityContext": _CONTAINER_SECURITY,
-        "resources": {"requests": {"cpu": "10m", "memory": "16Mi"},
-                      "limits": {"memory": "64Mi"}},
-        "volumeMounts": [{"name": "pseudonym-in", "mountPath": _PSEUDONYM_IN, "readOnly": True},
-                         {"name": "pseudonym", "mountPath": _PSEUDONYM_DIR}],
-    }
-    volumes = [*_base_volumes(options),
-               {"name": "pseudonym-in", "secret": {
-                   "secretName": options.pseudonym_secret_name, "defaultMode": 0o440,
-                   "items": [{"key": "secret", "path": "secret"}]}},
-               {"name": "pseudonym", "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}},
+    copy, volumes, mounts = _owner_only_secrets(options, {
+        PSEUDONYM_FILE: options.pseudonym_secret_name})
+    container["volumeMounts"] = [*_BASE_MOUNTS, *mounts, {"name": "state",
+                                                          "mountPath": STATE_DIR}]
+    volumes = [*_base_volumes(options), *volumes,
                {"name": "state", "emptyDir": {"sizeLimit": STATE_SIZE}}]
     return _deployment(WORKER, options, {"initContainers": [copy], "containers": [container],
                                          "volumes": volumes,
                                          "terminationGracePeriodSeconds": 60})
+
+
+def _owner_only_secrets(options: RenderOptions, files: dict[str, str]
+                        ) -> tuple[Resource, list[Resource], list[Resource]]:
+    """An init container copying each Secret (key ``secret``) to its file owner-only in
+    memory, with the volumes and the main container's mount: the bus refuses a secret file
+    others may read, and Kubernetes mounts Secrets readable by the pod's group."""
+    sources = [(f"secret-in-{index}", secret, path) for index, (path, secret)
+               in enumerate(sorted(files.items()))]
+    copy = {
+        "name": "secrets", "image": options.image,
+        "command": ["install", "-m", "0400", "-t", _SECRETS_DIR,
+                    *(f"{_SECRETS_IN}/{name}/{PurePosixPath(path).name}"
+                      for name, _, path in sources)],
+        "securityContext": _CONTAINER_SECURITY,
+        "resources": {"requests": {"cpu": "10m", "memory": "16Mi"},
+                      "limits": {"memory": "64Mi"}},
+        "volumeMounts": [*({"name": name, "mountPath": f"{_SECRETS_IN}/{name}",
+                            "readOnly": True} for name, _, _ in sources),
+                         {"name": "secrets", "mountPath": _SECRETS_DIR}],
+    }
+    volumes = [*({"name": name, "secret": {
+                    "secretName": secret, "defaultMode": 0o440,
+                    "items": [{"key": "secret", "path": PurePosixPath(path).name}]}}
+                 for name, secret, path in sources),
+               {"name": "secrets", "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}}]
+    return copy, volumes, [{"name": "secrets", "mountPath": _SECRETS_DIR, "readOnly": True}]
 
 
 def worker_budget(options: RenderOptions) -> Resource:
@@ -210,6 +243,70 @@ def lag_deployment(options: RenderOptions) -> Resource:
     }
     return _deployment(LAG, options, {"containers": [container],
                                       "volumes": _base_volumes(options)}, replicas=1)
+
+
+def gateway_deployment(options: RenderOptions) -> Resource:
+    """``circulation api`` as ``bus-gateway``, behind a Service the ingress (which terminates
+    TLS) forwards to. It holds the subject secret, as every edge that takes NIRs does, and the
+    pseudonym secret, which enrolments answer with and withdrawals' erasure notices carry.
+    Liveness asks only that the process answers: a Kafka outage must not restart every
+    replica at once; readiness asks Kafka and the registry."""
+    container: dict[str, Any] = {
+        "name": "gateway", "image": options.image, "workingDir": _TMP,
+        "command": ["circulation", "api", "--host", "0.0.0.0",  # noqa: S104 - in its pod
+                    "--port", str(GATEWAY_PORT)],
+        "env": [*_connection_env(options, principals.GATEWAY),
+                {"name": "CIRCULATION_SUBJECT_SECRET_FILE", "value": SUBJECT_FILE},
+                {"name": "CIRCULATION_PSEUDONYM_SECRET_FILE", "value": PSEUDONYM_FILE}],
+        "ports": [{"name": "http", "containerPort": GATEWAY_PORT}],
+        "readinessProbe": {"httpGet": {"path": "/readyz", "port": "http"},
+                           "periodSeconds": 10, "timeoutSeconds": 5},
+        "livenessProbe": {"httpGet": {"path": "/healthz", "port": "http"},
+                          "periodSeconds": 15},
+        "resources": GATEWAY_RESOURCES, "securityContext": _CONTAINER_SECURITY,
+    }
+    copy, volumes, mounts = _owner_only_secrets(options, {
+        SUBJECT_FILE: options.subject_secret_name, PSEUDONYM_FILE: options.pseudonym_secret_name})
+    container["volumeMounts"] = [*_BASE_MOUNTS, *mounts]
+    return _deployment(GATEWAY, options, {"initContainers": [copy], "containers": [container],
+                                          "volumes": [*_base_volumes(options), *volumes]},
+                       replicas=options.gateway_replicas)
+
+
+def gateway_service(options: RenderOptions) -> Resource:
+    """Where the ingress sends the gateway's traffic."""
+    return {"apiVersion": "v1", "kind": "Service",
+            "metadata": options.metadata(GATEWAY, **_selector(GATEWAY)),
+            "spec": {"selector": _selector(GATEWAY),
+                     "ports": [{"name": "http", "port": GATEWAY_PORT, "targetPort": "http"}]}}
+
+
+def webhook_sinks(options: RenderOptions, contracts: Sequence[Contract]) -> list[Resource]:
+    """One ``circulation sink webhook`` per contract that names a webhook, as ``bus-sink``.
+    One replica: its partitions' tasks already deliver concurrently, each person's in order.
+    The signing secret comes from the Secret the operator agrees with the subscriber
+    (:meth:`RenderOptions.webhook_secret`), into the variable the contract names. Metrics
+    are served on the usual port; readiness follows them."""
+    return [_webhook_sink(options, c.id, c.delivery.webhook.secret_env) for c in contracts
+            if c.delivery is not None and c.delivery.webhook is not None]
+
+
+def _webhook_sink(options: RenderOptions, contract_id: str, variable: str) -> Resource:
+    container = {
+        "name": "sink", "image": options.image, "workingDir": _TMP,
+        "command": ["circulation", "sink", "webhook", contract_id],
+        "env": [*_connection_env(options, principals.SINK),
+                {"name": "CIRCULATION_METRICS_PORT", "value": str(METRICS_PORT)},
+                {"name": variable, "valueFrom": {"secretKeyRef": {
+                    "name": options.webhook_secret(contract_id), "key": "secret"}}}],
+        "ports": [{"name": "metrics", "containerPort": METRICS_PORT}],
+        "readinessProbe": _metrics_probe(),
+        "resources": SINK_RESOURCES, "securityContext": _CONTAINER_SECURITY,
+        "volumeMounts": _BASE_MOUNTS,
+    }
+    return _deployment(SINK_PREFIX + contract_id, options,
+                       {"containers": [container], "volumes": _base_volumes(options)},
+                       replicas=1)
 
 
 def service_monitor(options: RenderOptions) -> Resource:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import os
 import signal
 import socket
@@ -36,7 +37,7 @@ from streams.settings import Settings
 from streams.state.contract import Contract
 from streams.state.contract_store import ContractStore
 from tests.conftest import Services
-from tests.integration.test_consume import _write_deliveries
+from tests.integration.test_consume import PARTITIONS, _write_deliveries
 from tests.integration.webhook_receiver import ACCEPT, Answer, Receiver, as_json
 
 CATALOG = Catalog.load()
@@ -245,6 +246,47 @@ async def test_410_stops_the_sink_and_commits_nothing_past_it(
     assert "410 Gone" in stderr.decode()
     assert receiver.accepted_ids() == []
     assert await _committed(settings, contract) == 0
+
+
+async def test_after_a_410_the_sinks_group_reads_stop_in_lag(
+        settings: Settings, services: Services) -> None:
+    """An endpoint gone is an operator's problem: nobody reads the contract's topic any more,
+    and ``circulation lag`` says STOP (exit 1) for the sink's group, with what is left."""
+    receiver = Receiver(NEW, lambda number, event: ACCEPT if number < PARTITIONS
+                        else Answer(410))
+    contract = _contract(receiver.url)
+    environment = _sink_environment(services)
+    try:
+        with SchemaRegistry(services.registry_url) as registry:
+            await ContractStore(settings, registry, CATALOG).apply([contract])
+        await _write_deliveries(settings, services, contract, PARTITIONS, create=False)
+        sink = await asyncio.create_subprocess_exec(
+            *CLI, "sink", "webhook", contract.id, env=environment,
+            stderr=asyncio.subprocess.PIPE)
+        await _until_committed(settings, contract, PARTITIONS)
+        await _write_deliveries(settings, services, contract, PARTITIONS, create=False)
+        _, stderr = await asyncio.wait_for(sink.communicate(), 60)
+    finally:
+        receiver.close()
+    assert sink.returncode == 3, stderr.decode()
+    check = await asyncio.create_subprocess_exec(
+        *CLI, "lag", "--subscriber", contract.subscriber, "--json", "--window", "2",
+        "--samples", "2", env=environment, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(check.communicate(), 60)
+    assert check.returncode == 1, err.decode()
+    (group,) = [g for g in json.loads(out)["groups"] if g["group"] == sink_group(contract.id)]
+    assert group["status"] == "STOP", group["reason"]
+    assert group["members"] == 0
+    assert group["lag_records"] == PARTITIONS
+
+
+async def _until_committed(settings: Settings, contract: Contract, total: int) -> None:
+    for _ in range(300):
+        if await _committed(settings, contract) >= total:
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"the sink did not commit {total} deliveries within 30s")
 
 
 async def _dead_letters(settings: Settings, since: dict[TopicPartition, int], origin: str,

@@ -68,6 +68,27 @@ def test_a_finished_file_run_again_needs_no_broker_nor_registry(tmp_path: Path) 
 
 
 @pytest.mark.usefixtures("offline")
+def test_a_progress_file_of_another_bus_is_not_resumed(tmp_path: Path) -> None:
+    """Finished into a staging cluster, the file is not "ingested already" into this one."""
+    path = tmp_path / "envoi.jsonl"
+    path.write_text("{}\n", encoding="utf-8")
+    ingest_progress.save(path, IngestProgress(
+        sha256=ingest_progress.file_sha256(path), format="jsonl", settled_through=1,
+        published=1, finished=True, destination="provider.cnaf@staging.example:9093"))
+    result = CliRunner().invoke(app, ["ingest-file", str(path)])
+    assert result.exit_code == 1
+    assert "records ingesting envoi.jsonl as provider.cnaf@staging.example:9093" in result.stderr
+    assert "ingested already" not in result.stdout
+    here = ingest_progress.destination(get_settings())
+    ingest_progress.save(path, IngestProgress(
+        sha256=ingest_progress.file_sha256(path), format="jsonl", settled_through=1,
+        published=1, finished=True, destination=here))
+    again = CliRunner().invoke(app, ["ingest-file", str(path)])
+    assert again.exit_code == 0, again.stderr
+    assert "ingested already" in again.stdout
+
+
+@pytest.mark.usefixtures("offline")
 def test_a_run_that_wrote_no_progress_does_not_offer_to_resume_from_it(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CIRCULATION_SUBJECT_SECRET", secrets.token_hex(32))

@@ -339,3 +339,19 @@ def test_a_credential_in_the_registry_url_is_left_out_of_the_document() -> None:
                          "https://reader:s3cret@registry.example:8443/apis/ccompat/v7")
     assert address.registry_url == "https://registry.example:8443/apis/ccompat/v7"
     assert BusAddress("k:1", "http://registry:8081/x").registry_url == "http://registry:8081/x"
+
+
+def test_a_document_made_from_a_development_cluster_says_it_has_no_authentication() -> None:
+    plain = BusAddress("127.0.0.1:9092", "http://127.0.0.1:8081/apis/ccompat/v7", "PLAINTEXT")
+    chosen = scope(CATALOG, CONTRACTS, provider="cnaf")
+    found = document(CATALOG, CONTRACTS, chosen, plain, "1.2.3")
+    assert _problems(found) == []
+    server = found["servers"]["bus"]
+    assert server["protocol"] == "kafka"
+    assert server["security"] == []
+    assert "PLAINTEXT" in server["description"]
+    assert "SASL_SSL" not in server["description"]
+    secured = _document(provider="cnaf")["servers"]["bus"]
+    assert secured["protocol"] == "kafka-secure"
+    assert "SASL_SSL" in secured["description"]
+    assert secured["security"]

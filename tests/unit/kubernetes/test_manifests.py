@@ -259,3 +259,75 @@ def test_workers_keep_their_state_on_disk_co_partitioned_with_the_events(
     volume = next(v for v in pod["volumes"] if v["name"] == mounts[env["CIRCULATION_STATE_DIR"]])
     assert "medium" not in volume["emptyDir"], "on the node's disk, not in memory"
     assert volume["emptyDir"]["sizeLimit"]
+
+
+def _webhook_contract(catalog: Catalog, base: Contract) -> Contract:
+    raw = {**base.model_dump(mode="json", exclude_none=True), "id": "lyon-webhook-2026",
+           "delivery": {"webhook": {"url": "https://hooks.lyon.example/circulation",
+                                    "secret_env": "LYON_WEBHOOK_SECRET"}}}
+    raw.pop("revoked", None)
+    return Contract.checked(raw, catalog)
+
+
+def _deployment_named(found: list[dict[str, Any]], name: str) -> dict[str, Any]:
+    (deployment,) = [d for d in _of_kind(found, "Deployment") if d["metadata"]["name"] == name]
+    return deployment
+
+
+def _secret_files(pod: dict[str, Any]) -> dict[str, str]:
+    """File copied owner-only by the init container → the Secret it comes from."""
+    (copy_step,) = pod["initContainers"]
+    assert copy_step["command"][:5] == ["install", "-m", "0400", "-t", "/run/circulation"]
+    by_mount = {m["mountPath"]: m["name"] for m in copy_step["volumeMounts"]}
+    secrets = {v["name"]: v["secret"]["secretName"] for v in pod["volumes"] if "secret" in v}
+    return {f"/run/circulation/{Path(source).name}": secrets[by_mount[str(Path(source).parent)]]
+            for source in copy_step["command"][5:]}
+
+
+def test_the_gateway_runs_as_bus_gateway_with_both_secrets_owner_only_behind_a_service(
+        catalog: Catalog, contracts: list[Contract], tmp_path: Path) -> None:
+    found = _rendered(catalog, contracts, tmp_path)
+    pod = _deployment_named(found, "circulation-gateway")["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert container["command"][:2] == ["circulation", "api"]
+    assert env["CIRCULATION_SASL_USERNAME"] == principals.GATEWAY
+    assert _secret_files(pod) == {
+        env["CIRCULATION_SUBJECT_SECRET_FILE"]: OPTIONS.subject_secret_name,
+        env["CIRCULATION_PSEUDONYM_SECRET_FILE"]: OPTIONS.pseudonym_secret_name}
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    (service,) = [s for s in _of_kind(found, "Service")
+                  if s["metadata"]["name"] == "circulation-gateway"]
+    assert service["spec"]["ports"][0]["targetPort"] == "http"
+    deployment = _deployment_named(found, "circulation-gateway")
+    assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
+
+
+def test_the_worker_still_copies_its_pseudonym_secret_alone(
+        catalog: Catalog, contracts: list[Contract], tmp_path: Path) -> None:
+    pod = _deployment_named(_rendered(catalog, contracts, tmp_path),
+                            WORKER)["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert _secret_files(pod) == {
+        env["CIRCULATION_PSEUDONYM_SECRET_FILE"]: OPTIONS.pseudonym_secret_name}
+    assert "CIRCULATION_SUBJECT_SECRET_FILE" not in env, "workers never hold the subject secret"
+
+
+def test_a_contract_naming_a_webhook_gets_its_sink_as_bus_sink(
+        catalog: Catalog, contracts: list[Contract], tmp_path: Path) -> None:
+    hooked = _webhook_contract(catalog, contracts[0])
+    found = _rendered(catalog, [*contracts, hooked], tmp_path)
+    sinks = [d["metadata"]["name"] for d in _of_kind(found, "Deployment")
+             if d["metadata"]["name"].startswith("circulation-sink-")]
+    assert sinks == ["circulation-sink-lyon-webhook-2026"]
+    pod = _deployment_named(found, sinks[0])["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["command"] == ["circulation", "sink", "webhook", hooked.id]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["CIRCULATION_SASL_USERNAME"]["value"] == principals.SINK
+    assert env["LYON_WEBHOOK_SECRET"]["valueFrom"]["secretKeyRef"] == {
+        "name": "webhook-lyon-webhook-2026", "key": "secret"}
+    for resource in found:
+        validate(resource)
