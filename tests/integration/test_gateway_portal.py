@@ -13,12 +13,8 @@ then a real absence, not a delay.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
-import socket
-import subprocess
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -32,9 +28,9 @@ from streams.dev.synthetic import Person
 from streams.kafka.topics import CONSENTS, POPULATION
 from streams.state.contract import Contract
 from streams.state.contract_store import ContractStore
+from tests.integration.gateway_process import running_gateway
 from tests.integration.routing_harness import (
     CATALOG,
-    CLI,
     Bus,
     Offsets,
     Record,
@@ -53,8 +49,6 @@ pytest_plugins = ("tests.integration.routing_harness",)
 BOURSIER = "statut_etudiant_boursier"
 MAX_SUBJECTS = 5
 """The gateway's gateway_max_subjects here: small, so that a 413 takes a small body."""
-PORTS = range(29500, 29550)
-READY_WAIT = 120.0
 
 
 @dataclass
@@ -76,17 +70,6 @@ class Portal:
         contract_id = contract if isinstance(contract, str) else contract.id
         return await self.client.request(method, f"/v1/contracts/{contract_id}/{what}",
                                          json=body, headers=self.as_(principal))
-
-
-def _free_port() -> int:
-    for port in PORTS:
-        with socket.socket() as probe:
-            try:
-                probe.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError(f"no free port in {PORTS.start}-{PORTS.stop - 1}")
 
 
 async def _token(bus: Bus, principal: str) -> str:
@@ -114,43 +97,9 @@ async def portal(bus: Bus, gateway_log: Path) -> AsyncIterator[Portal]:
     tokens = {"mine": await _token(bus, f"subscriber.{enrolled.subscriber}"),
               "theirs": await _token(bus, f"subscriber.{others.subscriber}"),
               "provider": await _token(bus, "provider.cnous")}
-    port = _free_port()
-    with _gateway(bus, port, gateway_log) as process:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}",
-                                     timeout=60) as client:
-            await _ready(client, process, gateway_log)
-            yield Portal(client, tokens, enrolled, opt_in, others, gateway_log)
-
-
-@contextlib.contextmanager
-def _gateway(bus: Bus, port: int, log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """``circulation api`` on ``port``, with the session's settings; stopped afterwards."""
     env = {**bus.cli_env, "CIRCULATION_GATEWAY_MAX_SUBJECTS": str(MAX_SUBJECTS)}
-    with log.open("wb") as output:
-        process = subprocess.Popen([*CLI, "api", "--port", str(port)], env=env,
-                                   stdout=output, stderr=subprocess.STDOUT)
-    try:
-        yield process
-    finally:
-        process.terminate()
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-async def _ready(client: httpx.AsyncClient, process: subprocess.Popen[bytes],
-                 log: Path) -> None:
-    """Wait until the gateway says it is ready (or fail with its log's tail)."""
-    deadline = asyncio.get_running_loop().time() + READY_WAIT
-    while asyncio.get_running_loop().time() < deadline:
-        assert process.poll() is None, f"the gateway exited: {log.read_text()[-3000:]}"
-        with contextlib.suppress(httpx.TransportError):
-            if (await client.get("/readyz")).status_code == 200:
-                return
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"the gateway never got ready: {log.read_text()[-3000:]}")
+    async with running_gateway(env, gateway_log) as client:
+        yield Portal(client, tokens, enrolled, opt_in, others, gateway_log)
 
 
 async def publish_about(bus: Bus, person: Person) -> Sent:
