@@ -132,6 +132,10 @@ class Settings(BaseSettings):
         900.0, ge=0, le=7 * 86_400, description="How long a gateway replica remembers an "
         "event id it accepted: within it, the same event posted again is answered 202 without "
         "a second record (per replica, see ARCHITECTURE.md).")
+    gateway_max_subjects: int = Field(
+        1000, ge=1, le=100_000, description="Most subjects one gateway request may name "
+        "(population or consents): the request is written and fenced whole before it is "
+        "answered, so a portal sends a large population in several requests.")
 
     cache_dir: Path = Field(
         default_factory=default_cache_dir,

@@ -16,11 +16,12 @@ from contextlib import asynccontextmanager
 import structlog
 from fastapi import FastAPI, Request, Response
 
-from connectors.gateway import events, health, problems
+from connectors.gateway import events, health, portal, problems
 from connectors.publisher import Publisher
 from schemas.catalog import Catalog
 from schemas.serde import AvroSerde
 from streams.kafka import clients
+from streams.privacy.secret import pseudonym_secret
 from streams.security.tokens import TokenDirectory
 from streams.settings import Settings
 
@@ -36,6 +37,7 @@ def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         catalog = Catalog.load()
+        pseudonym_secret(settings)  # enrolments answer pseudonyms: refuse to start without it
         registry = clients.schema_registry(settings)
         tokens = TokenDirectory(settings, AvroSerde(registry))
         await tokens.start()
@@ -62,6 +64,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.middleware("http")(_log_request)
     app.include_router(health.router)
     app.include_router(events.router)
+    app.include_router(portal.router)
     return app
 
 

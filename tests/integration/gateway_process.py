@@ -17,7 +17,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Coroutine, Iterator, Mapping
+from collections.abc import AsyncIterator, Coroutine, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -44,12 +44,13 @@ def gateway_environment(services: Services, **overrides: str) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def running_gateway(environment: Mapping[str, str], port: int = 0) -> Iterator[str]:
-    """``circulation api`` with ``environment`` on ``port`` (a free one by default),
-    yielding its base URL once it answers."""
+def running_gateway(environment: Mapping[str, str], port: int = 0,
+                    log: Path | None = None) -> Iterator[str]:
+    """``circulation api`` with ``environment`` on ``port`` (a free one by default), its
+    output in ``log`` (a temporary file by default), yielding its base URL once it answers."""
     port = port or free_port()
     with tempfile.TemporaryDirectory() as folder:
-        log = Path(folder) / "gateway.log"
+        log = log or Path(folder) / "gateway.log"
         with log.open("wb") as output:
             process = subprocess.Popen(
                 [*CLI, "api", "--port", str(port)], env=dict(environment),
@@ -65,6 +66,15 @@ def running_gateway(environment: Mapping[str, str], port: int = 0) -> Iterator[s
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+
+
+@contextlib.asynccontextmanager
+async def gateway_client(environment: Mapping[str, str],
+                         log: Path) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of a gateway started with ``environment``, its output in ``log``."""
+    with running_gateway(environment, log=log) as url:
+        async with httpx.AsyncClient(base_url=url, timeout=60) as client:
+            yield client
 
 
 def _until_up(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
