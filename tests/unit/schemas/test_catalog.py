@@ -235,7 +235,7 @@ def test_bus_records(catalog: Catalog) -> None:
 
 def test_audit_v2_adds_the_hashed_form_and_the_contract_invalid_reason(catalog: Catalog) -> None:
     audit = catalog.bus_record("audit")
-    assert sorted(audit.versions) == [1, 2, 3]
+    assert sorted(audit.versions) == [1, 2, 3, 4]
     v1, v2 = ({f["name"]: f for f in audit.version(n).raw["fields"]} for n in (1, 2))
     assert set(v2) - set(v1) == {"hash_version"}
     assert (v2["hash_version"]["type"], v2["hash_version"]["default"]) == (["null", "int"], None)
@@ -250,6 +250,21 @@ def test_audit_v3_adds_the_delivery_s_own_id_and_nothing_else(catalog: Catalog) 
     assert set(v3) - set(v2) == {"delivery_id"}
     assert (v3["delivery_id"]["type"], v3["delivery_id"]["default"]) == (["null", "string"], None)
     assert [n for n in v3 if n != "delivery_id"] == list(v2)
+
+
+def test_audit_v4_adds_the_deletion_s_day_count_and_decision_and_nothing_else(
+        catalog: Catalog) -> None:
+    audit = catalog.bus_record("audit")
+    v3, v4 = ({f["name"]: f for f in audit.version(n).raw["fields"]} for n in (3, 4))
+    assert set(v4) - set(v3) == {"file_day", "deliveries_deleted"}
+    assert (v4["file_day"]["type"], v4["file_day"]["default"]) == (
+        ["null", {"type": "int", "logicalType": "date"}], None)
+    assert (v4["deliveries_deleted"]["type"], v4["deliveries_deleted"]["default"]) == (
+        ["null", "long"], None)
+    assert [n for n in v4 if n not in ("file_day", "deliveries_deleted")] == list(v3)
+    decisions = {n: v["decision"]["type"] for n, v in ((3, v3), (4, v4))}
+    assert decisions[4]["symbols"] == [*decisions[3]["symbols"], "deleted"]
+    assert decisions[4]["default"] == "withheld", "an older symbol for readers of later ones"
 
 
 def test_contract_v2_adds_the_optional_delivery_and_nothing_else(catalog: Catalog) -> None:
