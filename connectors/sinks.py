@@ -10,9 +10,14 @@ committed automatically: a sink commits only what it has handed on for good.
 
 from __future__ import annotations
 
-from aiokafka import AIOKafkaConsumer
+from datetime import UTC, datetime
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from streams.kafka import clients
+from streams.routing.dead_letters import DeadLetters
+from streams.routing.records import SourceRecord
 from streams.security.access import SINK_GROUPS
 from streams.settings import Settings
 
@@ -30,3 +35,14 @@ def sink_consumer(settings: Settings, group: str) -> AIOKafkaConsumer:
     and committing only when told to."""
     return clients.consumer(settings, group_id=group, auto_offset_reset="earliest",
                             enable_auto_commit=False)
+
+
+async def send_dead_letter(producer: AIOKafkaProducer, dead_letters: DeadLetters, record: Any,
+                           error: Exception) -> None:
+    """Write the dead letter of ``record``, a delivery the sink cannot hand on: where it is and
+    ``error``, nothing it holds."""
+    source = SourceRecord(record.topic, record.partition, record.offset, record.timestamp,
+                          record.key, record.value, list(record.headers))
+    letter = dead_letters.letter(source, error, datetime.now(UTC))
+    await producer.send_and_wait(letter.topic, letter.value, key=letter.key,
+                                 headers=letter.headers)

@@ -20,12 +20,10 @@ lag monitor reports it STOP until the endpoint is fixed and the sink started aga
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -34,8 +32,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from aiokafka.errors import KafkaError
 from cloudevents.core.exceptions import BaseCloudEventException
 
-from connectors.deliveries import delivery_json
-from connectors.sinks import sink_consumer, sink_group
+from connectors.deliveries import compact_json, delivery_json
+from connectors.sinks import send_dead_letter, sink_consumer, sink_group
 from connectors.webhook import metrics
 from connectors.webhook.calls import Caller, Policy
 from connectors.webhook.endpoint import (
@@ -50,7 +48,6 @@ from schemas.catalog import Catalog
 from schemas.serde import AvroSerde
 from streams.kafka import clients
 from streams.routing.dead_letters import DeadLetters
-from streams.routing.records import SourceRecord
 from streams.settings import Settings
 from streams.state.contract import Contract, Webhook
 
@@ -150,7 +147,7 @@ class _Partition:
             # unreadable: sent again and again, it would stop its partition for good
             await self._dead_letter(record, exc)
             return
-        body = json.dumps(event, ensure_ascii=False, separators=(",", ":"))
+        body = compact_json(event)
         outcome = await outlets.caller.deliver(str(event["id"]), body)
         if not outcome.accepted:
             await self._dead_letter(record, Undelivered(outcome.attempts, outcome.last))
@@ -158,11 +155,7 @@ class _Partition:
     async def _dead_letter(self, record: Any, error: Exception) -> None:
         """Write the record's dead letter (its coordinates and ``error``, nothing it holds)."""
         outlets = self._outlets
-        source = SourceRecord(record.topic, record.partition, record.offset, record.timestamp,
-                              record.key, record.value, list(record.headers))
-        letter = outlets.dead_letters.letter(source, error, datetime.now(UTC))
-        await outlets.producer.send_and_wait(letter.topic, letter.value, key=letter.key,
-                                             headers=letter.headers)
+        await send_dead_letter(outlets.producer, outlets.dead_letters, record, error)
         metrics.DEAD_LETTERS.labels(outlets.contract_id).inc()
 
 
