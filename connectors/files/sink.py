@@ -92,6 +92,33 @@ class FileSink:
                               timedelta(milliseconds=contract.retention_ms))
         self._settings = settings
         self._clock = clock
+
+    async def run(self, stop: asyncio.Event, expiry_check_s: float = EXPIRY_CHECK_S) -> None:
+        """Write the contract's deliveries to their day files, and delete the expired ones,
+        until ``stop`` is set. :class:`SinkLocked` when another sink holds the folder,
+        :class:`~connectors.files.day_files.UnreadableDayFile` for a file it cannot read
+        back: both before any connection."""
+        self.files.folder.parent.mkdir(mode=0o700, exist_ok=True)
+        self.files.folder.mkdir(mode=0o700, exist_ok=True)
+        lock = self.files.folder / LOCK_NAME
+        try:
+            with exclusive_lock(lock, f"another file sink writes to {self.files.folder} "
+                                      f"({lock} is locked): one sink per contract"):
+                self.files.open()
+                await _Session(self._settings, self.contract, self.files,
+                               self._clock).run(stop, expiry_check_s)
+        except Locked as exc:
+            raise SinkLocked(str(exc)) from None
+
+
+class _Session:
+    """One run's clients, made once the folder is locked and read, closed when it ends."""
+
+    def __init__(self, settings: Settings, contract: Contract, files: DayFiles,
+                 clock: Clock) -> None:
+        self.contract = contract
+        self.files = files
+        self._clock = clock
         self._registry = clients.schema_registry(settings)
         self._serde = AvroSerde(self._registry)
         self._dead_letters = DeadLetters(Catalog.load(), self._serde)
@@ -99,24 +126,10 @@ class FileSink:
         self.consumer: AIOKafkaConsumer = sink_consumer(settings, files_group(contract.id))
         self.deletions = DeletionChain(settings, self._serde, self.producer, contract)
 
-    async def run(self, stop: asyncio.Event, expiry_check_s: float = EXPIRY_CHECK_S) -> None:
-        """Write the contract's deliveries to their day files, and delete the expired ones,
-        until ``stop`` is set. :class:`SinkLocked` when another sink holds the folder."""
-        self.files.folder.parent.mkdir(mode=0o700, exist_ok=True)
-        self.files.folder.mkdir(mode=0o700, exist_ok=True)
-        lock = self.files.folder / LOCK_NAME
+    async def run(self, stop: asyncio.Event, expiry_check_s: float) -> None:
         try:
-            with exclusive_lock(lock, f"another file sink writes to {self.files.folder} "
-                                      f"({lock} is locked): one sink per contract"):
-                await self._run_locked(stop, expiry_check_s)
-        except Locked as exc:
-            raise SinkLocked(str(exc)) from None
-
-    async def _run_locked(self, stop: asyncio.Event, expiry_check_s: float) -> None:
-        self.files.open()
-        await self.producer.start()
-        await self.consumer.start()
-        try:
+            await self.producer.start()
+            await self.consumer.start()
             await self.deletions.start()
             await self.delete_expired()
             checked = time.monotonic()

@@ -199,24 +199,34 @@ async def test_a_sink_killed_mid_stream_and_restarted_writes_every_delivery_once
     chunks, per_chunk = 12, 50
     written: dict[str, tuple[int, int]] = {}
 
+    async def write(chunk: int) -> None:
+        written.update(await _write_deliveries(
+            settings, services, contract, per_chunk, create=False, first=chunk * per_chunk,
+            attributes=lambda index: {"time": NOV_1 if index % 3 else NOV_2,
+                                      "expiresat": FAR}))
+
     async def stream() -> None:
-        for chunk in range(chunks):
-            written.update(await _write_deliveries(
-                settings, services, contract, per_chunk, create=False, first=chunk * per_chunk,
-                attributes=lambda index: {"time": NOV_1 if index % 3 else NOV_2,
-                                          "expiresat": FAR}))
+        for chunk in range(1, chunks):
+            await write(chunk)
             await asyncio.sleep(0.3)
 
-    streaming = asyncio.ensure_future(stream())
-    first = await _start(services, contract, tmp_path)
+    def on_disk() -> int:
+        return sum(_ids(folder).values()) if folder.exists() else 0
+
+    async def running() -> bool:
+        return on_disk() >= per_chunk
 
     async def some_written() -> bool:
-        return sum(_ids(folder).values()) >= 3 * per_chunk if folder.exists() else False
+        return on_disk() >= 3 * per_chunk
 
-    await _until(some_written, 60, "the sink did not start writing")
+    first = await _start(services, contract, tmp_path)
+    await write(0)
+    await _until(running, 60, "the sink did not start writing")
+    streaming = asyncio.ensure_future(stream())
+    await _until(some_written, 60, "the sink did not write the first chunks streamed")
     first.send_signal(signal.SIGKILL)
     assert await first.wait() == -signal.SIGKILL
-    before_kill = sum(_ids(folder).values())
+    before_kill = on_disk()
     await asyncio.wait_for(streaming, 60)
     assert before_kill < len(written), "killed too late to matter"
 
