@@ -1,5 +1,6 @@
 """``sink files`` before it touches Kafka: one sink per contract's folder, and a day's file it
-cannot read back refuses the start, naming the file and the line, never their content."""
+cannot read back refuses the start, naming the file and the line, never their content; the
+intervals its documentation gives."""
 
 from __future__ import annotations
 
@@ -10,7 +11,14 @@ import pytest
 
 from connectors.durable_files import exclusive_lock
 from connectors.files.day_files import UnreadableDayFile, contract_folder
-from connectors.files.sink import LOCK_NAME, FileSink, SinkLocked
+from connectors.files.sink import (
+    EXPIRY_CHECK_S,
+    FLUSH_INTERVAL_S,
+    FLUSH_RECORDS,
+    LOCK_NAME,
+    FileSink,
+    SinkLocked,
+)
 from schemas.catalog import Catalog
 from streams.settings import Settings
 from streams.state.contract import Contract
@@ -45,3 +53,9 @@ def test_a_day_file_the_sink_cannot_read_back_refuses_the_start(tmp_path: Path) 
     with pytest.raises(UnreadableDayFile, match=r"2026-11-01\.jsonl line 1: not a JSON") as refused:
         asyncio.run(_run(tmp_path))
     assert "85 05" not in str(refused.value)
+
+
+def test_the_intervals_the_documentation_gives() -> None:
+    """Expired files are looked for every minute; a flush gathers half a second, at most
+    5,000 deliveries (README, docs/commands.md)."""
+    assert (EXPIRY_CHECK_S, FLUSH_INTERVAL_S, FLUSH_RECORDS) == (60.0, 0.5, 5000)
