@@ -74,16 +74,27 @@ def day_of(path: Path) -> date | None:
         return None
 
 
+class DeliveryRefused(ValueError):
+    """A delivery the sink cannot file: ``field`` names the attribute, ``reason`` what is
+    wrong, never its value (a dead letter says both)."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason
+
+
 def instant(text: object, attribute: str) -> datetime:
-    """An RFC 3339 instant of a delivery, aware and in UTC; ValueError naming the attribute."""
+    """An RFC 3339 instant of a delivery, aware and in UTC; :class:`DeliveryRefused` naming
+    the attribute."""
     if not isinstance(text, str):
-        raise ValueError(f"{attribute}: missing or not a text")
+        raise DeliveryRefused(attribute, "missing or not a text")
     try:
         parsed = datetime.fromisoformat(text)
     except ValueError:
-        raise ValueError(f"{attribute}: not an RFC 3339 instant") from None
+        raise DeliveryRefused(attribute, "not an RFC 3339 instant") from None
     if parsed.tzinfo is None:
-        raise ValueError(f"{attribute}: an instant without its offset")
+        raise DeliveryRefused(attribute, "an instant without its offset")
     return parsed.astimezone(UTC)
 
 
@@ -101,10 +112,10 @@ class Line:
            ) -> Line:
         """The line of the delivery ``event`` (CloudEvents JSON; ``text``: as read from a
         file). Its expiry is its ``expiresat``; a record that carries none (an erasure notice)
-        expires as a delivery made at its ``time`` would under ``retention``. ValueError
-        naming the attribute at fault."""
+        expires as a delivery made at its ``time`` would under ``retention``.
+        :class:`DeliveryRefused` naming the attribute at fault."""
         if not isinstance(event.get("id"), str):
-            raise ValueError("id: missing or not a text")
+            raise DeliveryRefused("id", "missing or not a text")
         at = instant(event.get("time"), "time")
         if event.get("expiresat") is None:
             expires = datetime.combine(expiry_day(at, retention), time(), UTC)

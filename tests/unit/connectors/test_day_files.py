@@ -14,6 +14,7 @@ import pytest
 from connectors.files import day_files
 from connectors.files.day_files import (
     DayFiles,
+    DeliveryRefused,
     Line,
     UnreadableDayFile,
     contract_folder,
@@ -184,3 +185,17 @@ def test_a_file_the_sink_cannot_read_back_is_refused_by_line_never_quoted(
 
 def _event_line(number: int) -> bytes:
     return (json.dumps(_event(number)) + "\n").encode()
+
+
+@pytest.mark.parametrize(("attribute", "value", "reason"), [
+    ("id", None, "missing or not a text"),
+    ("time", "1 85 05 78 006 084 36", "not an RFC 3339 instant"),
+    ("expiresat", "2026-12-01T00:00:00", "an instant without its offset"),
+])
+def test_a_delivery_that_cannot_be_filed_names_its_attribute_never_its_value(
+        attribute: str, value: Any, reason: str) -> None:
+    """What its dead letter says (field and reason)."""
+    with pytest.raises(DeliveryRefused) as refused:
+        Line.of(_event(0) | {attribute: value}, RETENTION)
+    assert (refused.value.field, refused.value.reason) == (attribute, reason)
+    assert "85 05" not in str(refused.value)
