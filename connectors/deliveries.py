@@ -7,6 +7,7 @@ gives one CloudEvents JSON object per delivery, with only the data the contract 
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -36,6 +37,12 @@ def delivery_json(serde: AvroSerde, headers: list[tuple[str, bytes]], key: bytes
     }
     event.update({name: attributes[name] for name in EXTENSIONS if name in attributes})
     return event
+
+
+def compact_json(event: dict[str, Any]) -> str:
+    """A delivery's CloudEvents JSON on one line, as a sink hands it on (a webhook's body, a
+    line of a file): no spaces, characters as they are."""
+    return json.dumps(event, ensure_ascii=False, separators=(",", ":"))
 
 
 async def read_deliveries(settings: Settings, subscriber: str, contract_id: str,

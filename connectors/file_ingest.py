@@ -39,6 +39,7 @@ from rich.progress import Progress
 
 from connectors import ingest_progress
 from connectors.csv_events import CsvHeaderRefused, CsvMapping, CsvRow, numbered_rows
+from connectors.durable_files import owner_only_appending, replace_durably
 from connectors.event_files import PublishReport, event_lines, numbered_lines, parse_line
 from connectors.ingest_progress import IngestProgress, rejected_path
 from connectors.publisher import OutgoingEvent, Publisher, PublishRefused
@@ -159,7 +160,7 @@ class FileIngest:
         written = (await self.topics.written_ids(self._state.offsets, self._candidates())
                    if recorded else set())
         self._keep_settled_rejections()
-        with ingest_progress.owner_only_appending(rejected_path(self.path)) as rejected:
+        with owner_only_appending(rejected_path(self.path)) as rejected:
             try:
                 await self._ingest(rejected, written)
             finally:
@@ -173,7 +174,7 @@ class FileIngest:
         kept = [line for line in (where.read_text(encoding="utf-8").splitlines()
                                   if self._state.settled_through and where.exists() else [])
                 if _line_number(line) <= self._state.settled_through]
-        ingest_progress.replace_durably(where, "".join(f"{line}\n" for line in kept))
+        replace_durably(where, "".join(f"{line}\n" for line in kept))
 
     def _candidates(self) -> set[str]:
         """The ids of the unsettled lines: the only ones a rerun looks for on the bus."""

@@ -13,17 +13,14 @@ against another. It holds no value of the input.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
-import os
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from connectors.durable_files import Locked, exclusive_lock, replace_durably
 from streams.settings import Settings
 
 PROGRESS_SUFFIX = ".progress"
@@ -102,54 +99,14 @@ def save(path: Path, progress: IngestProgress) -> None:
     replace_durably(progress_path(path), progress.model_dump_json())
 
 
-def replace_durably(where: Path, text: str) -> None:
-    """Replace ``where`` by ``text`` so that a crash leaves the old content or the new, never
-    none: written aside under a name no other run uses, synced, renamed over. The file is its
-    owner's only (a rejected-lines file holds NIRs), and a symlink at ``where`` is replaced,
-    never followed."""
-    descriptor, aside = tempfile.mkstemp(dir=where.parent, prefix=f".{where.name}.",
-                                         suffix=".tmp")
-    try:
-        with os.fdopen(descriptor, "w", encoding="utf-8") as stream:
-            stream.write(text)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(aside, where)
-    except BaseException:
-        Path(aside).unlink(missing_ok=True)
-        raise
-    directory = os.open(where.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
-
-
-def owner_only_appending(where: Path) -> IO[str]:
-    """``where`` opened to append, readable by its owner only even when it existed before with
-    a wider mode, and never through a symlink (a refused line may hold a NIR)."""
-    descriptor = os.open(where, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
-    try:
-        os.fchmod(descriptor, 0o600)
-    except OSError:
-        os.close(descriptor)
-        raise
-    return os.fdopen(descriptor, "a", encoding="utf-8")
-
-
 @contextmanager
 def exclusive_run(path: Path) -> Iterator[None]:
     """Hold the lock of the input ``path`` (``PATH.lock``) for a whole run: two runs at once
-    would each send every line the other has not settled yet. The lock file stays: removing it
-    would let a third run lock another file of the same name."""
+    would each send every line the other has not settled yet."""
     where = path.with_name(path.name + LOCK_SUFFIX)
-    descriptor = os.open(where, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
     try:
-        try:
-            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise AnotherRun(f"another run of ingest-file holds {where}: let it end, then "
-                             f"rerun") from None
-        yield
-    finally:
-        os.close(descriptor)
+        with exclusive_lock(where, f"another run of ingest-file holds {where}: let it end, "
+                                   "then rerun"):
+            yield
+    except Locked as exc:
+        raise AnotherRun(str(exc)) from None

@@ -1,8 +1,8 @@
 """The webhook sink's Kafka side: read a contract's delivery topic, hand each delivery to the
 caller, commit only what the endpoint accepted or what became a dead letter.
 
-It reads in the consumer group ``sink.<contract>`` (``bus-sink`` may use groups prefixed
-``sink.``, and operators see the group's lag like a subscriber's). Each partition has a task
+It reads in the consumer group ``sink.<contract>`` (:func:`connectors.sinks.sink_group`;
+operators see the group's lag like a subscriber's). Each partition has a task
 of its own that sends its deliveries one after another, so one person's deliveries (one key,
 one partition) arrive in order, while a slow or failing partition holds no other back; a
 partition is paused while its task has work, so that the consumer keeps polling (and stays in
@@ -20,12 +20,10 @@ lag monitor reports it STOP until the endpoint is fixed and the sink started aga
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -34,7 +32,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from aiokafka.errors import KafkaError
 from cloudevents.core.exceptions import BaseCloudEventException
 
-from connectors.deliveries import delivery_json
+from connectors.deliveries import compact_json, delivery_json
+from connectors.sinks import send_dead_letter, sink_consumer, sink_group
 from connectors.webhook import metrics
 from connectors.webhook.calls import Caller, Policy
 from connectors.webhook.endpoint import (
@@ -49,23 +48,16 @@ from schemas.catalog import Catalog
 from schemas.serde import AvroSerde
 from streams.kafka import clients
 from streams.routing.dead_letters import DeadLetters
-from streams.routing.records import SourceRecord
 from streams.settings import Settings
 from streams.state.contract import Contract, Webhook
 
 log = structlog.get_logger(__name__)
-SINK_GROUP_PREFIX = "sink."
 FETCH_RECORDS = 100
 COMMIT_INTERVAL_S = 0.1
 """A partition's offset is committed at most this often while it has deliveries queued, and
 whenever its queue is empty: a commit per delivery cost about 40% of the sink's rate, and a
 kill re-sends, with their same ids, only the deliveries accepted since the last commit."""
 """Records fetched at a time: a partition's task is handed at most this many at once."""
-
-
-def sink_group(contract_id: str) -> str:
-    """The consumer group the webhook sink of ``contract_id`` reads in."""
-    return f"{SINK_GROUP_PREFIX}{contract_id}"
 
 
 class Undelivered(Exception):
@@ -155,7 +147,7 @@ class _Partition:
             # unreadable: sent again and again, it would stop its partition for good
             await self._dead_letter(record, exc)
             return
-        body = json.dumps(event, ensure_ascii=False, separators=(",", ":"))
+        body = compact_json(event)
         outcome = await outlets.caller.deliver(str(event["id"]), body)
         if not outcome.accepted:
             await self._dead_letter(record, Undelivered(outcome.attempts, outcome.last))
@@ -163,11 +155,7 @@ class _Partition:
     async def _dead_letter(self, record: Any, error: Exception) -> None:
         """Write the record's dead letter (its coordinates and ``error``, nothing it holds)."""
         outlets = self._outlets
-        source = SourceRecord(record.topic, record.partition, record.offset, record.timestamp,
-                              record.key, record.value, list(record.headers))
-        letter = outlets.dead_letters.letter(source, error, datetime.now(UTC))
-        await outlets.producer.send_and_wait(letter.topic, letter.value, key=letter.key,
-                                             headers=letter.headers)
+        await send_dead_letter(outlets.producer, outlets.dead_letters, record, error)
         metrics.DEAD_LETTERS.labels(outlets.contract_id).inc()
 
 
@@ -238,8 +226,7 @@ async def run(settings: Settings, contract: Contract, signer: Signer, stop: asyn
     await check_target(url, policy.allow_private, resolver)
     registry = clients.schema_registry(settings)
     serde = AvroSerde(registry)
-    consumer = clients.consumer(settings, group_id=sink_group(contract_id),
-                                auto_offset_reset="earliest", enable_auto_commit=False)
+    consumer = sink_consumer(settings, sink_group(contract_id))
     producer = clients.producer(settings)
     # no proxy from the environment: the address checked must be the address called
     transport = checked_transport(policy.allow_private, resolver)

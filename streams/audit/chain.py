@@ -7,7 +7,15 @@ A chain is one partition of ``bus.audit``, read in offset order. The decisions a
 *p* of the provider topics are written to audit partition *p*: Faust assigns co-partitioned
 topics (same partition count, same subscribers) together, so exactly one worker owns partition
 *p* of every provider topic and is the only writer of chain *p*. A worker that takes a partition
-over recovers the chain's head from the last record of that audit partition before extending it.
+over recovers the chain's head from the last routing record of that audit partition before
+extending it.
+
+A file sink deletes the files of a contract's deliveries once their retention ended, and audits
+each deletion in a chain of its own: the records keyed ``sink.files.<contract>`` (so all on one
+partition, in offset order), of which that sink is the single writer. They share a partition
+with a routing chain, so a partition holds several chains, told apart by the record's key
+(:func:`named_chain`); a record's content must agree with its key (:func:`chain_of_record`),
+since its content alone is hashed.
 """
 
 from __future__ import annotations
@@ -15,7 +23,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from functools import cache
 from typing import Any
 
@@ -30,9 +38,9 @@ HASH_VERSION = 4
 
 Form 4 hashes the record's own Avro binary encoding (audit schema version 4) of every field but
 ``record_hash``, ``previous_hash`` and ``hash_version`` included. Forms 3 and 2 are the same
-under audit schema versions 3 (no ``replay``) and 2 (no ``delivery_id`` either): a record's
-form is the schema version it was written under, so records written before a field was added
-still verify.
+under audit schema versions 3 (no deletion fields, no ``replay``) and 2 (no ``delivery_id``
+either): a record's form is the schema version it was written under, so records written before
+the delivery's id, deletions or replays were audited still verify.
 Avro writes every string and array with its length or count first, the union branch and enum
 symbol as indexes, and the fields in a fixed order, so two different records never give the
 same bytes; and any Avro
@@ -117,6 +125,7 @@ class AuditChains:
         record = {"event_id": event_id, "delivery_id": delivery_id if reason is None else None,
                   "contract_id": contract_id, "subscriber": subscriber,
                   "provider": provider, "dataset": dataset, "subject_ref": subject_ref,
+                  "file_day": None, "deliveries_deleted": None,
                   "decision": "delivered" if reason is None else "withheld", "reason": reason,
                   "decided_at": decided_at,
                   "fields_delivered": fields_delivered if reason is None else (),
@@ -126,16 +135,63 @@ class AuditChains:
         return record
 
 
+SINK_CHAINS = "sink."
+"""The key prefix of the chains sinks write; no subject reference or SIREN starts so."""
+FILE_SINK_CHAINS = f"{SINK_CHAINS}files."
+DELETED = "deleted"
+"""The decision of a deletion record."""
+
+
+def file_sink_chain(contract_id: str) -> str:
+    """The chain of the file sink of ``contract_id``: its records' key on ``bus.audit``."""
+    return f"{FILE_SINK_CHAINS}{contract_id}"
+
+
+def named_chain(key: bytes | None) -> str | None:
+    """The chain a record of ``bus.audit`` belongs to by its key: a sink's chain (its name),
+    or None for the routing chain of the record's partition."""
+    if key is None or not key.startswith(SINK_CHAINS.encode()):
+        return None
+    return key.decode(errors="replace")
+
+
+def chain_of_record(record: Mapping[str, Any]) -> str | None:
+    """The chain a record belongs to by its content: a deletion to its contract's file sink
+    chain, a routing decision to its partition's (None)."""
+    return file_sink_chain(record["contract_id"]) if record["decision"] == DELETED else None
+
+
+def deletion_record(previous: str, *, contract_id: str, subscriber: str, day: date,
+                    deliveries: int, deleted_at: datetime) -> dict[str, Any]:
+    """The audit record of a file sink's deletion of ``contract_id``'s file of ``day``, which
+    held ``deliveries`` deliveries, linked to ``previous`` (its chain's head). It names the
+    contract, the day and the count, and no person: the file held pseudonymous deliveries, and
+    their ids are the subscriber's, not the audit trail's."""
+    record: dict[str, Any] = {
+        "event_id": f"{contract_id}/{day.isoformat()}.jsonl", "delivery_id": None,
+        "contract_id": contract_id, "subscriber": subscriber, "provider": "", "dataset": "",
+        "subject_ref": "", "file_day": day, "deliveries_deleted": deliveries,
+        "decision": DELETED, "reason": None, "decided_at": deleted_at, "fields_delivered": (),
+        "hash_version": HASH_VERSION, "replay": None, "previous_hash": previous}
+    record["record_hash"] = _hash_current(record)
+    return record
+
+
 @dataclass(frozen=True)
 class ChainBreak:
-    """Where a chain stops proving itself: the offset and what is wrong there."""
+    """Where a chain stops proving itself: the offset and what is wrong there (``chain``: the
+    sink's chain, None for the partition's routing chain)."""
 
     partition: int
     offset: int
     reason: str
+    chain: str | None = None
 
     def __str__(self) -> str:
-        return f"audit partition {self.partition}, offset {self.offset}: {self.reason}"
+        where = f"audit partition {self.partition}, offset {self.offset}"
+        if self.chain is not None:
+            where = f"audit chain {self.chain} ({where})"
+        return f"{where}: {self.reason}"
 
 
 @dataclass(frozen=True)
@@ -151,7 +207,7 @@ Entry = tuple[int, Mapping[str, Any] | NotARecord]
 
 
 def verify_chain(partition: int, entries: Iterable[Entry], previous: str | None = GENESIS,
-                 newest_form: int = 1) -> list[ChainBreak]:
+                 newest_form: int = 1, chain: str | None = None) -> list[ChainBreak]:
     """Check a chain read in offset order: every hash recomputes in its record's form and links
     to the previous one; no record uses an older form than one before it.
 
@@ -161,15 +217,18 @@ def verify_chain(partition: int, entries: Iterable[Entry], previous: str | None 
 
     A changed record fails its own hash; a removed or reordered one breaks the link of the next;
     an offset holding no record is a break of its own, and the next record still links across
-    it, to the last record read.
+    it, to the last record read. ``chain`` names a sink's chain (None: the partition's routing
+    chain); a record whose content belongs to another chain is a break.
     """
     breaks = []
     for offset, entry in entries:
         if isinstance(entry, NotARecord):
-            breaks.append(ChainBreak(partition, offset, entry.reason))
+            breaks.append(ChainBreak(partition, offset, entry.reason, chain))
             continue
-        breaks += [ChainBreak(partition, offset, reason)
-                   for reason in _problems(entry, previous, newest_form)]
+        problems = _problems(entry, previous, newest_form)
+        if chain_of_record(entry) != chain:
+            problems.append("its content belongs to another chain than its key places it in")
+        breaks += [ChainBreak(partition, offset, reason, chain) for reason in problems]
         previous = entry["record_hash"]
         if hashed_form(entry) in _FORMS:
             newest_form = max(newest_form, hashed_form(entry))

@@ -68,9 +68,12 @@ async def log_starts(settings: Settings, topic: str = AUDIT) -> dict[int, int]:
 
 def prove_heads(chains: Chains, starts: dict[int, int], checkpoints: list[Checkpoint],
                 public: Ed25519PublicKey) -> CheckpointReport:
-    """The trail as read (``chains``, from ``starts``) held against the checkpoints."""
+    """The trail as read (``chains``, from ``starts``) held against the checkpoints: the
+    routing chain of each partition, which its worker signs."""
     partitions = {}
     for partition, entries in chains.items():
+        if isinstance(partition, str):  # a sink's chain: workers sign the routing chains only
+            continue
         start = starts.get(partition, entries[0][0] if entries else 0)
         end = entries[-1][0] + 1 if entries else start
         partitions[partition] = PartitionRecords(start, end, {

@@ -17,14 +17,16 @@ from schemas.codec import encode
 from schemas.projection import field_names, project_schema
 
 AUDIT_PARTS = (("event_id",), ("delivery_id",), ("contract_id", "subscriber"),
-               ("provider", "dataset"), ("subject_ref",),
+               ("provider", "dataset"), ("subject_ref",), ("file_day", "deliveries_deleted"),
                ("decision", "reason", "decided_at", "fields_delivered", "hash_version"),
                ("replay",), ("previous_hash",), ("record_hash",))
 """The audit record's fields in schema order, in the parts :class:`AuditEncoder` writes: one
 string field alone (``delivery_id`` may be null), or a group whose values repeat (per contract,
-per topic, per verdict). A schema version without ``delivery_id`` (version 2, whose encoding is
-hashed form 2) or ``replay`` (versions before 4) is written by the other parts. The last part,
-``record_hash``, is the hash of the encoding of all the others (:meth:`AuditEncoder.hashed`)."""
+per topic, per verdict; a deletion's day and count, null in every routing decision). A schema
+version without ``delivery_id`` (version 2, whose encoding is hashed form 2), without the
+deletion's fields or without ``replay`` (versions 2 and 3) is written by the other parts. The
+last part, ``record_hash``, is the hash of the encoding of all the others
+(:meth:`AuditEncoder.hashed`)."""
 PART_MEMO_SIZE = 4096
 """Encoded groups remembered per part before its memo starts afresh (bounds its memory)."""
 

@@ -5,26 +5,34 @@ rebalance another worker may have extended a chain this one wrote before, so eve
 forgotten on assignment and read again, after this worker's own pending writes have landed,
 before the first decision linked to it. An unreadable head stops routing rather than start an
 unlinked chain that would no longer prove what came before it.
+
+A partition also holds the chains of sinks whose key falls on it
+(:func:`~streams.audit.chain.named_chain`): a head is the last record *of its chain*, found by
+reading back from the end, past the other chains' records, by their keys alone.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
-from aiokafka import TopicPartition
+from aiokafka import ConsumerRecord, TopicPartition
 
 from schemas.codec import DecodeError
 from schemas.serde import AvroSerde
-from streams.audit.chain import GENESIS, AuditChains
+from streams.audit.chain import GENESIS, AuditChains, named_chain
 from streams.kafka import clients
 from streams.kafka.admin import topic_partitions
+from streams.kafka.partitioning import kafka_partition
 from streams.kafka.topics import AUDIT
 from streams.settings import Settings
 
 HEAD_READ_TIMEOUT_S = 10.0
-"""How long reading the last offsets of a chain may take before routing stops on it."""
+"""How long reading back towards a chain's head may go without progress before routing (or
+the sink) stops on it."""
+Belongs = Callable[[ConsumerRecord[Any, Any]], bool]
+"""Whether a record read back is one of the chain whose head is looked for."""
 
 
 class ChainHeads:
@@ -63,8 +71,46 @@ async def recover_heads(settings: Settings, serde: AvroSerde, reader: Any,
     """The ``record_hash`` of the last record of each audit partition (GENESIS when it has none).
 
     Whatever hashed form that record uses, the next record links to its hash; the chain's
-    form changes with the first record this worker writes.
+    form changes with the first record this worker writes. The records of sinks' chains on
+    the partition are not the routing chain's, and are read past.
     """
+    def routing(record: ConsumerRecord[Any, Any]) -> bool:
+        return named_chain(record.key) is None
+
+    heads = {}
+    for partition, head in (await _last_records(settings, topic, partitions, routing)).items():
+        heads[partition] = GENESIS
+        if head is not None:
+            await serde.fetch_writers([head.value])  # off the event loop
+            heads[partition] = _head_hash(serde, reader, head)
+    return heads
+
+
+async def recover_named_head(settings: Settings, serde: AvroSerde, reader: Any, chain: str,
+                             topic: str = AUDIT) -> tuple[int, Mapping[str, Any] | None]:
+    """The partition of the sink's chain ``chain`` (its key's, as any producer places it) and
+    its last record, decoded (None when the chain has none yet).
+
+    Reading back costs the records written to that partition since the chain's last one; a
+    chain's first start reads the whole partition, once.
+    """
+    key = chain.encode()
+    partition = kafka_partition(key, len(await topic_partitions(settings, [topic])))
+
+    def own(record: ConsumerRecord[Any, Any]) -> bool:
+        return bool(record.key == key)
+
+    head = (await _last_records(settings, topic, [partition], own))[partition]
+    if head is None:
+        return partition, None
+    await serde.fetch_writers([head.value])  # off the event loop
+    _head_hash(serde, reader, head)  # an unreadable head stops the sink as it stops routing
+    return partition, dict(serde.decode(head.value, reader)[1])
+
+
+async def _last_records(settings: Settings, topic: str, partitions: list[int],
+                        belongs: Belongs) -> dict[int, Any | None]:
+    """The last record of each of ``partitions`` that ``belongs`` to the chain sought."""
     consumer = clients.consumer(settings, enable_auto_commit=False,
                                 isolation_level="read_uncommitted")
     await consumer.start()
@@ -73,44 +119,43 @@ async def recover_heads(settings: Settings, serde: AvroSerde, reader: Any,
         consumer.assign(wanted)
         ends = await consumer.end_offsets(wanted)
         starts = await consumer.beginning_offsets(wanted)
-        heads = {}
-        for tp in wanted:
-            heads[tp.partition] = GENESIS
-            head = await _last_record(consumer, tp, starts[tp], ends[tp])
-            if head is not None:
-                await serde.fetch_writers([head.value])  # off the event loop
-                heads[tp.partition] = _head_hash(serde, reader, head)
-        return heads
+        return {tp.partition: await _last_record(consumer, tp, starts[tp], ends[tp], belongs)
+                for tp in wanted}
     finally:
         await consumer.stop()
 
 
-async def _last_record(consumer: Any, tp: TopicPartition, start: int, end: int) -> Any | None:
-    """The last record before ``end``, None when there is none. The last offsets may be
-    transaction markers, which take offsets but are never returned, so the read starts one
-    offset back, then twice as far each time it finds nothing, and ends at the consumer's
-    position, not at a record."""
+async def _last_record(consumer: Any, tp: TopicPartition, start: int, end: int,
+                       belongs: Belongs) -> Any | None:
+    """The last record before ``end`` that ``belongs``, None when there is none. The last
+    offsets may be transaction markers, which take offsets but are never returned, and other
+    chains' records may come after the one sought, so the read goes back in windows, each
+    twice as long as the one after it, each read to the consumer's position, not to a
+    record."""
     back = 1
     while end > start:
         first = max(start, end - back)
         consumer.seek(tp, first)
-        found = await _read_to(consumer, tp, end)
+        found = [record for record in await _read_to(consumer, tp, end) if belongs(record)]
         if found:
             return found[-1]
-        if first == start:
-            break
+        end = first
         back *= 2
     return None
 
 
 async def _read_to(consumer: Any, tp: TopicPartition, end: int) -> list[Any]:
-    """The records of ``tp`` from the consumer's position up to ``end``."""
+    """The records of ``tp`` from the consumer's position up to ``end``; it gives up when no
+    record came for :data:`HEAD_READ_TIMEOUT_S`."""
     records: list[Any] = []
-    deadline = asyncio.get_running_loop().time() + HEAD_READ_TIMEOUT_S
+    clock = asyncio.get_running_loop().time
+    deadline = clock() + HEAD_READ_TIMEOUT_S
     while await consumer.position(tp) < end:
-        if asyncio.get_running_loop().time() > deadline:
+        if clock() > deadline:
             raise RuntimeError(f"cannot read the head of audit chain {tp.partition}")
         fetched = (await consumer.getmany(tp, timeout_ms=1000)).get(tp, [])
+        if fetched:
+            deadline = clock() + HEAD_READ_TIMEOUT_S
         records += [r for r in fetched if r.offset < end]
     return records
 

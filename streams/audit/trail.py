@@ -1,7 +1,10 @@
 """The audit trail read back from ``bus.audit``, to prove every chain intact.
 
 Reads every partition from its beginning to the end offsets seen when it starts, so a
-verification covers a fixed trail while workers go on writing.
+verification covers a fixed trail while workers and sinks go on writing. A partition holds its
+routing chain and any sink's chain whose key falls on it (:func:`~streams.audit.chain.named_chain`);
+each is verified on its own. What is no record at all (an offset no record came from) is a break
+of the partition's routing chain, where the bus's own writes are.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from streams.audit.chain import (
     Entry,
     NotARecord,
     hashed_form,
+    named_chain,
     verify_chain,
 )
 from streams.kafka import clients
@@ -28,9 +32,11 @@ from streams.kafka.admin import end_offsets, existing_topics, topic_partitions
 from streams.kafka.topics import AUDIT
 from streams.settings import Settings
 
-Chains = dict[int, list[Entry]]
-"""Every offset of each chain (partition) as read, in offset order: its decoded audit record,
-or why it holds none."""
+ChainId = int | str
+"""A chain: the routing chain of a partition (its number), or a sink's chain (its name)."""
+Chains = dict[ChainId, list[Entry]]
+"""Every offset of each chain as read, in offset order: its decoded audit record, or why it
+holds none."""
 
 
 @dataclass(frozen=True)
@@ -54,6 +60,8 @@ class _ChainReader:
         self.expected = dict(firsts)
         """Per partition, the next offset a record would have if no offset were skipped."""
         self.chains: Chains = {tp.partition: [] for tp in firsts}
+        self.homes: dict[ChainId, int] = {tp.partition: tp.partition for tp in firsts}
+        """The partition each chain is on."""
 
     def add(self, tp: TopicPartition, records: list[ConsumerRecord[Any, Any]]) -> None:
         """Take ``records`` read from ``tp`` (those past its end offset belong to a later
@@ -62,7 +70,10 @@ class _ChainReader:
             if record.offset >= self.ends[tp]:
                 return
             self._skip_to(tp, record.offset)
-            self.chains[tp.partition].append((record.offset, self._entry(record.value)))
+            name = named_chain(record.key)
+            chain: ChainId = tp.partition if name is None else name
+            self.homes.setdefault(chain, tp.partition)
+            self.chains.setdefault(chain, []).append((record.offset, self._entry(record.value)))
             self.expected[tp] = record.offset + 1
 
     def finish(self, tp: TopicPartition) -> None:
@@ -93,7 +104,12 @@ class _ChainReader:
 async def read_chains(settings: Settings, since: dict[int, int] | None = None,
                       topic: str = AUDIT) -> Chains:
     """Every offset of every chain of ``topic``, in offset order, up to the end offsets seen
-    now; from the offsets ``since`` names (per partition) instead of the beginning.
+    now; from the offsets ``since`` names (per partition) instead of the beginning."""
+    return (await _read(settings, since, topic)).chains
+
+
+async def _read(settings: Settings, since: dict[int, int] | None, topic: str) -> _ChainReader:
+    """The chains of ``topic`` as :func:`read_chains` reads them, with the partition of each.
 
     Reading stops at a partition once the consumer's position reaches its end offset, not its
     last record's: the last offsets may be transaction markers, which no consumer ever sees.
@@ -124,7 +140,7 @@ async def read_chains(settings: Settings, since: dict[int, int] | None = None,
                     pending.discard(tp)
     finally:
         await consumer.stop()
-    return chains.chains
+    return chains
 
 
 async def _audit_exists(settings: Settings) -> bool:
@@ -141,26 +157,35 @@ async def audit_ends(settings: Settings) -> dict[int, int]:
     return {tp.partition: offset for tp, offset in (await end_offsets(settings, [AUDIT])).items()}
 
 
-def verification_of(chains: Chains, since: dict[int, int] | None = None) -> Verification:
+def _verification(read: _ChainReader, since: dict[int, int]) -> Verification:
     """Verify each chain; one read from the offset before ``since`` starts from what is there,
-    the anchor, which is not counted: the record the first checked one must link to, or a break
-    of its own when it is none (the first link is then taken as it is)."""
-    since = since or {}
+    the anchor, which is not counted: the record the first checked one of its chain must link
+    to, or a break of its own when it is none (the first link is then taken as it is). The
+    other chains of that partition start with no anchor: their first link is taken as it is."""
     breaks: list[ChainBreak] = []
     checked = 0
-    for partition, entries in sorted(chains.items()):
+    for chain, entries in sorted(read.chains.items(), key=lambda item: _order(read, item[0])):
+        partition = read.homes[chain]
+        name = chain if isinstance(chain, str) else None
         previous: str | None = GENESIS
         newest_form = 1
-        if since.get(partition, 0) > 0 and entries:
-            (offset, anchor), *entries = entries
-            if isinstance(anchor, NotARecord):
-                breaks.append(ChainBreak(partition, offset, anchor.reason))
-                previous = None
-            else:
-                previous, newest_form = anchor["record_hash"], hashed_form(anchor)
-        breaks += verify_chain(partition, entries, previous, newest_form)
+        start = since.get(partition, 0)
+        if start > 0:
+            previous = None
+            if entries and entries[0][0] == start - 1:
+                (offset, anchor), *entries = entries
+                if isinstance(anchor, NotARecord):
+                    breaks.append(ChainBreak(partition, offset, anchor.reason, name))
+                else:
+                    previous, newest_form = anchor["record_hash"], hashed_form(anchor)
+        breaks += verify_chain(partition, entries, previous, newest_form, name)
         checked += len(entries)
-    return Verification(len(chains), checked, breaks)
+    return Verification(len(read.chains), checked, breaks)
+
+
+def _order(read: _ChainReader, chain: ChainId) -> tuple[int, str]:
+    """Chains by partition, the routing chain first, then sinks' by name."""
+    return read.homes[chain], chain if isinstance(chain, str) else ""
 
 
 async def verify_since(settings: Settings, since: dict[int, int]) -> Verification:
@@ -168,11 +193,18 @@ async def verify_since(settings: Settings, since: dict[int, int]) -> Verificatio
     to the one before it and its hash recomputes (the first of each chain is the anchor)."""
     if not await _audit_exists(settings):
         return Verification(0, 0, [])
-    chains = await read_chains(settings, {p: max(o - 1, 0) for p, o in since.items()})
-    return verification_of(chains, since)
+    read = await _read(settings, {p: max(o - 1, 0) for p, o in since.items()}, AUDIT)
+    return _verification(read, since)
 
 
 async def verify_trail(settings: Settings, topic: str = AUDIT) -> Verification:
     """Recompute every hash of every chain of ``topic`` (the audit trail, unless a test points
     it at a topic of its own)."""
-    return verification_of(await read_chains(settings, topic=topic))
+    return _verification(await _read(settings, None, topic), {})
+
+
+async def read_trail(settings: Settings, topic: str = AUDIT) -> tuple[Verification, Chains]:
+    """Verify every chain of ``topic`` and hand back what was read, so that the signed
+    checkpoints are held against the same records (:mod:`streams.audit.checkpoint_log`)."""
+    read = await _read(settings, None, topic)
+    return _verification(read, {}), read.chains

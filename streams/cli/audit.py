@@ -18,7 +18,7 @@ from streams.audit.checkpoints import (
     read_public_key,
     signing_key,
 )
-from streams.audit.trail import Verification, read_chains, verification_of
+from streams.audit.trail import Verification, read_trail
 from streams.cli.console import console, errors, fail, settings
 from streams.privacy.secret import SecretRefused
 from streams.settings import Settings
@@ -44,10 +44,10 @@ def verify(
     given = _checkpoints_from(checkpoints_file) if checkpoints_file is not None else None
 
     async def run() -> tuple[Verification, CheckpointReport]:
-        chains = await read_chains(config)
+        found, chains = await read_trail(config)
         starts = await log_starts(config)
         signed = given if given is not None else await read_checkpoints(config)
-        return verification_of(chains), prove_heads(chains, starts, signed, public)
+        return found, prove_heads(chains, starts, signed, public)
 
     found, proof = asyncio.run(run())
     broken = bool(found.breaks or proof.problems)

@@ -110,6 +110,13 @@ def _day(text: str) -> bytes:
         raise UnroutableRecord("ce_time", "not an RFC 3339 instant with a time zone") from None
 
 
+def expiry_day(at: datetime, retention: timedelta) -> date:
+    """The day a delivery made at ``at`` expires under ``retention``: its ``expiresat`` is the
+    start of that day (UTC). A file sink applies the same rule to a record that carries no
+    expiry of its own (an erasure notice)."""
+    return (at + retention).astimezone(UTC).date()
+
+
 def _midnight(day: date) -> bytes:
     return f"{day.isoformat()}T00:00:00Z".encode()
 
@@ -134,7 +141,7 @@ class DeliveryChannel:
         """The ``expiresat`` of what is delivered at ``routed_at`` (once per batch): the start of
         the day the retention ends on, so it tells no instant finer than the day and never
         lets a subscriber keep an event longer than its contract allows."""
-        return _midnight((routed_at + self.retention).astimezone(UTC).date())
+        return _midnight(expiry_day(routed_at, self.retention))
 
     def delivery_id(self, event: EventHeaders) -> str:
         """The subscriber's own id for ``event``: the delivery's ``ce_id``, which its audit

@@ -23,7 +23,9 @@ the broker runs with ``allow.everyone.if.no.acl.found=false``.
   which nobody else but the operator may read or write.
 - ``bus-sink`` reads delivery topics through groups prefixed ``sink.``, and the contracts to
   find where each delivers; a delivery the subscriber's endpoint refused past the retry
-  budget becomes a dead letter, so it writes ``bus.dlq`` too.
+  budget becomes a dead letter, so it writes ``bus.dlq`` too. The file sink deletes the files
+  whose deliveries expired and audits each deletion in a chain of its own: it writes
+  ``bus.audit``, and reads it to find its chain's head when it starts.
 - ``bus-admin`` is a super user of the broker: it needs no grant.
 
 Read, write and alter imply describe in Kafka, so no grant spells describe out beside them.
@@ -155,7 +157,8 @@ def _sink() -> set[Grant]:
     return {*_allow(who, "topic", "prefix", DELIVERY_PREFIX, "Read"),
             *_allow(who, "group", "prefix", SINK_GROUPS, "Read"),
             *_allow(who, "topic", "literal", CONTRACTS, "Read"),
-            *_allow(who, "topic", "literal", DLQ, "Write")}
+            *_allow(who, "topic", "literal", DLQ, "Write"),
+            *_allow(who, "topic", "literal", AUDIT, "Read", "Write")}
 
 
 def by_principal(grants: Iterable[Grant]) -> dict[str, list[Grant]]:

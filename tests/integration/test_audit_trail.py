@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import struct
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -23,11 +23,17 @@ from schemas.codec import encode
 from schemas.registration import COMPATIBILITY, register_versions, value_subject
 from schemas.registry import SchemaRegistry
 from schemas.serde import AvroSerde
-from streams.audit.chain import GENESIS, AuditChains, record_hash
+from streams.audit.chain import (
+    GENESIS,
+    AuditChains,
+    deletion_record,
+    file_sink_chain,
+    record_hash,
+)
 from streams.audit.checkpoint_log import log_starts, prove_heads
 from streams.audit.checkpoints import Checkpoint, CheckpointReport, Head, sign
 from streams.audit.encoder import AuditEncoder
-from streams.audit.heads import AuditChainError, recover_heads
+from streams.audit.heads import AuditChainError, recover_heads, recover_named_head
 from streams.audit.trail import Verification, read_chains, verify_trail
 from streams.kafka import clients
 from streams.kafka.admin import ensure_topics
@@ -99,13 +105,21 @@ class AuditPartition:
     def _framed(self, schema: SchemaVersion, body: bytes) -> bytes:
         return self.serde.framed(value_subject(self.topic), schema, body)
 
-    async def write(self, *values: bytes | None) -> None:
+    def deletion(self, previous: str, day: date) -> tuple[dict[str, Any], bytes]:
+        """A file sink's deletion of the file of ``day``, linked to ``previous``: the record
+        and its framed value."""
+        record = deletion_record(previous, contract_id="lyon-cantine-2026",
+                                 subscriber="ville-de-lyon", day=day, deliveries=12,
+                                 deleted_at=self._decided)
+        return record, self._framed(AUDIT.latest, self._encoder.encode(record))
+
+    async def write(self, *values: bytes | None, key: bytes = KEY) -> None:
         """Append ``values`` one after the other, as a bus producer does."""
         producer = clients.producer(self.settings)
         await producer.start()
         try:
             for value in values:
-                await producer.send_and_wait(self.topic, value, KEY, partition=0)
+                await producer.send_and_wait(self.topic, value, key, partition=0)
         finally:
             await producer.stop()
 
@@ -203,10 +217,10 @@ async def test_a_chain_in_the_first_hashed_form_switches_once_and_never_back(
     assert "hashed form 1 after its chain switched to form 4" in problem.reason
 
 
-async def test_a_chain_in_form_2_goes_on_in_the_current_form_naming_delivery_ids_never_back(
+async def test_a_chain_in_form_2_goes_on_in_the_current_form_naming_delivery_ids_and_never_back(
         partition: AuditPartition) -> None:
     """Records written before audit records named the delivery's id keep verifying, read
-    under the current schema (``delivery_id`` null); the next ones are in form 4."""
+    under the current schema (``delivery_id`` null); the next ones are in the current form."""
     await partition.write(partition.second_form(), partition.second_form())
     taken_over = AuditPartition(partition.settings, partition.topic)
     taken_over.chains.heads[0] = await partition.head()
@@ -223,6 +237,40 @@ async def test_a_chain_in_form_2_goes_on_in_the_current_form_naming_delivery_ids
     (problem,) = (await partition.verify()).breaks
     assert problem.offset == 4
     assert "hashed form 2 after its chain switched to form 4" in problem.reason
+
+
+async def test_a_sink_s_chain_shares_a_partition_and_each_chain_links_and_keeps_its_head(
+        partition: AuditPartition) -> None:
+    """A file sink's deletions, keyed by their chain, sit among the routing records of their
+    partition: each chain links over its own records only, and each writer finds its own head
+    past the other's records."""
+    chain = file_sink_chain("lyon-cantine-2026")
+    first, first_value = partition.deletion(GENESIS, date(2026, 11, 1))
+    second, second_value = partition.deletion(first["record_hash"], date(2026, 11, 2))
+    await partition.write(partition.current())
+    await partition.write(first_value, key=chain.encode())
+    await partition.write(partition.current(), partition.current())  # linked to offset 0
+    await partition.write(second_value, key=chain.encode())
+    found = await partition.verify()
+    assert _breaks(found) == []
+    assert (found.chains, found.records) == (2, 5)
+    read = await read_chains(partition.settings, topic=partition.topic)
+    assert [offset for offset, _ in read[0]] == [0, 2, 3]
+    assert [offset for offset, _ in read[chain]] == [1, 4]
+
+    assert await asyncio.wait_for(partition.head(), VERIFY_TIMEOUT_S) == \
+        partition.chains.heads[0], "a worker links to its own chain's head, past the sink's"
+    home, head = await recover_named_head(partition.settings, partition.serde, READER, chain,
+                                          topic=partition.topic)
+    assert home == 0
+    assert head is not None
+    assert (head["record_hash"], head["file_day"]) == (second["record_hash"], date(2026, 11, 2))
+
+    linked_to_routing = partition.deletion(partition.chains.heads[0], date(2026, 11, 3))[1]
+    await partition.write(linked_to_routing)  # keyed as a routing record
+    (problem,) = (await partition.verify()).breaks
+    assert (problem.offset, problem.chain) == (5, None)
+    assert "belongs to another chain" in problem.reason
 
 
 def test_the_registry_s_rule_for_bus_records_accepts_every_audit_version(

@@ -15,6 +15,7 @@ import os
 import sys
 import uuid
 from collections import defaultdict
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -53,9 +54,11 @@ def _contract() -> Contract:
 
 async def _write_deliveries(settings: Settings, services: Services, contract: Contract,
                             count: int = WRITTEN, create: bool = True,
-                            ) -> dict[str, tuple[int, int]]:
+                            attributes: Callable[[int], Mapping[str, Any]] = lambda index: {},
+                            first: int = 0) -> dict[str, tuple[int, int]]:
     """Write ``count`` deliveries round-robin over the partitions (the topic created unless
-    ``create`` is false); event id → (partition, offset)."""
+    ``create`` is false), numbered from ``first``, each with the CloudEvents ``attributes``
+    of its number besides the usual ones; event id → (partition, offset)."""
     if create:
         admin = AIOKafkaAdminClient(**clients.connection_options(settings))
         await admin.start()
@@ -71,14 +74,14 @@ async def _write_deliveries(settings: Settings, services: Services, contract: Co
     await producer.start()
     written: dict[str, tuple[int, int]] = {}
     try:
-        for index in range(count):
+        for index in range(first, first + count):
             value = frame(schema_id, encode(parsed, from_json(
                 parsed, {"quotient_familial": 500 + index, "annee": 2026})))
             event_id = f"delivery-{index}"
             pseudonym = f"ps1_{index:064x}"
             message = to_kafka({"id": event_id, "source": "cnaf", "type": "quotient_familial",
                                 "subject": pseudonym, "time": datetime.now(UTC),
-                                "contract": contract.id}, value, pseudonym)
+                                "contract": contract.id, **attributes(index)}, value, pseudonym)
             sent = await producer.send_and_wait(
                 contract.delivery_topic, value, key=pseudonym.encode(),
                 headers=kafka_headers(message), partition=index % PARTITIONS)

@@ -481,6 +481,30 @@ def _tls_session(port: int, context: ssl.SSLContext) -> bool:
         return False
 
 
+def test_the_file_sink_deletes_and_audits_on_its_own_credential(
+        secure: SecureStack, tmp_path: Path) -> None:
+    """``sink files`` as bus-sink: it finds its audit chain's head, deletes a file whose
+    deliveries expired, and writes the deletion to the audit trail, which the operator's
+    ``audit verify`` finds intact."""
+    folder = tmp_path / "lyon-cantine-2026"
+    folder.mkdir(mode=0o700)
+    expired = folder / "2026-10-01.jsonl"
+    expired.write_text(json.dumps({"id": "old-0", "time": "2026-10-01T00:00:00.000Z",
+                                   "expiresat": "2026-10-02T00:00:00Z"}) + "\n")
+    sink = subprocess.Popen([*CLI, "sink", "files", "lyon-cantine-2026", "--dir", str(tmp_path)],
+                            env=secure.env_of("bus-sink"), stderr=subprocess.PIPE, text=True)
+    try:
+        _eventually(expired.exists, False, within=60)
+    finally:
+        sink.terminate()
+        _, stderr = sink.communicate(timeout=60)
+    assert sink.returncode == 0, stderr[-2000:]
+    verified = secure.cli("audit", "verify")
+    assert verified.returncode == 0, verified.stderr[-2000:]
+    assert b"lyon-cantine-2026/2026-10-01.jsonl" in _audit_bytes(
+        secure.settings_of("bus-admin", secure.operator["CIRCULATION_SASL_PASSWORD"]))
+
+
 def test_acl_sync_removes_what_no_contract_entitles(secure: SecureStack) -> None:
     """An ACL written by hand (here: every topic to a subscriber) is an entitlement nobody
     can account for: the dry run names it, the sync removes it."""

@@ -24,8 +24,9 @@ from typing import Any
 import httpx
 from aiokafka import TopicPartition
 
+from connectors.sinks import sink_group
 from connectors.webhook.signing import Signer
-from connectors.webhook.sink import COMMIT_INTERVAL_S, run, sink_group
+from connectors.webhook.sink import COMMIT_INTERVAL_S, run
 from schemas.catalog import Catalog
 from schemas.codec import to_json
 from schemas.registry import SchemaRegistry

@@ -24,6 +24,7 @@ from aiokafka.errors import GroupCoordinatorNotAvailableError
 from schemas.catalog import Catalog
 from schemas.codec import DecodeError, to_json
 from schemas.serde import AvroSerde
+from streams.audit.chain import DELETED
 from streams.kafka import clients
 from streams.kafka.admin import existing_topics, topic_partitions
 from streams.kafka.topics import AUDIT, CONTRACTS, DLQ, POPULATION, PROVIDER_PREFIX
@@ -215,8 +216,9 @@ async def _provider_records(reader: _Reader, since: datetime,
 
 async def _outcomes(reader: _Reader, serde: AvroSerde, catalog: Catalog,
                     since: datetime) -> list[Outcome]:
-    """The audit trail's decisions from ``since``; what is not an audit record is left to
-    ``audit verify``, which reports it."""
+    """The audit trail's routing decisions from ``since``; what is not an audit record is left
+    to ``audit verify``, which reports it. A file sink's deletion decides about a file, not
+    about an event: it owes nothing to the books."""
     schema = catalog.bus_record("audit").latest.parsed
     outcomes: list[Outcome] = []
 
@@ -226,6 +228,8 @@ async def _outcomes(reader: _Reader, serde: AvroSerde, catalog: Catalog,
         try:
             _, audit = serde.decode(record.value, schema)
         except DecodeError:
+            return
+        if audit["decision"] == DELETED:
             return
         outcomes.append(Outcome(
             _at(record), (audit["provider"], audit["dataset"], audit["event_id"]),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,10 @@ from streams.audit.chain import (
     HASH_VERSION,
     AuditChains,
     NotARecord,
+    deletion_record,
+    file_sink_chain,
     hashed_form,
+    named_chain,
     record_hash,
     verify_chain,
 )
@@ -93,12 +96,15 @@ _HASH = st.text("0123456789abcdef", min_size=64, max_size=64)
 
 @st.composite
 def _audit_records(draw: st.DrawFn) -> dict[str, Any]:
-    """Audit records as :meth:`AuditChains.record` builds them, with values drawn from small
-    pools (so that the encoder's memos are hit as well as missed) or anything at all."""
+    """Audit records as :meth:`AuditChains.record` and :func:`deletion_record` build them,
+    with values drawn from small pools (so that the encoder's memos are hit as well as missed)
+    or anything at all."""
     def pooled(pool: list[str]) -> st.SearchStrategy[str]:
         return st.one_of(st.sampled_from(pool), _TEXT)
 
-    delivered = draw(st.booleans())
+    decision = draw(st.sampled_from(["delivered", "withheld", "deleted"]))
+    delivered = decision == "delivered"
+    deleted = decision == "deleted"
     return {
         "event_id": draw(_TEXT),
         "delivery_id": draw(st.one_of(st.none(), _TEXT)) if delivered else None,
@@ -107,8 +113,10 @@ def _audit_records(draw: st.DrawFn) -> dict[str, Any]:
         "provider": draw(pooled(["cnaf", "msa"])),
         "dataset": draw(pooled(["quotient_familial"])),
         "subject_ref": draw(_TEXT),
-        "decision": "delivered" if delivered else "withheld",
-        "reason": None if delivered else draw(st.sampled_from(
+        "file_day": draw(st.dates()) if deleted else None,
+        "deliveries_deleted": draw(st.integers(0, 2**63 - 1)) if deleted else None,
+        "decision": decision,
+        "reason": None if delivered or deleted else draw(st.sampled_from(
             ["not_enrolled", "no_consent", "objection", "contract_inactive",
              "contract_invalid"])),
         "decided_at": draw(st.datetimes(min_value=datetime(2000, 1, 1),
@@ -221,27 +229,40 @@ def _v2_record(previous: str, index: int) -> dict[str, Any]:
     read back under the current schema, which gives it ``delivery_id`` null."""
     record = {"event_id": f"v2-{index}", "delivery_id": None, "contract_id": LYON.id,
               "subscriber": LYON.subscriber, "provider": "cnaf", "dataset": TERMS.dataset,
-              "subject_ref": "sr1_" + "ef" * 32, "decision": "delivered", "reason": None,
+              "subject_ref": "sr1_" + "ef" * 32, "file_day": None, "deliveries_deleted": None,
+              "decision": "delivered", "reason": None,
               "decided_at": datetime(2026, 11, 2, 9, 0, index, tzinfo=UTC),
               "fields_delivered": ["quotient_familial"], "hash_version": 2, "replay": None,
               "previous_hash": previous}
     return record | {"record_hash": _avro_hash(2, record)}
 
 
-def test_records_written_in_form_2_still_verify_and_the_chain_goes_on_in_form_4() -> None:
-    v2 = CATALOG.bus_record("audit").version(2).parsed
+def _v3_record(previous: str, index: int) -> dict[str, Any]:
+    """A record as a writer of form 3 wrote it (audit schema version 3, no deletion fields)."""
+    record = _v2_record(previous, index) | {"event_id": f"v3-{index}", "delivery_id": "d-3",
+                                            "hash_version": 3}
+    return record | {"record_hash": _avro_hash(3, record)}
+
+
+def test_records_written_in_forms_2_and_3_still_verify_and_the_chain_goes_on_in_form_4(
+        ) -> None:
     chains = AuditChains()
     read = []
-    for index in range(2):
-        old = _v2_record(chains.heads.get(0, GENESIS), index)
+    for index, (version, written_as) in enumerate([(2, _v2_record), (2, _v2_record),
+                                                   (3, _v3_record)]):
+        old = written_as(chains.heads.get(0, GENESIS), index)
         chains.heads[0] = old["record_hash"]
-        written = encode(v2, {k: v for k, v in old.items() if k not in ("delivery_id", "replay")})
-        read.append((index, decode(v2, SCHEMA, written)))
-    assert [r["delivery_id"] for _, r in read] == [None, None]
-    new = chains.record(0, **_decided(delivery_id="d-2"))
-    read.append((2, decode(SCHEMA, SCHEMA, ENCODER.encode(new))))
+        schema = CATALOG.bus_record("audit").version(version).parsed
+        dropped = ({"file_day", "deliveries_deleted", "replay"}
+                   | ({"delivery_id"} if version == 2 else set()))
+        written = encode(schema, {k: v for k, v in old.items() if k not in dropped})
+        read.append((index, decode(schema, SCHEMA, written)))
+    assert [r["delivery_id"] for _, r in read] == [None, None, "d-3"]
+    assert [r["file_day"] for _, r in read] == [None, None, None]
+    new = chains.record(0, **_decided(delivery_id="d-4"))
+    read.append((3, decode(SCHEMA, SCHEMA, ENCODER.encode(new))))
     assert verify_chain(0, read) == []
-    assert [hashed_form(r) for _, r in read] == [2, 2, 4]
+    assert [hashed_form(r) for _, r in read] == [2, 2, 3, 4]
 
 
 def test_records_written_in_form_3_still_verify_and_the_chain_goes_on_in_form_4() -> None:
@@ -250,7 +271,8 @@ def test_records_written_in_form_3_still_verify_and_the_chain_goes_on_in_form_4(
     v3 = CATALOG.bus_record("audit").version(3).parsed
     chains = AuditChains()
     old = {**chains.record(0, **_decided(delivery_id="d-1")), "hash_version": 3}
-    del old["replay"]
+    for later in ("replay", "file_day", "deliveries_deleted"):
+        del old[later]
     old["record_hash"] = chains.heads[0] = _avro_hash(3, old)
     read = [(0, decode(v3, SCHEMA, encode(v3, {**old, "fields_delivered": ["q", "annee"]})))]
     assert read[0][1]["replay"] is None
@@ -273,6 +295,7 @@ def _v1_record(previous: str, index: int) -> dict[str, Any]:
     record = {"event_id": f"old-{index}", "delivery_id": None, "contract_id": LYON.id,
               "subscriber": LYON.subscriber,
               "provider": "cnaf", "dataset": TERMS.dataset, "subject_ref": "sr1_" + "cd" * 32,
+              "file_day": None, "deliveries_deleted": None,
               "decision": "withheld", "reason": "no_consent",
               "decided_at": datetime(2026, 11, 1, 9, 0, index, tzinfo=UTC),
               "fields_delivered": [], "hash_version": None, "replay": None,
@@ -306,8 +329,8 @@ def test_a_chain_switches_from_the_first_hashed_form_to_the_current_one() -> Non
 def test_a_record_in_the_first_form_is_read_as_such_under_the_current_schema() -> None:
     v1 = CATALOG.bus_record("audit").version(1).parsed
     old = _v1_record(GENESIS, 0)
-    written = encode(v1, {k: v for k, v in old.items()
-                          if k not in ("hash_version", "delivery_id", "replay")})
+    later = ("hash_version", "delivery_id", "file_day", "deliveries_deleted", "replay")
+    written = encode(v1, {k: v for k, v in old.items() if k not in later})
     read = decode(v1, SCHEMA, written)
     assert read["hash_version"] is None
     assert verify_chain(0, [(0, read)]) == []
@@ -366,3 +389,57 @@ def test_a_chain_checked_after_an_unreadable_anchor_checks_its_first_link_no_mor
     assert verify_chain(0, records[1:], previous=None) == []
     records[1][1]["event_id"] = "changed"
     assert [b.offset for b in verify_chain(0, records[1:], previous=None)] == [1]
+
+
+# --- A file sink's deletions: a chain of their own, keyed sink.files.<contract>. ---
+
+def _deletions(count: int) -> list[tuple[int, dict[str, Any]]]:
+    """A file sink's chain of ``count`` deletions, as read back, at offsets 10, 20…"""
+    previous = GENESIS
+    read = []
+    for index in range(count):
+        written = deletion_record(previous, contract_id=LYON.id, subscriber=LYON.subscriber,
+                                  day=date(2026, 11, 1 + index), deliveries=10 + index,
+                                  deleted_at=datetime(2026, 12, 1, 3, 0, index, tzinfo=UTC))
+        previous = written["record_hash"]
+        read.append((10 * (index + 1), decode(SCHEMA, SCHEMA, ENCODER.encode(written))))
+    return read
+
+
+def test_a_deletion_names_the_contract_day_and_count_and_no_person() -> None:
+    (_, read), = _deletions(1)
+    assert (read["decision"], read["contract_id"], read["file_day"],
+            read["deliveries_deleted"]) == ("deleted", LYON.id, date(2026, 11, 1), 10)
+    assert read["event_id"] == f"{LYON.id}/2026-11-01.jsonl"
+    assert (read["subject_ref"], read["provider"], read["dataset"], read["delivery_id"]) == (
+        "", "", "", None)
+    assert read["hash_version"] == HASH_VERSION
+    assert _avro_hash(HASH_VERSION, read) == read["record_hash"]
+
+
+def test_a_sink_s_chain_verifies_and_its_day_and_count_are_covered_by_the_hash() -> None:
+    chain = file_sink_chain(LYON.id)
+    records = _deletions(3)
+    assert verify_chain(0, records, chain=chain) == []
+    records[1][1]["deliveries_deleted"] = 0
+    records[2][1]["file_day"] = date(2026, 1, 1)
+    breaks = verify_chain(0, records, chain=chain)
+    assert [b.offset for b in breaks] == [20, 30]
+    assert str(breaks[0]).startswith(f"audit chain {chain} (audit partition 0, offset 20): ")
+
+
+def test_a_record_keyed_into_another_chain_than_its_content_s_is_a_break() -> None:
+    deletions = _deletions(1)
+    assert [b.offset for b in verify_chain(0, deletions)] == [10], "a deletion in routing"
+    other = file_sink_chain("another-contract")
+    assert [b.offset for b in verify_chain(0, deletions, chain=other)] == [10]
+    decisions = _mixed_chain("3")
+    (problem,) = verify_chain(0, decisions, chain=file_sink_chain(LYON.id))
+    assert "belongs to another chain" in problem.reason
+
+
+def test_a_key_names_a_sink_s_chain_and_nothing_else() -> None:
+    assert named_chain(b"sink.files.lyon-cantine-2026") == "sink.files.lyon-cantine-2026"
+    assert file_sink_chain("lyon-cantine-2026") == "sink.files.lyon-cantine-2026"
+    for routing in (b"sr1_" + b"ab" * 32, b"732829320", None):
+        assert named_chain(routing) is None

@@ -14,6 +14,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
+from connectors.files.sink import files_group
+from connectors.sinks import sink_group
 from streams.cli import lag as lag_cli
 from streams.ops.lag import model as lag_module
 from streams.ops.lag import monitor as lag_monitor
@@ -203,6 +205,14 @@ def test_which_groups_and_topics_are_watched() -> None:
     assert concerns("ville-de-lyon", "my-own-client", TOPIC)
     assert concerns("ville-de-lyon", GROUP, "deliver.other.contract")
     assert not concerns("idfm", GROUP, TOPIC)
+
+
+def test_the_sinks_groups_are_watched_and_named_after_the_subscriber() -> None:
+    for group in (sink_group("lyon-cantine-2026"), files_group("lyon-cantine-2026")):
+        assert is_watched(group, TOPIC)
+        assert subscriber_of(group, [TOPIC]) == "ville-de-lyon"
+        assert concerns("ville-de-lyon", group, TOPIC)
+    assert files_group("lyon-cantine-2026") == "sink.lyon-cantine-2026.files"
 
 
 def test_router_group_is_the_worker_app_id() -> None:

@@ -253,12 +253,21 @@ def test_audit_v3_adds_the_delivery_s_own_id_and_nothing_else(catalog: Catalog) 
     assert [n for n in v3 if n != "delivery_id"] == list(v2)
 
 
-def test_audit_v4_adds_the_replay_mark_and_nothing_else(catalog: Catalog) -> None:
+def test_audit_v4_adds_a_deletion_s_day_count_and_decision_and_the_replay_mark_only(
+        catalog: Catalog) -> None:
     audit = catalog.bus_record("audit")
     v3, v4 = ({f["name"]: f for f in audit.version(n).raw["fields"]} for n in (3, 4))
-    assert set(v4) - set(v3) == {"replay"}
+    added = {"file_day", "deliveries_deleted", "replay"}
+    assert set(v4) - set(v3) == added
+    assert (v4["file_day"]["type"], v4["file_day"]["default"]) == (
+        ["null", {"type": "int", "logicalType": "date"}], None)
+    assert (v4["deliveries_deleted"]["type"], v4["deliveries_deleted"]["default"]) == (
+        ["null", "long"], None)
     assert (v4["replay"]["type"], v4["replay"]["default"]) == (["null", "boolean"], None)
-    assert [n for n in v4 if n != "replay"] == list(v3)
+    assert [n for n in v4 if n not in added] == list(v3)
+    decisions = {n: v["decision"]["type"] for n, v in ((3, v3), (4, v4))}
+    assert decisions[4]["symbols"] == [*decisions[3]["symbols"], "deleted"]
+    assert decisions[4]["default"] == "withheld", "an older symbol for readers of later ones"
 
 
 def test_contract_v2_adds_the_optional_delivery_and_nothing_else(catalog: Catalog) -> None:
@@ -284,7 +293,7 @@ def test_every_shipped_avsc_file_is_loaded(catalog: Catalog) -> None:
     ]
     loaded = sum(len(d.versions) for d in catalog.datasets())
     loaded += sum(len(r.versions) for r in catalog.bus_records())
-    assert loaded == len(files) == 23
+    assert loaded == len(files) == 24
 
 
 def test_dataset_records_are_named_after_their_dataset(catalog: Catalog) -> None:

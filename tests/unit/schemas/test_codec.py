@@ -153,6 +153,8 @@ BUS_SAMPLES: dict[str, dict[str, Any]] = {
         "provider": "cnaf",
         "dataset": "quotient_familial",
         "subject_ref": "sr_3q2x7kq9c1m5",
+        "file_day": None,
+        "deliveries_deleted": None,
         "decision": "withheld",
         "reason": "no_consent",
         "decided_at": "2026-03-04T08:15:30.125Z",

@@ -87,10 +87,12 @@ def test_the_bus_components_never_read_what_they_do_not_need() -> None:
     assert ("topic", "deliver.") not in reads[principals.GATEWAY]
     assert ("topic", "provider.") not in reads[principals.GATEWAY]
     assert reads[principals.SINK] == {("topic", "deliver."), ("group", "sink."),
-                                      ("topic", "bus.contracts")}
+                                      ("topic", "bus.contracts"),
+                                      ("topic", "bus.audit")}  # its chain's head
     writes = {(g.resource_type, g.resource) for g in grants[principals.SINK]
               if g.operation == "Write"}
-    assert writes == {("topic", "bus.dlq")}  # a dead letter, never a delivery or the audit
+    # a dead letter, the file sink's deletions; never a delivery, a provider or a state topic
+    assert writes == {("topic", "bus.dlq"), ("topic", "bus.audit")}
     assert principals.ADMIN not in grants  # a super user: it needs no grant
 
 
