@@ -17,6 +17,7 @@ import structlog
 from fastapi import FastAPI, Request, Response
 
 from connectors.gateway import events, health, portal, problems
+from connectors.gateway.request_body import BoundedBodies
 from connectors.publisher import Publisher
 from schemas.catalog import Catalog
 from schemas.serde import AvroSerde
@@ -61,7 +62,8 @@ def create_app(settings: Settings) -> FastAPI:
         docs_url=None, redoc_url=None,  # their pages load scripts from a CDN: none here
     )
     problems.install(app)
-    app.middleware("http")(_log_request)
+    app.add_middleware(BoundedBodies, limit=settings.gateway_max_body_bytes)
+    app.middleware("http")(_log_request)  # outermost: every answer is logged, 413s included
     app.include_router(health.router)
     app.include_router(events.router)
     app.include_router(portal.router)
@@ -73,7 +75,10 @@ async def _log_request(request: Request,
     """One log line per request, naming its route's template rather than its path: a path or
     a query may hold whatever a careless caller put there. Never a header: one is the token."""
     started = time.perf_counter()
-    response = await call_next(request)
+    try:
+        response = await call_next(request)
+    except Exception as exc:  # answered here: past this point uvicorn would log its message
+        response = problems.crashed(request, exc)
     route = request.scope.get("route")
     log.info("request", method=request.method, route=getattr(route, "path", None),
              status=response.status_code,

@@ -32,6 +32,7 @@ from connectors.gateway.subjects import (
     references,
     subject_problems,
 )
+from schemas.registry import RegistryError
 from streams.security.principals import Principal
 from streams.settings import Settings
 from streams.state.bus_state import ConsentStatus
@@ -201,3 +202,6 @@ async def _bus_answers() -> AsyncIterator[None]:
     except KafkaError as exc:
         raise Problem(503, f"the bus did not acknowledge ({type(exc).__name__}); some "
                            "records may be written, unfenced: repeat the request") from None
+    except RegistryError as exc:
+        raise Problem(503, f"the schema registry did not answer ({type(exc).__name__}): "
+                           "repeat the request") from None

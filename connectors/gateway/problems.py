@@ -101,10 +101,7 @@ def install(app: FastAPI) -> None:
         return respond(Problem(exc.status_code, str(exc.detail), headers=headers))
 
     async def on_crash(request: Request, exc: Exception) -> JSONResponse:
-        route = request.scope.get("route")  # its template: the path itself may hold anything
-        log.error("request failed", route=getattr(route, "path", None),
-                  error=type(exc).__name__)
-        return respond(Problem(500, "the gateway failed to handle this request"))
+        return crashed(request, exc)
 
     app.add_exception_handler(Problem, on_problem)
     app.add_exception_handler(RequestValidationError, on_validation)
@@ -124,6 +121,14 @@ def allowed_methods(request: Request) -> str:
     return ", ".join(method for method in _METHODS
                      if any(route.matches({**request.scope, "method": method})[0] == Match.FULL
                             for route in routes))
+
+
+def crashed(request: Request, exc: Exception) -> JSONResponse:
+    """A request that failed: logged by route template and the error's type only (its message
+    may quote what the caller sent), answered 500 saying nothing of the cause."""
+    route = request.scope.get("route")  # its template: the path itself may hold anything
+    log.error("request failed", route=getattr(route, "path", None), error=type(exc).__name__)
+    return respond(Problem(500, "the gateway failed to handle this request"))
 
 
 PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {

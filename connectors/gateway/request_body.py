@@ -12,10 +12,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import Request
+from fastapi import HTTPException, Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from connectors.event_files import load_json
-from connectors.gateway.problems import FieldProblem, Problem
+from connectors.gateway.problems import FieldProblem, Problem, respond
 from connectors.publisher import PublishRefused
 
 
@@ -58,3 +59,44 @@ def parse_json(body: bytes) -> Any:
     except PublishRefused as exc:
         raise Problem(400, "the body is not JSON", [FieldProblem(
             field=exc.field, reason=exc.reason)]) from None
+
+
+class BodyTooLarge(HTTPException):
+    """A body that passed the limit while it was being read (an ``HTTPException``, so that
+    FastAPI's own body parsing lets it through as it is rather than as a parse error)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"the body is larger than {limit:,} bytes")
+
+
+class BoundedBodies:
+    """Every request's body bounded, whatever route reads it and however: a ``Content-Length``
+    over the limit is answered ``413`` before the application sees the request, and a body sent
+    without one fails its reader as soon as what arrived passes the limit. The routes that
+    parse a declared model (the portal's) would otherwise buffer and parse any size, and do it
+    before they know who is calling."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers", ())).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            await respond(_too_large(self.limit))(scope, receive, send)
+            return
+        seen = 0
+
+        async def bounded() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    raise BodyTooLarge(self.limit)
+            return message
+
+        await self.app(scope, bounded, send)

@@ -246,6 +246,9 @@ def _problems(record: Mapping[str, Any], previous: str | None, newest_form: int)
             problems.append("its hash does not match its content (the record was changed)")
     except UnknownHashedForm as exc:
         problems.append(str(exc))
+    except (ValueError, TypeError, KeyError):  # e.g. a symbol its form's schema lacks
+        problems.append("it cannot be written in the hashed form it names (a value that form "
+                        "has no place for): it was not written by the bus")
     else:
         if hashed_form(record) < newest_form:
             problems.append(f"written in hashed form {hashed_form(record)} after its chain "

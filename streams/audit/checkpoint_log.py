@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import structlog
 from aiokafka import TopicPartition
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from schemas.serde import AvroSerde
@@ -66,8 +69,23 @@ async def log_starts(settings: Settings, topic: str = AUDIT) -> dict[int, int]:
         await consumer.stop()
 
 
+async def retention_ms(settings: Settings, topic: str = AUDIT) -> timedelta | None:
+    """How long ``topic`` keeps records (its ``retention.ms``); None when forever (-1)."""
+    async with clients.admin(settings) as admin:
+        answers = await admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, topic)])
+    for answer in answers:
+        for _code, _message, _type, _name, entries in answer.resources:
+            for entry in entries:
+                if entry[0] == "retention.ms" and entry[1] is not None:
+                    kept = int(entry[1])
+                    return None if kept < 0 else timedelta(milliseconds=kept)
+    return None
+
+
 def prove_heads(chains: Chains, starts: dict[int, int], checkpoints: list[Checkpoint],
-                public: Ed25519PublicKey) -> CheckpointReport:
+                public: Ed25519PublicKey,
+                retention: timedelta | None = None) -> CheckpointReport:
     """The trail as read (``chains``, from ``starts``) held against the checkpoints: the
     routing chain of each partition, which its worker signs."""
     partitions = {}
@@ -79,4 +97,4 @@ def prove_heads(chains: Chains, starts: dict[int, int], checkpoints: list[Checkp
         partitions[partition] = PartitionRecords(start, end, {
             offset: str(entry["record_hash"]) for offset, entry in entries
             if not isinstance(entry, NotARecord) and "record_hash" in entry})
-    return check_against(checkpoints, public, partitions)
+    return check_against(checkpoints, public, partitions, retention)

@@ -22,7 +22,7 @@ import hashlib
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
@@ -201,10 +201,15 @@ class CheckpointReport:
 
 
 def check_against(checkpoints: Iterable[Checkpoint], public: Ed25519PublicKey,
-                  partitions: Mapping[int, PartitionRecords]) -> CheckpointReport:
+                  partitions: Mapping[int, PartitionRecords],
+                  retention: timedelta | None = None,
+                  now: datetime | None = None) -> CheckpointReport:
     """Every head every checkpoint signed must be in the trail as read: truncation and a
     rewritten tail show here, however valid the chain's own hashes. A head older than its
-    partition's start was removed by retention and proves nothing either way."""
+    partition's start may have been removed by retention, and then proves nothing either way,
+    only when it was signed longer ago than ``retention`` (the trail's ``retention.ms``; None
+    for a trail kept forever, which retention never shortens): otherwise someone deleted it."""
+    now = now or datetime.now(UTC)
     report = CheckpointReport()
     newest: dict[int, int] = {}
     for checkpoint in checkpoints:
@@ -216,6 +221,10 @@ def check_against(checkpoints: Iterable[Checkpoint], public: Ed25519PublicKey,
             continue
         for head in checkpoint.heads:
             found = _head_problem(head, partitions.get(head.partition))
+            if found == "retention" and (retention is None
+                                         or now - checkpoint.signed_at < retention):
+                found = ("the record signed here is gone, yet the trail's retention could not "
+                         "have removed it yet: records were deleted")
             if found == "retention":
                 report.beyond_retention += 1
             elif found is not None:

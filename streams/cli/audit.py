@@ -10,7 +10,12 @@ from typing import Annotated, Any
 import typer
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from streams.audit.checkpoint_log import log_starts, prove_heads, read_checkpoints
+from streams.audit.checkpoint_log import (
+    log_starts,
+    prove_heads,
+    read_checkpoints,
+    retention_ms,
+)
 from streams.audit.checkpoints import (
     Checkpoint,
     CheckpointReport,
@@ -44,10 +49,13 @@ def verify(
     given = _checkpoints_from(checkpoints_file) if checkpoints_file is not None else None
 
     async def run() -> tuple[Verification, CheckpointReport]:
+        # The checkpoints first: each is written once its heads are acknowledged, so every one
+        # read before the trail names records the trail then holds, however busy the workers.
+        signed = given if given is not None else await read_checkpoints(config)
         found, chains = await read_trail(config)
         starts = await log_starts(config)
-        signed = given if given is not None else await read_checkpoints(config)
-        return found, prove_heads(chains, starts, signed, public)
+        retained = await retention_ms(config)
+        return found, prove_heads(chains, starts, signed, public, retained)
 
     found, proof = asyncio.run(run())
     broken = bool(found.breaks or proof.problems)

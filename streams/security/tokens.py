@@ -149,8 +149,8 @@ class TokenDirectory:
 
     async def reach_kafka(self) -> None:
         """Ask the broker for the topic's end offsets: a round trip proving it answers."""
-        if self._consumer is None:
-            raise TokenError("the token directory is not started")
+        if self._consumer is None or not self.following:
+            raise TokenError("the token directory does not follow bus.tokens")
         await self._consumer.end_offsets(list(self._consumer.assignment()))
 
     async def stop(self) -> None:
@@ -160,11 +160,21 @@ class TokenDirectory:
         if self._consumer is not None:
             await self._consumer.stop()
 
+    @property
+    def following(self) -> bool:
+        """Whether the directory still follows the topic (what readiness asks)."""
+        return self._follower is not None and not self._follower.done()
+
     async def _follow(self, consumer: AIOKafkaConsumer) -> None:
+        """Follow the topic for as long as the gateway runs: a broker or registry that fails
+        for a while must not leave a replaced token open here, so any error is logged and the
+        read tried again."""
         while True:
             try:
                 await self._read(consumer)
-            except KafkaError as exc:  # the consumer reconnects by itself: keep following
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
                 log.warning("token follower", error=type(exc).__name__)
                 await asyncio.sleep(1)
 

@@ -443,3 +443,14 @@ def test_a_key_names_a_sink_s_chain_and_nothing_else() -> None:
     assert file_sink_chain("lyon-cantine-2026") == "sink.files.lyon-cantine-2026"
     for routing in (b"sr1_" + b"ab" * 32, b"732829320", None):
         assert named_chain(routing) is None
+
+
+def test_a_record_that_its_own_form_cannot_hold_is_a_break_not_a_crash() -> None:
+    """A deletion claiming a form older than deletions: what a writer of bus.audit other than
+    the bus could put there. The verifier reports it and goes on."""
+    records = _mixed_chain("44")
+    records[1][1]["decision"] = "deleted"
+    records[1][1]["hash_version"] = 3
+    problems = verify_chain(0, records)
+    assert {p.offset for p in problems} == {1}
+    assert any("cannot be written in the hashed form it names" in p.reason for p in problems)

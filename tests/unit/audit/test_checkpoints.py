@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -107,10 +107,24 @@ def test_a_forged_checkpoint_is_reported_and_proves_nothing() -> None:
 
 def test_retention_is_not_tampering() -> None:
     trail = _trail({0: 20}, start=12)
-    report = check_against([_checkpoint((0, 4)), _checkpoint((0, 15))], KEY.public_key(), trail)
+    report = check_against([_checkpoint((0, 4)), _checkpoint((0, 15))], KEY.public_key(), trail,
+                           retention=timedelta(days=1), now=AT + timedelta(days=2))
     assert report.problems == []
     assert report.beyond_retention == 1
     assert report.uncovered == {0: 4}
+
+
+def test_records_gone_before_the_retention_could_remove_them_were_deleted() -> None:
+    """A trail kept forever, or a head signed more recently than the retention: its records
+    cannot have expired, so their absence is a deletion, however empty and valid the rest."""
+    trail = _trail({0: 20}, start=20)  # everything deleted up to the end
+    for retention, now in ((None, AT + timedelta(days=400)),
+                           (timedelta(days=30), AT + timedelta(days=2))):
+        report = check_against([_checkpoint((0, 15))], KEY.public_key(), trail,
+                               retention=retention, now=now)
+        (problem,) = report.problems
+        assert "records were deleted" in problem.problem
+        assert report.beyond_retention == 0
 
 
 def test_the_public_key_reads_back_from_its_pem() -> None:

@@ -63,3 +63,34 @@ def test_records_for_components_or_no_principal_are_skipped() -> None:
         token = new_token()
         directory.apply(_record(name, token))
         assert directory.principal(token) is None, name
+
+
+async def test_the_follower_outlives_a_registry_or_broker_failure() -> None:
+    """A follower that stopped on one error would leave every replaced token open on this
+    replica for as long as it runs: it logs, waits and reads again."""
+    import asyncio
+
+    from schemas.registry import RegistryError
+
+    directory = _directory()
+    token = new_token()
+    failures = [RegistryError("401 from the registry"), RuntimeError("anything else")]
+
+    async def read(_: object) -> None:
+        if failures:
+            raise failures.pop(0)
+        directory.apply(_record("provider.cnaf", token))
+        await asyncio.sleep(0.01)
+
+    directory._read = read  # type: ignore[method-assign]
+    directory._follower = asyncio.create_task(directory._follow(object()))  # type: ignore[arg-type]
+    try:
+        for _ in range(50):
+            if directory.principal(token) is not None:
+                break
+            await asyncio.sleep(0.1)
+        assert directory.following
+        assert directory.principal(token) == Principal("provider.cnaf", "provider")
+    finally:
+        await directory.stop()
+    assert not directory.following
