@@ -95,6 +95,9 @@ def install(app: FastAPI) -> None:
 
     async def on_http(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
+        told = getattr(exc, "problem", None)  # an HTTPException that knows its problem
+        if isinstance(told, Problem):
+            return respond(told)
         headers = dict(exc.headers or {})
         if exc.status_code == 405:
             headers["Allow"] = allowed_methods(request)

@@ -67,6 +67,7 @@ class BodyTooLarge(HTTPException):
 
     def __init__(self, limit: int) -> None:
         super().__init__(413, f"the body is larger than {limit:,} bytes")
+        self.problem = _too_large(limit)
 
 
 class BoundedBodies:

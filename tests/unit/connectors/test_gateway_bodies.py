@@ -39,6 +39,7 @@ def test_a_declared_length_over_the_limit_is_413_before_anything_reads_it(
                          headers={"content-type": "application/json"})
     assert answer.status_code == 413
     assert answer.headers["content-type"] == PROBLEM_JSON
+    assert answer.json()["errors"] == [{"field": "body", "reason": f"at most {LIMIT:,} bytes"}]
 
 
 @pytest.mark.parametrize("path", ["/v1/contracts/lyon/population", "/v1/contracts/lyon/consents"])
@@ -51,6 +52,7 @@ def test_a_chunked_body_is_refused_once_it_passes_the_limit(client: TestClient,
                          headers={"content-type": "application/cloudevents+json"})
     assert answer.status_code == 413
     assert answer.headers["content-type"] == PROBLEM_JSON
+    assert answer.json()["errors"] == [{"field": "body", "reason": f"at most {LIMIT:,} bytes"}]
 
 
 def test_a_crash_is_answered_inside_the_gateway_never_raised_to_the_server() -> None:
