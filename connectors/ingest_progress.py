@@ -52,16 +52,18 @@ class IngestProgress(BaseModel):
         "a partition not listed was created later, and is read from its start."))
     finished: bool = False
     destination: str | None = Field(default=None, description=(
-        "The bus the lines were written to: principal@bootstrap servers (see destination())."))
+        "The bus the lines were written to: its bootstrap servers (see destination())."))
 
 
 def destination(settings: Settings) -> str:
-    """Where a run writes, as its settings say: the principal and the bootstrap servers.
+    """Where a run writes, as its settings say: the bootstrap servers.
 
     Taken from the settings alone, so that a rerun of a finished file still needs no broker.
     A progress file says what one bus acknowledged: resumed against another (a staging
-    cluster, then production), it would skip lines that bus never received."""
-    return f"{settings.sasl_username or 'anonymous'}@{settings.kafka_bootstrap}"
+    cluster, then production), it would skip lines that bus never received. The principal is
+    left out: on a secured bus a provider may not read its topics back, and the operator
+    reruns its interrupted file."""
+    return settings.kafka_bootstrap
 
 
 def progress_path(path: Path) -> Path:

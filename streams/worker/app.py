@@ -28,7 +28,7 @@ from schemas.catalog import Catalog
 from streams.audit.checkpoints import signing_key
 from streams.kafka import clients
 from streams.kafka.admin import ensure_topics
-from streams.kafka.topics import catalog_topics
+from streams.kafka.topics import TOKENS, catalog_topics
 from streams.logs import reclaim_standard_logging
 from streams.privacy.pseudonyms import Pseudonymiser
 from streams.privacy.redaction import redacted_error
@@ -56,8 +56,10 @@ async def prepare_topics(settings: Settings, catalog: Catalog) -> None:
 
     Their configuration is the operator's (``circulation schemas register``): on a secured
     cluster ``bus-worker`` may not change it, nor create a topic, so there every topic must
-    exist already and the worker only checks."""
-    await ensure_topics(settings, catalog_topics(settings, catalog), align=False)
+    exist already and the worker only checks. The gateway's ``bus.tokens`` is left out: the
+    worker never reads it, and may not so much as describe it."""
+    used = [spec for spec in catalog_topics(settings, catalog) if spec.name != TOKENS]
+    await ensure_topics(settings, used, align=False)
 
 
 def broker_credentials(settings: Settings) -> Any:

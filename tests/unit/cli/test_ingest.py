@@ -74,10 +74,10 @@ def test_a_progress_file_of_another_bus_is_not_resumed(tmp_path: Path) -> None:
     path.write_text("{}\n", encoding="utf-8")
     ingest_progress.save(path, IngestProgress(
         sha256=ingest_progress.file_sha256(path), format="jsonl", settled_through=1,
-        published=1, finished=True, destination="provider.cnaf@staging.example:9093"))
+        published=1, finished=True, destination="staging.example:9093"))
     result = CliRunner().invoke(app, ["ingest-file", str(path)])
     assert result.exit_code == 1
-    assert "records ingesting envoi.jsonl as provider.cnaf@staging.example:9093" in result.stderr
+    assert "records ingesting envoi.jsonl as staging.example:9093" in result.stderr
     assert "ingested already" not in result.stdout
     here = ingest_progress.destination(get_settings())
     ingest_progress.save(path, IngestProgress(
