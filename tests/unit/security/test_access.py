@@ -107,3 +107,14 @@ def test_the_gateway_reads_the_token_hashes_and_no_party_does() -> None:
                                                       datetime(2026, 6, 1, tzinfo=UTC))))
 def test_every_grant_survives_the_broker_s_form(grant: Grant) -> None:
     assert as_grant(as_binding(grant)) == grant
+
+
+def test_only_the_workers_write_the_signed_checkpoints() -> None:
+    """A checkpoint vouches for a chain's head: whoever else could write one could vouch for a
+    trail of its own making (the signature still needs the workers' key)."""
+    grants = entitlements(Catalog.load(), [_contract()])
+    writers = {g.principal for g in grants
+               if g.resource == "bus.audit.checkpoints" and g.operation == "Write"}
+    assert writers == {f"User:{principals.WORKER}"}
+    assert not [g for g in grants if g.resource == "bus.audit.checkpoints"
+                and g.principal != f"User:{principals.WORKER}"]
