@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import yaml
 from aiokafka import TopicPartition
@@ -43,6 +44,7 @@ from streams.dev.synthetic import generate, people
 from streams.kafka import clients
 from streams.kafka.clients import librdkafka_options
 from streams.settings import Settings
+from tests.integration.gateway_process import running_gateway
 from tests.integration.private_stack import CLI, PRIVATE_PORTS, PRIVATE_SLOTS, REPO, run_cli
 
 pytestmark = pytest.mark.integration
@@ -560,3 +562,24 @@ def test_a_provider_s_ingest_rerun_that_must_read_its_topics_back_is_refused_wit
     operator = secure.cli("ingest-file", str(path))
     assert operator.returncode == 0, operator.stderr[-2000:]
     assert re.search(r"already written\W+5\b", operator.stdout), operator.stdout
+
+
+def test_the_gateway_runs_as_bus_gateway_and_publishes_for_a_token_holder(
+        secure: SecureStack) -> None:
+    """On the secured cluster the gateway reads the token hashes and writes a provider's topic
+    on its own credential: its grants are enough, and a provider's token is all the provider
+    needs."""
+    made = secure.cli("credentials", "create", "provider.cnaf", "--token")
+    assert made.returncode == 0, made.stderr[-2000:]
+    token = json.loads(made.stdout)["token"]
+    event = next(iter(generate("quotient_familial", 1, 99, provider="cnaf")))
+    with running_gateway(secure.env_of("bus-gateway")) as url, httpx.Client() as client:
+        assert client.get(url + "/readyz").status_code == 200
+        answer = client.post(url + "/v1/events", content=json.dumps(event), headers={
+            "Content-Type": "application/cloudevents+json", "Authorization": f"Bearer {token}"})
+        refused = client.post(url + "/v1/events", content=json.dumps(event), headers={
+            "Content-Type": "application/cloudevents+json", "Authorization": "Bearer circ_x"})
+    assert answer.status_code == 202, answer.text
+    assert answer.json()["accepted"] == [event["id"]]
+    assert refused.status_code == 401
+    assert token not in json.dumps(secure.cli("credentials", "list", "--json").stdout)
