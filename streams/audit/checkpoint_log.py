@@ -6,7 +6,6 @@ from datetime import timedelta
 
 import structlog
 from aiokafka import TopicPartition
-from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from schemas.serde import AvroSerde
@@ -19,7 +18,7 @@ from streams.audit.checkpoints import (
 )
 from streams.audit.trail import Chains
 from streams.kafka import clients
-from streams.kafka.admin import end_offsets, topic_partitions
+from streams.kafka.admin import described_configs, end_offsets, topic_partitions
 from streams.kafka.topics import AUDIT, AUDIT_CHECKPOINTS
 from streams.settings import Settings
 
@@ -72,15 +71,11 @@ async def log_starts(settings: Settings, topic: str = AUDIT) -> dict[int, int]:
 async def retention_ms(settings: Settings, topic: str = AUDIT) -> timedelta | None:
     """How long ``topic`` keeps records (its ``retention.ms``); None when forever (-1)."""
     async with clients.admin(settings) as admin:
-        answers = await admin.describe_configs(
-            [ConfigResource(ConfigResourceType.TOPIC, topic)])
-    for answer in answers:
-        for _code, _message, _type, _name, entries in answer.resources:
-            for entry in entries:
-                if entry[0] == "retention.ms" and entry[1] is not None:
-                    kept = int(entry[1])
-                    return None if kept < 0 else timedelta(milliseconds=kept)
-    return None
+        described = await described_configs(admin, [topic])
+    kept = described.get(topic, {}).get("retention.ms")
+    if kept is None or int(kept) < 0:
+        return None
+    return timedelta(milliseconds=int(kept))
 
 
 def prove_heads(chains: Chains, starts: dict[int, int], checkpoints: list[Checkpoint],

@@ -118,15 +118,22 @@ async def _wait_for_configs(admin: AIOKafkaAdminClient, specs: list[TopicSpec]) 
     wanted = {s.name: s.config for s in specs}
 
     async def unapplied(waiting: list[str]) -> list[str]:
-        answers = await admin.describe_configs(
-            [ConfigResource(ConfigResourceType.TOPIC, name) for name in waiting])
-        described = {name: {entry[0]: entry[1] for entry in entries}
-                     for answer in answers
-                     for code, _, _, name, entries in answer.resources if code == 0}
+        described = await described_configs(admin, waiting)
         return [name for name in waiting
                 if any(described.get(name, {}).get(k) != v for k, v in wanted[name].items())]
 
     await _until_none_left(list(wanted), unapplied, "configuration not in force")
+
+
+async def described_configs(admin: AIOKafkaAdminClient,
+                            names: list[str]) -> dict[str, dict[str, str | None]]:
+    """The configuration the broker describes for each topic of ``names`` (a topic it could
+    not describe is left out)."""
+    answers = await admin.describe_configs(
+        [ConfigResource(ConfigResourceType.TOPIC, name) for name in names])
+    return {name: {entry[0]: entry[1] for entry in entries}
+            for answer in answers
+            for code, _, _, name, entries in answer.resources if code == 0}
 
 
 async def _until_none_left(names: list[str],
