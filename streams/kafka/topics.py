@@ -35,6 +35,12 @@ to see: a worker's store left alone for longer than half of it is rebuilt rather
 (:data:`streams.state.directory_store.STALE_AFTER`), so the bus owns this key rather than trust
 the broker's default."""
 
+COMPACTED_WITHIN = timedelta(days=7)
+"""The longest a superseded record or a tombstoned key stays on a state topic
+(``max.compaction.lag.ms``): without it, the cleaner waits for half a partition to be dirty,
+which a quiet topic may never reach, and never touches the segment being written; with it, the
+broker rolls and compacts that segment in time, so a person's expired choices really go."""
+
 
 def bus_topics(settings: Settings) -> list[TopicSpec]:
     """The bus's own topics: compacted state, append-only audit, dead letters, and the
@@ -45,6 +51,7 @@ def bus_topics(settings: Settings) -> list[TopicSpec]:
     retention has passed. The audit trail, its checkpoints and the dead letters are deleted by
     age, as the settings say."""
     compacted = {"cleanup_policy": "compact", "min_compaction_lag_ms": "60000",
+                 "max_compaction_lag_ms": _ms(COMPACTED_WITHIN),
                  "delete_retention_ms": _ms(TOMBSTONES_KEPT)}
     return [
         spec(settings, CONTRACTS, **compacted),

@@ -28,7 +28,7 @@ from streams.kafka.topics import provider_topic_spec
 from streams.ops.retention_report import wanted_topics
 from streams.settings import Settings
 from streams.state.contract import Contract
-from streams.state.contract_store import ContractStore
+from streams.state.contract_store import ContractStore, ContractStoreError
 from tests.conftest import Services
 from tests.integration.test_contracts_kafka import DAY, _deployed
 
@@ -48,14 +48,19 @@ def _contract(store: ContractStore) -> Contract:
     return _deployed("lyon-cantine-2026", store.topic.rsplit(".", 1)[-1])
 
 
-def _set_by_hand(settings: Settings, topic: str, config: dict[str, str]) -> None:
-    """What an operator does with Kafka's own tools: SET keys on a topic, nothing else."""
+async def _set_by_hand(settings: Settings, topic: str, config: dict[str, str]) -> None:
+    """What an operator does with Kafka's own tools: SET keys on a topic, nothing else; return
+    once the broker has them in force (the controller answers before the broker applies it)."""
     admin = clients.cluster_admin(settings)
     resource = ConfigResource(ResourceType.TOPIC, topic, incremental_configs=[
         ConfigEntry(k, v, incremental_operation=AlterConfigOpType.SET)
         for k, v in config.items()])
     for future in admin.incremental_alter_configs([resource], request_timeout=30).values():
         future.result()
+    deadline = asyncio.get_running_loop().time() + 30
+    while not config.items() <= (await _config(settings, topic)).items():
+        assert asyncio.get_running_loop().time() < deadline, f"{topic}: {config} not in force"
+        await asyncio.sleep(0.1)
 
 
 async def _config(settings: Settings, topic: str) -> dict[str, str | None]:
@@ -67,7 +72,7 @@ async def test_contracts_apply_restores_the_retention_and_keeps_a_key_set_by_han
         store: ContractStore, settings: Settings) -> None:
     contract = _contract(store)
     await store.apply([contract])
-    _set_by_hand(settings, contract.delivery_topic, {**FOREIGN, "retention.ms": str(DAY)})
+    await _set_by_hand(settings, contract.delivery_topic, {**FOREIGN, "retention.ms": str(DAY)})
     await store.apply([contract])  # recorded already: its topic is aligned, not created
     config = await _config(settings, contract.delivery_topic)
     assert config["retention.ms"] == str(contract.retention_ms)
@@ -78,7 +83,7 @@ async def test_provisioning_restores_the_retention_and_keeps_a_key_set_by_hand(
         settings: Settings, topic_name: str) -> None:
     wanted = provider_topic_spec(settings, topic_name)
     await ensure_topics(settings, [wanted])
-    _set_by_hand(settings, topic_name, {**FOREIGN, "retention.ms": str(DAY)})
+    await _set_by_hand(settings, topic_name, {**FOREIGN, "retention.ms": str(DAY)})
     assert await ensure_topics(settings, [wanted]) == []
     config = await _config(settings, topic_name)
     assert config["retention.ms"] == wanted.config["retention.ms"] != str(DAY)
@@ -101,7 +106,7 @@ def test_the_report_passes_after_apply_and_fails_on_a_retention_changed_by_hand(
     assert passed.exit_code == 0, passed.output
     assert contract.delivery_topic in passed.output
 
-    _set_by_hand(settings, contract.delivery_topic, {"retention.ms": str(DAY)})
+    asyncio.run(_set_by_hand(settings, contract.delivery_topic, {"retention.ms": str(DAY)}))
     failed = _report(monkeypatch, settings, store.topic)
     assert failed.exit_code == 1, failed.output
     (line,) = [row for row in failed.output.splitlines() if "differs" in row]
@@ -149,3 +154,12 @@ def test_an_unreachable_cluster_is_one_line_and_exit_2(
     result = _report(monkeypatch, nowhere, topic_name)
     assert result.exit_code == 2
     assert "error: the cluster at 127.0.0.1:1 could not be asked" in result.output
+
+
+async def test_a_recorded_contract_never_becomes_opt_out(store: ContractStore) -> None:
+    contract = _contract(store)
+    assert contract.consent != "opt_out"
+    await store.apply([contract])
+    with pytest.raises(ContractStoreError, match="cannot become opt_out"):
+        await store.apply([Contract.checked({**contract.to_file(), "consent": "opt_out"},
+                                            CATALOG)])

@@ -40,4 +40,5 @@ def test_state_topics_keep_tombstones_longer_than_a_worker_s_store_stays_fresh()
         assert configs[topic]["cleanup.policy"] == "compact"
         assert "retention.ms" not in configs[topic]  # compaction only: no record ages out
         assert int(configs[topic]["delete.retention.ms"]) >= 2 * STALE_AFTER * 1000
+        assert configs[topic]["max.compaction.lag.ms"] == str(7 * 24 * HOUR_MS)
     assert TOMBSTONES_KEPT.total_seconds() >= 2 * STALE_AFTER
