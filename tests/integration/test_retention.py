@@ -23,8 +23,8 @@ from schemas.registry import SchemaRegistry
 from streams.cli import app
 from streams.cli import retention as retention_cli
 from streams.kafka import clients
-from streams.kafka.admin import described_configs, ensure_topics
-from streams.kafka.topics import provider_topic_spec
+from streams.kafka.admin import described_configs, end_offsets, ensure_topics
+from streams.kafka.topics import CONSENTS, POPULATION, provider_topic_spec
 from streams.ops.retention_report import wanted_topics
 from streams.settings import Settings
 from streams.state.contract import Contract
@@ -163,3 +163,13 @@ async def test_a_recorded_contract_never_becomes_opt_out(store: ContractStore) -
     with pytest.raises(ContractStoreError, match="cannot become opt_out"):
         await store.apply([Contract.checked({**contract.to_file(), "consent": "opt_out"},
                                             CATALOG)])
+
+
+def test_expire_history_dry_run_writes_nothing(monkeypatch: pytest.MonkeyPatch,
+                                               settings: Settings) -> None:
+    monkeypatch.setattr(retention_cli, "settings", lambda: settings)
+    ends = asyncio.run(end_offsets(settings, [CONSENTS, POPULATION]))
+    result = CliRunner().invoke(app, ["retention", "expire-history", "--dry-run"])
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("would tombstone ")
+    assert asyncio.run(end_offsets(settings, [CONSENTS, POPULATION])) == ends
