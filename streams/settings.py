@@ -8,12 +8,20 @@ environment; nothing here depends on them, and reading settings never writes any
 
 from __future__ import annotations
 
+from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+AUDIT_RETENTION_BOUNDS = (timedelta(days=180), timedelta(days=3 * 365))
+"""The audit trail's retention the bus accepts: six months to three years, the span the CNIL
+recommends for access and processing logs (six months to a year, up to three years where a
+legal duty or a specific risk justifies it). Outside it, settings are refused rather than
+warned about: a trail kept a week proves nothing to an auditor, and one kept for ever is
+personal data kept without a term; a warning in a log nobody reads changes neither."""
 
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 LogFormat = Literal["auto", "json", "console"]
@@ -63,6 +71,23 @@ class Settings(BaseSettings):
         3, ge=1, description="Partitions of topics the bus creates (provider and delivery topics)."
     )
     topic_replication: int = Field(1, ge=1, description="Replication factor of those topics.")
+
+    provider_retention: timedelta = Field(
+        timedelta(days=7), gt=timedelta(0), description="How long provider topics keep "
+        "events (ISO 8601 duration, e.g. P7D). Workers route an event within seconds; what "
+        "needs it later is a dead letter's replay, which reads the original record again, and "
+        "reconcile over a past window: a week covers a long weekend's outage.")
+    audit_retention: timedelta = Field(
+        timedelta(days=365), description="How long bus.audit keeps decisions (ISO 8601 "
+        "duration, P6M to P3Y, see AUDIT_RETENTION_BOUNDS), and how long a withdrawn consent "
+        "or a removal is kept on the state topics before it is tombstoned.")
+    audit_checkpoints_retention: timedelta | None = Field(
+        None, description="How long bus.audit.checkpoints keeps signed checkpoints; "
+        "audit_retention when unset, never shorter: verifying a retained record starts from a "
+        "checkpoint covering it, and a checkpoint is newer than the records it covers.")
+    dlq_retention: timedelta = Field(
+        timedelta(days=90), gt=timedelta(0), description="How long bus.dlq keeps dead letters "
+        "(ISO 8601 duration): the time an operator has to fix a cause and replay.")
 
     subject_secret: SecretStr | None = Field(
         None,
@@ -152,6 +177,10 @@ class Settings(BaseSettings):
         """Where routing workers keep their partitions' state."""
         return self.state_dir or self.cache_dir / "worker-state"
 
+    def checkpoints_retention(self) -> timedelta:
+        """How long signed checkpoints are kept: their own setting, or the trail's."""
+        return self.audit_checkpoints_retention or self.audit_retention
+
     def registry_credentials(self) -> tuple[str, str] | None:
         """The registry's basic-auth user name and password: its own, or the principal's
         Kafka credential, which ``circulation credentials`` sets for both."""
@@ -164,6 +193,19 @@ class Settings(BaseSettings):
     def registry_cafile(self) -> Path | None:
         """The CA file the registry's certificate is checked against."""
         return self.schema_registry_cafile or self.ssl_cafile
+
+    @model_validator(mode="after")
+    def _retentions_hold(self) -> Settings:
+        """The audit trail within the CNIL's span, and its checkpoints kept at least as long:
+        a record whose covering checkpoints were all gone could be dropped unnoticed."""
+        low, high = AUDIT_RETENTION_BOUNDS
+        if not low <= self.audit_retention <= high:
+            raise ValueError(f"CIRCULATION_AUDIT_RETENTION must be between {low.days} and "
+                             f"{high.days} days (P6M to P3Y)")
+        if self.checkpoints_retention() < self.audit_retention:
+            raise ValueError("CIRCULATION_AUDIT_CHECKPOINTS_RETENTION must not be shorter than "
+                             "CIRCULATION_AUDIT_RETENTION")
+        return self
 
     @model_validator(mode="after")
     def _secrets_apart(self) -> Settings:

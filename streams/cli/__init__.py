@@ -21,6 +21,7 @@ from streams.cli import (
     publish,
     reconcile,
     render,
+    retention,
     schemas,
     sink,
     subjects,
@@ -42,6 +43,7 @@ app.add_typer(acl.app, name="acl")
 app.add_typer(render.app, name="render")
 app.add_typer(sink.app, name="sink")
 app.add_typer(dlq.app, name="dlq")
+app.add_typer(retention.app, name="retention")
 app.add_typer(subjects.population_app, name="population")
 app.add_typer(subjects.consent_app, name="consent")
 app.command()(worker.worker)

@@ -3,6 +3,11 @@
 Production clusters usually refuse automatic topic creation, so the bus creates what it needs
 explicitly, with the partition count and retention it means to have, and aligns the configuration
 of topics that already exist (a contract's retention may change).
+
+Aligning sets the keys the bus owns (a :class:`TopicSpec`'s ``config``) and only those, with
+Kafka's incremental alter-configs: the older AlterConfigs request replaces a topic's whole
+configuration, so a key an operator set by hand (``max.message.bytes``, say) would silently
+return to the broker's default on every ``contracts apply``.
 """
 
 from __future__ import annotations
@@ -15,6 +20,8 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import TopicAlreadyExistsError, UnknownTopicOrPartitionError
 from confluent_kafka import KafkaException, TopicCollection
+from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ResourceType
+from confluent_kafka.admin import ConfigResource as ClusterConfigResource
 
 from streams.kafka import clients
 from streams.kafka.topics import TopicSpec
@@ -88,15 +95,37 @@ async def ensure_topics(settings: Settings, specs: list[TopicSpec],
         await _wait_for_leaders(admin, created)
         to_align = [s for s in specs if s.name not in created and s.config and align]
         if to_align:
-            for answer in await admin.alter_configs([
-                ConfigResource(ConfigResourceType.TOPIC, s.name, configs=s.config)
-                for s in to_align
-            ]):
-                for code, message, _, name in answer.resources:
-                    if code != 0:
-                        raise TopicError(f"could not configure topic {name}: {message}")
+            differing = _differing(to_align, await described_configs(
+                admin, [s.name for s in to_align]))
+            await asyncio.to_thread(_set_configs, settings, differing)
             await _wait_for_configs(admin, to_align)
         return created
+
+
+def _differing(specs: list[TopicSpec],
+               described: dict[str, dict[str, str | None]]) -> dict[str, dict[str, str]]:
+    """Of each topic's owned keys, those the broker describes otherwise; a topic whose keys
+    all hold is left out, so that aligning an aligned bus writes nothing."""
+    differing = {s.name: {k: v for k, v in s.config.items()
+                          if described.get(s.name, {}).get(k) != v} for s in specs}
+    return {name: keys for name, keys in differing.items() if keys}
+
+
+def _set_configs(settings: Settings, configs: dict[str, dict[str, str]]) -> None:
+    """SET each of these keys on its topic, leaving every other key as it is."""
+    if not configs:
+        return
+    admin = clients.cluster_admin(settings)
+    resources = [ClusterConfigResource(ResourceType.TOPIC, name, incremental_configs=[
+        ConfigEntry(key, value, incremental_operation=AlterConfigOpType.SET)
+        for key, value in sorted(keys.items())]) for name, keys in sorted(configs.items())]
+    futures = admin.incremental_alter_configs(resources, request_timeout=30)
+    for resource, future in futures.items():
+        try:
+            future.result()
+        except KafkaException as exc:
+            raise TopicError(f"could not configure topic {resource.name}: "
+                             f"{clients.refusal(exc)}") from None
 
 
 async def _wait_for_leaders(admin: AIOKafkaAdminClient, names: list[str]) -> None:

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from schemas.catalog import Catalog
-from streams.kafka.topics import TopicSpec, bus_topics, spec
+from streams.kafka.topics import TopicSpec, catalog_topics
 from streams.kubernetes.acls import strimzi_acls
 from streams.kubernetes.options import TLS_PORT, BadOptions, RenderOptions
 from streams.security import principals
@@ -77,7 +77,7 @@ def topic_specs(catalog: Catalog, contracts: Iterable[Contract],
     """
     sizes = Settings.model_construct(topic_partitions=options.partitions,
                                      topic_replication=options.replicas)
-    return [*bus_topics(sizes), *(spec(sizes, topic) for topic in catalog.provider_topics()),
+    return [*catalog_topics(sizes, catalog),
             *(delivery_topic_spec(sizes, contract)
               for contract in sorted(contracts, key=lambda c: c.delivery_topic))]
 

@@ -304,12 +304,18 @@ class ContractStore:
 
 
 def _check_transition(previous: Contract | None, contract: Contract) -> None:
-    """Refuse reviving a revoked contract and moving a contract to another subscriber."""
+    """Refuse reviving a revoked contract, turning one into ``opt_out`` and moving one to
+    another subscriber."""
     if previous is None:
         return
     if previous.revoked:
         raise ContractStoreError(f"contract {contract.id} was revoked at {previous.revoked_at}; "
                                  f"a revoked contract is not revived: give it a new id")
+    if contract.consent == "opt_out" and previous.consent != "opt_out":
+        raise ContractStoreError(f"contract {contract.id} reads consent {previous.consent}, "
+                                 f"it cannot become opt_out: withdrawals made under it are "
+                                 f"forgotten once the audit retention has passed, and would "
+                                 f"then read as no objection; give it a new id")
     if previous.subscriber != contract.subscriber:
         raise ContractStoreError(f"contract {contract.id} belongs to {previous.subscriber}, "
                                  f"not {contract.subscriber}: a contract never changes "

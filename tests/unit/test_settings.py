@@ -6,9 +6,11 @@ default breaks their configuration silently, so each one is pinned here.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from streams.dev.settings import LocalStackSettings
 from streams.settings import Settings, default_cache_dir
@@ -29,6 +31,10 @@ BUS = {
     "CIRCULATION_IDENTITY_URL": None,
     "CIRCULATION_TOPIC_PARTITIONS": 3,
     "CIRCULATION_TOPIC_REPLICATION": 1,
+    "CIRCULATION_PROVIDER_RETENTION": timedelta(days=7),
+    "CIRCULATION_AUDIT_RETENTION": timedelta(days=365),
+    "CIRCULATION_AUDIT_CHECKPOINTS_RETENTION": None,
+    "CIRCULATION_DLQ_RETENTION": timedelta(days=90),
     "CIRCULATION_SUBJECT_SECRET": None,
     "CIRCULATION_SUBJECT_SECRET_FILE": None,
     "CIRCULATION_PSEUDONYM_SECRET": None,
@@ -110,3 +116,39 @@ def test_an_address_set_explicitly_wins_over_the_stack_s(monkeypatch: pytest.Mon
     assert local.bus_settings().kafka_bootstrap == "broker.example:9092"
     assert local.bus_environment()["CIRCULATION_KAFKA_BOOTSTRAP"] == "broker.example:9092"
     assert local.bus_settings().schema_registry_url == BUS["CIRCULATION_SCHEMA_REGISTRY_URL"]
+
+
+@pytest.mark.parametrize(("value", "days"), [("P6M", 180), ("P1Y", 365), ("P3Y", 1095),
+                                             ("P400D", 400)])
+def test_an_audit_retention_within_the_cnil_span_is_taken(
+        monkeypatch: pytest.MonkeyPatch, value: str, days: int) -> None:
+    monkeypatch.setenv("CIRCULATION_AUDIT_RETENTION", value)
+    settings = Settings()
+    assert settings.audit_retention == timedelta(days=days)
+    assert settings.checkpoints_retention() == timedelta(days=days)  # follows it when unset
+
+
+@pytest.mark.parametrize("value", ["P179D", "PT1H", "P3Y1D", "P10Y"])
+def test_an_audit_retention_outside_the_cnil_span_is_refused_by_name(
+        monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    monkeypatch.setenv("CIRCULATION_AUDIT_RETENTION", value)
+    with pytest.raises(ValidationError, match="CIRCULATION_AUDIT_RETENTION must be between"):
+        Settings()
+
+
+def test_checkpoints_are_never_kept_shorter_than_the_trail(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CIRCULATION_AUDIT_RETENTION", "P2Y")
+    monkeypatch.setenv("CIRCULATION_AUDIT_CHECKPOINTS_RETENTION", "P1Y")
+    with pytest.raises(ValidationError, match="CHECKPOINTS_RETENTION must not be shorter"):
+        Settings()
+    monkeypatch.setenv("CIRCULATION_AUDIT_CHECKPOINTS_RETENTION", "P3Y")
+    assert Settings().checkpoints_retention() == timedelta(days=3 * 365)
+
+
+@pytest.mark.parametrize("variable", ["CIRCULATION_PROVIDER_RETENTION",
+                                      "CIRCULATION_DLQ_RETENTION"])
+def test_a_zero_retention_is_refused(monkeypatch: pytest.MonkeyPatch, variable: str) -> None:
+    monkeypatch.setenv(variable, "PT0S")
+    with pytest.raises(ValidationError, match=variable.removeprefix("CIRCULATION_").lower()):
+        Settings()

@@ -95,7 +95,9 @@ class KafkaBroker:
             "share.coordinator.state.topic.replication.factor": "1",
             "share.coordinator.state.topic.min.isr": "1",
             "group.initial.rebalance.delay.ms": "0",
-            "log.retention.check.interval.ms": "30000",
+            # how late expired data goes at the most past its retention: short, so that a
+            # test of a contract's retention waits seconds, not the broker's default minutes
+            "log.retention.check.interval.ms": "5000",
         }
         if self.security is not None:
             props |= self._secure_properties(controller)

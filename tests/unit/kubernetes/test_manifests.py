@@ -180,7 +180,7 @@ def test_topics_are_configured_as_the_bus_configures_them(catalog: Catalog,
         assert spec["config"] == {**contract.topic_config(), "min.insync.replicas": "2"}
         assert (spec["partitions"], spec["replicas"]) == (3, 3)
     assert topics["bus.contracts"]["config"]["cleanup.policy"] == "compact"
-    assert topics["bus.audit"]["config"]["retention.ms"] == "-1"
+    assert topics["bus.audit"]["config"]["retention.ms"] == str(365 * 86_400_000)
 
 
 def test_rendering_is_deterministic(catalog: Catalog, contracts: list[Contract],
