@@ -71,7 +71,7 @@ def resources(catalog: Catalog, contracts: Iterable[Contract], options: RenderOp
         workloads.worker_deployment(options), workloads.lag_deployment(options),
         workloads.gateway_deployment(options), *workloads.webhook_sinks(options, contracts),
         workloads.worker_service(options), workloads.lag_service(options),
-        workloads.gateway_service(options),
+        workloads.gateway_service(options), workloads.history_expiry(options),
         workloads.worker_budget(options), workloads.trigger_authentication(options),
         workloads.scaled_object(options, provider_topics, partitions),
         workloads.service_monitor(options),

@@ -22,6 +22,7 @@ GATEWAY = "circulation-gateway"
 """The HTTP gateway's Deployment and Service (``circulation api``)."""
 GATEWAY_PORT = 8000
 SINK_PREFIX = "circulation-sink-"
+HISTORY_EXPIRY = "circulation-expire-history"
 """Each webhook sink's Deployment: this prefix and the contract's id."""
 METRICS_PORT = 9464
 """The worker's metrics port (``CIRCULATION_METRICS_PORT``), as in ``deploy/observability``."""

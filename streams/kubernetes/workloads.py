@@ -21,6 +21,7 @@ from typing import Any
 from streams.kubernetes.options import (
     GATEWAY,
     GATEWAY_PORT,
+    HISTORY_EXPIRY,
     LAG,
     LAG_PORT,
     METRICS_PORT,
@@ -307,6 +308,33 @@ def _webhook_sink(options: RenderOptions, contract_id: str, variable: str) -> Re
     return _deployment(SINK_PREFIX + contract_id, options,
                        {"containers": [container], "volumes": _base_volumes(options)},
                        replicas=1)
+
+
+def history_expiry(options: RenderOptions) -> Resource:
+    """``circulation retention expire-history`` once a day, as ``bus-admin``: the operator's
+    command that tombstones ended choices past the audit retention runs without anyone
+    remembering it. Only the admin may write the state topics' tombstones; the workers, which
+    only read them, never get that right. One run at a time: a run started while another is
+    still writing would only redo its work, and a missed day is caught up by the next."""
+    container = {
+        "name": "expire-history", "image": options.image, "workingDir": _TMP,
+        "command": ["circulation", "retention", "expire-history"],
+        "env": _connection_env(options, principals.ADMIN),
+        "resources": SINK_RESOURCES, "securityContext": _CONTAINER_SECURITY,
+        "volumeMounts": _BASE_MOUNTS,
+    }
+    pod = {"securityContext": _POD_SECURITY, "automountServiceAccountToken": False,
+           "restartPolicy": "OnFailure", "containers": [container],
+           "volumes": _base_volumes(options)}
+    return {"apiVersion": "batch/v1", "kind": "CronJob",
+            "metadata": options.metadata(HISTORY_EXPIRY, **_selector(HISTORY_EXPIRY)),
+            "spec": {"schedule": "17 3 * * *", "concurrencyPolicy": "Forbid",
+                     "startingDeadlineSeconds": 3600, "successfulJobsHistoryLimit": 3,
+                     "failedJobsHistoryLimit": 3,
+                     "jobTemplate": {"spec": {"backoffLimit": 3, "template": {
+                         "metadata": {"labels": {"app.kubernetes.io/part-of": "circulation",
+                                                 **_selector(HISTORY_EXPIRY)}},
+                         "spec": pod}}}}}
 
 
 def service_monitor(options: RenderOptions) -> Resource:

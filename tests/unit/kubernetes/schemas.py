@@ -23,7 +23,7 @@ CRDS = Path(__file__).resolve().parents[2] / "fixtures" / "crds"
 KUBERNETES = "1.37.0"
 """The Kubernetes version core resources are validated for: the newest kubernetes-validate
 knows offline."""
-CORE_GROUPS = {"v1", "apps/v1", "policy/v1"}
+CORE_GROUPS = {"v1", "apps/v1", "policy/v1", "batch/v1"}
 
 
 def _adapted(node: Any) -> Any:

@@ -74,7 +74,7 @@ def test_every_rendered_resource_validates(catalog: Catalog, contracts: list[Con
     kinds = {r["kind"] for r in found}
     assert kinds == {"Kafka", "KafkaNodePool", "KafkaTopic", "KafkaUser", "Deployment",
                      "Service", "PodDisruptionBudget", "TriggerAuthentication",
-                     "ScaledObject", "ServiceMonitor"}
+                     "ScaledObject", "ServiceMonitor", "CronJob"}
     for resource in found:
         validate(resource)
 
@@ -92,6 +92,8 @@ def test_every_rendered_resource_validates(catalog: Catalog, contracts: list[Con
     ("Deployment", lambda r: r["spec"]["template"]["spec"].update(containers="worker"),
      kubernetes_validate.ValidationError),
     ("PodDisruptionBudget", lambda r: r["spec"].update(maxUnavailble=1),
+     kubernetes_validate.ValidationError),
+    ("CronJob", lambda r: r["spec"].update(schedul="17 3 * * *"),
      kubernetes_validate.ValidationError),
 ])
 def test_a_broken_resource_is_refused(catalog: Catalog, contracts: list[Contract],
@@ -331,3 +333,22 @@ def test_a_contract_naming_a_webhook_gets_its_sink_as_bus_sink(
         "name": "webhook-lyon-webhook-2026", "key": "secret"}
     for resource in found:
         validate(resource)
+
+
+def test_ended_choices_expire_daily_as_bus_admin_one_run_at_a_time(
+        catalog: Catalog, contracts: list[Contract], tmp_path: Path) -> None:
+    found = _rendered(catalog, contracts, tmp_path)
+    (job,) = _of_kind(found, "CronJob")
+    assert job["spec"]["concurrencyPolicy"] == "Forbid"
+    minute, hour, *every = job["spec"]["schedule"].split()
+    assert every == ["*", "*", "*"], "every day"
+    assert (minute.isdigit(), hour.isdigit()) == (True, True), "once a day"
+    pod = job["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["command"] == ["circulation", "retention", "expire-history"]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["CIRCULATION_SASL_USERNAME"]["value"] == principals.ADMIN
+    assert env["CIRCULATION_SASL_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == (
+        OPTIONS.user_secret(principals.ADMIN))
+    assert "initContainers" not in pod, "tombstoning needs neither the subject nor pseudonym secret"
+    validate(job)
