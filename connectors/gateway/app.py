@@ -16,7 +16,7 @@ from contextlib import asynccontextmanager
 import structlog
 from fastapi import FastAPI, Request, Response
 
-from connectors.gateway import citizen, events, health, journal, portal, problems
+from connectors.gateway import citizen, events, health, portal, problems
 from connectors.gateway.request_body import BoundedBodies
 from connectors.publisher import Publisher
 from schemas.catalog import Catalog
@@ -76,7 +76,6 @@ def create_app(settings: Settings, host: str = "127.0.0.1") -> FastAPI:
     app.include_router(health.router)
     app.include_router(events.router)
     app.include_router(portal.router)
-    app.include_router(journal.router)
     app.include_router(citizen.router)
     return app
 

@@ -13,7 +13,9 @@ withdrawal or an objection is written as the portal's are (:func:`streams.state.
 write back, so the new state is on it at once.
 
 These routes answer HTML to a browser, not JSON to a program: they are left out of the
-OpenAPI document.
+OpenAPI document. The gateway answers no other journal: only the parties hold gateway tokens,
+and the operator answering a person's request reads the journal with ``circulation journal``,
+under the operator's own Kafka credential.
 """
 
 from __future__ import annotations
@@ -31,9 +33,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from connectors.gateway import journal_page
-from connectors.gateway.journal import caught_up
 from connectors.gateway.journal_page import Choice
 from connectors.gateway.problems import Problem
+from streams.journal.follower import JournalFollower, JournalFollowerStopped
 from streams.journal.queries import Receiver, journal, receivers
 from streams.settings import Settings
 from streams.state.contract import Contract
@@ -99,6 +101,19 @@ class Sessions:
 
     def close(self, request: Request) -> None:
         self._sessions.pop(request.cookies.get(COOKIE, ""), None)
+
+
+async def caught_up(request: Request) -> JournalFollower:
+    """The follower of the gateway's view, once the view holds everything written before
+    this request; ``503`` when the gateway keeps no view, or it stopped following."""
+    follower: JournalFollower | None = getattr(request.app.state, "journal", None)
+    if follower is None:
+        raise Problem(503, "this gateway keeps no journal view (CIRCULATION_JOURNAL_DIR)")
+    try:
+        await follower.caught_up()
+    except JournalFollowerStopped:
+        raise Problem(503, "the journal view no longer follows the bus") from None
+    return follower
 
 
 def _sessions(request: Request) -> Sessions:
