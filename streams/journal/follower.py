@@ -43,10 +43,9 @@ from streams.state.contract import Contract
 
 log = structlog.get_logger(__name__)
 
-FOLLOWED = {AUDIT: "audit", CONSENTS: "consent", POPULATION: "population",
-            CONTRACTS: "contract"}
+FOLLOWED = {BUS_RECORD_TOPICS[name]: name
+            for name in ("audit", "consent", "population", "contract")}
 """The topics the journal follows, and the bus record each carries."""
-assert all(BUS_RECORD_TOPICS[name] == topic for topic, name in FOLLOWED.items())
 BATCH_RECORDS = 20_000
 
 

@@ -109,6 +109,7 @@ async def test_a_person_reads_their_journal_and_withdraws_with_the_keyboard(
         mine = [row for row in rows if any(c.id in row for c in contracts)]
         assert len(mine) == len(contracts)  # theirs, not the other person's too
         assert bus.reference(person) not in await page.content()
+        assert await page.locator("script").count() == 0  # the page needs no script
 
         withdraw = f"Retirer mon accord pour la convention {consented.id}"
         await _tab_to(page, withdraw)
