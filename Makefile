@@ -9,7 +9,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: demo test unit lint install up down bench clean promtool
+.PHONY: demo test unit lint install up down bench clean promtool browser
 
 $(INSTALLED): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -45,7 +45,12 @@ $(PROMTOOL):
 
 promtool: $(PROMTOOL)
 
-test: lint up promtool
+# The journal page's browser test drives Debian's chromium through Playwright (never
+# `playwright install`, whose browser download is not used): installed when absent.
+browser:
+	test -x /usr/bin/chromium || { apt-get update -qq && apt-get install -y -qq chromium; }
+
+test: lint up promtool browser
 	PROMTOOL=$(abspath $(PROMTOOL)) $(BIN)/pytest
 
 unit: install promtool
@@ -54,6 +59,7 @@ unit: install promtool
 bench: up
 	$(BIN)/python tests/benchmarks/catalog_codec.py
 	$(BIN)/python tests/benchmarks/publish_throughput.py
+	$(BIN)/python tests/benchmarks/journal.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -173,6 +173,19 @@ class Settings(BaseSettings):
         "cache_dir/worker-state when unset. Workers sharing it take a slot each.")
 
 
+    journal_dir: Path | None = Field(
+        None, description="Where the citizen journal's view is kept (RocksDB): the gateway "
+        "keeps it up to date from the audit and state topics when this is set; "
+        "`circulation journal` reads it, under cache_dir/journal when unset.")
+    journal_dev_sign_in: bool = Field(
+        False, description="Development only: the journal page's sign-in by NIR, standing in "
+        "for FranceConnect. The gateway refuses to start with it unless the bus is PLAINTEXT "
+        "and the gateway listens on loopback.")
+
+    def journal_view_dir(self) -> Path:
+        """Where the citizen journal's view lives."""
+        return self.journal_dir or self.cache_dir / "journal"
+
     def worker_state_dir(self) -> Path:
         """Where routing workers keep their partitions' state."""
         return self.state_dir or self.cache_dir / "worker-state"

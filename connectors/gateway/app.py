@@ -16,11 +16,14 @@ from contextlib import asynccontextmanager
 import structlog
 from fastapi import FastAPI, Request, Response
 
-from connectors.gateway import events, health, portal, problems
+from connectors.gateway import citizen, events, health, portal, problems
 from connectors.gateway.request_body import BoundedBodies
 from connectors.publisher import Publisher
 from schemas.catalog import Catalog
+from schemas.registry import SchemaRegistry
 from schemas.serde import AvroSerde
+from streams.journal.follower import JournalFollower
+from streams.journal.view import JournalView
 from streams.kafka import clients
 from streams.privacy.secret import pseudonym_secret
 from streams.security.tokens import TokenDirectory
@@ -32,8 +35,11 @@ API_VERSION = "1"
 """The version of the API under ``/v1``; a change that breaks a caller gets ``/v2``."""
 
 
-def create_app(settings: Settings) -> FastAPI:
-    """The gateway, connecting with ``settings`` when it starts."""
+def create_app(settings: Settings, host: str = "127.0.0.1") -> FastAPI:
+    """The gateway, connecting with ``settings`` when it starts, listening on ``host``;
+    :class:`~connectors.gateway.citizen.SignInRefused` when the development sign-in is asked
+    for where it must not run."""
+    citizen.check_sign_in(settings, host)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -50,7 +56,10 @@ def create_app(settings: Settings) -> FastAPI:
                 app.state.tokens = tokens
                 app.state.publisher = publisher
                 app.state.ingestion = events.ingestion(settings, publisher)
-                yield
+                app.state.sessions = citizen.Sessions()
+                async with _journal(settings, catalog, registry) as follower:
+                    app.state.journal = follower
+                    yield
         finally:
             await tokens.stop()
             registry.close()
@@ -67,7 +76,26 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(health.router)
     app.include_router(events.router)
     app.include_router(portal.router)
+    app.include_router(citizen.router)
     return app
+
+
+@asynccontextmanager
+async def _journal(settings: Settings, catalog: Catalog,
+                   registry: SchemaRegistry) -> AsyncIterator[JournalFollower | None]:
+    """The journal's view, followed while the gateway runs, when CIRCULATION_JOURNAL_DIR says
+    where it lives (None otherwise: the journal's routes then answer 503)."""
+    if settings.journal_dir is None:
+        yield None
+        return
+    view = JournalView(settings.journal_dir)
+    follower = JournalFollower(settings, AvroSerde(registry), catalog, view)
+    try:
+        await follower.start()
+        yield follower
+    finally:
+        await follower.stop()
+        view.close()
 
 
 async def _log_request(request: Request,

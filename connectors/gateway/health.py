@@ -38,6 +38,9 @@ async def readyz(request: Request) -> Status:
         "kafka": request.app.state.tokens.reach_kafka,
         "schema_registry": lambda: asyncio.to_thread(request.app.state.registry.subjects),
     }
+    journal = getattr(request.app.state, "journal", None)
+    if journal is not None:  # a view that stopped following would answer stale journals
+        checks["journal"] = lambda: asyncio.to_thread(journal.ensure_following)
     down = [FieldProblem(field=name, reason=reason)
             for name, check in checks.items()
             if (reason := await _failure(check)) is not None]

@@ -16,6 +16,7 @@ from streams.cli import (
     dlq,
     generate,
     ingest,
+    journal,
     lag,
     local,
     publish,
@@ -56,6 +57,7 @@ app.command()(lag.lag)
 app.command(name="reconcile")(reconcile.reconcile_command)
 app.command()(asyncapi.asyncapi)
 app.command()(api.api)
+app.command(name="journal")(journal.journal_command)
 
 
 def main() -> None:

@@ -13,7 +13,8 @@ import typer
 import uvicorn
 
 from connectors.gateway.app import create_app, openapi_json
-from streams.cli.console import settings
+from connectors.gateway.citizen import SignInRefused
+from streams.cli.console import fail, settings
 
 
 def api(
@@ -28,7 +29,11 @@ def api(
         typer.echo(openapi_json(), nl=False)
         return
     config = settings()
+    try:
+        app = create_app(config, host)
+    except SignInRefused as exc:
+        fail(str(exc))
     # uvicorn's access log would print each request's path and query as sent: a careless
     # caller may put anything there, a NIR included. Requests are logged by route instead.
-    uvicorn.run(create_app(config), host=host, port=port, log_config=None, access_log=False,
+    uvicorn.run(app, host=host, port=port, log_config=None, access_log=False,
                 server_header=False, proxy_headers=False)

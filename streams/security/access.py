@@ -148,6 +148,7 @@ def _gateway() -> set[Grant]:
           for grant in _allow(who, "topic", "literal", topic, "Read", "Write")),
         *_allow(who, "topic", "literal", CONTRACTS, "Read"),
         *_allow(who, "topic", "literal", TOKENS, "Read"),
+        *_allow(who, "topic", "literal", AUDIT, "Read"),  # the citizen journal's view
         *_allow(who, "topic", "prefix", DELIVERY_PREFIX, "Write"),
     }
 

@@ -537,10 +537,12 @@ class Bus:
         return [Sent(dict(e), p.topic, meta.partition, meta.offset, p.key.decode())
                 for e, p, meta in zip(events, prepared, written, strict=True)]
 
-    async def run_cli(self, *args: str, timeout: float = 60) -> tuple[int, str, str]:
-        """``circulation ARGS`` in a subprocess: (exit code, stdout, stderr)."""
+    async def run_cli(self, *args: str, timeout: float = 60,
+                      env: Mapping[str, str] | None = None) -> tuple[int, str, str]:
+        """``circulation ARGS`` in a subprocess, with settings ``env`` on top of the
+        session's: (exit code, stdout, stderr)."""
         process = await asyncio.create_subprocess_exec(
-            *CLI, *args, env=self.cli_env, stdout=asyncio.subprocess.PIPE,
+            *CLI, *args, env={**self.cli_env, **(env or {})}, stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE)
         out, err = await asyncio.wait_for(process.communicate(), timeout)
         assert process.returncode is not None

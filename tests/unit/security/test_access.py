@@ -118,3 +118,9 @@ def test_only_the_workers_write_the_signed_checkpoints() -> None:
     assert writers == {f"User:{principals.WORKER}"}
     assert not [g for g in grants if g.resource == "bus.audit.checkpoints"
                 and g.principal != f"User:{principals.WORKER}"]
+
+
+def test_the_gateway_reads_the_audit_trail_for_the_journal_and_never_writes_it() -> None:
+    grants = by_principal(entitlements(CATALOG, []))[principals.GATEWAY]
+    on_audit = {g.operation for g in grants if g.resource == "bus.audit"}
+    assert on_audit == {"Read"}  # the journal's view; an audit record is the workers' and sinks'

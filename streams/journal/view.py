@@ -1,0 +1,154 @@
+"""The journal's materialised view: every person's entries, on disk, one prefix scan away.
+
+A RocksDB store (through ``rocksdict``) that the follower (:mod:`streams.journal.follower`)
+keeps up to date from the audit and state topics, so that answering a person never scans the
+audit trail: their entries are keyed ``subject reference · instant · source`` and read by one
+prefix scan, in time order. Beside the entries, the view keeps each person's file (where they
+stand with each contract, folded as routing folds it), the contracts as recorded, and how far
+each partition was read: those positions are written in the same atomic batch as what was read
+up to them, so a restarted reader resumes where it stopped, and a fresh one rebuilds from the
+beginning. An entry is keyed by where its record was read (topic, partition, offset): a record
+read twice is written twice to the same key.
+
+One process holds a view at a time (RocksDB locks its directory): the gateway that follows it,
+or a command that reads it while no gateway does.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import rocksdict
+
+from streams.journal.entries import Entry, Made, Source
+from streams.state.contract import Contract
+from streams.state.directory import NO_FILE, SubjectFile, decode_file, encode_file
+
+_ENTRY = b"e\x00"
+_FILE = b"f\x00"
+_CONTRACT = b"c\x00"
+_POSITION = b"p\x00"
+_INSTANT = struct.Struct(">q")
+_PLACE = struct.Struct(">iq")
+WRITE_BUFFER = 32 * 1024 * 1024
+BLOCK_CACHE = 64 * 1024 * 1024
+
+Positions = dict[tuple[str, int], int]
+"""(topic, partition) → the next offset to read."""
+
+
+class ViewLocked(RuntimeError):
+    """Another process holds the view (a running gateway, most often)."""
+
+
+def _entry_key(subject: str, entry: Entry, source: Source) -> bytes:
+    millis = int(entry.at.timestamp() * 1000)
+    return (_ENTRY + subject.encode() + b"\x00" + _INSTANT.pack(millis)
+            + source.topic.encode() + b"\x00" + _PLACE.pack(source.partition, source.offset))
+
+
+def _position_key(topic: str, partition: int) -> bytes:
+    return _POSITION + topic.encode() + b"\x00" + str(partition).encode()
+
+
+class Batch:
+    """What one read of the topics changes, written at once with the positions it reached."""
+
+    def __init__(self, view: JournalView) -> None:
+        self._view = view
+        self._batch = rocksdict.WriteBatch(raw_mode=True)
+        self._files: dict[str, SubjectFile] = {}
+        self.contracts: dict[str, Contract | None] = {}
+
+    def add(self, made: Made, source: Source) -> None:
+        """Keep an entry, and fold its change into the person's file."""
+        self._batch.put(_entry_key(made.subject, made.entry, source), made.entry.encode())
+        if made.change is not None:
+            file = self._files.get(made.subject)
+            if file is None:
+                file = self._view.file_of(made.subject)
+            self._files[made.subject] = made.change.applied_to(file)
+
+    def contract(self, contract_id: str, contract: Contract | None) -> None:
+        """Keep a contract as recorded now (None: it was erased)."""
+        self.contracts[contract_id] = contract
+
+    def commit(self, positions: Mapping[tuple[str, int], int]) -> None:
+        for subject, file in self._files.items():
+            if file:
+                self._batch.put(_FILE + subject.encode(), encode_file(file))
+            else:
+                self._batch.delete(_FILE + subject.encode())
+        for contract_id, contract in self.contracts.items():
+            key = _CONTRACT + contract_id.encode()
+            if contract is None:
+                self._batch.delete(key)
+            else:
+                self._batch.put(key, contract.model_dump_json().encode())
+        for (topic, partition), offset in positions.items():
+            self._batch.put(_position_key(topic, partition), str(offset).encode())
+        self._view.write(self._batch)
+
+
+class JournalView:
+    """The view's store, opened for reading and writing by one process."""
+
+    def __init__(self, path: Path) -> None:
+        path.mkdir(parents=True, exist_ok=True)
+        options = rocksdict.Options(raw_mode=True)
+        options.create_if_missing(True)
+        options.set_write_buffer_size(WRITE_BUFFER)
+        options.set_keep_log_file_num(2)
+        table = rocksdict.BlockBasedOptions()
+        table.set_block_cache(rocksdict.Cache(BLOCK_CACHE))
+        table.set_bloom_filter(10, False)
+        options.set_block_based_table_factory(table)
+        try:
+            self._db = rocksdict.Rdict(str(path), options)
+        except Exception as exc:  # rocksdict raises a bare Exception naming the lock file
+            if "lock" in str(exc).lower():
+                raise ViewLocked("the journal view is held by another process (a running "
+                                 "gateway?): ask that gateway instead") from None
+            raise
+        self.path = path
+
+    def batch(self) -> Batch:
+        return Batch(self)
+
+    def write(self, batch: rocksdict.WriteBatch) -> None:
+        self._db.write(batch)
+
+    def positions(self) -> Positions:
+        """How far each partition was read."""
+        found: Positions = {}
+        for key, value in self._scan(_POSITION):
+            topic, partition = key[len(_POSITION):].decode().split("\x00")
+            found[(topic, int(partition))] = int(value)
+        return found
+
+    def entries(self, subject: str) -> list[Entry]:
+        """``subject``'s entries, oldest first."""
+        return [Entry.decode(value) for _, value in self._scan(_ENTRY + subject.encode()
+                                                               + b"\x00")]
+
+    def file_of(self, subject: str) -> SubjectFile:
+        """Where ``subject`` stands with each contract, as routing reads it."""
+        value = self._db.get(_FILE + subject.encode())
+        return NO_FILE if value is None else decode_file(value)
+
+    def contracts(self) -> dict[str, Contract]:
+        """Every contract as recorded now."""
+        return {key[len(_CONTRACT):].decode(): Contract.model_validate_json(value)
+                for key, value in self._scan(_CONTRACT)}
+
+    def _scan(self, prefix: bytes) -> Iterator[tuple[bytes, Any]]:
+        for key, value in self._db.items(from_key=prefix):
+            if not isinstance(key, bytes) or not key.startswith(prefix):
+                return
+            yield key, value
+
+    def close(self) -> None:
+        self._db.close()
