@@ -45,6 +45,11 @@ STATE_SIZE = "8Gi"
 """The worker's state stores (:mod:`streams.state.directory_store`) live on the node's disk, in
 an emptyDir: it outlives a container's restart, which then reads on from where its stores left
 off; a pod scheduled elsewhere starts empty and restores its partitions from the topics."""
+JOURNAL_DIR = "/var/lib/circulation/journal"
+JOURNAL_SIZE = "8Gi"
+"""The gateway's journal view (:mod:`streams.journal`) on the node's disk, as the workers'
+stores: a restarted container reads on where the view left off; a new pod rebuilds it from the
+topics before its first page answers."""
 PSEUDONYM_FILE = f"{_SECRETS_DIR}/pseudonym-secret"
 SUBJECT_FILE = f"{_SECRETS_DIR}/subject-secret"
 WORKER_RESOURCES = {"requests": {"cpu": "500m", "memory": "512Mi"},
@@ -258,7 +263,8 @@ def gateway_deployment(options: RenderOptions) -> Resource:
                     "--port", str(GATEWAY_PORT)],
         "env": [*_connection_env(options, principals.GATEWAY),
                 {"name": "CIRCULATION_SUBJECT_SECRET_FILE", "value": SUBJECT_FILE},
-                {"name": "CIRCULATION_PSEUDONYM_SECRET_FILE", "value": PSEUDONYM_FILE}],
+                {"name": "CIRCULATION_PSEUDONYM_SECRET_FILE", "value": PSEUDONYM_FILE},
+                {"name": "CIRCULATION_JOURNAL_DIR", "value": JOURNAL_DIR}],
         "ports": [{"name": "http", "containerPort": GATEWAY_PORT}],
         "readinessProbe": {"httpGet": {"path": "/readyz", "port": "http"},
                            "periodSeconds": 10, "timeoutSeconds": 5},
@@ -268,9 +274,12 @@ def gateway_deployment(options: RenderOptions) -> Resource:
     }
     copy, volumes, mounts = _owner_only_secrets(options, {
         SUBJECT_FILE: options.subject_secret_name, PSEUDONYM_FILE: options.pseudonym_secret_name})
-    container["volumeMounts"] = [*_BASE_MOUNTS, *mounts]
+    container["volumeMounts"] = [*_BASE_MOUNTS, *mounts,
+                                 {"name": "journal", "mountPath": JOURNAL_DIR}]
+    volumes = [*_base_volumes(options), *volumes,
+               {"name": "journal", "emptyDir": {"sizeLimit": JOURNAL_SIZE}}]
     return _deployment(GATEWAY, options, {"initContainers": [copy], "containers": [container],
-                                          "volumes": [*_base_volumes(options), *volumes]},
+                                          "volumes": volumes},
                        replicas=options.gateway_replicas)
 
 

@@ -299,6 +299,10 @@ def test_the_gateway_runs_as_bus_gateway_with_both_secrets_owner_only_behind_a_s
         env["CIRCULATION_PSEUDONYM_SECRET_FILE"]: OPTIONS.pseudonym_secret_name}
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    journal = mounts[env["CIRCULATION_JOURNAL_DIR"]]
+    (volume,) = [v for v in pod["volumes"] if v["name"] == journal]
+    assert "medium" not in volume["emptyDir"], "the journal view lives on disk, not in memory"
     (service,) = [s for s in _of_kind(found, "Service")
                   if s["metadata"]["name"] == "circulation-gateway"]
     assert service["spec"]["ports"][0]["targetPort"] == "http"
