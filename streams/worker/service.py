@@ -258,9 +258,10 @@ class RoutingService:
                                                 and chains.chain_of(p) in chains.heads))
             if not taken:
                 return
-            heads = {chains.chain_of(p.partition) for p in taken}
-            linked = {chain: chains.heads[chain] for chain in heads}
-            writing = await self.sink.send(audit.outgoing(taken, chains, now))
+            outgoing = audit.outgoing(taken, chains, now)
+            linked = {chain: chains.heads[chain]
+                      for chain in {chains.chain_of(p.partition) for p in taken}}
+            writing = await self.sink.send(outgoing)
             self._state_writes = writing
         offsets = await writing
         checkpoint = self.checkpointer.written(linked, offsets, len(taken))
