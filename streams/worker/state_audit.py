@@ -5,11 +5,12 @@ Its state follower tells it each consent, population and contract record it appl
 (:meth:`StateAudit.take`) to the chains it owns, under the same lock as its routing decisions, so
 each chain keeps one writer and records in order (:mod:`streams.audit.state_changes`).
 
-- A consent or an enrolment is audited by the worker holding its partition. A removal of a person
-  the contract followed also sends the subscriber an erasure notice (``population_removed``)
-  under its pseudonym of the person, with an id derived from the state record, so that a notice
-  sent twice is recognised. A withdrawal's notice is sent by whoever recorded it (the command or
-  the portal, which hold the pseudonym secret and answer the person); its audit record says so.
+- A consent or an enrolment is audited by the worker holding its partition. A removal of a
+  person an ``enrolled`` contract followed also sends the subscriber an erasure notice
+  (``population_removed``) under its pseudonym of the person, with an id derived from the state
+  record, so that a notice sent twice is recognised. A withdrawal's notice is sent by whoever
+  recorded it (the command or the portal, which hold the pseudonym secret and answer the
+  person); its audit record says so.
 - A contract's change, and its end (revocation, or its last valid day over), are audited by the
   worker holding partition 0. The end is noticed by the worker itself, at each contract applied
   and on a timer, and sends one contract-wide ``contract_ended`` notice
@@ -173,7 +174,8 @@ class StateAudit:
                 erasure_reason="consent_withdrawn" if withdrawn else None, **common))
         if record["enrolled"]:
             return Pending(position.partition, StateChange("enrolled", **common))
-        if contract is None or before is None or not before.enrolled:
+        if (contract is None or contract.population != "enrolled" or before is None
+                or not before.enrolled):  # a contract following everybody still follows them
             return Pending(position.partition, StateChange("removed", **common))
         pseudonym = self._pseudonymiser.pseudonym(contract.subscriber, subject)
         notice_id = str(uuid.uuid5(_STATE_NOTICES, str(position)))

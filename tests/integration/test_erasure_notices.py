@@ -22,19 +22,8 @@ from streams.kafka.topics import CONSENTS, POPULATION
 from streams.state.contract import Contract
 from streams.state.erasure import contract_end, ending_notice_id
 from streams.state.subjects import resolve, set_consent, set_population
-from tests.integration.routing_harness import (
-    SIRET,
-    Bus,
-    Offsets,
-    Reader,
-    Record,
-    audit_start,
-    end_offsets,
-    fresh_people,
-    header,
-    read_all,
-    today,
-)
+from tests.integration import routing_harness as harness
+from tests.integration.routing_harness import SIRET, Bus, Offsets, Reader, Record, header
 
 pytest_plugins = ("tests.integration.routing_harness",)
 
@@ -82,9 +71,9 @@ async def test_a_removal_sends_the_enrolled_person_s_subscriber_a_notice_audited
         bus: Bus) -> None:
     contract = bus.contract("removed", {BOURSIER: ["echelon"]}, population="enrolled")
     await bus.apply(contract)
-    enrolled, stranger = fresh_people(2)
-    deliveries = await end_offsets(bus.settings, [contract.delivery_topic])
-    start = await audit_start(bus.settings)
+    enrolled, stranger = harness.fresh_people(2)
+    deliveries = await harness.end_offsets(bus.settings, [contract.delivery_topic])
+    start = await harness.audit_start(bus.settings)
     await set_population(bus.settings, contract, resolve(bus.settings, [enrolled.nir]), True)
     code, _, err = await bus.run_cli("population", "remove", contract.id, enrolled.nir,
                                      stranger.nir)
@@ -110,8 +99,8 @@ async def test_a_removal_sends_the_enrolled_person_s_subscriber_a_notice_audited
 async def test_a_revoked_contract_gets_one_contract_wide_notice_audited(bus: Bus) -> None:
     contract = bus.contract("ended-revoked", {BOURSIER: ["echelon"]})
     await bus.apply(contract)
-    deliveries = await end_offsets(bus.settings, [contract.delivery_topic])
-    start = await audit_start(bus.settings)
+    deliveries = await harness.end_offsets(bus.settings, [contract.delivery_topic])
+    start = await harness.audit_start(bus.settings)
     code, _, err = await bus.run_cli("contracts", "revoke", contract.id, "--yes")
     assert code == 0, err
 
@@ -130,12 +119,12 @@ async def test_a_revoked_contract_gets_one_contract_wide_notice_audited(bus: Bus
 
 async def test_a_contract_whose_last_day_passed_gets_its_notice_from_the_workers_alone(
         bus: Bus) -> None:
-    day = today()
+    day = harness.today()
     contract = bus.contract("ended-expired", {BOURSIER: ["echelon"]},
                             valid_from=day - timedelta(days=60), valid_until=day)
     await bus.apply(contract)
-    start = await audit_start(bus.settings)
-    deliveries = await end_offsets(bus.settings, [contract.delivery_topic])
+    start = await harness.audit_start(bus.settings)
+    deliveries = await harness.end_offsets(bus.settings, [contract.delivery_topic])
     ended = bus.contract("ended-expired", {BOURSIER: ["echelon"]},
                          valid_from=day - timedelta(days=60), valid_until=day - timedelta(days=1))
     assert ended.id == contract.id
@@ -156,9 +145,9 @@ async def test_state_changes_are_audited_once_each_even_after_every_worker_resta
                             population="enrolled")
     revoked = bus.contract("audited-once-revoked", {BOURSIER: ["echelon"]})
     await bus.apply(contract, revoked)
-    person, later = fresh_people(2)
+    person, later = harness.fresh_people(2)
     subjects = resolve(bus.settings, [person.nir])
-    start = await audit_start(bus.settings)
+    start = await harness.audit_start(bus.settings)
     await set_population(bus.settings, contract, subjects, True)
     await set_consent(bus.settings, contract, subjects, "granted", "counter",
                       collected_by=SIRET, evidence_ref="dossier-42")
@@ -181,7 +170,7 @@ async def test_state_changes_are_audited_once_each_even_after_every_worker_resta
     # A change after the restart: once audited, everything before it was read again.
     await set_population(bus.settings, contract, resolve(bus.settings, [later.nir]), True)
     after = _subjects(await _audited(bus, start, contract, _at_least(4)))
-    records = await read_all(bus.settings, start)
+    records = await harness.read_all(bus.settings, start)
     positions = Counter((a["state_topic"], a["state_partition"], a["state_offset"])
                         for a in _subjects(_state_records(bus, records, contract)))
     assert len(positions) == 4, positions

@@ -30,6 +30,7 @@ from streams.audit.chain import (
     verify_chain,
 )
 from streams.audit.encoder import AuditEncoder
+from streams.audit.state_changes import StateChange, StatePosition, state_change_record
 from streams.routing.rules import ContractTerms, Decision
 from streams.state.contract import Contract
 
@@ -472,3 +473,22 @@ def test_a_record_that_its_own_form_cannot_hold_is_a_break_not_a_crash() -> None
     problems = verify_chain(0, records)
     assert {p.offset for p in problems} == {1}
     assert any("cannot be written in the hashed form it names" in p.reason for p in problems)
+
+
+def test_a_state_change_links_into_the_routing_chain_and_is_covered_by_the_hash() -> None:
+    chains = AuditChains()
+    routed = chains.record(0, **_decided())
+    change = StateChange("removed", LYON.id, LYON.subscriber,
+                         datetime(2026, 11, 28, 10, 0, tzinfo=UTC),
+                         StatePosition("bus.population", 0, 41), "sr1_" + "ab" * 32,
+                         erasure_reason="population_removed", notice_id="n-1")
+    recorded = state_change_record(chains, 0, change)
+    assert (recorded["decision"], recorded["event_id"], recorded["state_offset"]) == (
+        "recorded", "bus.population/0/41", 41)
+    assert change.key == b"state.bus.population.0"
+    assert named_chain(change.key) is None, "in the partition's routing chain"
+    read = [(offset, decode(SCHEMA, SCHEMA, ENCODER.encode(record)))
+            for offset, record in enumerate((routed, recorded))]
+    assert verify_chain(0, read) == []
+    read[1][1]["state_offset"] = 42
+    assert [b.offset for b in verify_chain(0, read)] == [1]
