@@ -19,13 +19,14 @@ from schemas.projection import field_names, project_schema
 AUDIT_PARTS = (("event_id",), ("delivery_id",), ("contract_id", "subscriber"),
                ("provider", "dataset"), ("subject_ref",), ("file_day", "deliveries_deleted"),
                ("decision", "reason", "decided_at", "fields_delivered", "hash_version"),
-               ("replay",), ("change", "erasure_reason", "channel", "principal"),
-               ("evidence_ref",), ("state_topic", "state_partition", "state_offset"),
+               ("replay",), ("change", "erasure_reason", "channel", "principal", "evidence_ref",
+                             "state_topic", "state_partition", "state_offset"),
                ("previous_hash",), ("record_hash",))
 """The audit record's fields in schema order, in the parts :class:`AuditEncoder` writes: one
 string field alone (``delivery_id`` may be null), or a group whose values repeat (per contract,
-per topic, per verdict; a deletion's day and count, a state change's kind and where its record
-is, null in every routing decision). A schema version without ``delivery_id`` (version 2, whose
+per topic, per verdict; a deletion's day and count, and a state change's fields, null in every
+routing decision: one memo hit there, and state changes are rare enough for their memo to
+churn). A schema version without ``delivery_id`` (version 2, whose
 encoding is hashed form 2), without the deletion's fields or without ``replay`` (versions 2 and
 3), or without the state change's fields (versions 2 to 4) is written by the other parts. The
 last part, ``record_hash``, is the hash of the encoding of all the others

@@ -103,6 +103,9 @@ class RoutingService:
         self._state_due = asyncio.Event()
         self.state_audit.changed = self._state_due.set
         self._state_writes: asyncio.Future[Any] | None = None
+        self._given_up: set[int] = set()
+        """Provider partitions revoked and not assigned again: their state is audited by
+        their next owner, never by this worker meanwhile."""
         self._state_auditor: asyncio.Task[None] | None = None
 
     async def ensure_started(self) -> None:
@@ -129,6 +132,7 @@ class RoutingService:
                            if tp.topic.startswith(PROVIDER_PREFIX))
         self.heads.reset()
         self.checkpointer.reset()
+        self._given_up.clear()
         if not self._running and self._starting is None:
             # Restore the state now rather than when the first event arrives, as Kafka Streams
             # restores a task once assigned; a failure here is raised again by the first batch.
@@ -139,6 +143,19 @@ class RoutingService:
         """Partitions given up: their next owner, maybe this worker again later, must not
         trust what this worker's state had reached for them."""
         self.gate.release((tp.topic, tp.partition) for tp in revoked)
+
+    async def hand_over_state_audit(self, revoked: Iterable[TP]) -> None:
+        """Partitions given up: audit nothing more of their state, and let what this worker
+        wrote of it land before their next owner reads their chains back."""
+        self._given_up |= {tp.partition for tp in revoked
+                           if tp.topic.startswith(PROVIDER_PREFIX)}
+        async with self._chains_written:  # a write under way is handed to the producer
+            pass
+        await self._state_audit_settled()
+
+    def _audits(self, partition: int) -> bool:
+        """Whether this worker audits the state of ``partition`` now."""
+        return partition not in self._given_up and self.follower.holds(partition)
 
     async def route_batch(self, events: Sequence[Any]) -> None:
         """Route a batch and hand its records to the producer; it is settled (acknowledged to
@@ -244,7 +261,7 @@ class RoutingService:
         audit = self.state_audit
         async with self._chains_written:
             while True:
-                partitions = audit.partitions(self.follower.holds)
+                partitions = audit.partitions(self._audits)
                 if not partitions:
                     return
                 await self.heads.ensure(partitions, self.inflight.drain)
@@ -254,7 +271,7 @@ class RoutingService:
                         self.router.chains.heads.keys()):
                     break
             chains = self.router.chains
-            taken = audit.take(now, lambda p: (self.follower.holds(p)
+            taken = audit.take(now, lambda p: (self._audits(p)
                                                 and chains.chain_of(p) in chains.heads))
             if not taken:
                 return
