@@ -20,8 +20,10 @@ Exactly once across restarts and rebalances: taking a partition, the worker read
 audit record of each of its state keys and reads the state partition again from the next offset
 (records are plain overwrites: reading them twice changes nothing), telling only later records.
 Ends are remembered within a worker's life by their notice's id; a worker taking partition 0
-over sends the notices of ends after the last end its predecessor audited (every end before was
-audited in the same write), and of contracts recorded since the last contract record audited.
+over sends the notices of ends after its predecessor's last contract or end record (each such
+write looked for ends first), and of contracts recorded since the last contract record audited
+(a contract re-applied with a past end). A bus whose contracts were never audited starts now:
+ends older than this version of the bus are not reached back for.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ import math
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from schemas.catalog import Catalog
@@ -102,7 +104,9 @@ class StateAudit:
         """Per partition of the contracts topic, the offset from which its records are
         audited (once this worker audits the contracts)."""
         self._taken_from: dict[int, int] = {}
-        self._since: datetime | None = None
+        self._since = datetime.now(UTC)
+        """Every contract's end up to this instant was notified (by this worker or the one
+        before it on partition 0)."""
         self._sent: set[str] = set()
         self.changed: Callable[[], None] = lambda: None
         """Called when something is pending (wakes the writer)."""
@@ -132,8 +136,13 @@ class StateAudit:
         self._taken_from = {p: _next(last.get(state_key(CONTRACTS, p)))
                             for p in self._contract_partitions}
         self._contracts_from = dict(self._taken_from)
-        ended = last.get(CONTRACT_ENDED_KEY)
-        self._since = None if ended is None else ended["decided_at"]
+        # Each write of chain 0's contract records looked for ends first: every end up to the
+        # newest of them was notified. None at all: the audit of contracts starts now, and
+        # ends before it (older than this version of the bus) are not reached back for.
+        audited = [record["decided_at"] for key, record in last.items()
+                   if record is not None and key != state_key(CONSENTS, CONTRACTS_PARTITION)
+                   and key != state_key(POPULATION, CONTRACTS_PARTITION)]
+        self._since = max(audited, default=datetime.now(UTC))
         self._contracts_known = True
 
     def released(self, partitions: Iterable[int]) -> None:
@@ -229,7 +238,7 @@ class StateAudit:
         end = contract_end(contract)
         if end is None or end > now or ending_notice_id(contract.id, end) in self._sent:
             return None
-        if self._since is None or end > self._since:
+        if end > self._since:
             return end
         at = self._contract_at.get(contract.id)  # recorded after the last one audited?
         recorded_since = at is not None and at.offset >= self._taken_from.get(at.partition, 0)
