@@ -16,6 +16,9 @@ partition, in offset order), of which that sink is the single writer. They share
 with a routing chain, so a partition holds several chains, told apart by the record's key
 (:func:`named_chain`); a record's content must agree with its key (:func:`chain_of_record`),
 since its content alone is hashed.
+
+A worker also audits, in its partitions' routing chains, the state changes it applies and the
+erasure notices it sends (:mod:`streams.audit.state_changes`): same chain, same single writer.
 """
 
 from __future__ import annotations
