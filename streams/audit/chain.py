@@ -16,6 +16,9 @@ partition, in offset order), of which that sink is the single writer. They share
 with a routing chain, so a partition holds several chains, told apart by the record's key
 (:func:`named_chain`); a record's content must agree with its key (:func:`chain_of_record`),
 since its content alone is hashed.
+
+A worker also audits, in its partitions' routing chains, the state changes it applies and the
+erasure notices it sends (:mod:`streams.audit.state_changes`): same chain, same single writer.
 """
 
 from __future__ import annotations
@@ -33,14 +36,15 @@ from streams.audit.encoder import AuditEncoder
 GENESIS = "0" * 64
 """The ``previous_hash`` of the first record of a chain."""
 
-HASH_VERSION = 4
+HASH_VERSION = 5
 """The hashed form writers use (a record's ``hash_version``).
 
-Form 4 hashes the record's own Avro binary encoding (audit schema version 4) of every field but
-``record_hash``, ``previous_hash`` and ``hash_version`` included. Forms 3 and 2 are the same
-under audit schema versions 3 (no deletion fields, no ``replay``) and 2 (no ``delivery_id``
-either): a record's form is the schema version it was written under, so records written before
-the delivery's id, deletions or replays were audited still verify.
+Form 5 hashes the record's own Avro binary encoding (audit schema version 5) of every field but
+``record_hash``, ``previous_hash`` and ``hash_version`` included. Forms 4, 3 and 2 are the same
+under audit schema versions 4 (no state change fields), 3 (no deletion fields, no ``replay``
+either) and 2 (no ``delivery_id`` either): a record's form is the schema version it was written
+under, so records written before the delivery's id, deletions, replays or state changes were
+audited still verify.
 Avro writes every string and array with its length or count first, the union branch and enum
 symbol as indexes, and the fields in a fixed order, so two different records never give the
 same bytes; and any Avro
@@ -80,7 +84,8 @@ def _hash_v1(record: Mapping[str, Any]) -> str:
     return hashlib.sha256(f"{record['previous_hash']}\x1e{canonical}".encode()).hexdigest()
 
 
-_FORMS = {1: _hash_v1, 2: _hash_avro(2), 3: _hash_avro(3), 4: _hash_avro(HASH_VERSION)}
+_FORMS = {1: _hash_v1, 2: _hash_avro(2), 3: _hash_avro(3), 4: _hash_avro(4),
+          5: _hash_avro(HASH_VERSION)}
 _hash_current = _FORMS[HASH_VERSION]
 
 
@@ -101,6 +106,13 @@ def record_hash(record: Mapping[str, Any]) -> str:
     if form is None:
         raise UnknownHashedForm("its hash_version names no hashed form this verifier knows")
     return form({**record, "fields_delivered": tuple(record["fields_delivered"])})
+
+
+NO_STATE_CHANGE: Mapping[str, None] = {
+    "change": None, "erasure_reason": None, "channel": None, "principal": None,
+    "evidence_ref": None, "state_topic": None, "state_partition": None, "state_offset": None}
+"""The state change's fields (audit schema version 5), in every record that is no state change:
+a routing decision or a deletion."""
 
 
 @dataclass
@@ -129,7 +141,15 @@ class AuditChains:
                   "decision": "delivered" if reason is None else "withheld", "reason": reason,
                   "decided_at": decided_at,
                   "fields_delivered": fields_delivered if reason is None else (),
-                  "hash_version": HASH_VERSION, "replay": replay,
+                  "hash_version": HASH_VERSION, "replay": replay, **NO_STATE_CHANGE,
+                  "previous_hash": self.heads.get(chain, GENESIS)}
+        record["record_hash"] = self.heads[chain] = _hash_current(record)
+        return record
+
+    def linked(self, chain: int, fields: Mapping[str, Any]) -> dict[str, Any]:
+        """A record of ``fields`` (every field but the form and the hashes) linked to the head
+        of ``chain``, which it becomes."""
+        record = {**fields, "hash_version": HASH_VERSION,
                   "previous_hash": self.heads.get(chain, GENESIS)}
         record["record_hash"] = self.heads[chain] = _hash_current(record)
         return record
@@ -172,7 +192,8 @@ def deletion_record(previous: str, *, contract_id: str, subscriber: str, day: da
         "contract_id": contract_id, "subscriber": subscriber, "provider": "", "dataset": "",
         "subject_ref": "", "file_day": day, "deliveries_deleted": deliveries,
         "decision": DELETED, "reason": None, "decided_at": deleted_at, "fields_delivered": (),
-        "hash_version": HASH_VERSION, "replay": None, "previous_hash": previous}
+        "hash_version": HASH_VERSION, "replay": None, **NO_STATE_CHANGE,
+        "previous_hash": previous}
     record["record_hash"] = _hash_current(record)
     return record
 

@@ -19,12 +19,16 @@ from schemas.projection import field_names, project_schema
 AUDIT_PARTS = (("event_id",), ("delivery_id",), ("contract_id", "subscriber"),
                ("provider", "dataset"), ("subject_ref",), ("file_day", "deliveries_deleted"),
                ("decision", "reason", "decided_at", "fields_delivered", "hash_version"),
-               ("replay",), ("previous_hash",), ("record_hash",))
+               ("replay",), ("change", "erasure_reason", "channel", "principal", "evidence_ref",
+                             "state_topic", "state_partition", "state_offset"),
+               ("previous_hash",), ("record_hash",))
 """The audit record's fields in schema order, in the parts :class:`AuditEncoder` writes: one
 string field alone (``delivery_id`` may be null), or a group whose values repeat (per contract,
-per topic, per verdict; a deletion's day and count, null in every routing decision). A schema
-version without ``delivery_id`` (version 2, whose encoding is hashed form 2), without the
-deletion's fields or without ``replay`` (versions 2 and 3) is written by the other parts. The
+per topic, per verdict; a deletion's day and count, and a state change's fields, null in every
+routing decision: one memo hit there, and state changes are rare enough for their memo to
+churn). A schema version without ``delivery_id`` (version 2, whose
+encoding is hashed form 2), without the deletion's fields or without ``replay`` (versions 2 and
+3), or without the state change's fields (versions 2 to 4) is written by the other parts. The
 last part, ``record_hash``, is the hash of the encoding of all the others
 (:meth:`AuditEncoder.hashed`)."""
 PART_MEMO_SIZE = 4096
@@ -75,7 +79,7 @@ class AuditEncoder:
 
     def hashed(self, record: Mapping[str, Any]) -> bytes:
         """The Avro encoding of every field of ``record`` but ``record_hash``: the bytes its
-        hash covers in the form this schema's version names (2, 3 or 4)."""
+        hash covers in the form this schema's version names (2 to 5)."""
         return b"".join(self._written(record, self._parts[:-1]))
 
     @staticmethod

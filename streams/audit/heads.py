@@ -108,9 +108,35 @@ async def recover_named_head(settings: Settings, serde: AvroSerde, reader: Any, 
     return partition, dict(serde.decode(head.value, reader)[1])
 
 
+async def last_of_keys(settings: Settings, serde: AvroSerde, reader: Any, partition: int,
+                       keys: Iterable[bytes], topic: str = AUDIT
+                       ) -> dict[bytes, Mapping[str, Any] | None]:
+    """The last record of ``partition`` under each of ``keys``, decoded (None for a key with
+    none), found in one read back from the end: a worker taking a state partition over learns
+    from there which of its state records were audited already. Reading back costs the records
+    written since the oldest of them; a key never written reads the whole partition, once."""
+    wanted = set(keys)
+    found: dict[bytes, Any] = {}
+
+    def belongs(record: ConsumerRecord[Any, Any]) -> bool:
+        if record.key in wanted:
+            found.setdefault(record.key, record)  # read newest first: the first seen is last
+        return wanted <= found.keys()
+
+    await _last_records(settings, topic, [partition], belongs, newest_first=True)
+    await serde.fetch_writers(record.value for record in found.values())  # off the event loop
+    decoded: dict[bytes, Mapping[str, Any] | None] = dict.fromkeys(wanted)
+    for key, record in found.items():
+        _head_hash(serde, reader, record)  # an unreadable record stops as a head's would
+        decoded[key] = dict(serde.decode(record.value, reader)[1])
+    return decoded
+
+
 async def _last_records(settings: Settings, topic: str, partitions: list[int],
-                        belongs: Belongs) -> dict[int, Any | None]:
-    """The last record of each of ``partitions`` that ``belongs`` to the chain sought."""
+                        belongs: Belongs, newest_first: bool = False) -> dict[int, Any | None]:
+    """The last record of each of ``partitions`` that ``belongs`` to the chain sought;
+    ``newest_first``: each window is shown to ``belongs`` from its newest record back, and the
+    read goes back until ``belongs`` holds for one (a predicate that remembers what it saw)."""
     consumer = clients.consumer(settings, enable_auto_commit=False,
                                 isolation_level="read_uncommitted")
     await consumer.start()
@@ -119,14 +145,15 @@ async def _last_records(settings: Settings, topic: str, partitions: list[int],
         consumer.assign(wanted)
         ends = await consumer.end_offsets(wanted)
         starts = await consumer.beginning_offsets(wanted)
-        return {tp.partition: await _last_record(consumer, tp, starts[tp], ends[tp], belongs)
+        return {tp.partition: await _last_record(consumer, tp, starts[tp], ends[tp], belongs,
+                                                 newest_first)
                 for tp in wanted}
     finally:
         await consumer.stop()
 
 
 async def _last_record(consumer: Any, tp: TopicPartition, start: int, end: int,
-                       belongs: Belongs) -> Any | None:
+                       belongs: Belongs, newest_first: bool = False) -> Any | None:
     """The last record before ``end`` that ``belongs``, None when there is none. The last
     offsets may be transaction markers, which take offsets but are never returned, and other
     chains' records may come after the one sought, so the read goes back in windows, each
@@ -136,7 +163,10 @@ async def _last_record(consumer: Any, tp: TopicPartition, start: int, end: int,
     while end > start:
         first = max(start, end - back)
         consumer.seek(tp, first)
-        found = [record for record in await _read_to(consumer, tp, end) if belongs(record)]
+        window = await _read_to(consumer, tp, end)
+        if newest_first:
+            window.reverse()
+        found = [record for record in window if belongs(record)]
         if found:
             return found[-1]
         end = first

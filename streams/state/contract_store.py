@@ -282,6 +282,10 @@ class ContractStore:
                 await self._fence(producer, [])
                 return current
             revoked = current.revoke(at or datetime.now(UTC))
+            # the workers send the end's notice: a contract applied under an older notice
+            # schema gets the current one here, by the operator, who alone may register
+            self.registry.register(revoked.erasure_subject,
+                                   self.catalog.bus_record("erasure_notice").latest.text)
             await self._fence(producer, [await self._write(producer, revoked)])
         log.info("contract revoked", contract=contract_id, revoked_at=str(revoked.revoked_at))
         return revoked

@@ -31,9 +31,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -47,7 +47,7 @@ from streams.kafka.topics import BUS_RECORD_TOPICS, CONSENTS, CONTRACTS, POPULAT
 from streams.settings import Settings
 from streams.state import heap
 from streams.state.bus_state import BusState
-from streams.state.directory import Change, consent_change, population_change
+from streams.state.directory import Change, Standing, consent_change, population_change
 from streams.state.directory_partitions import MisplacedState, PartitionedDirectory
 from streams.state.directory_store import Positions as StorePositions
 from streams.state.fences import Positions
@@ -73,6 +73,22 @@ _RECORD_OF_TOPIC = {BUS_RECORD_TOPICS[name]: name for name in ("contract", "cons
 """The state topics a worker follows, and the bus record each carries."""
 
 
+class StateWitness(Protocol):
+    """Told of the state records the follower applies, in order: the worker's audit of state
+    changes (:mod:`streams.worker.state_audit`). It says, when state partitions are opened, from
+    which offsets they must be read at least (a store may have applied records the witness was
+    never told of: a crash in between), and which records it wants to be told of."""
+
+    async def opening(self, partitions: Sequence[int]) -> Mapping[tuple[str, int], int]: ...
+
+    def released(self, partitions: Iterable[int]) -> None: ...
+
+    def wants(self, topic: str, partition: int, offset: int) -> bool: ...
+
+    def applied(self, topic: str, partition: int, offset: int, record: Mapping[str, Any],
+                before: Standing | None) -> None: ...
+
+
 @dataclass
 class _Restore:
     """Partitions being brought up to date, for the operator's log lines."""
@@ -89,9 +105,11 @@ class StateFollower:
 
     def __init__(self, settings: Settings, serde: AvroSerde, catalog: Catalog,
                  on_changes: Callable[[Sequence[Change]], None] | None = None,
-                 on_held: Callable[[int, int], None] | None = None) -> None:
-        """``on_changes`` is told the population and consent changes applied live (see the
-        module's docstring), once per batch of records read; ``on_held`` what :meth:`held`
+                 on_held: Callable[[int, int], None] | None = None,
+                 witness: StateWitness | None = None) -> None:
+        """``witness`` is told of the records applied (:class:`StateWitness`); ``on_changes``
+        is told the population and consent changes applied live (see the module's docstring),
+        once per batch of records read; ``on_held`` what :meth:`held`
         says, at most once per :data:`HELD_TOLD_EVERY` seconds (the worker's gauges: told by
         the follower, they follow a rebalance or a restore even while no event arrives)."""
         self.state = BusState()
@@ -118,6 +136,7 @@ class StateFollower:
         self._live: list[Change] = []
         self._on_held = on_held
         self._held_told = 0.0
+        self._witness = witness
 
     async def start(self, provider_topics: Iterable[str] = ()) -> None:
         """Read every contract, open this worker's slot of the state directory, and follow.
@@ -230,6 +249,8 @@ class StateFollower:
                              "topic needs the same count, and the worker stops")
         gone = set(directory.stores) - self._wanted
         directory.release(gone)
+        if self._witness is not None:
+            self._witness.released(gone)
         if gone:
             heap.give_back()  # what the closed stores held, unless others restore into it
         for tp in [tp for tp in self._positions if tp.topic in PARTITIONED
@@ -241,6 +262,10 @@ class StateFollower:
             self._epochs[partition] = self._epochs.get(partition, 0) + 1
         added = {TopicPartition(topic, p): store.positions.get(topic, 0)
                  for p, store in opened.items() for topic in PARTITIONED}
+        if added and self._witness is not None:  # what the witness was not told is read again
+            wanted = await self._witness.opening(sorted(opened))
+            added = {tp: min(position, wanted.get((tp.topic, tp.partition), position))
+                     for tp, position in added.items()}
         if added and self._offsets is not None:  # a store behind the log's start reads from it
             begins = await self._offsets.beginning_offsets(list(added))
             added = {tp: max(position, begins[tp]) for tp, position in added.items()}
@@ -334,9 +359,11 @@ class StateFollower:
             if topic == CONTRACTS:
                 record = to_json(self._readers[topic], datum)
                 self.state.apply(topic, record)
+                if self._witness is not None and offset is not None:
+                    self._witness.applied(topic, partition, offset, record, None)
             else:
                 change = _change(topic, datum)
-                self.state.directory.apply(change, partition)
+                self._apply_change(topic, change, datum, partition, offset)
                 if live:
                     self._live.append(change)
         except MisplacedState:
@@ -347,6 +374,18 @@ class StateFollower:
         except (ValueError, KeyError, TypeError) as exc:
             log.error("state record unreadable, skipped", topic=topic, partition=partition,
                       offset=offset, error=record_error(exc, record))
+
+    def _apply_change(self, topic: str, change: Change, datum: Mapping[str, Any],
+                      partition: int, offset: int | None) -> None:
+        """Fold a population or consent change into the directory, and tell the witness, with
+        where the subject stood with the contract before, when it wants it."""
+        witness = self._witness
+        if witness is None or offset is None or not witness.wants(topic, partition, offset):
+            self.state.directory.apply(change, partition)
+            return
+        before = self.state.directory.file_of(change.subject, partition).get(change.contract_id)
+        self.state.directory.apply(change, partition)
+        witness.applied(topic, partition, offset, datum, before)
 
     def holds(self, partition: int) -> bool:
         """Whether the state of ``partition`` is held (wanted and its store open)."""

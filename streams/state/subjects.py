@@ -19,14 +19,11 @@ them on every provider partition (:mod:`streams.state.fences`), so an event publ
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Literal
 
 from schemas.catalog import Catalog
-from schemas.cloudevent import kafka_headers, to_kafka
 from schemas.serde import AvroSerde
 from streams.kafka import clients
 from streams.privacy.pseudonyms import Pseudonymiser, SubjectReferences
@@ -35,6 +32,7 @@ from streams.settings import Settings
 from streams.state.bus_state import ConsentStatus
 from streams.state.contract import Contract
 from streams.state.contract_store import ContractNotFound, ContractStore
+from streams.state.erasure import ErasureReason, erasure_notice
 from streams.state.ledger import Advance, Channel, SubjectLedger, reporting
 from streams.state.subject_lists import GivenSubject, given_kind
 
@@ -124,28 +122,19 @@ async def set_consent(settings: Settings, contract: Contract, subjects: Sequence
 
 async def send_erasure_notices(settings: Settings, serde: AvroSerde, catalog: Catalog,
                                contract: Contract, notified: Sequence[str],
-                               reason: Literal["consent_withdrawn", "contract_ended",
-                                               "retention_expired"],
-                               on_sent: Advance | None = None) -> None:
+                               reason: ErasureReason, on_sent: Advance | None = None) -> None:
     """Tell the subscriber, under its pseudonyms (``notified``), to erase what it holds on
     these subjects; ``on_sent`` is told of each notice as the broker acknowledges it."""
     schema = catalog.bus_record("erasure_notice").latest
-    subject = contract.erasure_subject
     now = datetime.now(UTC)
     producer = clients.producer(settings)
     await producer.start()
     try:
         sends = []
         for pseudonym in notified:
-            value = serde.encode_datum(subject, schema, {
-                "contract_id": contract.id, "subject_pseudonym": pseudonym,
-                "reason": reason, "issued_at": now})
-            message = to_kafka({"id": str(uuid.uuid4()), "source": "circulation",
-                                "type": "erasure_notice", "subject": pseudonym,
-                                "time": now, "contract": contract.id}, value, pseudonym)
+            notice = erasure_notice(serde, schema, contract, pseudonym, reason, now)
             sends.append(reporting(on_sent, await producer.send(
-                contract.delivery_topic, value, key=pseudonym.encode(),
-                headers=kafka_headers(message))))
+                contract.delivery_topic, notice.value, key=notice.key, headers=notice.headers)))
         await asyncio.gather(*sends)
     finally:
         await producer.stop()

@@ -182,6 +182,7 @@ def create_app(settings: Settings, catalog: Catalog | None = None,
     async def _revoked(_: Any, revoked: Set[TP], *__: Any, signal: Any,  # noqa: ARG001
                        **___: Any) -> None:
         service.on_revoked(revoked)
+        await service.hand_over_state_audit(revoked)
 
     @app.on_before_shutdown.connect  # type: ignore[arg-type]
     async def _stop(_: Any, *__: Any, signal: Any, **___: Any) -> None:  # noqa: ARG001

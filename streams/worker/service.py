@@ -10,6 +10,7 @@ it is written.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -39,11 +40,15 @@ from streams.worker.checkpointer import Checkpointer
 from streams.worker.inflight import InFlight, Routed
 from streams.worker.replays import ReplayReader
 from streams.worker.sink import BatchSink
+from streams.worker.state_audit import StateAudit
 
 log = structlog.get_logger(__name__)
 
 IN_FLIGHT_BATCHES = 8
 """Routed batches whose writes may be pending at once (see :mod:`streams.worker.inflight`)."""
+ENDS_CHECKED_EVERY_S = 30.0
+"""Seconds between two looks for contracts that ended (revoked or past their last day) when no
+state change wakes the state audit earlier."""
 
 
 @dataclass(frozen=True)
@@ -74,8 +79,11 @@ class RoutingService:
         self.router = Router(catalog, self.serde, pseudonymiser)
         self.heads = ChainHeads(settings, self.serde, catalog.bus_record("audit").latest.parsed,
                                 self.router.chains)
+        self.state_audit = StateAudit(settings, self.serde, catalog, pseudonymiser,
+                                      lambda: self.follower.state.contracts,
+                                      self.router.chains, self._state_audit_settled)
         self.follower = StateFollower(settings, self.serde, catalog, metrics.record_state_changes,
-                                      metrics.record_state)
+                                      metrics.record_state, self.state_audit)
         self.gate = FenceGate(self.follower)
         self.sink = BatchSink(settings)
         self.checkpointer = Checkpointer(settings, signer, catalog, self.serde)
@@ -88,15 +96,28 @@ class RoutingService:
         self._starting: asyncio.Future[None] | None = None
         self._encodings_known: object = None
         """The router's last encodings whose registry ids were all cached."""
+        self._on_failure = on_failure
+        self._chains_written = asyncio.Lock()
+        """Held from linking records to the chains' heads until they are handed to the
+        producer: routing and the state audit extend the same chains, in order."""
+        self._state_due = asyncio.Event()
+        self.state_audit.changed = self._state_due.set
+        self._state_writes: asyncio.Future[Any] | None = None
+        self._given_up: set[int] = set()
+        """Provider partitions revoked and not assigned again: their state is audited by
+        their next owner, never by this worker meanwhile."""
+        self._state_auditor: asyncio.Task[None] | None = None
 
     async def ensure_started(self) -> None:
         """Start following the state topics (once), before the first batch is routed."""
         async with self._started:
             if not self._running:
-                await self.follower.start(self.router.catalog.provider_topics())
+                await self.heads.start()  # the state audit's chains, as the follower opens
                 await self.sink.start()
-                await self.heads.start()
+                await self.follower.start(self.router.catalog.provider_topics())
                 await self.serde.fetch_ids([self.checkpointer.encoding])
+                self._state_auditor = asyncio.create_task(self._audit_state(),
+                                                          name="state-audit")
                 self._running = True
 
     def on_assigned(self, assigned: Iterable[TP]) -> None:
@@ -111,6 +132,7 @@ class RoutingService:
                            if tp.topic.startswith(PROVIDER_PREFIX))
         self.heads.reset()
         self.checkpointer.reset()
+        self._given_up.clear()
         if not self._running and self._starting is None:
             # Restore the state now rather than when the first event arrives, as Kafka Streams
             # restores a task once assigned; a failure here is raised again by the first batch.
@@ -122,6 +144,19 @@ class RoutingService:
         trust what this worker's state had reached for them."""
         self.gate.release((tp.topic, tp.partition) for tp in revoked)
 
+    async def hand_over_state_audit(self, revoked: Iterable[TP]) -> None:
+        """Partitions given up: audit nothing more of their state, and let what this worker
+        wrote of it land before their next owner reads their chains back."""
+        self._given_up |= {tp.partition for tp in revoked
+                           if tp.topic.startswith(PROVIDER_PREFIX)}
+        async with self._chains_written:  # a write under way is handed to the producer
+            pass
+        await self._state_audit_settled()
+
+    def _audits(self, partition: int) -> bool:
+        """Whether this worker audits the state of ``partition`` now."""
+        return partition not in self._given_up and self.follower.holds(partition)
+
     async def route_batch(self, events: Sequence[Any]) -> None:
         """Route a batch and hand its records to the producer; it is settled (acknowledged to
         Faust, counted, logged) by :class:`InFlight` once everything it produced is written."""
@@ -132,12 +167,13 @@ class RoutingService:
         self.serde.forget_missing(r.value for r in records if r.replay)
         admitted = self.follower.epochs()
         fenced = time.perf_counter()
-        now = await self._prepared(records)
-        records, events = self._held(records, events, admitted)
-        outgoing = self.router.route(records, self.follower.state, now)
-        routed = time.perf_counter()
-        heads, audited = self._extended(records, outgoing)
-        written = await self.sink.send(outgoing)
+        async with self._chains_written:
+            now = await self._prepared(records)
+            records, events = self._held(records, events, admitted)
+            outgoing = self.router.route(records, self.follower.state, now)
+            routed = time.perf_counter()
+            heads, audited = self._extended(records, outgoing)
+            written = await self.sink.send(outgoing)
         report = BatchReport(self.router.tally.take(), records, len(outgoing), began, fenced,
                              routed, heads, audited)
         await self.inflight.add(Routed(events, written, report))
@@ -205,7 +241,65 @@ class RoutingService:
                  route_ms=round((report.routed - report.fenced) * 1000, 1),
                  written_ms=round((time.perf_counter() - report.routed) * 1000, 1))
 
+    async def _audit_state(self) -> None:
+        """Write what the state audit collected, when the follower applied something and on
+        a timer (a contract's end comes with no record); a failure stops the worker, as one
+        in routing does: a change left unaudited would be a gap in its chain's story."""
+        try:
+            while True:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._state_due.wait(), ENDS_CHECKED_EVERY_S)
+                self._state_due.clear()
+                await self._write_state_audit()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # any failure stops the worker, reported
+            self._on_failure(exc)
+
+    async def _write_state_audit(self) -> None:
+        """Link what is due to the chains' heads and write it, with its erasure notices."""
+        audit = self.state_audit
+        async with self._chains_written:
+            while True:
+                partitions = audit.partitions(self._audits)
+                if not partitions:
+                    return
+                await self.heads.ensure(partitions, self.inflight.drain)
+                now = datetime.now(UTC)
+                await self.serde.fetch_ids(audit.encodings(now))
+                if {self.router.chains.chain_of(p) for p in partitions} <= (
+                        self.router.chains.heads.keys()):
+                    break
+            chains = self.router.chains
+            taken = audit.take(now, lambda p: (self._audits(p)
+                                                and chains.chain_of(p) in chains.heads))
+            if not taken:
+                return
+            outgoing = audit.outgoing(taken, chains, now)
+            linked = {chain: chains.heads[chain]
+                      for chain in {chains.chain_of(p.partition) for p in taken}}
+            writing = await self.sink.send(outgoing)
+            self._state_writes = writing
+        offsets = await writing
+        checkpoint = self.checkpointer.written(linked, offsets, len(taken))
+        if checkpoint is not None:
+            await (await self.sink.send([checkpoint]))
+        log.info("state changes audited", records=len(taken),
+                 notices=sum(p.notice is not None for p in taken))
+
+    async def _state_audit_settled(self) -> None:
+        """Once this worker's state audit writes in flight have landed."""
+        writes = self._state_writes
+        if writes is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(writes)
+
     async def stop(self) -> None:
+        auditor, self._state_auditor = self._state_auditor, None
+        if auditor is not None:
+            auditor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await auditor
         if self._running:
             await self.inflight.stop()
             await self.follower.stop()

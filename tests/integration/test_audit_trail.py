@@ -25,6 +25,7 @@ from schemas.registry import SchemaRegistry
 from schemas.serde import AvroSerde
 from streams.audit.chain import (
     GENESIS,
+    HASH_VERSION,
     AuditChains,
     deletion_record,
     file_sink_chain,
@@ -208,13 +209,13 @@ async def test_a_chain_in_the_first_hashed_form_switches_once_and_never_back(
     assert _breaks(await partition.verify()) == []
     read = (await read_chains(partition.settings, topic=partition.topic))[0]
     assert [(offset, record["hash_version"]) for offset, record in read] == [  # type: ignore[index]
-        (0, None), (1, None), (2, 4), (3, 4)]
+        (0, None), (1, None), (2, HASH_VERSION), (3, HASH_VERSION)]
 
     taken_over.chains.heads[0] = await taken_over.head()
     await taken_over.write(taken_over.first_form())
     (problem,) = (await partition.verify()).breaks
     assert problem.offset == 4
-    assert "hashed form 1 after its chain switched to form 4" in problem.reason
+    assert f"hashed form 1 after its chain switched to form {HASH_VERSION}" in problem.reason
 
 
 async def test_a_chain_in_form_2_goes_on_in_the_current_form_naming_delivery_ids_and_never_back(
@@ -228,7 +229,8 @@ async def test_a_chain_in_form_2_goes_on_in_the_current_form_naming_delivery_ids
     assert _breaks(await partition.verify()) == []
     read = (await read_chains(partition.settings, topic=partition.topic))[0]
     records = [record for _, record in read]
-    assert [r["hash_version"] for r in records] == [2, 2, 4, 4]  # type: ignore[index]
+    assert [r["hash_version"] for r in records] == [  # type: ignore[index]
+        2, 2, HASH_VERSION, HASH_VERSION]
     named = [r["delivery_id"] is not None for r in records]  # type: ignore[index]
     assert named == [False, False, True, True]
 
@@ -236,7 +238,7 @@ async def test_a_chain_in_form_2_goes_on_in_the_current_form_naming_delivery_ids
     await taken_over.write(taken_over.second_form())
     (problem,) = (await partition.verify()).breaks
     assert problem.offset == 4
-    assert "hashed form 2 after its chain switched to form 4" in problem.reason
+    assert f"hashed form 2 after its chain switched to form {HASH_VERSION}" in problem.reason
 
 
 async def test_a_sink_s_chain_shares_a_partition_and_each_chain_links_and_keeps_its_head(
@@ -279,8 +281,8 @@ def test_the_registry_s_rule_for_bus_records_accepts_every_audit_version(
     with SchemaRegistry(services.registry_url) as registry:
         done = register_versions(registry, subject, AUDIT.versions)
         assert registry.compatibility(subject) == COMPATIBILITY == "BACKWARD_TRANSITIVE"
-        assert [r.version for r in done] == sorted(AUDIT.versions) == [1, 2, 3, 4]
-        assert registry.versions(subject) == [1, 2, 3, 4]
+        assert [r.version for r in done] == sorted(AUDIT.versions) == [1, 2, 3, 4, 5]
+        assert registry.versions(subject) == [1, 2, 3, 4, 5]
 
 
 # --- signed checkpoints: what a valid chain cannot prove about its own tail --------------------

@@ -122,6 +122,15 @@ class Matrix:
     def deliveries(self, contract: Contract) -> list[Record]:
         return [r for r in self.topics[contract.id] if header(r, "ce_type") == BOURSIER]
 
+    def expected_notices(self, contract: Contract) -> list[tuple[str, Person]]:
+        """(reason, person) of every erasure notice ``contract``'s subscriber must get: one per
+        withdrawal, and one per release from a contract that follows the enrolled only."""
+        withdrawn = [("consent_withdrawn", p.person) for p in self.profiles
+                     if "withdrawn" in p.consents]
+        released = [("population_removed", p.person) for p in self.profiles
+                    if p.population == "released" and contract.population == "enrolled"]
+        return withdrawn + released
+
     def notices(self, contract: Contract) -> list[Record]:
         return [r for r in self.topics[contract.id] if header(r, "ce_type") == "erasure_notice"]
 
@@ -192,8 +201,11 @@ async def matrix(bus: Bus) -> Matrix:
         lambda s, c: follows(c, next(p for p in profiles
                                      if p.person.nir == s.event["subject"]).enrolled))
     state = Matrix(contracts, profiles, sent, decisions, {}, printed_all[CLI_ENROLLED])
-    topics = await asyncio.gather(*(
+    await asyncio.gather(*(
         bus.delivered(c, len(state.expected_delivered(c)), event_type=BOURSIER)
+        for c in contracts))
+    topics = await asyncio.gather(*(  # the workers send the releases' notices on their own
+        bus.delivered(c, len(state.expected_notices(c)), event_type="erasure_notice")
         for c in contracts))
     state.topics = {c.id: records for c, records in zip(contracts, topics, strict=True)}
     return state
@@ -317,17 +329,19 @@ def test_population_add_prints_the_pseudonym_the_subscriber_receives(bus: Bus,
 
 
 def test_every_withdrawal_sent_an_erasure_notice(bus: Bus, matrix: Matrix) -> None:
-    withdrawn = [p for p in matrix.profiles if "withdrawn" in p.consents]
+    """And every release from a contract following the enrolled only (sent by the workers)."""
     for contract in matrix.contracts:
         notices = matrix.notices(contract)
-        expected = {bus.pseudonym(contract, p.person) for p in withdrawn}
-        assert {header(n, "ce_subject") for n in notices} == expected, contract.id
-        assert len(notices) == len(expected)
+        expected = sorted((reason, bus.pseudonym(contract, person))
+                          for reason, person in matrix.expected_notices(contract))
+        found = []
         for notice in notices:
             _, datum = bus.decoder.decode(notice.value)
             assert notice.key == datum["subject_pseudonym"].encode()
             assert datum["subject_pseudonym"] == header(notice, "ce_subject")
-            assert (datum["contract_id"], datum["reason"]) == (contract.id, "consent_withdrawn")
+            assert datum["contract_id"] == contract.id
+            found.append((datum["reason"], datum["subject_pseudonym"]))
+        assert sorted(found) == expected, contract.id
 
 
 async def test_consume_prints_the_deliveries_as_cloudevents(bus: Bus, matrix: Matrix) -> None:
@@ -359,7 +373,8 @@ async def test_consume_prints_the_deliveries_as_cloudevents(bus: Bus, matrix: Ma
                 decided + timedelta(milliseconds=contract.retention_ms)).date()
         notices = [e for e in lines if e["type"] == "erasure_notice"]
         assert len(notices) == len(matrix.notices(contract))
-        assert all(e["data"]["reason"] == "consent_withdrawn" for e in notices)
+        assert sorted(e["data"]["reason"] for e in notices) == sorted(
+            reason for reason, _ in matrix.expected_notices(contract))
 
 
 # --- companies -------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ from schemas.catalog import Catalog
 from schemas.codec import DecodeError, to_json
 from schemas.serde import AvroSerde
 from streams.audit.chain import DELETED
+from streams.audit.state_changes import RECORDED
 from streams.kafka import clients
 from streams.kafka.admin import existing_topics, topic_partitions
 from streams.kafka.topics import AUDIT, CONTRACTS, DLQ, POPULATION, PROVIDER_PREFIX
@@ -229,7 +230,7 @@ async def _outcomes(reader: _Reader, serde: AvroSerde, catalog: Catalog,
             _, audit = serde.decode(record.value, schema)
         except DecodeError:
             return
-        if audit["decision"] == DELETED:
+        if audit["decision"] in (DELETED, RECORDED):  # a file or a state change: no event
             return
         outcomes.append(Outcome(
             _at(record), (audit["provider"], audit["dataset"], audit["event_id"]),

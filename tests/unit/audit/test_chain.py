@@ -19,6 +19,7 @@ from schemas.projection import field_names, project_schema
 from streams.audit.chain import (
     GENESIS,
     HASH_VERSION,
+    NO_STATE_CHANGE,
     AuditChains,
     NotARecord,
     deletion_record,
@@ -29,6 +30,7 @@ from streams.audit.chain import (
     verify_chain,
 )
 from streams.audit.encoder import AuditEncoder
+from streams.audit.state_changes import StateChange, StatePosition, state_change_record
 from streams.routing.rules import ContractTerms, Decision
 from streams.state.contract import Contract
 
@@ -102,9 +104,13 @@ def _audit_records(draw: st.DrawFn) -> dict[str, Any]:
     def pooled(pool: list[str]) -> st.SearchStrategy[str]:
         return st.one_of(st.sampled_from(pool), _TEXT)
 
-    decision = draw(st.sampled_from(["delivered", "withheld", "deleted"]))
+    decision = draw(st.sampled_from(["delivered", "withheld", "deleted", "recorded"]))
     delivered = decision == "delivered"
     deleted = decision == "deleted"
+    recorded = decision == "recorded"
+
+    def state(strategy: st.SearchStrategy[Any]) -> Any:
+        return draw(st.one_of(st.none(), strategy)) if recorded else None
     return {
         "event_id": draw(_TEXT),
         "delivery_id": draw(st.one_of(st.none(), _TEXT)) if delivered else None,
@@ -116,7 +122,7 @@ def _audit_records(draw: st.DrawFn) -> dict[str, Any]:
         "file_day": draw(st.dates()) if deleted else None,
         "deliveries_deleted": draw(st.integers(0, 2**63 - 1)) if deleted else None,
         "decision": decision,
-        "reason": None if delivered or deleted else draw(st.sampled_from(
+        "reason": None if delivered or deleted or recorded else draw(st.sampled_from(
             ["not_enrolled", "no_consent", "objection", "contract_inactive",
              "contract_invalid"])),
         "decided_at": draw(st.datetimes(min_value=datetime(2000, 1, 1),
@@ -127,6 +133,17 @@ def _audit_records(draw: st.DrawFn) -> dict[str, Any]:
         "hash_version": draw(st.one_of(st.just(HASH_VERSION), st.none(),
                                        st.integers(-2**31, 2**31 - 1))),
         "replay": draw(st.one_of(st.none(), st.booleans())),
+        "change": state(st.sampled_from(["consent_granted", "consent_withdrawn", "enrolled",
+                                         "removed", "contract_applied", "contract_revoked",
+                                         "contract_ended"])),
+        "erasure_reason": state(st.sampled_from(["consent_withdrawn", "contract_ended",
+                                                 "population_removed"])),
+        "channel": state(pooled(["portal", "counter"])),
+        "principal": state(_TEXT),
+        "evidence_ref": state(_TEXT),
+        "state_topic": state(pooled(["bus.consents", "bus.population"])),
+        "state_partition": state(st.integers(0, 2**31 - 1)),
+        "state_offset": state(st.integers(0, 2**63 - 1)),
         "previous_hash": draw(st.one_of(_HASH, _TEXT)),
         "record_hash": draw(st.one_of(_HASH, _TEXT)),
     }
@@ -187,7 +204,7 @@ def test_records_that_differ_never_hash_alike(one: dict[str, Any], other: dict[s
 
 def test_records_are_written_in_the_current_hashed_form() -> None:
     written = AuditChains().record(0, **_decided())
-    assert written["hash_version"] == HASH_VERSION == 4
+    assert written["hash_version"] == HASH_VERSION == 5
     assert record_hash(written) == written["record_hash"]
 
 
@@ -208,7 +225,7 @@ def test_the_current_hashed_form_is_the_avro_encoding_of_every_other_field(
         delivery_id: str | None) -> None:
     written = AuditChains().record(0, **_decided(delivery_id=delivery_id))
     assert written["delivery_id"] == delivery_id
-    assert _avro_hash(4, written) == written["record_hash"]
+    assert _avro_hash(HASH_VERSION, written) == written["record_hash"]
 
 
 def test_a_delivered_record_names_the_delivery_s_id_and_a_withheld_one_none() -> None:
@@ -233,7 +250,7 @@ def _v2_record(previous: str, index: int) -> dict[str, Any]:
               "decision": "delivered", "reason": None,
               "decided_at": datetime(2026, 11, 2, 9, 0, index, tzinfo=UTC),
               "fields_delivered": ["quotient_familial"], "hash_version": 2, "replay": None,
-              "previous_hash": previous}
+              **NO_STATE_CHANGE, "previous_hash": previous}
     return record | {"record_hash": _avro_hash(2, record)}
 
 
@@ -244,7 +261,7 @@ def _v3_record(previous: str, index: int) -> dict[str, Any]:
     return record | {"record_hash": _avro_hash(3, record)}
 
 
-def test_records_written_in_forms_2_and_3_still_verify_and_the_chain_goes_on_in_form_4(
+def test_records_written_in_forms_2_and_3_still_verify_and_the_chain_goes_on_in_the_current(
         ) -> None:
     chains = AuditChains()
     read = []
@@ -253,7 +270,7 @@ def test_records_written_in_forms_2_and_3_still_verify_and_the_chain_goes_on_in_
         old = written_as(chains.heads.get(0, GENESIS), index)
         chains.heads[0] = old["record_hash"]
         schema = CATALOG.bus_record("audit").version(version).parsed
-        dropped = ({"file_day", "deliveries_deleted", "replay"}
+        dropped = ({"file_day", "deliveries_deleted", "replay", *NO_STATE_CHANGE}
                    | ({"delivery_id"} if version == 2 else set()))
         written = encode(schema, {k: v for k, v in old.items() if k not in dropped})
         read.append((index, decode(schema, SCHEMA, written)))
@@ -262,16 +279,16 @@ def test_records_written_in_forms_2_and_3_still_verify_and_the_chain_goes_on_in_
     new = chains.record(0, **_decided(delivery_id="d-4"))
     read.append((3, decode(SCHEMA, SCHEMA, ENCODER.encode(new))))
     assert verify_chain(0, read) == []
-    assert [hashed_form(r) for _, r in read] == [2, 2, 3, 4]
+    assert [hashed_form(r) for _, r in read] == [2, 2, 3, HASH_VERSION]
 
 
-def test_records_written_in_form_3_still_verify_and_the_chain_goes_on_in_form_4() -> None:
+def test_records_written_in_form_3_still_verify_and_the_chain_goes_on_in_the_current() -> None:
     """A chain written before replays were audited reads back with ``replay`` null and still
-    proves itself; a replay's record after it extends it in form 4."""
+    proves itself; a replay's record after it extends it in the current form."""
     v3 = CATALOG.bus_record("audit").version(3).parsed
     chains = AuditChains()
     old = {**chains.record(0, **_decided(delivery_id="d-1")), "hash_version": 3}
-    for later in ("replay", "file_day", "deliveries_deleted"):
+    for later in ("replay", "file_day", "deliveries_deleted", *NO_STATE_CHANGE):
         del old[later]
     old["record_hash"] = chains.heads[0] = _avro_hash(3, old)
     read = [(0, decode(v3, SCHEMA, encode(v3, {**old, "fields_delivered": ["q", "annee"]})))]
@@ -280,7 +297,7 @@ def test_records_written_in_form_3_still_verify_and_the_chain_goes_on_in_form_4(
     read.append((1, decode(SCHEMA, SCHEMA, ENCODER.encode(new))))
     assert read[1][1]["replay"] is True
     assert verify_chain(0, read) == []
-    assert [hashed_form(r) for _, r in read] == [3, 4]
+    assert [hashed_form(r) for _, r in read] == [3, HASH_VERSION]
 
 
 def test_the_replay_mark_is_covered_by_the_hash() -> None:
@@ -299,7 +316,7 @@ def _v1_record(previous: str, index: int) -> dict[str, Any]:
               "decision": "withheld", "reason": "no_consent",
               "decided_at": datetime(2026, 11, 1, 9, 0, index, tzinfo=UTC),
               "fields_delivered": [], "hash_version": None, "replay": None,
-              "previous_hash": previous}
+              **NO_STATE_CHANGE, "previous_hash": previous}
     return record | {"record_hash": record_hash(record)}
 
 
@@ -322,14 +339,16 @@ def _mixed_chain(forms: str) -> list[tuple[int, dict[str, Any]]]:
 
 def test_a_chain_switches_from_the_first_hashed_form_to_the_current_one() -> None:
     records = _mixed_chain("11133")
-    assert [r["hash_version"] for _, r in records] == [None, None, None, 4, 4]
+    assert [r["hash_version"] for _, r in records] == [None, None, None, HASH_VERSION,
+                                                       HASH_VERSION]
     assert verify_chain(0, records) == []
 
 
 def test_a_record_in_the_first_form_is_read_as_such_under_the_current_schema() -> None:
     v1 = CATALOG.bus_record("audit").version(1).parsed
     old = _v1_record(GENESIS, 0)
-    later = ("hash_version", "delivery_id", "file_day", "deliveries_deleted", "replay")
+    later = ("hash_version", "delivery_id", "file_day", "deliveries_deleted", "replay",
+             *NO_STATE_CHANGE)
     written = encode(v1, {k: v for k, v in old.items() if k not in later})
     read = decode(v1, SCHEMA, written)
     assert read["hash_version"] is None
@@ -340,7 +359,7 @@ def test_a_chain_never_switches_back_to_the_first_form() -> None:
     records = _mixed_chain("1131")
     breaks = verify_chain(0, records)
     assert [b.offset for b in breaks] == [3]
-    assert "hashed form 1 after its chain switched to form 4" in breaks[0].reason
+    assert f"hashed form 1 after its chain switched to form {HASH_VERSION}" in breaks[0].reason
 
 
 def test_a_chain_checked_from_a_record_in_the_current_form_refuses_the_first() -> None:
@@ -454,3 +473,22 @@ def test_a_record_that_its_own_form_cannot_hold_is_a_break_not_a_crash() -> None
     problems = verify_chain(0, records)
     assert {p.offset for p in problems} == {1}
     assert any("cannot be written in the hashed form it names" in p.reason for p in problems)
+
+
+def test_a_state_change_links_into_the_routing_chain_and_is_covered_by_the_hash() -> None:
+    chains = AuditChains()
+    routed = chains.record(0, **_decided())
+    change = StateChange("removed", LYON.id, LYON.subscriber,
+                         datetime(2026, 11, 28, 10, 0, tzinfo=UTC),
+                         StatePosition("bus.population", 0, 41), "sr1_" + "ab" * 32,
+                         erasure_reason="population_removed", notice_id="n-1")
+    recorded = state_change_record(chains, 0, change)
+    assert (recorded["decision"], recorded["event_id"], recorded["state_offset"]) == (
+        "recorded", "bus.population/0/41", 41)
+    assert change.key == b"state.bus.population.0"
+    assert named_chain(change.key) is None, "in the partition's routing chain"
+    read = [(offset, decode(SCHEMA, SCHEMA, ENCODER.encode(record)))
+            for offset, record in enumerate((routed, recorded))]
+    assert verify_chain(0, read) == []
+    read[1][1]["state_offset"] = 42
+    assert [b.offset for b in verify_chain(0, read)] == [1]

@@ -236,7 +236,7 @@ def test_bus_records(catalog: Catalog) -> None:
 
 def test_audit_v2_adds_the_hashed_form_and_the_contract_invalid_reason(catalog: Catalog) -> None:
     audit = catalog.bus_record("audit")
-    assert sorted(audit.versions) == [1, 2, 3, 4]
+    assert sorted(audit.versions) == [1, 2, 3, 4, 5]
     v1, v2 = ({f["name"]: f for f in audit.version(n).raw["fields"]} for n in (1, 2))
     assert set(v2) - set(v1) == {"hash_version"}
     assert (v2["hash_version"]["type"], v2["hash_version"]["default"]) == (["null", "int"], None)
@@ -270,6 +270,34 @@ def test_audit_v4_adds_a_deletion_s_day_count_and_decision_and_the_replay_mark_o
     assert decisions[4]["default"] == "withheld", "an older symbol for readers of later ones"
 
 
+def test_audit_v5_adds_the_state_change_s_fields_all_null_by_default_and_the_recorded_decision(
+        catalog: Catalog) -> None:
+    audit = catalog.bus_record("audit")
+    v4, v5 = ({f["name"]: f for f in audit.version(n).raw["fields"]} for n in (4, 5))
+    added = {"change", "erasure_reason", "channel", "principal", "evidence_ref", "state_topic",
+             "state_partition", "state_offset"}
+    assert set(v5) - set(v4) == added
+    assert all(v5[name]["type"][0] == "null" and v5[name]["default"] is None for name in added)
+    assert [n for n in v5 if n not in added] == list(v4)
+    assert v5["decision"]["type"]["symbols"] == [*v4["decision"]["type"]["symbols"], "recorded"]
+    assert v5["decision"]["type"]["default"] == "withheld", "claims no delivery to old readers"
+    for name in ("change", "erasure_reason"):
+        enum = v5[name]["type"][1]
+        assert enum["default"] in enum["symbols"], f"{name}: a default for later symbols"
+
+
+def test_erasure_notice_v2_adds_population_removed_with_a_default_and_a_contract_wide_notice(
+        catalog: Catalog) -> None:
+    notice = catalog.bus_record("erasure_notice")
+    v1, v2 = ({f["name"]: f for f in notice.version(n).raw["fields"]} for n in (1, 2))
+    assert list(v1) == list(v2)
+    reasons = v2["reason"]["type"]
+    assert reasons["symbols"] == [*v1["reason"]["type"]["symbols"], "population_removed"]
+    assert reasons["default"] in v1["reason"]["type"]["symbols"]
+    assert (v2["subject_pseudonym"]["type"], v2["subject_pseudonym"]["default"]) == (
+        ["null", "string"], None)
+
+
 def test_contract_v2_adds_the_optional_delivery_and_nothing_else(catalog: Catalog) -> None:
     contract = catalog.bus_record("contract")
     v1, v2 = ({f["name"]: f for f in contract.version(n).raw["fields"]} for n in (1, 2))
@@ -293,7 +321,7 @@ def test_every_shipped_avsc_file_is_loaded(catalog: Catalog) -> None:
     ]
     loaded = sum(len(d.versions) for d in catalog.datasets())
     loaded += sum(len(r.versions) for r in catalog.bus_records())
-    assert loaded == len(files) == 24
+    assert loaded == len(files) == 26
 
 
 def test_dataset_records_are_named_after_their_dataset(catalog: Catalog) -> None:
