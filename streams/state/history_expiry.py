@@ -25,18 +25,24 @@ is expired. Tombstones are written by the operator's ``circulation retention exp
 (the principal that writes the persons' choices; the routing workers only read them), to the
 partition of the record they delete. Between reading a partition and writing its tombstones, a
 new record (an enrolment made again) could land under a population key: partitions whose end
-moved meanwhile are left to the next run.
+moved before the writes are left to the next run, and a record that still landed between that
+check and its key's tombstone is written again after it, so the person's latest choice stands.
+
+"Latest" is by offset, as the state follower folds a partition: a person's records all share
+one partition, whose order is the one routing saw, while ``recorded_at`` is the clock of
+whichever writer recorded them.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import structlog
-from aiokafka import TopicPartition
+from aiokafka import AIOKafkaProducer, TopicPartition
 
 from schemas.catalog import Catalog
 from schemas.serde import AvroSerde
@@ -65,6 +71,8 @@ class Choice:
     recorded_at: datetime
     ended: bool
     """A withdrawal (consents) or a removal (population)."""
+    offset: int
+    """Where the record is in its partition: the order routing folded it in."""
 
 
 def expired(choices: Iterable[Choice], contracts: Mapping[str, Contract],
@@ -76,7 +84,7 @@ def expired(choices: Iterable[Choice], contracts: Mapping[str, Contract],
         pairs.setdefault((choice.topic, choice.contract_id, choice.subject), []).append(choice)
     gone = []
     for (topic, contract_id, _), history in pairs.items():
-        latest = max(history, key=lambda c: (c.recorded_at, c.key))
+        latest = max(history, key=lambda c: c.offset)
         if not latest.ended or latest.recorded_at >= before:
             continue
         keep_marker = topic == CONSENTS and _objection_stands(contracts.get(contract_id))
@@ -97,6 +105,8 @@ class HistoryExpiry:
 
     tombstoned: list[Choice]
     deferred: list[TopicPartition]
+    restored: list[str] = field(default_factory=list)
+    """Keys whose record written during the run was written again after its tombstone."""
 
 
 async def expire_history(settings: Settings, serde: AvroSerde, catalog: Catalog,
@@ -115,14 +125,86 @@ async def expire_history(settings: Settings, serde: AvroSerde, catalog: Catalog,
     producer = clients.producer(settings)
     await producer.start()
     try:
-        for choice in written:
-            await producer.send(choice.topic, None, key=choice.key.encode(),
-                                partition=choice.partition)
-        await producer.flush()
+        tombstones = await _tombstone(producer, written)
+        restored = await restore_overwritten(settings, producer, tombstones, read_to)
     finally:
         await producer.stop()
-    log.info("state history expired", tombstones=len(written), deferred=len(deferred))
-    return HistoryExpiry(written, deferred)
+    log.info("state history expired", tombstones=len(written), deferred=len(deferred),
+             restored=len(restored))
+    return HistoryExpiry(written, deferred, restored)
+
+
+Tombstones = dict[tuple[TopicPartition, str], int]
+"""Each key tombstoned, by partition, and the offset its tombstone was written at."""
+
+
+async def _tombstone(producer: AIOKafkaProducer, choices: list[Choice]) -> Tombstones:
+    """Write a tombstone for each key, once the broker acknowledged every one of them: a run
+    that could not write must fail, not report what it did not do."""
+    sent = [await producer.send(c.topic, None, key=c.key.encode(), partition=c.partition)
+            for c in choices]
+    acknowledged = await asyncio.gather(*sent)
+    return {(TopicPartition(c.topic, c.partition), c.key): metadata.offset
+            for c, metadata in zip(choices, acknowledged, strict=True)}
+
+
+async def restore_overwritten(settings: Settings, producer: AIOKafkaProducer,
+                              tombstones: Tombstones, read_to: Positions) -> list[str]:
+    """Write again each record that landed under a tombstoned key after the run read its
+    partition (``read_to``) and before the tombstone: the tombstone deleted a choice made
+    meanwhile (an enrolment made again), which must stay the key's latest."""
+    written: dict[TopicPartition, list[int]] = {}
+    for (tp, _), offset in tombstones.items():
+        written.setdefault(tp, []).append(offset)
+    ends = {tp: max(offsets) + 1 for tp, offsets in written.items()}
+    # the run's tombstones alone, one after the other from where it read: nothing came between
+    starts = {tp: read_to.get(tp, 0) for tp, offsets in written.items()
+              if ends[tp] - read_to.get(tp, 0) != len(offsets)}
+    if not starts:
+        return []
+    again = overwritten(await _records_between(settings, starts, ends), tombstones)
+    for (tp, key), (value, headers) in sorted(again.items(), key=lambda i: str(i[0])):
+        await (await producer.send(tp.topic, value, key=key.encode(), partition=tp.partition,
+                                   headers=headers))
+    return sorted(key for _, key in again)
+
+
+Written = tuple[TopicPartition, str, int, bytes | None, list[tuple[str, bytes]]]
+"""A record read back: partition, key, offset, value, headers."""
+
+
+def overwritten(records: Iterable[Written], tombstones: Tombstones
+                ) -> dict[tuple[TopicPartition, str], tuple[bytes, list[tuple[str, bytes]]]]:
+    """Of the records read back, the last value written under each tombstoned key before its
+    tombstone (the run's own tombstone is no choice; an earlier tombstone erased it)."""
+    last: dict[tuple[TopicPartition, str], tuple[bytes, list[tuple[str, bytes]]] | None] = {}
+    for tp, key, offset, value, headers in records:
+        ours = tombstones.get((tp, key))
+        if ours is not None and offset < ours:
+            last[(tp, key)] = None if value is None else (value, headers)
+    return {k: v for k, v in last.items() if v is not None}
+
+
+async def _records_between(settings: Settings, starts: Positions,
+                           ends: Positions) -> list[Written]:
+    """Every record of each partition from ``starts`` to ``ends`` (exclusive)."""
+    found: list[Written] = []
+    consumer = clients.consumer(settings, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        consumer.assign(list(starts))
+        for tp, start in starts.items():
+            consumer.seek(tp, start)
+        pending = set(starts)
+        while pending:
+            for tp, records in (await consumer.getmany(*pending, timeout_ms=500)).items():
+                found += [(tp, r.key.decode("utf-8", "replace"), r.offset, r.value,
+                           list(r.headers)) for r in records
+                          if r.key is not None and r.offset < ends[tp]]
+            pending = {tp for tp in pending if await consumer.position(tp) < ends[tp]}
+    finally:
+        await consumer.stop()
+    return found
 
 
 async def read_choices(settings: Settings, serde: AvroSerde,
@@ -163,7 +245,7 @@ def _choice(tp: TopicPartition, key: str, value: bytes | None, serde: AvroSerde,
         ended = (datum["status"] == "withdrawn" if tp.topic == CONSENTS
                  else not datum["enrolled"])
         return Choice(tp.topic, tp.partition, key, datum["contract_id"], datum["subject_ref"],
-                      datum["recorded_at"], ended)
+                      datum["recorded_at"], ended, offset)
     except (ValueError, KeyError, TypeError) as exc:
         log.warning("state record unreadable, left as it is", topic=tp.topic,
                     partition=tp.partition, offset=offset, error=record_error(exc, datum))

@@ -16,10 +16,18 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from aiokafka import TopicPartition
+
 from streams.dev.synthetic import Person
+from streams.kafka import clients
 from streams.kafka.topics import CONSENTS, POPULATION
 from streams.state.contract import Contract
-from streams.state.history_expiry import Choice, expire_history, read_choices
+from streams.state.history_expiry import (
+    Choice,
+    expire_history,
+    read_choices,
+    restore_overwritten,
+)
 from streams.state.subjects import resolve, set_consent, set_population
 from tests.integration.routing_harness import CATALOG, Bus, audit_start, event_for
 
@@ -74,3 +82,33 @@ async def test_expired_choices_are_tombstoned_and_routing_decides_as_before(bus:
     left, _ = await read_choices(bus.settings, bus.serde, CATALOG)
     assert _mine([c for c in left if c.subject in refs], contracts) == {
         (CONSENTS, opt_out.id, ref) for ref in refs}
+
+
+async def test_an_enrolment_made_again_during_a_run_outlives_the_run_s_tombstone(
+        bus: Bus) -> None:
+    """The window no end-offset check closes: an enrolment lands after the run read the
+    partition and before the tombstone of its key. The run writes it again after the
+    tombstone, so the key's latest record is the enrolment, as the person's choice was."""
+    enrolled = bus.contract("expiry-again", {BOURSIER: ["echelon"]}, population="enrolled")
+    await bus.apply(enrolled)
+    (person,) = (await bus.people_on_every_partition(BOURSIER))[:1]
+    subjects = resolve(bus.settings, [person.nir])
+    await set_population(bus.settings, enrolled, subjects, False)
+    before, _ = await read_choices(bus.settings, bus.serde, CATALOG)
+    (removal,) = [c for c in before if c.contract_id == enrolled.id]
+    tp = TopicPartition(POPULATION, removal.partition)
+    read_to = {tp: removal.offset + 1}
+    await set_population(bus.settings, enrolled, subjects, True)  # the run does not see it
+    producer = clients.producer(bus.settings)
+    await producer.start()
+    try:
+        tombstone = await (await producer.send(POPULATION, None, key=removal.key.encode(),
+                                               partition=removal.partition))
+        restored = await restore_overwritten(
+            bus.settings, producer, {(tp, removal.key): tombstone.offset}, read_to)
+    finally:
+        await producer.stop()
+    assert restored == [removal.key]
+    after, _ = await read_choices(bus.settings, bus.serde, CATALOG)
+    (latest,) = [c for c in after if c.key == removal.key]
+    assert (latest.ended, latest.offset > tombstone.offset) == (False, True)

@@ -4,9 +4,11 @@ them never changes what a contract decides, whatever the history (hypothesis).""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
+from aiokafka import TopicPartition
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -15,7 +17,7 @@ from streams.kafka.topics import CONSENTS, POPULATION
 from streams.routing.rules import consent_reason, population_reason
 from streams.state.contract import Contract
 from streams.state.directory import Standing
-from streams.state.history_expiry import Choice, expired
+from streams.state.history_expiry import Choice, expired, overwritten
 
 CATALOG = Catalog.load()
 HORIZON = datetime(2026, 6, 1, tzinfo=UTC)
@@ -40,11 +42,17 @@ OPT_IN, OPT_OUT, ENROLLED, REVOKED = CONTRACTS
 
 def _consent(contract: str, at: datetime, withdrawn: bool, subject: str = "sr1_a") -> Choice:
     return Choice(CONSENTS, 0, f"{contract}/{subject}/{int(at.timestamp() * 1000)}", contract,
-                  subject, at, withdrawn)
+                  subject, at, withdrawn, _offset(at))
 
 
 def _population(contract: str, at: datetime, removed: bool, subject: str = "sr1_a") -> Choice:
-    return Choice(POPULATION, 0, f"{contract}/{subject}", contract, subject, at, removed)
+    return Choice(POPULATION, 0, f"{contract}/{subject}", contract, subject, at, removed,
+                  _offset(at))
+
+
+def _offset(at: datetime) -> int:
+    """Records written in the order of their clocks, unless a test says otherwise."""
+    return int(at.timestamp() * 1000)
 
 
 def test_a_withdrawal_past_the_horizon_takes_the_pair_s_whole_history() -> None:
@@ -81,7 +89,7 @@ def _reasons(choices: Iterable[Choice]) -> dict[tuple[str, str], tuple[str | Non
     """What each contract decides for each subject from these records, as a follower folds
     them: the latest population record, the latest consent decision."""
     standings: dict[tuple[str, str], Standing] = {}
-    for choice in sorted(choices, key=lambda c: (c.recorded_at, c.key)):
+    for choice in sorted(choices, key=lambda c: c.offset):
         pair = (choice.contract_id, choice.subject)
         standing = standings.get(pair, Standing())
         standings[pair] = (Standing(not choice.ended, standing.consent)
@@ -108,7 +116,38 @@ _CHOICES = st.builds(
 @given(st.lists(_CHOICES, max_size=12))
 def test_compaction_after_expiry_leaves_every_decision_as_it_was(
         choices: list[Choice]) -> None:
-    latest = {(c.topic, c.key): c for c in sorted(choices, key=lambda c: c.recorded_at)}
+    latest = {(c.topic, c.key): c for c in sorted(choices, key=lambda c: c.offset)}
     live = list(latest.values())  # one record per key, as compaction leaves them
     gone = expired(live, CONTRACTS, HORIZON)
     assert _reasons([c for c in live if c not in gone]) == _reasons(live)
+
+
+def test_the_latest_choice_is_the_last_written_whatever_the_writers_clocks() -> None:
+    """A withdrawal then a grant made again, the second writer's clock a minute behind: the
+    grant is what routing folded last, so it stands and nothing is expired."""
+    withdrawal = _consent(OPT_IN, BEFORE, True)
+    late_clock = dataclasses.replace(_consent(OPT_IN, BEFORE - timedelta(minutes=1), False),
+                                     offset=withdrawal.offset + 1)
+    assert expired([withdrawal, late_clock], CONTRACTS, HORIZON) == []
+    removal = _population(ENROLLED, BEFORE, True)
+    enrolled_again = dataclasses.replace(removal, ended=False, offset=removal.offset + 1,
+                                         recorded_at=BEFORE - timedelta(minutes=1))
+    assert expired([removal, enrolled_again], CONTRACTS, HORIZON) == []
+
+
+TP = TopicPartition(POPULATION, 2)
+
+
+def test_a_choice_written_between_the_read_and_its_tombstone_is_written_again() -> None:
+    tombstones = {(TP, "c/sr1_a"): 12, (TP, "c/sr1_b"): 13}
+    records = [(TP, "c/sr1_a", 10, b"enrolled again", [("h", b"1")]),
+               (TP, "c/sr1_x", 11, b"someone else", []),
+               (TP, "c/sr1_a", 12, None, []), (TP, "c/sr1_b", 13, None, [])]
+    assert overwritten(records, tombstones) == {(TP, "c/sr1_a"): (b"enrolled again",
+                                                                  [("h", b"1")])}
+
+
+def test_a_key_tombstoned_again_meanwhile_is_not_brought_back() -> None:
+    records = [(TP, "c/sr1_a", 10, b"enrolled again", []), (TP, "c/sr1_a", 11, None, []),
+               (TP, "c/sr1_a", 12, None, [])]
+    assert overwritten(records, {(TP, "c/sr1_a"): 12}) == {}
