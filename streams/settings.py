@@ -87,7 +87,8 @@ class Settings(BaseSettings):
         "checkpoint covering it, and a checkpoint is newer than the records it covers.")
     dlq_retention: timedelta = Field(
         timedelta(days=90), gt=timedelta(0), description="How long bus.dlq keeps dead letters "
-        "(ISO 8601 duration): the time an operator has to fix a cause and replay.")
+        "(ISO 8601 duration): the record of what failed and why. A replay needs the original "
+        "record too, which its provider topic keeps for provider_retention only.")
 
     subject_secret: SecretStr | None = Field(
         None,

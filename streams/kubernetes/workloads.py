@@ -60,6 +60,12 @@ GATEWAY_RESOURCES = {"requests": {"cpu": "250m", "memory": "256Mi"},
                      "limits": {"memory": "512Mi"}}
 SINK_RESOURCES = {"requests": {"cpu": "50m", "memory": "128Mi"},
                   "limits": {"memory": "256Mi"}}
+HISTORY_EXPIRY_RESOURCES = {"requests": {"cpu": "100m", "memory": "256Mi"},
+                            "limits": {"memory": "1Gi"}}
+"""The run holds the latest record of every live key of the two state topics while it reads
+them (some hundreds of bytes each): a starting point for a few hundred thousand choices."""
+HISTORY_EXPIRY_DEADLINE_S = 3 * 3600
+"""A run stuck longer is stopped: one run at a time, so a hung one would block every later day."""
 LAG_RESOURCES = {"requests": {"cpu": "100m", "memory": "256Mi"},
                  "limits": {"memory": "512Mi"}}
 LAG_COMMAND = ["circulation", "lag", "--serve", str(LAG_PORT), "--window", "60",
@@ -329,7 +335,7 @@ def history_expiry(options: RenderOptions) -> Resource:
         "name": "expire-history", "image": options.image, "workingDir": _TMP,
         "command": ["circulation", "retention", "expire-history"],
         "env": _connection_env(options, principals.ADMIN),
-        "resources": SINK_RESOURCES, "securityContext": _CONTAINER_SECURITY,
+        "resources": HISTORY_EXPIRY_RESOURCES, "securityContext": _CONTAINER_SECURITY,
         "volumeMounts": _BASE_MOUNTS,
     }
     pod = {"securityContext": _POD_SECURITY, "automountServiceAccountToken": False,
@@ -340,7 +346,9 @@ def history_expiry(options: RenderOptions) -> Resource:
             "spec": {"schedule": "17 3 * * *", "concurrencyPolicy": "Forbid",
                      "startingDeadlineSeconds": 3600, "successfulJobsHistoryLimit": 3,
                      "failedJobsHistoryLimit": 3,
-                     "jobTemplate": {"spec": {"backoffLimit": 3, "template": {
+                     "jobTemplate": {"spec": {
+                         "backoffLimit": 3, "activeDeadlineSeconds": HISTORY_EXPIRY_DEADLINE_S,
+                         "template": {
                          "metadata": {"labels": {"app.kubernetes.io/part-of": "circulation",
                                                  **_selector(HISTORY_EXPIRY)}},
                          "spec": pod}}}}}

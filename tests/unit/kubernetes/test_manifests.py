@@ -347,6 +347,8 @@ def test_ended_choices_expire_daily_as_bus_admin_one_run_at_a_time(
     minute, hour, *every = job["spec"]["schedule"].split()
     assert every == ["*", "*", "*"], "every day"
     assert (minute.isdigit(), hour.isdigit()) == (True, True), "once a day"
+    assert job["spec"]["jobTemplate"]["spec"]["activeDeadlineSeconds"] > 0, (
+        "a hung run must not block every later day")
     pod = job["spec"]["jobTemplate"]["spec"]["template"]["spec"]
     (container,) = pod["containers"]
     assert container["command"] == ["circulation", "retention", "expire-history"]
