@@ -97,7 +97,10 @@ class JournalView:
     """The view's store, opened for reading and writing by one process."""
 
     def __init__(self, path: Path) -> None:
-        path.mkdir(parents=True, exist_ok=True)
+        # Owner-only, as the workers' state: the view names persons and what was done about
+        # them, and RocksDB creates its files readable by all under the usual umask.
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        path.chmod(0o700)  # a folder made before, or by mkdir under a umask, gets it too
         options = rocksdict.Options(raw_mode=True)
         options.create_if_missing(True)
         options.set_write_buffer_size(WRITE_BUFFER)

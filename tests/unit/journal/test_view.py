@@ -113,3 +113,11 @@ def test_the_file_and_the_journal_follow_consents_and_enrolments(tmp_path: Path)
         ("c-gone", False, "contract_inactive"), ("c-in", False, "no_consent"),
         ("c-out", True, None)]
     view.close()
+
+
+def test_the_view_folder_is_owner_only(tmp_path: Path) -> None:
+    folder = tmp_path / "journal"
+    folder.mkdir(mode=0o755)
+    folder.chmod(0o755)
+    JournalView(folder).close()
+    assert folder.stat().st_mode & 0o777 == 0o700
