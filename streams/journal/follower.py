@@ -49,6 +49,15 @@ FOLLOWED = {BUS_RECORD_TOPICS[name]: name
 BATCH_RECORDS = 20_000
 
 
+def follower_consumer(settings: Settings) -> AIOKafkaConsumer:
+    """The follower's consumer, not started. ``earliest`` when a position is out of range:
+    retention may delete the segment a rebuild is reading, and aiokafka's default (``latest``)
+    would then jump to the end, silently leaving out everything between."""
+    return clients.consumer(settings, enable_auto_commit=False, auto_offset_reset="earliest",
+                            isolation_level="read_committed",
+                            max_partition_fetch_bytes=4 * 1024 * 1024)
+
+
 class JournalFollowerStopped(RuntimeError):
     """The follower's task ended: the view no longer follows the bus."""
 
@@ -75,9 +84,7 @@ class JournalFollower:
         """Assign every partition at the view's positions, and follow."""
         self._partitions = await topic_partitions(self._settings, list(FOLLOWED),
                                                   missing_ok=True)
-        consumer = clients.consumer(self._settings, enable_auto_commit=False,
-                                    isolation_level="read_committed",
-                                    max_partition_fetch_bytes=4 * 1024 * 1024)
+        consumer = follower_consumer(self._settings)
         self._consumer = consumer
         await consumer.start()
         consumer.assign(self._partitions)
