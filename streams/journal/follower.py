@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import structlog
@@ -47,6 +48,8 @@ FOLLOWED = {BUS_RECORD_TOPICS[name]: name
             for name in ("audit", "consent", "population", "contract")}
 """The topics the journal follows, and the bus record each carries."""
 BATCH_RECORDS = 20_000
+PRUNE_EVERY_S = 3600.0
+"""How often audit entries past the audit retention leave the view (also once at start)."""
 
 
 def follower_consumer(settings: Settings) -> AIOKafkaConsumer:
@@ -76,6 +79,8 @@ class JournalFollower:
         self._partitions: list[TopicPartition] = []
         self._positions: dict[TopicPartition, int] = {}
         self._task: asyncio.Task[None] | None = None
+        self._pruner: asyncio.Task[None] | None = None
+        self._pruning: asyncio.Future[None] | None = None
         self._progress = asyncio.Condition()
         self.records = 0
         """Records read since :meth:`start` (the rebuild benchmark's count)."""
@@ -95,13 +100,17 @@ class JournalFollower:
             consumer.seek(tp, self._positions[tp])
         self._task = asyncio.create_task(self._follow(consumer), name="journal-follower")
         self._task.add_done_callback(lambda _: asyncio.ensure_future(self._notify()))
+        self._pruner = asyncio.create_task(self._prune_every(), name="journal-pruner")
 
     async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        for task in (self._task, self._pruner):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+        self._task = self._pruner = None
+        if self._pruning is not None:  # a thread is not cancelled: the view outlives it
+            await asyncio.wait({self._pruning})
         consumer, self._consumer = self._consumer, None
         if consumer is not None:
             await consumer.stop()
@@ -134,6 +143,26 @@ class JournalFollower:
         async with self._progress:
             self._progress.notify_all()
 
+    async def _prune_every(self) -> None:
+        """Prune now, then every :data:`PRUNE_EVERY_S`, off the event loop."""
+        while True:
+            self._pruning = asyncio.ensure_future(asyncio.to_thread(self._prune))
+            await asyncio.shield(self._pruning)
+            await asyncio.sleep(PRUNE_EVERY_S)
+
+    def _prune(self) -> None:
+        """Delete the audit entries whose record the audit retention deleted (an error is
+        logged by kind and tried again at the next round)."""
+        try:
+            pruned = self.view.prune(self._retained_since(), AUDIT)
+        except Exception as exc:  # a failed round must not end the next ones
+            log.error("journal: pruning failed", error=type(exc).__name__)
+            return
+        log.info("journal: entries past the audit retention pruned", entries=pruned)
+
+    def _retained_since(self) -> datetime:
+        return datetime.now(UTC) - self._settings.audit_retention
+
     async def _follow(self, consumer: AIOKafkaConsumer) -> None:
         while True:
             batches = await consumer.getmany(timeout_ms=200, max_records=BATCH_RECORDS)
@@ -150,27 +179,48 @@ class JournalFollower:
     def _fold(self, batch: Batch, tp: TopicPartition,
               records: Sequence[ConsumerRecord[Any, Any]]) -> None:
         self.records += len(records)
+        since = self._retained_since()
         for record in records:
             try:
-                self._fold_one(batch, tp, record)
+                self._fold_one(batch, tp, record, since)
             except (DecodeError, ValueError, KeyError, TypeError) as exc:
                 log.error("journal: record unreadable, skipped", topic=tp.topic,
                           partition=tp.partition, offset=record.offset,
                           error=type(exc).__name__)
 
-    def _fold_one(self, batch: Batch, tp: TopicPartition,
-                  record: ConsumerRecord[Any, Any]) -> None:
-        key = None if record.key is None else bytes(record.key).decode("utf-8", "replace")
+    def _fold_one(self, batch: Batch, tp: TopicPartition, record: ConsumerRecord[Any, Any],
+                  since: datetime) -> None:
+        """Fold one record; an audit entry older than the retention (a segment not yet
+        deleted) is left out, as pruning would remove it."""
+        raw = None if record.key is None else bytes(record.key)
+        source = Source(tp.topic, tp.partition, record.offset)
         if record.value is None:
-            made: Made | None = None
-            if tp.topic == CONTRACTS and key is not None:
-                batch.contract(key, None)
-            elif tp.topic == POPULATION and key is not None:
-                made = from_release(key, record.timestamp)
-        else:
-            made = self._made(batch, tp.topic, record.value)
-        if made is not None:
-            batch.add(made, Source(tp.topic, tp.partition, record.offset))
+            if raw is not None:
+                self._tombstone(batch, source, raw, record.timestamp)
+            return
+        made = self._made(batch, tp.topic, record.value)
+        if made is None or (tp.topic == AUDIT and made.entry.at < since):
+            return
+        batch.add(made, source, None if tp.topic == AUDIT else raw)
+
+    @staticmethod
+    def _tombstone(batch: Batch, source: Source, raw: bytes, timestamp: int) -> None:
+        """A contract erased; or a state key erased, with the entries its records made. A
+        population key erased releases the person, which makes an entry only when they were
+        enrolled (``expire-history`` erases the keys of persons released long ago)."""
+        key = raw.decode("utf-8", "replace")
+        if source.topic == CONTRACTS:
+            batch.contract(key, None)
+            return
+        batch.forget(source.topic, raw)
+        if source.topic != POPULATION:
+            return
+        made = from_release(key, timestamp)
+        if made is None:
+            return
+        standing = batch.file_of(made.subject).get(made.entry.contract_id)
+        if standing is not None and standing.enrolled:
+            batch.add(made, source, raw)
 
     def _made(self, batch: Batch, topic: str, value: bytes) -> Made | None:
         reader = self._readers[topic]
