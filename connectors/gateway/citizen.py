@@ -20,6 +20,7 @@ under the operator's own Kafka credential.
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import secrets
 import uuid
@@ -103,17 +104,42 @@ class Sessions:
         self._sessions.pop(request.cookies.get(COOKIE, ""), None)
 
 
+CATCH_UP_TIMEOUT_S: Final = 10.0
+"""How long a page waits for the view to read what was written before it (a view being
+rebuilt takes minutes: the page says so rather than hang)."""
+
+
+class JournalUnavailable(Exception):
+    """The view cannot answer now: the page says so in French, with a ``503``; the rest of
+    the gateway stays in service."""
+
+    def __init__(self, why: str) -> None:
+        super().__init__(why)
+        self.why = why
+
+
 async def caught_up(request: Request) -> JournalFollower:
     """The follower of the gateway's view, once the view holds everything written before
-    this request; ``503`` when the gateway keeps no view, or it stopped following."""
+    this request; :class:`JournalUnavailable` when the gateway keeps no view, it stopped
+    following, or it is not caught up within :data:`CATCH_UP_TIMEOUT_S`."""
     follower: JournalFollower | None = getattr(request.app.state, "journal", None)
     if follower is None:
-        raise Problem(503, "this gateway keeps no journal view (CIRCULATION_JOURNAL_DIR)")
+        raise JournalUnavailable("Ce service ne tient pas de journal.")
     try:
-        await follower.caught_up()
+        await asyncio.wait_for(follower.caught_up(), CATCH_UP_TIMEOUT_S)
     except JournalFollowerStopped:
-        raise Problem(503, "the journal view no longer follows the bus") from None
+        raise JournalUnavailable("Le journal est momentanément indisponible.") from None
+    except TimeoutError:
+        raise JournalUnavailable("Le journal est en cours de mise à jour.") from None
     return follower
+
+
+async def unavailable(_: Request, exc: Exception) -> Response:
+    """The page of a journal that cannot answer now (:class:`JournalUnavailable`)."""
+    assert isinstance(exc, JournalUnavailable)
+    answer = _html(journal_page.unavailable(exc.why), 503)
+    answer.headers["Retry-After"] = "60"
+    return answer
 
 
 def _sessions(request: Request) -> Sessions:

@@ -81,6 +81,7 @@ class JournalFollower:
         self._task: asyncio.Task[None] | None = None
         self._pruner: asyncio.Task[None] | None = None
         self._pruning: asyncio.Future[None] | None = None
+        self._woken: asyncio.Future[None] | None = None
         self._progress = asyncio.Condition()
         self.records = 0
         """Records read since :meth:`start` (the rebuild benchmark's count)."""
@@ -99,7 +100,7 @@ class JournalFollower:
             self._positions[tp] = max(stored.get((tp.topic, tp.partition), 0), begins[tp])
             consumer.seek(tp, self._positions[tp])
         self._task = asyncio.create_task(self._follow(consumer), name="journal-follower")
-        self._task.add_done_callback(lambda _: asyncio.ensure_future(self._notify()))
+        self._task.add_done_callback(self._on_stopped)
         self._pruner = asyncio.create_task(self._prune_every(), name="journal-pruner")
 
     async def stop(self) -> None:
@@ -115,12 +116,20 @@ class JournalFollower:
         if consumer is not None:
             await consumer.stop()
 
+    def _on_stopped(self, task: asyncio.Task[None]) -> None:
+        """Log why the follower ended (by kind, never a value), and wake those waiting."""
+        if not task.cancelled() and task.exception() is not None:
+            log.error("journal: the follower stopped, the journal page answers 503",
+                      error=type(task.exception()).__name__)
+        self._woken = asyncio.ensure_future(self._notify())
+
     def ensure_following(self) -> None:
         """Raise :class:`JournalFollowerStopped` when the follower's task has ended."""
         task = self._task
         if task is None or task.done():
             error = None if task is None or task.cancelled() else task.exception()
-            raise JournalFollowerStopped(f"the journal follower stopped: {error!r}")
+            raise JournalFollowerStopped("the journal follower stopped: "
+                                         f"{type(error).__name__ if error else 'not running'}")
 
     async def caught_up(self) -> None:
         """Return once everything the topics held when called is in the view (a write made

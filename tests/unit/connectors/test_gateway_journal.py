@@ -1,18 +1,19 @@
 """The gateway's journal: the page's development sign-in runs only where nobody but the
 developer can reach it (off by default, refused at start on a secured bus or off loopback); a
-view that stopped following makes the gateway not ready; one process holds a view."""
+view that stopped following or is still rebuilding takes the journal page out of service, not
+the gateway; one process holds a view."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
-from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from connectors.gateway import health, problems
+from connectors.gateway import citizen
 from connectors.gateway.app import create_app
-from connectors.gateway.citizen import SignInRefused, check_sign_in
+from connectors.gateway.citizen import COOKIE, Sessions, SignInRefused, check_sign_in
 from streams.journal.follower import JournalFollowerStopped
 from streams.journal.view import JournalView, ViewLocked
 from streams.settings import Settings
@@ -50,22 +51,49 @@ class _Answers:
 
 
 class _Stopped:
-    def ensure_following(self) -> None:
-        raise JournalFollowerStopped("the journal follower stopped: KafkaError()")
+    async def caught_up(self) -> None:
+        raise JournalFollowerStopped("the journal follower stopped: KafkaError")
 
 
-def _probe(journal: object) -> int:
-    app = FastAPI()
-    problems.install(app)
-    app.include_router(health.router)
+class _Rebuilding:
+    async def caught_up(self) -> None:
+        await asyncio.sleep(3600)
+
+
+def _gateway(journal: object) -> tuple[TestClient, str]:
+    """The health and journal routes of a gateway whose view is ``journal``, and the cookie
+    of a signed-in person."""
+    app = create_app(Settings())  # not started: its state is set here
     app.state.tokens = app.state.registry = _Answers()
+    app.state.settings = Settings()
     app.state.journal = journal
-    return TestClient(app).get("/readyz").status_code
+    app.state.sessions = Sessions()
+    return TestClient(app), app.state.sessions.open("sr1_" + "a" * 64)
 
 
-def test_a_gateway_whose_journal_view_stopped_following_is_not_ready() -> None:
-    assert _probe(None) == 200  # no view kept: nothing to follow
-    assert _probe(_Stopped()) == 503
+def test_a_gateway_whose_journal_view_stopped_following_stays_ready() -> None:
+    """The view is the journal page's alone: it going down does not take the events and
+    portals of every replica out of service; the page says it is unavailable, in French."""
+    for journal in (None, _Stopped()):
+        client, session = _gateway(journal)
+        assert client.get("/readyz").status_code == 200
+        client.cookies.set(COOKIE, session)
+        page = client.get("/journal")
+        assert page.status_code == 503
+        assert "Réessayez dans quelques minutes" in page.text
+        assert page.headers["content-type"].startswith("text/html")
+        assert "sr1_" not in page.text
+        assert client.get("/readyz").status_code == 200
+
+
+def test_a_view_still_rebuilding_answers_503_rather_than_hang(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(citizen, "CATCH_UP_TIMEOUT_S", 0.1)
+    client, session = _gateway(_Rebuilding())
+    client.cookies.set(COOKIE, session)
+    page = client.get("/journal")
+    assert page.status_code == 503
+    assert "en cours de mise à jour" in page.text
 
 
 def test_one_process_holds_a_view_at_a_time(tmp_path: Path) -> None:
