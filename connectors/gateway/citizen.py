@@ -25,7 +25,7 @@ import ipaddress
 import secrets
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from typing import Final
 from urllib.parse import parse_qs
 
@@ -175,30 +175,55 @@ async def show(request: Request) -> Response:
     found = receivers(contracts, file, today)
     done, session.done = session.done, None
     return _html(journal_page.journal_page(
-        journal(view, session.subject), found, _choices(contracts, file, found, today),
+        journal(view, session.subject), found, _choices(contracts, file, found),
         session.csrf, settings.journal_dev_sign_in, done))
 
 
 def _choices(contracts: dict[str, Contract], file: SubjectFile,
-             found: list[Receiver], today: date) -> list[Choice]:
-    """One line per contract deciding about the person, with the action it allows."""
+             found: list[Receiver]) -> list[Choice]:
+    """One line per contract deciding about the person, with the action it allows; then
+    every other contract where the person has a choice to take back (a consent granted to an
+    ``enrolled`` contract that no longer enrols them, a contract not in force today): GDPR
+    art. 7(3), withdrawing is as easy as giving."""
     seen: dict[str, Choice] = {}
     for each in found:
-        if each.contract_id in seen:
-            continue
-        standing = file.get(each.contract_id)
-        consent = standing.consent if standing else None
-        seen[each.contract_id] = Choice(each, consent, _action(contracts[each.contract_id],
-                                                               consent, today))
+        if each.contract_id not in seen:
+            consent = _consent(file, each.contract_id)
+            seen[each.contract_id] = Choice(each, consent, _action(
+                contracts[each.contract_id], consent, concerned=True))
+    for contract_id, contract in sorted(contracts.items()):
+        consent = _consent(file, contract_id)
+        action = _action(contract, consent, concerned=_concerned(contract, file))
+        if contract_id not in seen and action is not None:
+            seen[contract_id] = Choice(_receiver(contract), consent, action)
     return list(seen.values())
 
 
-def _action(contract: Contract, consent: str | None, today: date) -> str | None:
-    if not contract.is_active(today):
+def _consent(file: SubjectFile, contract_id: str) -> str | None:
+    standing = file.get(contract_id)
+    return standing.consent if standing else None
+
+
+def _concerned(contract: Contract, file: SubjectFile) -> bool:
+    standing = file.get(contract.id)
+    return contract.population == "all" or (standing is not None and standing.enrolled)
+
+
+def _receiver(contract: Contract) -> Receiver:
+    """A contract taking no decision about the person today, as a line of their choices."""
+    return Receiver(min(contract.datasets), contract.id, contract.subscriber, contract.purpose,
+                    contract.legal_basis, contract.consent, False, (), None)
+
+
+def _action(contract: Contract, consent: str | None, concerned: bool) -> str | None:
+    """Withdraw a consent standing granted, or object to an ``opt_out`` contract concerning
+    the person; nothing under a revoked contract (revocation is final: nothing to stop)."""
+    if contract.revoked:
         return None
     if contract.consent == "opt_in" and consent == "granted":
         return "withdraw"
-    if contract.consent == "opt_out" and consent != "withdrawn":
+    if contract.consent == "opt_out" and consent != "withdrawn" and (
+            concerned or consent == "granted"):
         return "object"
     return None
 
@@ -247,7 +272,7 @@ async def choose(request: Request) -> Response:
     contracts = follower.view.contracts()
     file = follower.view.file_of(session.subject)
     allowed = {c.receiver.contract_id: c for c in _choices(
-        contracts, file, receivers(contracts, file, today), today) if c.action is not None}
+        contracts, file, receivers(contracts, file, today)) if c.action is not None}
     contract_id = form.get("contract", "")
     if contract_id not in allowed:
         raise Problem(404, "no choice to make for that contract")

@@ -6,6 +6,9 @@ the gateway; one process holds a view."""
 from __future__ import annotations
 
 import asyncio
+import re
+from collections.abc import Iterator
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
@@ -14,9 +17,13 @@ from fastapi.testclient import TestClient
 from connectors.gateway import citizen
 from connectors.gateway.app import create_app
 from connectors.gateway.citizen import COOKIE, Sessions, SignInRefused, check_sign_in
+from schemas.catalog import Catalog
+from streams.journal.entries import Source, from_consent
 from streams.journal.follower import JournalFollowerStopped
 from streams.journal.view import JournalView, ViewLocked
+from streams.kafka.topics import CONSENTS
 from streams.settings import Settings
+from streams.state.contract import Contract
 
 
 def test_the_development_sign_in_is_off_by_default() -> None:
@@ -103,3 +110,65 @@ def test_one_process_holds_a_view_at_a_time(tmp_path: Path) -> None:
             JournalView(tmp_path)
     finally:
         held.close()
+
+
+CATALOG = Catalog.load()
+ALICE = "sr1_" + "a" * 64
+AT = datetime(2026, 3, 1, 12, tzinfo=UTC)
+
+
+def _contract(contract_id: str, consent: str, population: str = "all", revoked: bool = False,
+              valid_from: date = date(2026, 1, 1)) -> Contract:
+    return Contract.checked({
+        "id": contract_id, "subscriber": "ville-de-lyon", "subscriber_siret": "21690123100011",
+        "purpose": f"Tarification {contract_id}", "legal_basis": "CRPA art. L114-8",
+        "datasets": {"statut_etudiant_boursier": ["echelon"]}, "consent": consent,
+        "population": population, "retention": "P90D", "valid_from": valid_from,
+        "revoked": revoked, "revoked_at": AT if revoked else None}, CATALOG)
+
+
+class _Following:
+    def __init__(self, view: JournalView) -> None:
+        self.view = view
+
+    async def caught_up(self) -> None:
+        return None
+
+
+@pytest.fixture
+def standing_choices(tmp_path: Path) -> Iterator[tuple[TestClient, str]]:
+    """A person who granted consent to contracts that decide nothing about them today (an
+    enrolled-population one that released them, one not yet in force, one revoked)."""
+    view = JournalView(tmp_path)
+    batch = view.batch()
+    for contract in (_contract("c-released", "opt_in", "enrolled"),
+                     _contract("c-later", "opt_in", valid_from=date(2999, 1, 1)),
+                     _contract("c-gone", "opt_in", revoked=True),
+                     _contract("c-never", "opt_in", "enrolled"),
+                     _contract("c-out-later", "opt_out", valid_from=date(2999, 1, 1))):
+        batch.contract(contract.id, contract)
+    for offset, contract_id in enumerate(("c-released", "c-later", "c-gone")):
+        batch.add(from_consent({"contract_id": contract_id, "subject_ref": ALICE,
+                                "status": "granted", "recorded_at": AT,
+                                "collected_by": "21690123100011", "channel": "counter",
+                                "evidence_ref": None}), Source(CONSENTS, 0, offset))
+    batch.commit({})
+    client, _ = _gateway(_Following(view))
+    session = client.app.state.sessions.open(ALICE)  # type: ignore[attr-defined]
+    client.cookies.set(COOKIE, session)
+    yield client, session
+    view.close()
+
+
+def _buttons(page: str) -> set[tuple[str, str]]:
+    return set(re.findall(r'aria-label="([^"]+) pour la convention ([^"]+)"', page))
+
+
+def test_every_standing_consent_can_be_withdrawn_on_the_page(
+        standing_choices: tuple[TestClient, str]) -> None:
+    client, _ = standing_choices
+    page = client.get("/journal")
+    assert page.status_code == 200
+    assert _buttons(page.text) == {("Retirer mon accord", "c-released"),
+                                   ("Retirer mon accord", "c-later"),
+                                   ("M&#x27;opposer", "c-out-later")}
