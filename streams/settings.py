@@ -177,6 +177,10 @@ class Settings(BaseSettings):
         None, description="Where the citizen journal's view is kept (RocksDB): the gateway "
         "keeps it up to date from the audit and state topics when this is set; "
         "`circulation journal` reads it, under cache_dir/journal when unset.")
+    journal_collector_siret: str | None = Field(
+        None, pattern=r"^[0-9]{14}$", description="SIRET of the administration that runs "
+        "the journal page, recorded as who collected a withdrawal or an objection made there "
+        "(not the subscriber's, which collected nothing). Unset: the page records no choice.")
     journal_dev_sign_in: bool = Field(
         False, description="Development only: the journal page's sign-in by NIR, standing in "
         "for FranceConnect. The gateway refuses to start with it unless the bus is PLAINTEXT "

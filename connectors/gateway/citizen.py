@@ -49,6 +49,8 @@ router = APIRouter(prefix="/journal", include_in_schema=False)
 COOKIE: Final = "circulation_journal"
 MAX_FORM_BYTES: Final = 4096
 MAX_SESSIONS: Final = 10_000
+EVIDENCE_PREFIX: Final = "circulation-journal-"
+"""A page withdrawal's evidence reference: this page, then the choice's own id."""
 
 
 class SignInRefused(ValueError):
@@ -277,10 +279,14 @@ async def choose(request: Request) -> Response:
     if contract_id not in allowed:
         raise Problem(404, "no choice to make for that contract")
     settings: Settings = request.app.state.settings
-    try:
+    if settings.journal_collector_siret is None:
+        raise JournalUnavailable("Ce service n'enregistre pas encore de choix en ligne : "
+                                 "adressez-vous à l'administration concernée.")
+    try:  # collected by this page's administration, not by the subscriber
         await set_consent(settings, contracts[contract_id], [Subject("", session.subject)],
                           "withdrawn", "online_portal",
-                          evidence_ref=f"journal-{uuid.uuid4().hex}")
+                          collected_by=settings.journal_collector_siret,
+                          evidence_ref=f"{EVIDENCE_PREFIX}{uuid.uuid4().hex}")
     except KafkaError as exc:
         raise Problem(503, f"the bus did not acknowledge ({type(exc).__name__}): try "
                            "again") from None

@@ -86,7 +86,8 @@ async def test_a_person_reads_their_journal_and_withdraws_with_the_keyboard(
     notices = await beginning(bus.settings, [consented.delivery_topic])
 
     env = {**bus.cli_env, "CIRCULATION_JOURNAL_DIR": str(tmp_path / "journal"),
-           "CIRCULATION_JOURNAL_DEV_SIGN_IN": "true"}
+           "CIRCULATION_JOURNAL_DEV_SIGN_IN": "true",
+           "CIRCULATION_JOURNAL_COLLECTOR_SIRET": "11002605000028"}
     async with gateway_client(env, tmp_path / "gateway.log") as client:
         page = await browser.new_page()
         await page.goto(f"{client.base_url}/journal")

@@ -10,6 +10,7 @@ import re
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -67,12 +68,12 @@ class _Rebuilding:
         await asyncio.sleep(3600)
 
 
-def _gateway(journal: object) -> tuple[TestClient, str]:
+def _gateway(journal: object, settings: Settings | None = None) -> tuple[TestClient, str]:
     """The health and journal routes of a gateway whose view is ``journal``, and the cookie
     of a signed-in person."""
     app = create_app(Settings())  # not started: its state is set here
     app.state.tokens = app.state.registry = _Answers()
-    app.state.settings = Settings()
+    app.state.settings = settings or Settings()
     app.state.journal = journal
     app.state.sessions = Sessions()
     return TestClient(app), app.state.sessions.open("sr1_" + "a" * 64)
@@ -135,6 +136,9 @@ class _Following:
         return None
 
 
+COLLECTOR = "11002605000028"
+
+
 @pytest.fixture
 def standing_choices(tmp_path: Path) -> Iterator[tuple[TestClient, str]]:
     """A person who granted consent to contracts that decide nothing about them today (an
@@ -153,7 +157,7 @@ def standing_choices(tmp_path: Path) -> Iterator[tuple[TestClient, str]]:
                                 "collected_by": "21690123100011", "channel": "counter",
                                 "evidence_ref": None}), Source(CONSENTS, 0, offset))
     batch.commit({})
-    client, _ = _gateway(_Following(view))
+    client, _ = _gateway(_Following(view), Settings(journal_collector_siret=COLLECTOR))
     session = client.app.state.sessions.open(ALICE)  # type: ignore[attr-defined]
     client.cookies.set(COOKIE, session)
     yield client, session
@@ -172,3 +176,33 @@ def test_every_standing_consent_can_be_withdrawn_on_the_page(
     assert _buttons(page.text) == {("Retirer mon accord", "c-released"),
                                    ("Retirer mon accord", "c-later"),
                                    ("M&#x27;opposer", "c-out-later")}
+
+
+def test_a_page_withdrawal_is_collected_by_the_page_s_administration(
+        standing_choices: tuple[TestClient, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    client, session = standing_choices
+    written: list[tuple[Any, ...]] = []
+
+    async def recorded(*args: Any, **options: Any) -> None:
+        written.append((*args, options))
+
+    monkeypatch.setattr(citizen, "set_consent", recorded)
+    csrf = client.app.state.sessions._sessions[session].csrf  # type: ignore[attr-defined]
+    answer = client.post("/journal/choix", data={"csrf": csrf, "contract": "c-released"},
+                         follow_redirects=False)
+    assert answer.status_code == 303
+    [(_, contract, subjects, status, channel, options)] = written
+    assert (contract.id, [s.reference for s in subjects], status, channel) == (
+        "c-released", [ALICE], "withdrawn", "online_portal")
+    assert options["collected_by"] == COLLECTOR != contract.subscriber_siret
+    assert options["evidence_ref"].startswith("circulation-journal-")
+
+
+def test_without_its_administration_s_siret_the_page_records_no_choice(
+        standing_choices: tuple[TestClient, str]) -> None:
+    client, session = standing_choices
+    client.app.state.settings = Settings()  # type: ignore[attr-defined]
+    csrf = client.app.state.sessions._sessions[session].csrf  # type: ignore[attr-defined]
+    answer = client.post("/journal/choix", data={"csrf": csrf, "contract": "c-released"})
+    assert answer.status_code == 503
+    assert "adressez-vous" in answer.text
