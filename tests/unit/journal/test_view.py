@@ -7,8 +7,17 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from schemas.catalog import Catalog
-from streams.journal.entries import Source, from_audit, from_consent, from_population
+from streams.journal.entries import (
+    MalformedSubject,
+    Source,
+    from_audit,
+    from_consent,
+    from_population,
+    from_release,
+)
 from streams.journal.follower import JournalFollower
 from streams.journal.queries import journal, receivers, upcoming
 from streams.journal.view import JournalView
@@ -189,3 +198,26 @@ def test_a_population_tombstone_adds_a_release_only_to_an_enrolled_person(
         ("c-b", False, AT + timedelta(days=400))]  # no second, wrongly dated release of c-a
     assert view.file_of(ALICE) == {}
     view.close()
+
+
+FORGED = [ALICE + "\x00", ALICE + "0", ALICE.upper(), "sr1_" + "a" * 63, "12345678", ALICE[4:],
+          12345]
+
+
+@pytest.mark.parametrize("forged", FORGED)
+def test_a_record_whose_subject_is_malformed_makes_no_entry(forged: Any) -> None:
+    """A forged ``sr1_<victim>`` followed by more would fall into the victim's prefix scan."""
+    with pytest.raises(MalformedSubject):
+        from_audit(_audit(forged, "c-in", "delivered"))
+    with pytest.raises(MalformedSubject):
+        from_consent(_consent(forged, "c-in", "granted"))
+    with pytest.raises(MalformedSubject):
+        from_population(_population(forged, "c-in", True))
+    if isinstance(forged, str):
+        with pytest.raises(MalformedSubject):
+            from_release(f"c-in/{forged}", 0)
+
+
+def test_a_company_s_siren_and_a_reference_make_entries() -> None:
+    assert _made(_audit("356000000", "c-in", "delivered")).subject == "356000000"
+    assert from_consent(_consent(ALICE, "c-in", "granted")).subject == ALICE
