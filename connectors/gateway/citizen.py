@@ -48,6 +48,7 @@ router = APIRouter(prefix="/journal", include_in_schema=False)
 
 COOKIE: Final = "circulation_journal"
 MAX_FORM_BYTES: Final = 4096
+MAX_FORM_FIELDS: Final = 8
 MAX_SESSIONS: Final = 10_000
 EVIDENCE_PREFIX: Final = "circulation-journal-"
 """A page withdrawal's evidence reference: this page, then the choice's own id."""
@@ -160,7 +161,10 @@ async def _form(request: Request) -> dict[str, str]:
     body = await request.body()
     if len(body) > MAX_FORM_BYTES:
         raise Problem(413, "the form is too large")
-    parsed = parse_qs(body.decode("utf-8", "replace"), max_num_fields=8)
+    try:
+        parsed = parse_qs(body.decode("utf-8", "replace"), max_num_fields=MAX_FORM_FIELDS)
+    except ValueError:  # more fields than any of the page's forms has: not one of them
+        raise Problem(400, "the form has too many fields") from None
     return {name: values[0] for name, values in parsed.items()}
 
 

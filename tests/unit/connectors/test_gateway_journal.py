@@ -206,3 +206,12 @@ def test_without_its_administration_s_siret_the_page_records_no_choice(
     answer = client.post("/journal/choix", data={"csrf": csrf, "contract": "c-released"})
     assert answer.status_code == 503
     assert "adressez-vous" in answer.text
+
+
+def test_a_form_with_too_many_fields_is_refused_not_a_crash() -> None:
+    client, session = _gateway(None)
+    client.cookies.set(COOKIE, session)
+    fields = {f"f{n}": "x" for n in range(citizen.MAX_FORM_FIELDS + 1)}
+    answer = client.post("/journal/deconnexion", data=fields)
+    assert answer.status_code == 400
+    assert "x" not in answer.json()["detail"]
