@@ -13,8 +13,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from schemas.identifiers import InvalidIdentifier, validate_siret
 
 AUDIT_RETENTION_BOUNDS = (timedelta(days=180), timedelta(days=3 * 365))
 """The audit trail's retention the bus accepts: six months to three years, the span the CNIL
@@ -210,6 +212,18 @@ class Settings(BaseSettings):
     def registry_cafile(self) -> Path | None:
         """The CA file the registry's certificate is checked against."""
         return self.schema_registry_cafile or self.ssl_cafile
+
+    @field_validator("journal_collector_siret")
+    @classmethod
+    def _a_siret(cls, value: str | None) -> str | None:
+        """A real SIRET (its check digits too): the consent records refuse any other, and a
+        gateway should not start to fail at the first person's choice."""
+        if value is None:
+            return None
+        try:
+            return validate_siret(value, "journal_collector_siret")
+        except InvalidIdentifier as exc:
+            raise ValueError(exc.reason) from None
 
     @model_validator(mode="after")
     def _retentions_hold(self) -> Settings:

@@ -136,7 +136,7 @@ class _Following:
         return None
 
 
-COLLECTOR = "11002605000028"
+COLLECTOR = "41002605800017"
 
 
 @pytest.fixture
@@ -215,3 +215,8 @@ def test_a_form_with_too_many_fields_is_refused_not_a_crash() -> None:
     answer = client.post("/journal/deconnexion", data=fields)
     assert answer.status_code == 400
     assert "x" not in answer.json()["detail"]
+
+
+def test_the_page_s_administration_must_have_a_real_siret() -> None:
+    with pytest.raises(ValueError, match="journal_collector_siret"):
+        Settings(journal_collector_siret="11002605000028")  # the right shape, a wrong key
