@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -81,6 +81,7 @@ class JournalFollower:
         self._task: asyncio.Task[None] | None = None
         self._pruner: asyncio.Task[None] | None = None
         self._pruning: asyncio.Future[None] | None = None
+        self._writing: asyncio.Future[None] | None = None
         self._woken: asyncio.Future[None] | None = None
         self._progress = asyncio.Condition()
         self.records = 0
@@ -110,8 +111,9 @@ class JournalFollower:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
         self._task = self._pruner = None
-        if self._pruning is not None:  # a thread is not cancelled: the view outlives it
-            await asyncio.wait({self._pruning})
+        for thread in (self._writing, self._pruning):  # not cancelled: the view outlives it
+            if thread is not None:
+                await asyncio.wait({thread})
         consumer, self._consumer = self._consumer, None
         if consumer is not None:
             await consumer.stop()
@@ -173,17 +175,27 @@ class JournalFollower:
         return datetime.now(UTC) - self._settings.audit_retention
 
     async def _follow(self, consumer: AIOKafkaConsumer) -> None:
+        """Fetch on the event loop; decode, fold and write each batch in a thread, so that a
+        rebuild's thousands of records per batch do not hold up the gateway's requests (the
+        view's readers meanwhile see the last batch written, RocksDB being thread-safe)."""
         while True:
             batches = await consumer.getmany(timeout_ms=200, max_records=BATCH_RECORDS)
             await self._serde.fetch_writers(r.value for rs in batches.values() for r in rs)
-            batch = self.view.batch()
-            for tp, records in batches.items():
-                self._fold(batch, tp, records)
             moved = {tp: await consumer.position(tp) for tp in self._partitions}
             if batches or moved != self._positions:
-                batch.commit({(tp.topic, tp.partition): offset for tp, offset in moved.items()})
+                self._writing = asyncio.ensure_future(
+                    asyncio.to_thread(self._write, batches, moved))
+                await asyncio.shield(self._writing)
                 self._positions = moved
             await self._notify()
+
+    def _write(self, batches: Mapping[TopicPartition, Sequence[ConsumerRecord[Any, Any]]],
+               moved: Mapping[TopicPartition, int]) -> None:
+        """Fold one fetch into the view, with the positions it reached, in one batch."""
+        batch = self.view.batch()
+        for tp, records in batches.items():
+            self._fold(batch, tp, records)
+        batch.commit({(tp.topic, tp.partition): offset for tp, offset in moved.items()})
 
     def _fold(self, batch: Batch, tp: TopicPartition,
               records: Sequence[ConsumerRecord[Any, Any]]) -> None:
