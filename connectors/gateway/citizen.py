@@ -21,6 +21,7 @@ under the operator's own Kafka credential.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import secrets
 import uuid
@@ -294,6 +295,7 @@ async def choose(request: Request) -> Response:
     except KafkaError as exc:
         raise Problem(503, f"the bus did not acknowledge ({type(exc).__name__}): try "
                            "again") from None
-    await caught_up(request)  # read your write: the page shows the new state
-    session.done = contract_id
+    session.done = contract_id  # written: the next page says so, whatever the view does
+    with contextlib.suppress(JournalUnavailable):  # the page itself then says it is late
+        await caught_up(request)  # read your write: the page shows the new state
     return RedirectResponse("/journal", 303)

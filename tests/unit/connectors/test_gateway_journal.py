@@ -220,3 +220,26 @@ def test_a_form_with_too_many_fields_is_refused_not_a_crash() -> None:
 def test_the_page_s_administration_must_have_a_real_siret() -> None:
     with pytest.raises(ValueError, match="journal_collector_siret"):
         Settings(journal_collector_siret="11002605000028")  # the right shape, a wrong key
+
+
+def test_a_choice_written_is_said_written_even_when_the_view_lags(
+        standing_choices: tuple[TestClient, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    client, session = standing_choices
+    follower = client.app.state.journal  # type: ignore[attr-defined]
+    reads = []
+
+    async def lagging() -> None:
+        reads.append(1)
+        if len(reads) > 1:  # after the write
+            raise JournalFollowerStopped("the journal follower stopped: KafkaError")
+
+    async def recorded(*_: Any, **__: Any) -> None:
+        return None
+
+    monkeypatch.setattr(follower, "caught_up", lagging)
+    monkeypatch.setattr(citizen, "set_consent", recorded)
+    csrf = client.app.state.sessions._sessions[session].csrf  # type: ignore[attr-defined]
+    answer = client.post("/journal/choix", data={"csrf": csrf, "contract": "c-released"},
+                         follow_redirects=False)
+    assert answer.status_code == 303  # not a 503 saying to try again what was done
+    assert client.app.state.sessions._sessions[session].done == "c-released"  # type: ignore[attr-defined]
