@@ -21,6 +21,7 @@ or a command that reads it while no gateway does.
 
 from __future__ import annotations
 
+import os
 import struct
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
@@ -137,14 +138,25 @@ class Batch:
         self._view.write(self._batch)
 
 
+def _owner_only(path: Path) -> Path:
+    """The store's folder inside ``path``, owner-only as the workers' state: the view names
+    persons and what was done about them, and RocksDB creates its files readable by all under
+    the usual umask. ``path`` itself is made owner-only when this process owns it; a mounted
+    volume (root's, ``0777``) cannot be, hence the store in a folder of its own."""
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if path.stat().st_uid == os.geteuid():
+        path.chmod(0o700)
+    store = path / "view"
+    store.mkdir(exist_ok=True, mode=0o700)
+    store.chmod(0o700)  # made before, or under a umask that left it open
+    return store
+
+
 class JournalView:
     """The view's store, opened for reading and writing by one process."""
 
     def __init__(self, path: Path) -> None:
-        # Owner-only, as the workers' state: the view names persons and what was done about
-        # them, and RocksDB creates its files readable by all under the usual umask.
-        path.mkdir(parents=True, exist_ok=True, mode=0o700)
-        path.chmod(0o700)  # a folder made before, or by mkdir under a umask, gets it too
+        store = _owner_only(path)
         options = rocksdict.Options(raw_mode=True)
         options.create_if_missing(True)
         options.set_write_buffer_size(WRITE_BUFFER)
@@ -154,7 +166,7 @@ class JournalView:
         table.set_bloom_filter(10, False)
         options.set_block_based_table_factory(table)
         try:
-            self._db = rocksdict.Rdict(str(path), options)
+            self._db = rocksdict.Rdict(str(store), options)
         except Exception as exc:  # rocksdict raises a bare Exception naming the lock file
             if "lock" in str(exc).lower():
                 raise ViewLocked("the journal view is held by another process (a running "

@@ -131,6 +131,11 @@ def test_the_view_folder_is_owner_only(tmp_path: Path) -> None:
     folder.chmod(0o755)
     JournalView(folder).close()
     assert folder.stat().st_mode & 0o777 == 0o700
+    store = folder / "view"
+    store.chmod(0o755)  # as a view made before would be
+    JournalView(folder).close()
+    assert store.stat().st_mode & 0o777 == 0o700
+    assert any(store.iterdir())  # RocksDB's files are in it, behind the owner-only folder
 
 
 def test_audit_entries_past_the_retention_are_pruned(tmp_path: Path) -> None:
