@@ -117,9 +117,11 @@ class JournalUnavailable(Exception):
     """The view cannot answer now: the page says so in French, with a ``503``; the rest of
     the gateway stays in service."""
 
-    def __init__(self, why: str) -> None:
+    def __init__(self, why: str, later: bool = True) -> None:
         super().__init__(why)
         self.why = why
+        self.later = later
+        """Whether trying again later may help (not for a service that takes no choice)."""
 
 
 async def caught_up(request: Request) -> JournalFollower:
@@ -141,8 +143,9 @@ async def caught_up(request: Request) -> JournalFollower:
 async def unavailable(_: Request, exc: Exception) -> Response:
     """The page of a journal that cannot answer now (:class:`JournalUnavailable`)."""
     assert isinstance(exc, JournalUnavailable)
-    answer = _html(journal_page.unavailable(exc.why), 503)
-    answer.headers["Retry-After"] = "60"
+    answer = _html(journal_page.unavailable(exc.why, exc.later), 503)
+    if exc.later:
+        answer.headers["Retry-After"] = "60"
     return answer
 
 
@@ -286,7 +289,7 @@ async def choose(request: Request) -> Response:
     settings: Settings = request.app.state.settings
     if settings.journal_collector_siret is None:
         raise JournalUnavailable("Ce service n'enregistre pas encore de choix en ligne : "
-                                 "adressez-vous à l'administration concernée.")
+                                 "adressez-vous à l'administration concernée.", later=False)
     try:  # collected by this page's administration, not by the subscriber
         await set_consent(settings, contracts[contract_id], [Subject("", session.subject)],
                           "withdrawn", "online_portal",

@@ -206,6 +206,7 @@ def test_without_its_administration_s_siret_the_page_records_no_choice(
     answer = client.post("/journal/choix", data={"csrf": csrf, "contract": "c-released"})
     assert answer.status_code == 503
     assert "adressez-vous" in answer.text
+    assert "Réessayez" not in answer.text  # trying again would not help
 
 
 def test_a_form_with_too_many_fields_is_refused_not_a_crash() -> None:
