@@ -38,6 +38,7 @@ __all__ = [
     "complete_nir",
     "complete_siren",
     "complete_siret",
+    "is_bus_subject",
     "is_luhn_valid",
     "luhn_check_digit",
     "nir_key",
@@ -54,7 +55,18 @@ _DIGITS: Final = re.compile(r"[0-9]+")
 _NIR_SHAPE: Final = re.compile(r"[0-9]{5}(?:[0-9]{2}|2A|2B)[0-9]{8}")
 _NIR_NUMBER_SHAPE: Final = re.compile(r"[0-9]{5}(?:[0-9]{2}|2A|2B)[0-9]{6}")
 _NIR_SEXES: Final = frozenset("1278")
+SUBJECT_REFERENCE_SHAPE: Final = re.compile(r"sr1_[0-9a-f]{64}")
+"""A person's subject reference: ``sr1_`` and the 64 hex digits of its HMAC."""
+SIREN_SHAPE: Final = re.compile(r"[0-9]{9}")
 _CORSICA: Final = {"2A": "19", "2B": "18"}
+
+
+def is_bus_subject(value: object) -> bool:
+    """Whether ``value`` has the shape of a subject on the bus's topics: a person's subject
+    reference or a company's SIREN, nothing before or after (a reader keying by subject must
+    not take ``sr1_<someone>`` followed by more as that someone)."""
+    return isinstance(value, str) and bool(SUBJECT_REFERENCE_SHAPE.fullmatch(value)
+                                           or SIREN_SHAPE.fullmatch(value))
 
 
 class InvalidIdentifier(ValueError):

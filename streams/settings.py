@@ -13,8 +13,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from schemas.identifiers import InvalidIdentifier, validate_siret
 
 AUDIT_RETENTION_BOUNDS = (timedelta(days=180), timedelta(days=3 * 365))
 """The audit trail's retention the bus accepts: six months to three years, the span the CNIL
@@ -178,6 +180,10 @@ class Settings(BaseSettings):
         None, description="Where the citizen journal's view is kept (RocksDB): the gateway "
         "keeps it up to date from the audit and state topics when this is set; "
         "`circulation journal` reads it, under cache_dir/journal when unset.")
+    journal_collector_siret: str | None = Field(
+        None, pattern=r"^[0-9]{14}$", description="SIRET of the administration that runs "
+        "the journal page, recorded as who collected a withdrawal or an objection made there "
+        "(not the subscriber's, which collected nothing). Unset: the page records no choice.")
     journal_dev_sign_in: bool = Field(
         False, description="Development only: the journal page's sign-in by NIR, standing in "
         "for FranceConnect. The gateway refuses to start with it unless the bus is PLAINTEXT "
@@ -207,6 +213,18 @@ class Settings(BaseSettings):
     def registry_cafile(self) -> Path | None:
         """The CA file the registry's certificate is checked against."""
         return self.schema_registry_cafile or self.ssl_cafile
+
+    @field_validator("journal_collector_siret")
+    @classmethod
+    def _a_siret(cls, value: str | None) -> str | None:
+        """A real SIRET (its check digits too): the consent records refuse any other, and a
+        gateway should not start to fail at the first person's choice."""
+        if value is None:
+            return None
+        try:
+            return validate_siret(value, "journal_collector_siret")
+        except InvalidIdentifier as exc:
+            raise ValueError(exc.reason) from None
 
     @model_validator(mode="after")
     def _retentions_hold(self) -> Settings:

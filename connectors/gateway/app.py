@@ -71,6 +71,7 @@ def create_app(settings: Settings, host: str = "127.0.0.1") -> FastAPI:
         docs_url=None, redoc_url=None,  # their pages load scripts from a CDN: none here
     )
     problems.install(app)
+    app.add_exception_handler(citizen.JournalUnavailable, citizen.unavailable)
     app.add_middleware(BoundedBodies, limit=settings.gateway_max_body_bytes)
     app.middleware("http")(_log_request)  # outermost: every answer is logged, 413s included
     app.include_router(health.router)

@@ -20,11 +20,13 @@ under the operator's own Kafka credential.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import ipaddress
 import secrets
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from typing import Final
 from urllib.parse import parse_qs
 
@@ -47,7 +49,10 @@ router = APIRouter(prefix="/journal", include_in_schema=False)
 
 COOKIE: Final = "circulation_journal"
 MAX_FORM_BYTES: Final = 4096
+MAX_FORM_FIELDS: Final = 8
 MAX_SESSIONS: Final = 10_000
+EVIDENCE_PREFIX: Final = "circulation-journal-"
+"""A page withdrawal's evidence reference: this page, then the choice's own id."""
 
 
 class SignInRefused(ValueError):
@@ -103,17 +108,45 @@ class Sessions:
         self._sessions.pop(request.cookies.get(COOKIE, ""), None)
 
 
+CATCH_UP_TIMEOUT_S: Final = 10.0
+"""How long a page waits for the view to read what was written before it (a view being
+rebuilt takes minutes: the page says so rather than hang)."""
+
+
+class JournalUnavailable(Exception):
+    """The view cannot answer now: the page says so in French, with a ``503``; the rest of
+    the gateway stays in service."""
+
+    def __init__(self, why: str, later: bool = True) -> None:
+        super().__init__(why)
+        self.why = why
+        self.later = later
+        """Whether trying again later may help (not for a service that takes no choice)."""
+
+
 async def caught_up(request: Request) -> JournalFollower:
     """The follower of the gateway's view, once the view holds everything written before
-    this request; ``503`` when the gateway keeps no view, or it stopped following."""
+    this request; :class:`JournalUnavailable` when the gateway keeps no view, it stopped
+    following, or it is not caught up within :data:`CATCH_UP_TIMEOUT_S`."""
     follower: JournalFollower | None = getattr(request.app.state, "journal", None)
     if follower is None:
-        raise Problem(503, "this gateway keeps no journal view (CIRCULATION_JOURNAL_DIR)")
+        raise JournalUnavailable("Ce service ne tient pas de journal.")
     try:
-        await follower.caught_up()
+        await asyncio.wait_for(follower.caught_up(), CATCH_UP_TIMEOUT_S)
     except JournalFollowerStopped:
-        raise Problem(503, "the journal view no longer follows the bus") from None
+        raise JournalUnavailable("Le journal est momentanément indisponible.") from None
+    except TimeoutError:
+        raise JournalUnavailable("Le journal est en cours de mise à jour.") from None
     return follower
+
+
+async def unavailable(_: Request, exc: Exception) -> Response:
+    """The page of a journal that cannot answer now (:class:`JournalUnavailable`)."""
+    assert isinstance(exc, JournalUnavailable)
+    answer = _html(journal_page.unavailable(exc.why, exc.later), 503)
+    if exc.later:
+        answer.headers["Retry-After"] = "60"
+    return answer
 
 
 def _sessions(request: Request) -> Sessions:
@@ -132,7 +165,10 @@ async def _form(request: Request) -> dict[str, str]:
     body = await request.body()
     if len(body) > MAX_FORM_BYTES:
         raise Problem(413, "the form is too large")
-    parsed = parse_qs(body.decode("utf-8", "replace"), max_num_fields=8)
+    try:
+        parsed = parse_qs(body.decode("utf-8", "replace"), max_num_fields=MAX_FORM_FIELDS)
+    except ValueError:  # more fields than any of the page's forms has: not one of them
+        raise Problem(400, "the form has too many fields") from None
     return {name: values[0] for name, values in parsed.items()}
 
 
@@ -149,30 +185,55 @@ async def show(request: Request) -> Response:
     found = receivers(contracts, file, today)
     done, session.done = session.done, None
     return _html(journal_page.journal_page(
-        journal(view, session.subject), found, _choices(contracts, file, found, today),
+        journal(view, session.subject), found, _choices(contracts, file, found),
         session.csrf, settings.journal_dev_sign_in, done))
 
 
 def _choices(contracts: dict[str, Contract], file: SubjectFile,
-             found: list[Receiver], today: date) -> list[Choice]:
-    """One line per contract deciding about the person, with the action it allows."""
+             found: list[Receiver]) -> list[Choice]:
+    """One line per contract deciding about the person, with the action it allows; then
+    every other contract where the person has a choice to take back (a consent granted to an
+    ``enrolled`` contract that no longer enrols them, a contract not in force today): GDPR
+    art. 7(3), withdrawing is as easy as giving."""
     seen: dict[str, Choice] = {}
     for each in found:
-        if each.contract_id in seen:
-            continue
-        standing = file.get(each.contract_id)
-        consent = standing.consent if standing else None
-        seen[each.contract_id] = Choice(each, consent, _action(contracts[each.contract_id],
-                                                               consent, today))
+        if each.contract_id not in seen:
+            consent = _consent(file, each.contract_id)
+            seen[each.contract_id] = Choice(each, consent, _action(
+                contracts[each.contract_id], consent, concerned=True))
+    for contract_id, contract in sorted(contracts.items()):
+        consent = _consent(file, contract_id)
+        action = _action(contract, consent, concerned=_concerned(contract, file))
+        if contract_id not in seen and action is not None:
+            seen[contract_id] = Choice(_receiver(contract), consent, action)
     return list(seen.values())
 
 
-def _action(contract: Contract, consent: str | None, today: date) -> str | None:
-    if not contract.is_active(today):
+def _consent(file: SubjectFile, contract_id: str) -> str | None:
+    standing = file.get(contract_id)
+    return standing.consent if standing else None
+
+
+def _concerned(contract: Contract, file: SubjectFile) -> bool:
+    standing = file.get(contract.id)
+    return contract.population == "all" or (standing is not None and standing.enrolled)
+
+
+def _receiver(contract: Contract) -> Receiver:
+    """A contract taking no decision about the person today, as a line of their choices."""
+    return Receiver(min(contract.datasets), contract.id, contract.subscriber, contract.purpose,
+                    contract.legal_basis, contract.consent, False, (), None)
+
+
+def _action(contract: Contract, consent: str | None, concerned: bool) -> str | None:
+    """Withdraw a consent standing granted, or object to an ``opt_out`` contract concerning
+    the person; nothing under a revoked contract (revocation is final: nothing to stop)."""
+    if contract.revoked:
         return None
     if contract.consent == "opt_in" and consent == "granted":
         return "withdraw"
-    if contract.consent == "opt_out" and consent != "withdrawn":
+    if contract.consent == "opt_out" and consent != "withdrawn" and (
+            concerned or consent == "granted"):
         return "object"
     return None
 
@@ -221,18 +282,23 @@ async def choose(request: Request) -> Response:
     contracts = follower.view.contracts()
     file = follower.view.file_of(session.subject)
     allowed = {c.receiver.contract_id: c for c in _choices(
-        contracts, file, receivers(contracts, file, today), today) if c.action is not None}
+        contracts, file, receivers(contracts, file, today)) if c.action is not None}
     contract_id = form.get("contract", "")
     if contract_id not in allowed:
         raise Problem(404, "no choice to make for that contract")
     settings: Settings = request.app.state.settings
-    try:
+    if settings.journal_collector_siret is None:
+        raise JournalUnavailable("Ce service n'enregistre pas encore de choix en ligne : "
+                                 "adressez-vous à l'administration concernée.", later=False)
+    try:  # collected by this page's administration, not by the subscriber
         await set_consent(settings, contracts[contract_id], [Subject("", session.subject)],
                           "withdrawn", "online_portal",
-                          evidence_ref=f"journal-{uuid.uuid4().hex}")
+                          collected_by=settings.journal_collector_siret,
+                          evidence_ref=f"{EVIDENCE_PREFIX}{uuid.uuid4().hex}")
     except KafkaError as exc:
         raise Problem(503, f"the bus did not acknowledge ({type(exc).__name__}): try "
                            "again") from None
-    await caught_up(request)  # read your write: the page shows the new state
-    session.done = contract_id
+    session.done = contract_id  # written: the next page says so, whatever the view does
+    with contextlib.suppress(JournalUnavailable):  # the page itself then says it is late
+        await caught_up(request)  # read your write: the page shows the new state
     return RedirectResponse("/journal", 303)

@@ -2,7 +2,9 @@
 
 Liveness says only that the process answers, so that a Kafka outage does not get every
 replica restarted at once; readiness asks Kafka and the registry, each bounded in time, so
-that a replica that cannot publish is taken out of the load balancer until it can.
+that a replica that cannot publish is taken out of the load balancer until it can. The
+journal's view is not asked: a view that stops following takes the journal page out of service
+(it answers ``503``), not the events and portals of every replica at once.
 """
 
 from __future__ import annotations
@@ -38,9 +40,6 @@ async def readyz(request: Request) -> Status:
         "kafka": request.app.state.tokens.reach_kafka,
         "schema_registry": lambda: asyncio.to_thread(request.app.state.registry.subjects),
     }
-    journal = getattr(request.app.state, "journal", None)
-    if journal is not None:  # a view that stopped following would answer stale journals
-        checks["journal"] = lambda: asyncio.to_thread(journal.ensure_following)
     down = [FieldProblem(field=name, reason=reason)
             for name, check in checks.items()
             if (reason := await _failure(check)) is not None]

@@ -66,6 +66,14 @@ def page(title: str, body: str, dev_sign_in: bool) -> str:
             f"<main><h1>{escape(title)}</h1>{banner}{body}</main></body></html>")
 
 
+def unavailable(why: str, later: bool = True) -> str:
+    """The page of a journal that cannot answer now: why, and whether to come back later."""
+    retry = (" Réessayez dans quelques minutes : vos choix déjà enregistrés restent "
+             "appliqués." if later else "")
+    return page("Votre journal", f'<p class="erreur" role="alert">{escape(why)}{retry}</p>',
+                False)
+
+
 def sign_in(dev_sign_in: bool, problem: str | None = None) -> str:
     """The page for a visitor not signed in: how to sign in, nothing personal."""
     text = ("<p>Ce journal montre quelles administrations ont reçu des informations vous "

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from streams.cli.console import console, fail, settings
@@ -69,6 +70,13 @@ def _table(title: str, *columns: str) -> Table:
     return table
 
 
+def _row(table: Table, *cells: str | None) -> None:
+    """A row whose cells are text, never markup: a contract's purpose or legal basis is
+    whatever its author wrote (``CRPA [art. L114-8]`` would lose its brackets, ``[/]`` would
+    stop the command)."""
+    table.add_row(*(escape(cell or "") for cell in cells))
+
+
 def _when(line: Line) -> str:
     return line.at.isoformat(timespec="seconds")
 
@@ -77,18 +85,18 @@ def _show_journal(found: Journal) -> None:
     deliveries = _table("Deliveries", "when", "subscriber", "contract", "purpose",
                         "legal basis", "fields", "kept until")
     for line in found.deliveries:
-        deliveries.add_row(_when(line), line.subscriber, line.contract_id, line.purpose,
-                           line.legal_basis, ", ".join(line.fields),
-                           line.kept_until.date().isoformat() if line.kept_until else "?")
+        _row(deliveries, _when(line), line.subscriber, line.contract_id, line.purpose,
+             line.legal_basis, ", ".join(line.fields),
+             line.kept_until.date().isoformat() if line.kept_until else "?")
     withheld = _table("Withheld", "when", "subscriber", "contract", "dataset", "reason")
     for line in found.withheld:
-        withheld.add_row(_when(line), line.subscriber, line.contract_id, line.dataset,
-                         line.reason)
+        _row(withheld, _when(line), line.subscriber, line.contract_id, line.dataset,
+             line.reason)
     history = _table("Consent and enrolment", "when", "contract", "change", "channel")
     for line in sorted([*found.consents, *found.enrolments], key=lambda each: each.at):
         change = (f"consent {line.status}" if line.kind == "consent"
                   else "enrolled" if line.enrolled else "released")
-        history.add_row(_when(line), line.contract_id, change, line.channel or "")
+        _row(history, _when(line), line.contract_id, change, line.channel or "")
     for table in (deliveries, withheld, history):
         console.print(table)
 
@@ -99,5 +107,5 @@ def _show_upcoming(found: list[Receiver]) -> None:
     for each in found:
         outcome = (f"receives {', '.join(each.fields)}" if each.would_receive
                    else f"withheld ({each.reason})")
-        table.add_row(each.dataset, each.subscriber, each.contract_id, each.purpose, outcome)
+        _row(table, each.dataset, each.subscriber, each.contract_id, each.purpose, outcome)
     console.print(table)

@@ -4,7 +4,9 @@ A journal entry is a routing decision about the person (a delivery or a withheld
 change of their consent or enrolment. Each is made from one record, as decoded; a record that
 is about no person (a file sink's deletion), or that this version does not know how to read (a
 decision a newer audit schema added, read back as ``withheld`` without a reason), makes none:
-the journal shows what it understands and skips the rest, rather than stopping.
+the journal shows what it understands and skips the rest, rather than stopping. A record whose
+subject is malformed raises :class:`MalformedSubject` (a ``ValueError``), which the follower
+logs by place and skips.
 
 Pure: no Kafka, no store. The follower (:mod:`streams.journal.follower`) decodes records and
 the view (:mod:`streams.journal.view`) keeps what these functions make of them.
@@ -18,6 +20,7 @@ from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from schemas.identifiers import is_bus_subject
 from streams.state.directory import Change, consent_change, population_change, release_of
 
 EntryKind = Literal["delivery", "withheld", "consent", "enrolment"]
@@ -78,6 +81,19 @@ class Made:
     change: Change | None = None
 
 
+class MalformedSubject(ValueError):
+    """A record's subject is no subject reference nor SIREN: kept, a forged one such as a
+    person's reference followed by more would fall into that person's journal (their entries
+    are one prefix scan)."""
+
+
+def _subject(value: Any) -> str:
+    if not is_bus_subject(value):
+        raise MalformedSubject("subject: neither a subject reference nor a SIREN")
+    subject: str = value
+    return subject
+
+
 def _instant(value: Any) -> datetime:
     """A decoded timestamp (fastavro reads ``timestamp-millis`` as an aware datetime)."""
     if isinstance(value, datetime):
@@ -90,10 +106,10 @@ def _instant(value: Any) -> datetime:
 def from_audit(datum: Mapping[str, Any]) -> Made | None:
     """The entry of an audit record; None for one about no person (a deletion) or one whose
     decision this version does not know."""
-    subject = datum.get("subject_ref") or ""
-    decision = datum.get("decision")
-    if not subject:
+    if not datum.get("subject_ref"):
         return None
+    subject = _subject(datum["subject_ref"])
+    decision = datum.get("decision")
     common = {"at": _instant(datum["decided_at"]), "contract_id": datum["contract_id"],
               "subscriber": datum.get("subscriber"), "dataset": datum.get("dataset")}
     if decision == "delivered":
@@ -107,6 +123,7 @@ def from_audit(datum: Mapping[str, Any]) -> Made | None:
 def from_consent(datum: Mapping[str, Any]) -> Made:
     """The entry of a consent record, and its change to the person's file."""
     change = consent_change(datum)
+    _subject(change.subject)
     return Made(change.subject, Entry("consent", _instant(datum["recorded_at"]),
                                       change.contract_id, status=datum["status"],
                                       channel=datum.get("channel")), change)
@@ -115,6 +132,7 @@ def from_consent(datum: Mapping[str, Any]) -> Made:
 def from_population(datum: Mapping[str, Any]) -> Made:
     """The entry of a population record (an enrolment or a release)."""
     change = population_change(datum)
+    _subject(change.subject)
     return Made(change.subject, Entry("enrolment", _instant(datum["recorded_at"]),
                                       change.contract_id, enrolled=bool(datum["enrolled"])),
                 change)
@@ -125,5 +143,6 @@ def from_release(key: str, timestamp_ms: int) -> Made | None:
     change = release_of(key)
     if change is None:
         return None
+    _subject(change.subject)
     return Made(change.subject, Entry("enrolment", _instant(timestamp_ms), change.contract_id,
                                       enrolled=False), change)

@@ -10,14 +10,21 @@ up to them, so a restarted reader resumes where it stopped, and a fresh one rebu
 beginning. An entry is keyed by where its record was read (topic, partition, offset): a record
 read twice is written twice to the same key.
 
+The view forgets as the bus does: an audit entry once the audit retention deleted its record
+(:meth:`JournalView.prune`), a consent or enrolment entry once its state key is tombstoned
+(``retention expire-history``): entries made from a state record are listed under the record's
+key, so that its tombstone finds them (:meth:`Batch.forget`).
+
 One process holds a view at a time (RocksDB locks its directory): the gateway that follows it,
 or a command that reads it while no gateway does.
 """
 
 from __future__ import annotations
 
+import os
 import struct
 from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +38,9 @@ _ENTRY = b"e\x00"
 _FILE = b"f\x00"
 _CONTRACT = b"c\x00"
 _POSITION = b"p\x00"
+_BY_RECORD = b"k\x00"
+_LENGTH = struct.Struct(">I")
+PRUNE_CHUNK = 10_000
 _INSTANT = struct.Struct(">q")
 _PLACE = struct.Struct(">iq")
 WRITE_BUFFER = 32 * 1024 * 1024
@@ -50,6 +60,23 @@ def _entry_key(subject: str, entry: Entry, source: Source) -> bytes:
             + source.topic.encode() + b"\x00" + _PLACE.pack(source.partition, source.offset))
 
 
+def _record_prefix(topic: str, record_key: bytes) -> bytes:
+    """Where the entries made from the records under one key of a state topic are listed
+    (the key's length first: no key is a prefix of another's listing)."""
+    return (_BY_RECORD + topic.encode() + b"\x00" + _LENGTH.pack(len(record_key))
+            + record_key)
+
+
+def _read_entry_key(key: bytes) -> tuple[datetime, str]:
+    """An entry key's instant and topic (a subject reference holds no NUL)."""
+    rest = key[len(_ENTRY):]
+    after = rest.index(b"\x00") + 1
+    (millis,) = _INSTANT.unpack_from(rest, after)
+    topic_at = after + _INSTANT.size
+    topic = rest[topic_at:rest.index(b"\x00", topic_at)].decode()
+    return datetime.fromtimestamp(millis / 1000, UTC), topic
+
+
 def _position_key(topic: str, partition: int) -> bytes:
     return _POSITION + topic.encode() + b"\x00" + str(partition).encode()
 
@@ -61,16 +88,34 @@ class Batch:
         self._view = view
         self._batch = rocksdict.WriteBatch(raw_mode=True)
         self._files: dict[str, SubjectFile] = {}
+        self._listed: dict[bytes, list[bytes]] = {}
         self.contracts: dict[str, Contract | None] = {}
 
-    def add(self, made: Made, source: Source) -> None:
-        """Keep an entry, and fold its change into the person's file."""
-        self._batch.put(_entry_key(made.subject, made.entry, source), made.entry.encode())
+    def add(self, made: Made, source: Source, record_key: bytes | None = None) -> None:
+        """Keep an entry, and fold its change into the person's file. An entry made from a
+        state record is listed under the record's key, so that a tombstone of that key
+        (:meth:`forget`) finds it."""
+        entry_key = _entry_key(made.subject, made.entry, source)
+        self._batch.put(entry_key, made.entry.encode())
+        if record_key is not None:
+            listing = _record_prefix(source.topic, record_key)
+            self._batch.put(listing + entry_key, b"")
+            self._listed.setdefault(listing, []).append(entry_key)
         if made.change is not None:
-            file = self._files.get(made.subject)
-            if file is None:
-                file = self._view.file_of(made.subject)
-            self._files[made.subject] = made.change.applied_to(file)
+            self._files[made.subject] = made.change.applied_to(self.file_of(made.subject))
+
+    def file_of(self, subject: str) -> SubjectFile:
+        """``subject``'s file with what this batch changed so far."""
+        file = self._files.get(subject)
+        return self._view.file_of(subject) if file is None else file
+
+    def forget(self, topic: str, record_key: bytes) -> None:
+        """Delete the entries made from the records under ``record_key`` of ``topic`` (its
+        tombstone: the person's choice erased from the bus leaves their journal too)."""
+        listing = _record_prefix(topic, record_key)
+        for entry_key in [*self._view.listed(listing), *self._listed.pop(listing, [])]:
+            self._batch.delete(entry_key)
+            self._batch.delete(listing + entry_key)
 
     def contract(self, contract_id: str, contract: Contract | None) -> None:
         """Keep a contract as recorded now (None: it was erased)."""
@@ -93,11 +138,25 @@ class Batch:
         self._view.write(self._batch)
 
 
+def _owner_only(path: Path) -> Path:
+    """The store's folder inside ``path``, owner-only as the workers' state: the view names
+    persons and what was done about them, and RocksDB creates its files readable by all under
+    the usual umask. ``path`` itself is made owner-only when this process owns it; a mounted
+    volume (root's, ``0777``) cannot be, hence the store in a folder of its own."""
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if path.stat().st_uid == os.geteuid():
+        path.chmod(0o700)
+    store = path / "view"
+    store.mkdir(exist_ok=True, mode=0o700)
+    store.chmod(0o700)  # made before, or under a umask that left it open
+    return store
+
+
 class JournalView:
     """The view's store, opened for reading and writing by one process."""
 
     def __init__(self, path: Path) -> None:
-        path.mkdir(parents=True, exist_ok=True)
+        store = _owner_only(path)
         options = rocksdict.Options(raw_mode=True)
         options.create_if_missing(True)
         options.set_write_buffer_size(WRITE_BUFFER)
@@ -107,7 +166,7 @@ class JournalView:
         table.set_bloom_filter(10, False)
         options.set_block_based_table_factory(table)
         try:
-            self._db = rocksdict.Rdict(str(path), options)
+            self._db = rocksdict.Rdict(str(store), options)
         except Exception as exc:  # rocksdict raises a bare Exception naming the lock file
             if "lock" in str(exc).lower():
                 raise ViewLocked("the journal view is held by another process (a running "
@@ -120,6 +179,25 @@ class JournalView:
 
     def write(self, batch: rocksdict.WriteBatch) -> None:
         self._db.write(batch)
+
+    def prune(self, before: datetime, topic: str) -> int:
+        """Delete the entries made from ``topic``'s records dated before ``before``; how many.
+        A full scan of the entries, in chunks: run it off the event loop."""
+        batch, pruned = rocksdict.WriteBatch(raw_mode=True), 0
+        for key, _ in self._scan(_ENTRY):
+            at, source = _read_entry_key(key)
+            if source == topic and at < before:
+                batch.delete(key)
+                pruned += 1
+                if pruned % PRUNE_CHUNK == 0:
+                    self.write(batch)
+                    batch = rocksdict.WriteBatch(raw_mode=True)
+        self.write(batch)
+        return pruned
+
+    def listed(self, listing: bytes) -> list[bytes]:
+        """The entry keys listed under one record key (:func:`_record_prefix`)."""
+        return [key[len(listing):] for key, _ in self._scan(listing)]
 
     def positions(self) -> Positions:
         """How far each partition was read."""

@@ -27,12 +27,17 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import re
 from typing import Final, Literal
 
 from pydantic import SecretStr
 
-from schemas.identifiers import InvalidIdentifier, validate_nir, validate_siren
+from schemas.identifiers import (
+    SIREN_SHAPE,
+    SUBJECT_REFERENCE_SHAPE,
+    InvalidIdentifier,
+    validate_nir,
+    validate_siren,
+)
 
 __all__ = [
     "MIN_SECRET_BYTES",
@@ -53,8 +58,8 @@ MIN_SECRET_BYTES: Final = 32
 
 _SUBJECT_DOMAIN: Final = b"circulation/subject/v1/"
 _PSEUDONYM_DOMAIN: Final = b"circulation/pseudonym/v2/"
-_REFERENCE_SHAPE: Final = re.compile(r"sr1_[0-9a-f]{64}")
-_SIREN_SHAPE: Final = re.compile(r"[0-9]{9}")
+_REFERENCE_SHAPE: Final = SUBJECT_REFERENCE_SHAPE
+_SIREN_SHAPE: Final = SIREN_SHAPE
 _VARIANT: Final = {digit: "89ab"[int(digit, 16) & 0x3] for digit in "0123456789abcdef"}
 """The RFC 9562 variant digit (10xx in binary) keeping a hex digit's two low bits."""
 

@@ -5,7 +5,8 @@ A person signs in with the development sign-in, sees their deliveries, the decis
 and who would receive what today, never their NIR nor another person's data; then, with the
 keyboard alone, withdraws their consent under an opt-in contract. The page shows the effect at
 once, the subscriber receives an erasure notice, and the person's next event is no longer
-delivered under that contract. The operator's API answers the same journal.
+delivered under that contract. The withdrawal is recorded as collected online by the
+administration that runs the page.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import pytest
 from playwright.async_api import Browser, Page, async_playwright
 
 from streams.dev.synthetic import Person
+from streams.kafka.topics import CONSENTS
 from streams.state.subjects import resolve, set_consent
 from tests.integration.gateway_process import gateway_client
 from tests.integration.routing_harness import (
@@ -26,6 +28,7 @@ from tests.integration.routing_harness import (
     event_for,
     fresh_people,
     header,
+    read_all,
 )
 
 pytest_plugins = ("tests.integration.routing_harness",)
@@ -36,6 +39,8 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
                  "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
 MAX_TABS = 60
+COLLECTOR = "41002605800017"
+"""The SIRET of the administration running the page in this test."""
 
 
 @pytest.fixture
@@ -84,9 +89,11 @@ async def test_a_person_reads_their_journal_and_withdraws_with_the_keyboard(
     first = await bus.publish([event_for(BOURSIER, person), event_for(BOURSIER, other)])
     await bus.decisions(start, first, contracts)
     notices = await beginning(bus.settings, [consented.delivery_topic])
+    consents = await beginning(bus.settings, [CONSENTS])
 
     env = {**bus.cli_env, "CIRCULATION_JOURNAL_DIR": str(tmp_path / "journal"),
-           "CIRCULATION_JOURNAL_DEV_SIGN_IN": "true"}
+           "CIRCULATION_JOURNAL_DEV_SIGN_IN": "true",
+           "CIRCULATION_JOURNAL_COLLECTOR_SIRET": COLLECTOR}
     async with gateway_client(env, tmp_path / "gateway.log") as client:
         page = await browser.new_page()
         await page.goto(f"{client.base_url}/journal")
@@ -125,6 +132,13 @@ async def test_a_person_reads_their_journal_and_withdraws_with_the_keyboard(
             f"[aria-label='M\\'opposer pour la convention {objectable.id}']").count() == 1
         _no_identifier(await page.content(), person)
 
+    prefix = f"{consented.id}/{bus.reference(person)}/".encode()
+    recorded = [bus.serde.decode(r.value)[1] for r in await read_all(
+        bus.settings, consents, lambda r: bytes(r.key or b"").startswith(prefix))]
+    assert [(c["status"], c["channel"], c["collected_by"]) for c in recorded] == [
+        ("granted", "counter", consented.subscriber_siret),
+        ("withdrawn", "online_portal", COLLECTOR)]
+    assert recorded[-1]["evidence_ref"].startswith("circulation-journal-")
     notice = await bus.delivered(consented, 1, event_type="erasure_notice", start=notices)
     assert [r.key.decode() for r in notice if header(r, "ce_type") == "erasure_notice"] == [
         bus.pseudonym(consented, person)]

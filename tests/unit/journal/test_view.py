@@ -7,8 +7,18 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from schemas.catalog import Catalog
-from streams.journal.entries import Source, from_audit, from_consent, from_population
+from streams.journal.entries import (
+    MalformedSubject,
+    Source,
+    from_audit,
+    from_consent,
+    from_population,
+    from_release,
+)
+from streams.journal.follower import JournalFollower
 from streams.journal.queries import journal, receivers, upcoming
 from streams.journal.view import JournalView
 from streams.kafka.topics import AUDIT, CONSENTS, POPULATION
@@ -113,3 +123,106 @@ def test_the_file_and_the_journal_follow_consents_and_enrolments(tmp_path: Path)
         ("c-gone", False, "contract_inactive"), ("c-in", False, "no_consent"),
         ("c-out", True, None)]
     view.close()
+
+
+def test_the_view_folder_is_owner_only(tmp_path: Path) -> None:
+    folder = tmp_path / "journal"
+    folder.mkdir(mode=0o755)
+    folder.chmod(0o755)
+    JournalView(folder).close()
+    assert folder.stat().st_mode & 0o777 == 0o700
+    store = folder / "view"
+    store.chmod(0o755)  # as a view made before would be
+    JournalView(folder).close()
+    assert store.stat().st_mode & 0o777 == 0o700
+    assert any(store.iterdir())  # RocksDB's files are in it, behind the owner-only folder
+
+
+def test_audit_entries_past_the_retention_are_pruned(tmp_path: Path) -> None:
+    view = JournalView(tmp_path)
+    batch = view.batch()
+    batch.add(_made(_audit(ALICE, "c-in", "delivered")), Source(AUDIT, 0, 0))
+    batch.add(_made(_audit(ALICE, "c-in", "delivered", minutes=10)), Source(AUDIT, 0, 1))
+    batch.add(from_consent(_consent(ALICE, "c-in", "granted")), Source(CONSENTS, 0, 0),
+              b"c-in/" + ALICE.encode() + b"/1")
+    batch.commit({})
+    assert view.prune(AT + timedelta(minutes=5), AUDIT) == 1
+    assert [(e.kind, e.at) for e in view.entries(ALICE)] == [
+        ("consent", AT), ("delivery", AT + timedelta(minutes=10))]  # a standing choice stays
+    view.close()
+
+
+def _population(subject: str, contract_id: str, enrolled: bool) -> dict[str, Any]:
+    return {"contract_id": contract_id, "subject_ref": subject, "enrolled": enrolled,
+            "recorded_at": AT}
+
+
+def test_a_tombstoned_state_key_takes_its_entries_with_it(tmp_path: Path) -> None:
+    view = JournalView(tmp_path)
+    granted, withdrawn = (f"c-in/{ALICE}/{n}".encode() for n in (1, 2))
+    enrolment = f"c-enrolled/{ALICE}".encode()
+    batch = view.batch()
+    batch.add(from_consent(_consent(ALICE, "c-in", "granted")), Source(CONSENTS, 0, 0),
+              granted)
+    batch.add(from_consent(_consent(ALICE, "c-in", "withdrawn", 1)), Source(CONSENTS, 0, 1),
+              withdrawn)
+    batch.add(from_population(_population(ALICE, "c-enrolled", True)),
+              Source(POPULATION, 0, 0), enrolment)
+    batch.add(from_population(_population(BOB, "c-enrolled", True)),
+              Source(POPULATION, 0, 1), f"c-enrolled/{BOB}".encode())
+    batch.commit({})
+    batch = view.batch()
+    batch.forget(CONSENTS, granted)  # an older decision, erased by expire-history
+    batch.add(from_population(_population(ALICE, "c-enrolled", False)),
+              Source(POPULATION, 0, 2), enrolment)
+    batch.forget(POPULATION, enrolment)  # read in the same batch as its last record
+    batch.commit({})
+    assert [(e.kind, e.status) for e in view.entries(ALICE)] == [("consent", "withdrawn")]
+    assert [e.kind for e in view.entries(BOB)] == ["enrolment"]
+    view.close()
+
+
+def test_a_population_tombstone_adds_a_release_only_to_an_enrolled_person(
+        tmp_path: Path) -> None:
+    view = JournalView(tmp_path)
+    released, enrolled = f"c-a/{ALICE}".encode(), f"c-b/{ALICE}".encode()
+    batch = view.batch()
+    batch.add(from_population(_population(ALICE, "c-a", True)), Source(POPULATION, 0, 0),
+              released)
+    batch.add(from_population(_population(ALICE, "c-a", False)), Source(POPULATION, 0, 1),
+              released)
+    batch.add(from_population(_population(ALICE, "c-b", True)), Source(POPULATION, 0, 2),
+              enrolled)
+    batch.commit({})
+    later = int((AT + timedelta(days=400)).timestamp() * 1000)
+    batch = view.batch()
+    JournalFollower._tombstone(batch, Source(POPULATION, 0, 3), released, later)
+    JournalFollower._tombstone(batch, Source(POPULATION, 0, 4), enrolled, later)
+    batch.commit({})
+    assert [(e.contract_id, e.enrolled, e.at) for e in view.entries(ALICE)] == [
+        ("c-b", False, AT + timedelta(days=400))]  # no second, wrongly dated release of c-a
+    assert view.file_of(ALICE) == {}
+    view.close()
+
+
+FORGED = [ALICE + "\x00", ALICE + "0", ALICE.upper(), "sr1_" + "a" * 63, "12345678", ALICE[4:],
+          12345]
+
+
+@pytest.mark.parametrize("forged", FORGED)
+def test_a_record_whose_subject_is_malformed_makes_no_entry(forged: Any) -> None:
+    """A forged ``sr1_<victim>`` followed by more would fall into the victim's prefix scan."""
+    with pytest.raises(MalformedSubject):
+        from_audit(_audit(forged, "c-in", "delivered"))
+    with pytest.raises(MalformedSubject):
+        from_consent(_consent(forged, "c-in", "granted"))
+    with pytest.raises(MalformedSubject):
+        from_population(_population(forged, "c-in", True))
+    if isinstance(forged, str):
+        with pytest.raises(MalformedSubject):
+            from_release(f"c-in/{forged}", 0)
+
+
+def test_a_company_s_siren_and_a_reference_make_entries() -> None:
+    assert _made(_audit("356000000", "c-in", "delivered")).subject == "356000000"
+    assert from_consent(_consent(ALICE, "c-in", "granted")).subject == ALICE
