@@ -26,16 +26,18 @@ EXTENSIONS = ("contract", "purpose", "legalbasis", "expiresat")
 
 def delivery_json(serde: AvroSerde, headers: list[tuple[str, bytes]], key: bytes | None,
                   value: bytes) -> dict[str, Any]:
-    """One delivery as a CloudEvents JSON object with only the data the contract allows."""
+    """One delivery as a CloudEvents JSON object with only the data the contract allows. A
+    notice about a whole contract (its end) is about no one: it has no ``subject``, which
+    CloudEvents leaves optional."""
     attributes, _ = from_kafka(headers, key, value)
     schema, datum = serde.decode_record(value)
     data = to_json(schema, datum)
     event: dict[str, Any] = {
         "specversion": "1.0", "id": attributes["id"], "source": attributes["source"],
-        "type": attributes["type"], "subject": attributes["subject"],
-        "time": rfc3339_millis(attributes["time"]), "data": data,
+        "type": attributes["type"], "time": rfc3339_millis(attributes["time"]), "data": data,
     }
-    event.update({name: attributes[name] for name in EXTENSIONS if name in attributes})
+    event.update({name: attributes[name] for name in ("subject", *EXTENSIONS)
+                  if name in attributes})
     return event
 
 

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Callable
 from datetime import timedelta
@@ -115,6 +116,13 @@ async def test_a_revoked_contract_gets_one_contract_wide_notice_audited(bus: Bus
     notice = bus.audit(notices[0])
     assert (notice["reason"], notice["subject_pseudonym"]) == ("contract_ended", None)
     assert (ended["subject_ref"], ended["erasure_reason"]) == ("", "contract_ended")
+    code, out, err = await bus.run_cli("consume", contract.id, "--from-beginning",
+                                       "--timeout", "5")
+    assert code == 0, err
+    (read,) = [json.loads(line) for line in out.splitlines()
+               if json.loads(line)["type"] == "erasure_notice"]
+    assert "subject" not in read, "the subscriber's client reads a notice about no one"
+    assert (read["id"], read["data"]["reason"]) == (ended["delivery_id"], "contract_ended")
 
 
 async def test_a_contract_whose_last_day_passed_gets_its_notice_from_the_workers_alone(
