@@ -16,7 +16,9 @@ BASIS = "CRPA [art. L114-8]"
 
 
 def test_a_contract_s_brackets_are_printed_as_written(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(console, "width", 300)  # no cell wrapped, whatever the terminal
+    # no cell wrapped, whatever the terminal; the private field, so that undoing it leaves the
+    # console measuring the terminal again (its public setter would pin the width it had)
+    monkeypatch.setattr(console, "_width", 300)
     line = Line("delivery", AT, "c-[x]", "ville-[lyon]", PURPOSE, BASIS,
                 "statut_etudiant_boursier", ("echelon",), AT)
     withheld = Line("withheld", AT, "c-[x]", "ville-[lyon]", PURPOSE, BASIS,
