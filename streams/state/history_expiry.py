@@ -36,13 +36,13 @@ whichever writer recorded them.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import structlog
-from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer, ConsumerRecord, TopicPartition
 
 from schemas.catalog import Catalog
 from schemas.serde import AvroSerde
@@ -187,24 +187,35 @@ def overwritten(records: Iterable[Written], tombstones: Tombstones
 
 async def _records_between(settings: Settings, starts: Positions,
                            ends: Positions) -> list[Written]:
-    """Every record of each partition from ``starts`` to ``ends`` (exclusive)."""
-    found: list[Written] = []
+    """Every keyed record of each partition from ``starts`` to ``ends`` (exclusive)."""
+    return [(tp, r.key.decode("utf-8", "replace"), r.offset, r.value, list(r.headers))
+            async for tp, r in _records(settings, dict(starts), ends) if r.key is not None]
+
+
+async def _records(settings: Settings, starts: Mapping[TopicPartition, int | None],
+                   ends: Positions) -> AsyncIterator[tuple[TopicPartition, ConsumerRecord]]:
+    """Each record of each partition of ``starts`` from its start (None: the partition's
+    beginning) up to its end in ``ends`` (exclusive), in each partition's order."""
+    pending = {tp for tp in starts if ends.get(tp, 0) > 0}
+    if not pending:
+        return
     consumer = clients.consumer(settings, enable_auto_commit=False)
     await consumer.start()
     try:
-        consumer.assign(list(starts))
-        for tp, start in starts.items():
-            consumer.seek(tp, start)
-        pending = set(starts)
+        consumer.assign(list(pending))
+        await consumer.seek_to_beginning(*(tp for tp in pending if starts[tp] is None))
+        for tp in pending:
+            start = starts[tp]
+            if start is not None:
+                consumer.seek(tp, start)
         while pending:
             for tp, records in (await consumer.getmany(*pending, timeout_ms=500)).items():
-                found += [(tp, r.key.decode("utf-8", "replace"), r.offset, r.value,
-                           list(r.headers)) for r in records
-                          if r.key is not None and r.offset < ends[tp]]
+                for record in records:
+                    if record.offset < ends[tp]:
+                        yield tp, record
             pending = {tp for tp in pending if await consumer.position(tp) < ends[tp]}
     finally:
         await consumer.stop()
-    return found
 
 
 async def read_choices(settings: Settings, serde: AvroSerde,
@@ -216,22 +227,11 @@ async def read_choices(settings: Settings, serde: AvroSerde,
     ends = await end_offsets(settings, list(_RECORDS), missing_ok=True)
     latest: dict[tuple[str, int, str], Choice | None] = {}
     readers = {topic: catalog.bus_record(name).latest.parsed for topic, name in _RECORDS.items()}
-    consumer = clients.consumer(settings, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
-        pending = {tp for tp in partitions if ends[tp] > 0}
-        while pending:
-            for tp, records in (await consumer.getmany(*pending, timeout_ms=500)).items():
-                for record in records:
-                    if record.offset < ends[tp] and record.key is not None:
-                        key = record.key.decode("utf-8", "replace")
-                        latest[(tp.topic, tp.partition, key)] = _choice(
-                            tp, key, record.value, serde, readers[tp.topic], record.offset)
-            pending = {tp for tp in pending if await consumer.position(tp) < ends[tp]}
-    finally:
-        await consumer.stop()
+    async for tp, record in _records(settings, dict.fromkeys(partitions), ends):
+        if record.key is not None:
+            key = record.key.decode("utf-8", "replace")
+            latest[(tp.topic, tp.partition, key)] = _choice(
+                tp, key, record.value, serde, readers[tp.topic], record.offset)
     return [c for c in latest.values() if c is not None], ends
 
 
