@@ -58,8 +58,11 @@ routed in order). So:
 - audit records per event = growth of ``bus.audit``'s end offsets / events routed; deliveries
   per event likewise, over the configuration's delivery topics. Markers are 2 × partitions of
   the N + 2 × partitions events, the only persons followed in the ``nobody`` configurations;
-- with each: the worker's peak RSS (``VmHWM``, warm-up included), the share of CPU time the
-  host stole, and the share other processes of the machine used (another session's tests).
+- with each: the worker's peak RSS (``VmHWM``, warm-up included), the worker's and the
+  broker's CPU time per event while the backlog is routed (``/proc/<pid>/stat``: on this
+  machine they share two cores, and a delivery spread over thousands of partitions costs the
+  broker more than the worker), the share of CPU time the host stole, and the share other
+  processes of the machine used (another session's tests).
 
 The two ratios of the acceptance criteria are taken within their round (the same machine
 state), then their median is reported: enrolled-K nobody / enrolled-3 nobody, and enrolled-K
@@ -571,6 +574,11 @@ class Routing:
     steal: float | None
     others: float | None
     failure: str | None = None
+    worker_cpu: float | None = None
+    """The worker's CPU time per routed event, in ms, over the routing of the backlog."""
+    broker_cpu: float | None = None
+    """The broker's CPU time per routed event, in ms, over the same time: what a produce
+    request's partitions cost it shows here rather than in the worker."""
 
 
 async def measure_routing(settings: Settings, run_dir: Path, stack: LocalStack,
@@ -622,9 +630,14 @@ async def route_backlog(settings: Settings, stack: LocalStack, worker: Worker,
     finally:
         os.kill(worker.process.pid, signal.SIGCONT)
     note(f"  {len(records):,} events preloaded; the worker routes them")
+    broker = stack.kafka.process.pid()
+    ticks = cpu_ticks(broker), cpu_ticks(worker.process.pid)
     with rt.StolenTime() as stolen, OtherProcesses(stack, [worker]) as others:
         measured.failure, measured.peak = await until_routed(settings, worker, provider_ends,
                                                              arguments)
+        per_event = 1000 / os.sysconf("SC_CLK_TCK") / len(records)
+        measured.broker_cpu = (cpu_ticks(broker) - ticks[0]) * per_event
+        measured.worker_cpu = (cpu_ticks(worker.process.pid) - ticks[1]) * per_event
     after = await ends_of(settings, watched)
     delivered = sum((await ends_of(settings, deliveries)).values()) - delivered_before
     written = sum(end - before[tp] for tp, end in after.items() if tp.topic == AUDIT)
@@ -938,8 +951,10 @@ def report_routing(results: dict[Configuration, list[Routing]],
           f"written {'with ContractStore.apply' if arguments.store_apply else 'in bulk'}\n")
     print("| configuration | events/s (median) | range | audit records / event "
           "| deliveries / event | worker peak RSS (MiB) | worker warm-up (s) "
+          "| worker CPU / event (ms) | broker CPU / event (ms) "
           "| contracts written (s) | enrolments written (s) | CPU stolen by the host "
-          "| CPU of other processes |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+          "| CPU of other processes |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+          "---:|---:|")
     for configuration in sorted(results, key=lambda c: (c.enrolled_in, c.population,
                                                        c.contracts)):
         runs = results[configuration]
@@ -952,6 +967,8 @@ def report_routing(results: dict[Configuration, list[Routing]],
               f"{statistics.median(r.deliveries for r in runs):,.4f} | "
               f"{max(r.peak for r in runs):,.0f} | "
               f"{statistics.median(r.warm_up for r in runs):,.0f} | "
+              f"{milliseconds(r.worker_cpu for r in runs)} | "
+              f"{milliseconds(r.broker_cpu for r in runs)} | "
               f"{statistics.median(r.contracts_seconds for r in runs):,.1f} | "
               f"{statistics.median(r.enrol_seconds for r in runs):,.1f} | "
               f"{', '.join(rt.percent(r.steal) for r in runs)} | "
@@ -967,6 +984,12 @@ def report_routing(results: dict[Configuration, list[Routing]],
         median = f"{statistics.median(ratios):.3f}" if ratios else "n/a"
         print(f"| {numerator.title} ÷ {denominator.title} | {median} | "
               f"{rt.spread(ratios, '{:.3f}')} | at least 0.8 |")
+
+
+def milliseconds(values: Iterable[float | None]) -> str:
+    """The median of the values measured, or n/a."""
+    known = [value for value in values if value is not None]
+    return f"{statistics.median(known):.2f}" if known else "n/a"
 
 
 def report_memory(result: Memory) -> None:
