@@ -378,6 +378,15 @@ def cpu_ticks(pid: int | None) -> int:
     return sum(int(value) for value in stat.rsplit(")", 1)[1].split()[11:13])
 
 
+def cpu_per_event(pid: int | None, before: int, events: int) -> float | None:
+    """Milliseconds of CPU ``pid`` used per event since it had used ``before`` ticks; None
+    when it is unknown or gone (its ticks read as 0), rather than a figure that means nothing."""
+    after = cpu_ticks(pid)
+    if pid is None or after < before or after == 0:
+        return None
+    return (after - before) * 1000 / os.sysconf("SC_CLK_TCK") / events
+
+
 class OtherProcesses:
     """The share of the machine's CPU time (all cores) that processes other than the stack's,
     this script's and the measured workers' used over a measurement: another test suite or
@@ -635,9 +644,8 @@ async def route_backlog(settings: Settings, stack: LocalStack, worker: Worker,
     with rt.StolenTime() as stolen, OtherProcesses(stack, [worker]) as others:
         measured.failure, measured.peak = await until_routed(settings, worker, provider_ends,
                                                              arguments)
-        per_event = 1000 / os.sysconf("SC_CLK_TCK") / len(records)
-        measured.broker_cpu = (cpu_ticks(broker) - ticks[0]) * per_event
-        measured.worker_cpu = (cpu_ticks(worker.process.pid) - ticks[1]) * per_event
+        measured.broker_cpu = cpu_per_event(broker, ticks[0], len(records))
+        measured.worker_cpu = cpu_per_event(worker.process.pid, ticks[1], len(records))
     after = await ends_of(settings, watched)
     delivered = sum((await ends_of(settings, deliveries)).values()) - delivered_before
     written = sum(end - before[tp] for tp, end in after.items() if tp.topic == AUDIT)
